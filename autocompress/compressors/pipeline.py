@@ -1,0 +1,109 @@
+"""``compress(task, plan)``: replay one plan on the teacher, no search involved.
+
+student depth (drop blocks) -> structured pruning per group (x student width) -> fold
+BatchNorm -> low-rank factorization -> quantization-aware fine-tuning with distillation from
+the teacher. The result holds the fine-tuned fake-quantized model; ``export_artifact`` writes
+the ONNX file that is measured and shipped.
+
+Example:
+    >>> from autocompress import Plan, LayerPlan, load_task
+    >>> task = load_task("digits")                                           # doctest: +SKIP
+    >>> result = compress(task, Plan(layers={"fc": LayerPlan(bits=8)}))       # doctest: +SKIP
+    >>> export_artifact(result, task.example_inputs, "model.onnx")            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import weakref
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from autocompress.compressors.distill import DistillConfig, TeacherTargets, distill, teacher_targets
+from autocompress.compressors.fold import fold_batchnorm
+from autocompress.compressors.lowrank import factorize
+from autocompress.compressors.prune import prune_groups
+from autocompress.compressors.quantize import QuantSpec, calibrate, freeze, prepare_qat
+from autocompress.compressors.student import drop_blocks
+from autocompress.evaluators.export import export_onnx
+from autocompress.plan import Plan
+from autocompress.spaces.layers import Discovery, discover
+from autocompress.task import Task
+
+CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE = 4, 64
+
+
+@dataclass
+class TaskContext:
+    """What every candidate of one task shares, computed once per process."""
+
+    discovery: Discovery
+    _targets: TeacherTargets | None = None
+
+    def targets(self, task: Task) -> TeacherTargets:
+        if self._targets is None:
+            self._targets = teacher_targets(task.teacher, task.train, head=self.discovery.head)
+        return self._targets
+
+
+_contexts: "weakref.WeakKeyDictionary[nn.Module, TaskContext]" = weakref.WeakKeyDictionary()
+
+
+def task_context(task: Task) -> TaskContext:
+    context = _contexts.get(task.teacher)
+    if context is None:
+        context = TaskContext(discover(task.teacher, task.example_inputs, blocks=task.blocks))
+        _contexts[task.teacher] = context
+    return context
+
+
+@dataclass
+class Compressed:
+    model: nn.Module  # fine-tuned, eval mode; quantized layers are FakeQuantLayers
+    notes: list[str] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+
+
+def _train_batches(task: Task, count: int, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    loader = torch.utils.data.DataLoader(task.train, batch_size=size, shuffle=False)
+    return [batch for batch, _ in zip(loader, range(count))]
+
+
+def compress(task: Task, plan: Plan, *, config: DistillConfig = DistillConfig()) -> Compressed:
+    """Apply ``plan`` to a copy of the teacher and fine-tune it; the teacher is not changed."""
+    context = task_context(task)
+    info = context.discovery
+    model = copy.deepcopy(task.teacher).eval()
+    notes = []
+    dropped = drop_blocks(model, plan, info.stages)
+    if dropped:
+        notes.append(f"dropped blocks {', '.join(dropped)}")
+    keep = {g.name: plan.width * (1 - plan.layer(g.name).prune) for g in info.groups}
+    keep = {name: k for name, k in keep.items() if k < 1}
+    if keep:
+        batches = _train_batches(task, 1, CALIBRATION_BATCH_SIZE)
+        changed = prune_groups(model, task.example_inputs, keep=keep, head=info.head,
+                               group_of={m: g.name for g in info.groups for m in g.members},
+                               importance=plan.importance, batch=batches[0])
+        notes += [f"pruned {name} {before}->{after}" for name, (before, after) in changed.items()]
+    model = fold_batchnorm(model)
+    skipped = factorize(model, {name: lp.rank for name, lp in plan.layers if lp.rank not in (None, 1.0)})
+    notes += [f"low-rank skipped for {name}: {why}" for name, why in skipped.items()]
+    prepare_qat(model, {name: lp.bits for name, lp in plan.layers if lp.bits})
+    calibrate(model, [x for x, _ in _train_batches(task, CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE)])
+    losses = []
+    if config.steps:
+        losses = distill(model, task.train, context.targets(task), config, head=info.head)
+    return Compressed(model.eval(), notes, losses)
+
+
+def export_artifact(compressed: Compressed, example_inputs: torch.Tensor, path: str) -> nn.Module:
+    """Write the ONNX artifact; returns the plain float model it was exported from."""
+    plain, specs = freeze(copy.deepcopy(compressed.model))
+    export_onnx(plain, example_inputs, path, specs)
+    return plain
+
+
+__all__ = ["Compressed", "QuantSpec", "compress", "export_artifact", "task_context"]

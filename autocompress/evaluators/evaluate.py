@@ -1,0 +1,56 @@
+"""Evaluate one plan: compress, export the artifact, measure that file.
+
+Example:
+    >>> from autocompress import Plan, load_task
+    >>> task = load_task("digits")                                          # doctest: +SKIP
+    >>> metrics = evaluate(task, Plan(), out_dir="artifacts/0")             # doctest: +SKIP
+    >>> metrics.size_bytes == os.path.getsize("artifacts/0/model.onnx")     # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from autocompress.compressors.distill import DistillConfig
+from autocompress.compressors.pipeline import compress, export_artifact
+from autocompress.evaluators.measure import latency_ms, onnx_metric, onnx_session, params_and_macs, size_bytes
+from autocompress.metrics import Metrics
+from autocompress.plan import Plan
+from autocompress.task import Task
+
+ARTIFACT_NAME, PLAN_NAME = "model.onnx", "plan.json"
+
+
+def fidelity_label(config: DistillConfig) -> str:
+    """How a number was made, e.g. 'steps=150,data=1,onnx-val' (full fidelity = all steps,
+    all data, accuracy of the ONNX file on the whole validation split)."""
+    return f"steps={config.steps},data={config.data_fraction:g},onnx-val"
+
+
+def measure_artifact(task: Task, path: str, *, split: str = "val") -> tuple[float, float, float]:
+    """(metric on ``split``, median latency ms, latency IQR ms) of an ONNX file."""
+    session = onnx_session(path)
+    metric = onnx_metric(session, getattr(task, split), task.metric)
+    latency, spread = latency_ms(session, task.example_inputs)
+    return metric, latency, spread
+
+
+def evaluate(task: Task, plan: Plan, *, out_dir: str | os.PathLike, config: DistillConfig = DistillConfig()) -> Metrics:
+    """Compress ``task.teacher`` by ``plan``, write ``out_dir/model.onnx`` + ``plan.json``, measure."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / PLAN_NAME).write_text(plan.to_json())
+    compressed = compress(task, plan, config=config)
+    path = str(out / ARTIFACT_NAME)
+    plain = export_artifact(compressed, task.example_inputs, path)
+    metric, latency, spread = measure_artifact(task, path)
+    params, macs = params_and_macs(plain, task.example_inputs)
+    return Metrics(accuracy=metric, size_bytes=size_bytes(path), latency_ms=latency, params=params, macs=macs,
+                   fidelity=fidelity_label(config), latency_spread_ms=spread, notes="; ".join(compressed.notes))
+
+
+def evaluate_teacher(task: Task, *, out_dir: str | os.PathLike) -> Metrics:
+    """The teacher, exported (BatchNorm folded, as ONNX Runtime would run it) and measured the same way."""
+    return evaluate(task, Plan(), out_dir=out_dir, config=DistillConfig(steps=0))

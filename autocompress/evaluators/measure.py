@@ -1,0 +1,79 @@
+"""Measurements on the artifact: file size, ONNX Runtime latency and accuracy, params and MACs.
+
+Latency: batch 1, a fixed number of intra-op threads (1 by default), sequential execution,
+warm-up runs, then the median (and interquartile range) of many timed runs.
+
+Example:
+    >>> import os, tempfile, torch
+    >>> from torch import nn
+    >>> from autocompress.evaluators.export import export_onnx
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.onnx")
+    >>> export_onnx(nn.Linear(4, 2), torch.randn(1, 4), path)
+    >>> median, spread = latency_ms(onnx_session(path), torch.randn(1, 4), runs=20)
+    >>> median > 0 and size_bytes(path) == os.path.getsize(path)
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+import numpy as np
+import onnxruntime as ort
+import torch
+import torch_pruning as tp
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+LATENCY_THREADS = 1
+
+
+def size_bytes(path: str) -> int:
+    return os.path.getsize(path)
+
+
+def onnx_session(path: str, *, threads: int = LATENCY_THREADS) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def latency_ms(session: ort.InferenceSession, example_inputs: torch.Tensor, *, warmup: int = 20,
+               runs: int = 300) -> tuple[float, float]:
+    """(median, interquartile range) of ``runs`` batch-1 runs in milliseconds."""
+    feed = {session.get_inputs()[0].name: example_inputs[:1].numpy()}
+    for _ in range(warmup):
+        session.run(None, feed)
+    times = np.empty(runs)
+    for i in range(runs):
+        start = time.perf_counter_ns()
+        session.run(None, feed)
+        times[i] = time.perf_counter_ns() - start
+    q1, median, q3 = np.percentile(times / 1e6, [25, 50, 75])
+    return float(median), float(q3 - q1)
+
+
+def onnx_logits(session: ort.InferenceSession, data: Dataset, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Run the artifact over a dataset: (logits, labels)."""
+    name = session.get_inputs()[0].name
+    outputs, labels = [], []
+    for x, y in DataLoader(data, batch_size=batch_size):
+        outputs.append(session.run(None, {name: x.numpy()})[0])
+        labels.append(y.numpy())
+    return np.concatenate(outputs), np.concatenate(labels)
+
+
+def onnx_metric(session: ort.InferenceSession, data: Dataset, metric: Callable) -> float:
+    return float(metric(*onnx_logits(session, data)))
+
+
+def params_and_macs(model: nn.Module, example_inputs: torch.Tensor) -> tuple[int, int]:
+    """Parameters and multiply-accumulates of one batch-1 forward pass."""
+    macs, params = tp.utils.count_ops_and_params(model, example_inputs)
+    return int(params), int(macs)

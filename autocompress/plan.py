@@ -1,0 +1,134 @@
+"""The plan: the whole description of one compressed candidate.
+
+A plan says, per layer (or per dependency group for pruning), how much to prune, at which
+bit-width to store the weights, and which fraction of the rank to keep; plus the student
+architecture (blocks kept per stage, a uniform width multiplier). ``compress(task, plan)``
+replays a plan without any search, and plans round-trip through JSON.
+
+Example:
+    >>> from autocompress.plan import LayerPlan, Plan
+    >>> plan = Plan(layers={"fc": LayerPlan(bits=8), "stem.conv": LayerPlan(prune=0.5)},
+    ...             depth={"stage2": 1}, width=0.75)
+    >>> Plan.from_json(plan.to_json()) == plan
+    True
+    >>> plan.layer("fc").bits, plan.layer("missing").bits
+    (8, None)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+BIT_WIDTHS = (2, 4, 8)  # weight bit-widths ONNX stores natively (INT2/INT4/INT8)
+IMPORTANCES = ("l1", "l2", "taylor")
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """What to do to one layer. The defaults leave the layer alone.
+
+    prune: fraction of the layer's dependency group's output channels removed (0 = none);
+        meaningful on the layer that names a group.
+    bits: weight bit-width (2, 4 or 8), or None for float32.
+    rank: fraction of the full rank kept by a truncated-SVD factorization, or None.
+    """
+
+    prune: float = 0.0
+    bits: int | None = None
+    rank: float | None = None
+
+    def __post_init__(self):
+        if not 0.0 <= self.prune < 1.0:
+            raise ValueError(f"prune ratio must be in [0, 1), got {self.prune}")
+        if self.bits is not None and self.bits not in BIT_WIDTHS:
+            raise ValueError(f"bits must be one of {BIT_WIDTHS} or None, got {self.bits}")
+        if self.rank is not None and not 0.0 < self.rank <= 1.0:
+            raise ValueError(f"rank ratio must be in (0, 1], got {self.rank}")
+
+    @property
+    def is_identity(self) -> bool:
+        return self.prune == 0.0 and self.bits is None and self.rank in (None, 1.0)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One candidate: per-layer plans + student architecture. Frozen and hashable.
+
+    layers: layer (or group) name -> LayerPlan; identity entries are dropped.
+    depth: stage name -> number of its droppable blocks kept (the first ones); absent = all.
+    width: uniform width multiplier of the student (1.0 = teacher width).
+    importance: channel importance used by pruning: "l1", "l2" or "taylor".
+    """
+
+    layers: Mapping[str, LayerPlan] = field(default_factory=dict)
+    depth: Mapping[str, int] = field(default_factory=dict)
+    width: float = 1.0
+    importance: str = "l1"
+
+    def __post_init__(self):
+        layers = tuple(sorted((str(k), v) for k, v in dict(self.layers).items() if not v.is_identity))
+        depth = tuple(sorted((str(k), int(v)) for k, v in dict(self.depth).items()))
+        for name, plan in layers:
+            if not isinstance(plan, LayerPlan):
+                raise ValueError(f"layer {name!r}: expected a LayerPlan, got {type(plan).__name__}")
+        if any(v < 0 for _, v in depth):
+            raise ValueError(f"depth values must be >= 0, got {dict(depth)}")
+        if not 0.0 < self.width <= 1.0:
+            raise ValueError(f"width must be in (0, 1], got {self.width}")
+        if self.importance not in IMPORTANCES:
+            raise ValueError(f"importance must be one of {IMPORTANCES}, got {self.importance!r}")
+        object.__setattr__(self, "layers", layers)
+        object.__setattr__(self, "depth", depth)
+
+    def layer(self, name: str) -> LayerPlan:
+        """The plan of one layer (identity when the plan does not mention it)."""
+        return dict(self.layers).get(name, LayerPlan())
+
+    def blocks_kept(self, stage: str, available: int) -> int:
+        return min(dict(self.depth).get(stage, available), available)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layers": {k: {"prune": v.prune, "bits": v.bits, "rank": v.rank} for k, v in self.layers},
+            "depth": dict(self.depth),
+            "width": self.width,
+            "importance": self.importance,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Plan":
+        unknown = set(data) - {"layers", "depth", "width", "importance"}
+        if unknown:
+            raise ValueError(f"unknown plan fields {sorted(unknown)}")
+        return cls(
+            layers={k: LayerPlan(**v) for k, v in data.get("layers", {}).items()},
+            depth=data.get("depth", {}),
+            width=float(data.get("width", 1.0)),
+            importance=data.get("importance", "l1"),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plan":
+        return cls.from_dict(json.loads(text))
+
+    def summary(self) -> str:
+        """A short human-readable description, e.g. for tables."""
+        parts = []
+        if self.width != 1.0:
+            parts.append(f"width {self.width:g}")
+        parts += [f"{stage} depth {d}" for stage, d in self.depth]
+        pruned = [v.prune for _, v in self.layers if v.prune]
+        if pruned:
+            parts.append(f"prune {len(pruned)} groups (mean {sum(pruned) / len(pruned):.2f})")
+        bits = sorted({v.bits for _, v in self.layers if v.bits})
+        if bits:
+            parts.append("int" + "/".join(str(b) for b in bits))
+        ranked = [k for k, v in self.layers if v.rank not in (None, 1.0)]
+        if ranked:
+            parts.append(f"low-rank {len(ranked)} layers")
+        return ", ".join(parts) or "identity"

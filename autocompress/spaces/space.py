@@ -1,0 +1,122 @@
+"""The joint search space: pruning x bit-width x rank x student architecture, one Optuna study.
+
+Parameter names are stable and readable: ``prune/<group>``, ``bits/<layer>``, ``rank/<layer>``,
+``arch/depth/<stage>``, ``arch/width``. The parameter set is fixed for a whole run: knobs of a
+block the student drops are sampled but inactive (Optuna's NSGA-II and TPE need a fixed space).
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from autocompress.spaces.layers import discover
+    >>> net = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 3))
+    >>> space = SearchSpace(discover(net, torch.randn(1, 16)))
+    >>> space.param_names()
+    ['arch/width', 'bits/0', 'bits/2', 'prune/0', 'rank/0', 'rank/2']
+    >>> space.plan_from_params({"prune/0": 0.5, "bits/0": 8, "bits/2": 32, "rank/0": 1.0,
+    ...                         "rank/2": 1.0, "arch/width": 1.0}).layer("0")
+    LayerPlan(prune=0.5, bits=8, rank=None)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from autocompress.plan import LayerPlan, Plan
+from autocompress.spaces.layers import Discovery
+
+FLOAT_BITS = 32  # the ``bits/`` value meaning "not quantized"
+BIT_CHOICES = (FLOAT_BITS, 8, 4, 2)
+PRUNE_MAX, PRUNE_STEP = 0.75, 0.125
+WIDTH_MIN, WIDTH_STEP = 0.5, 0.25
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The knobs of one model; ``suggest`` draws a Plan from an Optuna trial."""
+
+    discovery: Discovery
+    importance: str = "l1"
+
+    def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
+        d = optuna.distributions
+        dists: dict[str, d.BaseDistribution] = {}
+        if self.discovery.groups:
+            dists["arch/width"] = d.FloatDistribution(WIDTH_MIN, 1.0, step=WIDTH_STEP)
+        for stage, blocks in self.discovery.stages.items():
+            dists[f"arch/depth/{stage}"] = d.IntDistribution(0, len(blocks))
+        for group in self.discovery.groups:
+            dists[f"prune/{group.name}"] = d.FloatDistribution(0.0, PRUNE_MAX, step=PRUNE_STEP)
+        for layer in self.discovery.layers:
+            dists[f"bits/{layer.name}"] = d.CategoricalDistribution(BIT_CHOICES)
+            if layer.rank_ratios:
+                dists[f"rank/{layer.name}"] = d.CategoricalDistribution((1.0, *layer.rank_ratios))
+        return dict(sorted(dists.items()))
+
+    def param_names(self) -> list[str]:
+        return list(self.distributions())
+
+    def suggest(self, trial: optuna.Trial) -> Plan:
+        """Sample every parameter (a fixed set) and build the plan."""
+        params = {}
+        for name, dist in self.distributions().items():
+            if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                params[name] = trial.suggest_categorical(name, dist.choices)
+            elif isinstance(dist, optuna.distributions.IntDistribution):
+                params[name] = trial.suggest_int(name, dist.low, dist.high)
+            else:
+                params[name] = trial.suggest_float(name, dist.low, dist.high, step=dist.step)
+        return self.plan_from_params(params)
+
+    def plan_from_params(self, params: dict[str, Any]) -> Plan:
+        unknown = set(params) - set(self.distributions())
+        if unknown:
+            raise ValueError(f"parameters {sorted(unknown)} are not in this search space")
+        layers = {}
+        for layer in self.discovery.layers:
+            bits = params.get(f"bits/{layer.name}", FLOAT_BITS)
+            rank = params.get(f"rank/{layer.name}", 1.0)
+            prune = params.get(f"prune/{layer.name}", 0.0)  # groups are named after a layer
+            layers[layer.name] = LayerPlan(prune=float(prune), bits=None if bits == FLOAT_BITS else int(bits),
+                                           rank=None if rank == 1.0 else float(rank))
+        depth = {stage: int(params[f"arch/depth/{stage}"]) for stage in self.discovery.stages
+                 if f"arch/depth/{stage}" in params}
+        return Plan(layers=layers, depth=depth, width=float(params.get("arch/width", 1.0)),
+                    importance=self.importance)
+
+    def params_from_plan(self, plan: Plan) -> dict[str, Any]:
+        """The parameter values that describe ``plan`` (for enqueueing known plans)."""
+        params: dict[str, Any] = {}
+        for name in self.distributions():
+            kind, _, target = name.partition("/")
+            if kind == "arch":
+                params[name] = plan.width if target == "width" else plan.blocks_kept(
+                    target.removeprefix("depth/"), len(self.discovery.stages[target.removeprefix("depth/")]))
+            elif kind == "prune":
+                params[name] = plan.layer(target).prune
+            elif kind == "bits":
+                params[name] = plan.layer(target).bits or FLOAT_BITS
+            elif kind == "rank":
+                params[name] = plan.layer(target).rank or 1.0
+        return params
+
+    def warm_start_plans(self) -> list[Plan]:
+        """A few well-known recipes tried first, so that short searches start from good points:
+        uniform int8; 50% structured pruning + int8; a shallow half-width int4 student."""
+        every = [layer.name for layer in self.discovery.layers]
+        groups = [g.name for g in self.discovery.groups]
+        int8 = {n: LayerPlan(bits=8) for n in every}
+        pruned = {n: LayerPlan(bits=8, prune=0.5 if n in groups else 0.0) for n in every}
+        shallow = {n: LayerPlan(bits=8 if n == self.discovery.head else 4) for n in every}
+        return [
+            Plan(layers=int8, importance=self.importance),
+            Plan(layers=pruned, importance=self.importance),
+            Plan(layers=shallow, depth={s: 1 for s in self.discovery.stages}, width=0.5,
+                 importance=self.importance),
+        ]
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able description (stored in run.json; a resumed run must match it)."""
+        return {name: repr(dist) for name, dist in self.distributions().items()}

@@ -1,0 +1,153 @@
+"""Task: what a user hands autocompress — a trained teacher, its data and its metric.
+
+Built-in tasks are looked up by name (``autocompress tasks`` lists them). A user's own task is
+a factory ``package.module:function`` returning a Task, so the CLI can load it and workers on
+other machines can rebuild it.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from torch.utils.data import TensorDataset
+    >>> x, y = torch.randn(12, 4), torch.arange(12) % 3
+    >>> data = TensorDataset(x, y)
+    >>> task = Task(name="toy", teacher=nn.Linear(4, 3), train=data, val=data, test=data,
+    ...             example_inputs=x[:1])
+    >>> task.num_examples("val")
+    12
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+
+class UsageError(ValueError):
+    """Bad input from the user: the CLI prints its message as one line and exits with 2."""
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of class logits (N, C) against integer labels (N,).
+
+    >>> accuracy(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1]))
+    0.5
+    """
+    return float((np.asarray(logits).argmax(axis=1) == np.asarray(labels)).mean())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Task:
+    """A trained teacher with its data.
+
+    name: short identifier used in run directories and reports.
+    teacher: the trained model (eval mode is set by autocompress).
+    train, val, test: map-style datasets of (input, label). The search sees train and val
+        only; test is kept for the final report of a chosen model.
+    example_inputs: one batch of size 1, used for tracing, export and latency.
+    metric: f(logits, labels) -> float, higher is better (default: top-1 accuracy).
+    blocks: names of residual blocks a student may drop (input shape == output shape); blocks
+        with the same parent module form a stage, and the student keeps the first k of a stage.
+    description: one line for ``autocompress tasks``.
+    """
+
+    name: str
+    teacher: nn.Module
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    example_inputs: torch.Tensor
+    metric: Callable[[np.ndarray, np.ndarray], float] = accuracy
+    blocks: tuple[str, ...] = ()
+    description: str = ""
+    recipe: dict = field(default_factory=dict)  # how the task was built; recorded in run.json
+
+    def __post_init__(self):
+        if not isinstance(self.teacher, nn.Module):
+            raise UsageError(f"task {self.name!r}: teacher must be a torch.nn.Module, got {type(self.teacher).__name__}")
+        if not isinstance(self.example_inputs, torch.Tensor) or self.example_inputs.shape[:1] != (1,):
+            raise UsageError(f"task {self.name!r}: example_inputs must be a tensor with batch size 1")
+        for split in ("train", "val", "test"):
+            if self.num_examples(split) == 0:
+                raise UsageError(f"task {self.name!r}: the {split} split is empty; give it examples")
+        modules = dict(self.teacher.named_modules())
+        missing = [b for b in self.blocks if b not in modules]
+        if missing:
+            raise UsageError(f"task {self.name!r}: blocks {missing} are not modules of the teacher; "
+                             "use names from teacher.named_modules()")
+        object.__setattr__(self, "blocks", tuple(self.blocks))
+
+    def num_examples(self, split: str) -> int:
+        return len(getattr(self, split))
+
+
+def _builtin_tasks() -> dict[str, Callable[..., Task]]:
+    from autocompress.tasks import BUILTIN_TASKS
+
+    return BUILTIN_TASKS
+
+
+def load_task(spec: str, *, data_dir: str | None = None) -> Task:
+    """Build a task from a built-in name or a ``package.module:function`` factory.
+
+    The factory may accept a ``data_dir`` keyword. The teacher is checked by running it on the
+    task's example inputs; every problem is a UsageError naming the fix.
+
+    >>> load_task("no-such-task")
+    Traceback (most recent call last):
+    ...
+    autocompress.task.UsageError: unknown task 'no-such-task'; built-in tasks: digits (or give package.module:function)
+    """
+    builtins = _builtin_tasks()
+    if spec in builtins:
+        factory = builtins[spec]
+    elif ":" in spec:
+        factory = _import_factory(spec)
+    else:
+        raise UsageError(f"unknown task {spec!r}; built-in tasks: {', '.join(builtins)} "
+                         "(or give package.module:function)")
+    kwargs = {"data_dir": data_dir} if "data_dir" in inspect.signature(factory).parameters else {}
+    try:
+        task = factory(**kwargs)
+    except UsageError:
+        raise
+    except Exception as exc:  # the user's code: report it in one line
+        raise UsageError(f"task factory {spec!r} failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(task, Task):
+        raise UsageError(f"task factory {spec!r} returned {type(task).__name__}, not autocompress.Task; "
+                         "return Task(name=..., teacher=..., train=..., val=..., test=..., example_inputs=...)")
+    check_teacher_runs(task)
+    return task
+
+
+def _import_factory(spec: str) -> Callable[..., Task]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise UsageError(f"cannot import {module_name!r} for --task {spec}: {type(exc).__name__}: {exc}; "
+                         "check the module path and that its folder is on PYTHONPATH") from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise UsageError(f"{module_name!r} has no function {attr!r}; --task takes package.module:function")
+    return factory
+
+
+def check_teacher_runs(task: Task) -> None:
+    """Run the teacher on its example inputs; a failure is the user's to fix."""
+    task.teacher.eval()
+    try:
+        with torch.no_grad():
+            out = task.teacher(task.example_inputs)
+    except Exception as exc:
+        raise UsageError(f"task {task.name!r}: the teacher's forward failed on example_inputs "
+                         f"{tuple(task.example_inputs.shape)}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise UsageError(f"task {task.name!r}: the teacher must return logits of shape (batch, classes), "
+                         f"got {getattr(out, 'shape', type(out).__name__)}")

@@ -1,0 +1,67 @@
+"""Teacher weights trained on first use and cached under a hash of the recipe.
+
+The cache file holds only a state dict (loaded with ``weights_only=True``) and a sidecar with
+its SHA-256; a file that does not match its checksum or does not load is rebuilt, not trusted.
+
+Example:
+    >>> import tempfile
+    >>> from torch import nn
+    >>> d = tempfile.mkdtemp()
+    >>> model = cached_weights(lambda: nn.Linear(2, 2), train=lambda m: None,
+    ...                        recipe={"toy": 1}, name="toy", cache_dir=d)
+    >>> isinstance(model, nn.Linear)
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+def cache_root() -> Path:
+    """``$AUTOCOMPRESS_CACHE``, else ``~/.cache/autocompress``."""
+    return Path(os.environ.get("AUTOCOMPRESS_CACHE", Path.home() / ".cache" / "autocompress"))
+
+
+def recipe_key(recipe: dict) -> str:
+    text = json.dumps({"recipe": recipe, "torch": torch.__version__.split("+")[0]}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cached_weights(build: Callable[[], nn.Module], *, train: Callable[[nn.Module], None], recipe: dict,
+                   name: str, cache_dir: str | Path | None = None) -> nn.Module:
+    """Return ``build()`` with trained weights: from the cache when valid, else trained now."""
+    folder = Path(cache_dir) if cache_dir is not None else cache_root() / "teachers"
+    path = folder / f"{name}-{recipe_key(recipe)}.pt"
+    checksum = path.with_suffix(".sha256")
+    model = build()
+    if path.exists() and checksum.exists():
+        try:
+            if _sha256(path) != checksum.read_text().strip():
+                raise ValueError("checksum mismatch")
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            return model.eval()
+        except Exception as exc:  # corrupt or stale: rebuild, never trust it
+            print(f"autocompress: cached teacher {path} is unusable ({exc}); retraining it", file=sys.stderr)
+            model = build()
+    print(f"autocompress: training the {name} teacher once (cached in {folder})", file=sys.stderr)
+    train(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(model.state_dict(), tmp)
+    digest = _sha256(tmp)
+    os.replace(tmp, path)
+    checksum.write_text(digest)
+    return model.eval()
