@@ -4,6 +4,6 @@ Each is a small config or plan entry plus a function; ``compress(task, plan)`` c
 """
 
 from autocompress.compressors.distill import DistillConfig
-from autocompress.compressors.pipeline import Compressed, compress, export_artifact
+from autocompress.compressors.pipeline import Compressed, compress
 
-__all__ = ["Compressed", "DistillConfig", "compress", "export_artifact"]
+__all__ = ["Compressed", "DistillConfig", "compress"]

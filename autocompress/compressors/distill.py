@@ -32,9 +32,9 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 class DistillConfig:
     """How a candidate is fine-tuned. ``steps`` = 0 means post-training (calibration only)."""
 
-    steps: int = 150
+    steps: int = 300
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 2e-3
     temperature: float = 4.0
     alpha: float = 0.7
     feature_weight: float = 0.0

@@ -2,14 +2,15 @@
 
 student depth (drop blocks) -> structured pruning per group (x student width) -> fold
 BatchNorm -> low-rank factorization -> quantization-aware fine-tuning with distillation from
-the teacher. The result holds the fine-tuned fake-quantized model; ``export_artifact`` writes
-the ONNX file that is measured and shipped.
+the teacher. The result holds the fine-tuned fake-quantized model;
+``evaluators.export_artifact`` writes the ONNX file that is measured and shipped.
 
 Example:
     >>> from autocompress import Plan, LayerPlan, load_task
     >>> task = load_task("digits")                                           # doctest: +SKIP
     >>> result = compress(task, Plan(layers={"fc": LayerPlan(bits=8)}))       # doctest: +SKIP
-    >>> export_artifact(result, task.example_inputs, "model.onnx")            # doctest: +SKIP
+    >>> result.notes                                                          # doctest: +SKIP
+    []
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ from autocompress.compressors.distill import DistillConfig, TeacherTargets, dist
 from autocompress.compressors.fold import fold_batchnorm
 from autocompress.compressors.lowrank import factorize
 from autocompress.compressors.prune import prune_groups
-from autocompress.compressors.quantize import QuantSpec, calibrate, freeze, prepare_qat
+from autocompress.compressors.quantize import calibrate, prepare_qat
 from autocompress.compressors.student import drop_blocks
-from autocompress.evaluators.export import export_onnx
 from autocompress.plan import Plan
 from autocompress.spaces.layers import Discovery, discover
 from autocompress.task import Task
@@ -99,11 +99,4 @@ def compress(task: Task, plan: Plan, *, config: DistillConfig = DistillConfig())
     return Compressed(model.eval(), notes, losses)
 
 
-def export_artifact(compressed: Compressed, example_inputs: torch.Tensor, path: str) -> nn.Module:
-    """Write the ONNX artifact; returns the plain float model it was exported from."""
-    plain, specs = freeze(copy.deepcopy(compressed.model))
-    export_onnx(plain, example_inputs, path, specs)
-    return plain
-
-
-__all__ = ["Compressed", "QuantSpec", "compress", "export_artifact", "task_context"]
+__all__ = ["Compressed", "compress", "task_context"]

@@ -10,17 +10,29 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
+from torch import nn
+
 from autocompress.compressors.distill import DistillConfig
-from autocompress.compressors.pipeline import compress, export_artifact
+from autocompress.compressors.pipeline import Compressed, compress
+from autocompress.compressors.quantize import freeze
+from autocompress.evaluators.export import export_onnx
 from autocompress.evaluators.measure import latency_ms, onnx_metric, onnx_session, params_and_macs, size_bytes
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
 from autocompress.task import Task
 
 ARTIFACT_NAME, PLAN_NAME = "model.onnx", "plan.json"
+
+
+def export_artifact(compressed: Compressed, example_inputs, path: str) -> nn.Module:
+    """Write the ONNX artifact of a compressed model; returns the plain float model exported."""
+    plain, specs = freeze(copy.deepcopy(compressed.model))
+    export_onnx(plain, example_inputs, path, specs)
+    return plain
 
 
 def fidelity_label(config: DistillConfig) -> str:

@@ -1,0 +1,152 @@
+"""The command line: parse, call the API, print. Bad input is one line on stderr and exit code 2.
+
+    autocompress tasks
+    autocompress inspect --task digits
+    autocompress search  --task digits --trials 40 --out runs/digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import warnings
+
+EXAMPLES = """examples:
+  autocompress tasks
+  autocompress inspect --task digits
+  autocompress search --task digits --out runs/digits
+  autocompress search --task mypackage.mytask:make_task --trials 100 --sampler nsga2 --out runs/mine
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autocompress", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
+        description="Find the best compressed version of a trained model: one search over per-layer "
+                    "pruning, bit-width, low-rank rank and a distilled student; every number is measured "
+                    "on the exported ONNX file.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("tasks", help="list the built-in tasks")
+
+    def task_args(p):
+        p.add_argument("--task", required=True,
+                       help="a built-in task name (see 'autocompress tasks') or package.module:function "
+                            "returning an autocompress.Task")
+        p.add_argument("--data-dir", default=None, help="folder with the task's data files (built-ins that need them)")
+
+    inspect_p = sub.add_parser("inspect", help="show the compressible layers, dependency groups and search space")
+    task_args(inspect_p)
+
+    search_p = sub.add_parser("search", help="run a joint compression search and print the Pareto front",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    task_args(search_p)
+    search_p.add_argument("--trials", type=int, default=40, help="number of candidates to evaluate")
+    search_p.add_argument("--sampler", default="tpe", help="tpe | nsga2 | random")
+    search_p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of fine-tuning")
+    search_p.add_argument("--out", default=None, help="run directory (default: runs/<task>)")
+    search_p.add_argument("--resume", action="store_true", help="continue the search stored in --out")
+    search_p.add_argument("--steps", type=int, default=300, help="distillation fine-tune steps per candidate")
+    search_p.add_argument("--importance", default="l1", choices=["l1", "l2", "taylor"],
+                          help="channel importance for structured pruning")
+    search_p.add_argument("--feature-distill", type=float, default=0.0, metavar="WEIGHT",
+                          help="weight of feature-based distillation (inputs of the output layer); 0 = off")
+    search_p.add_argument("--no-warm-start", action="store_true",
+                          help="do not try the known recipes (int8; 50%% prune + int8; shallow int4 student) first")
+    return parser
+
+
+def cmd_tasks(args) -> int:
+    from autocompress.tasks import BUILTIN_TASKS
+
+    for name, factory in BUILTIN_TASKS.items():
+        print(f"{name:<12} {(factory.__doc__ or '').strip().splitlines()[0]}")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from autocompress import load_task
+    from autocompress.compressors.pipeline import task_context
+    from autocompress.spaces.space import SearchSpace
+
+    task = load_task(args.task, data_dir=args.data_dir)
+    info = task_context(task).discovery
+    space = SearchSpace(info)
+    params = sum(p.numel() for p in task.teacher.parameters())
+    print(f"task {task.name}: {task.description or task.name}")
+    print(f"teacher: {params:,} parameters; splits train {task.num_examples('train')}, "
+          f"val {task.num_examples('val')}, test {task.num_examples('test')}\n")
+    print("compressible layers:")
+    print(f"  {'layer':<22} {'kind':<7} {'weight shape':<18} {'prune group':<18} rank ratios")
+    for layer in info.layers:
+        ranks = ", ".join(f"{r:g}" for r in layer.rank_ratios) or f"none ({layer.rank_reason})"
+        print(f"  {layer.name:<22} {layer.kind:<7} {str(layer.shape):<18} {layer.group or '-':<18} {ranks}")
+    print("\ndependency groups (output channels pruned together):")
+    for group in info.groups:
+        print(f"  {group.name:<22} {group.channels:>5} channels  {', '.join(group.members)}")
+    print("\nstudent depth (droppable residual blocks per stage):")
+    for stage, blocks in info.stages.items() or {"-": ()}.items():
+        print(f"  {stage:<22} {', '.join(blocks) or 'none declared (Task.blocks)'}")
+    print("\nnot compressed:")
+    for name, why in (info.not_compressible or {"-": "nothing"}).items():
+        print(f"  {name:<22} {why}")
+    print(f"\nsearch space: {len(space.param_names())} parameters")
+    for name, dist in space.distributions().items():
+        values = getattr(dist, "choices", None)
+        if values is None:
+            step = getattr(dist, "step", 1) or 1
+            values = [round(dist.low + i * step, 4) for i in range(int(round((dist.high - dist.low) / step)) + 1)]
+        shown = ["float" if v == 32 and name.startswith("bits/") else f"{v:g}" for v in values]
+        print(f"  {name:<32} {{{', '.join(shown)}}}")
+    return 0
+
+
+def cmd_search(args) -> int:
+    from autocompress import load_task
+    from autocompress.compressors.distill import DistillConfig
+    from autocompress.search import front_table, search
+    from autocompress.task import UsageError
+
+    if args.trials < 1:
+        raise UsageError(f"--trials must be at least 1, got {args.trials}")
+    if args.steps < 0:
+        raise UsageError(f"--steps must be 0 or more, got {args.steps}")
+    from autocompress.search.controller import make_sampler
+
+    make_sampler(args.sampler, seed=args.seed, trials=args.trials)
+    task = load_task(args.task, data_dir=args.data_dir)
+    out = args.out or os.path.join("runs", task.name)
+    config = DistillConfig(steps=args.steps, feature_weight=args.feature_distill, seed=args.seed)
+    try:
+        result = search(task, trials=args.trials, sampler=args.sampler, seed=args.seed, out=out, resume=args.resume,
+                        config=config, warm_start=not args.no_warm_start, task_spec=args.task,
+                        command=shlex.join(["autocompress", *sys.argv[1:]]), importance=args.importance)
+    except KeyboardInterrupt:
+        return 130
+    failed = int((result.trials["state"] == "FAIL").sum())
+    print(f"\nPareto front ({len(result.pareto)} of {len(result.trials)} trials; {failed} failed) "
+          f"vs teacher: accuracy {result.teacher.accuracy:.4f}, {result.teacher.size_bytes / 1024:.1f} KB, "
+          f"{result.teacher.latency_ms:.4f} ms")
+    print(front_table(result.pareto, result.teacher))
+    print(f"\nrun directory: {result.run_dir} (trials.csv, pareto.csv, artifacts/<trial>/model.onnx)")
+    return 0
+
+
+COMMANDS = {"tasks": cmd_tasks, "inspect": cmd_inspect, "search": cmd_search}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    warnings.filterwarnings("ignore")
+    from autocompress.task import UsageError
+
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"autocompress: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
