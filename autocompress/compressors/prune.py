@@ -58,7 +58,8 @@ def prune_groups(model: nn.Module, example_inputs: torch.Tensor, *, keep: dict[s
     decisions = []
     for group in graph.get_all_groups(ignored_layers=[modules[head]], root_module_types=COMPRESSIBLE_TYPES):
         members = [names[dep.target.module] for dep, _ in group if dep.target.module in names
-                   and isinstance(dep.target.module, COMPRESSIBLE_TYPES)]
+                   and isinstance(dep.target.module, COMPRESSIBLE_TYPES)
+                   and graph.is_out_channel_pruning_fn(dep.handler)]  # layers whose outputs are these channels
         group_name = next((group_of.get(m, m) for m in members if group_of.get(m, m) in keep), None)
         if group_name is None:
             continue

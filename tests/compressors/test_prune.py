@@ -1,0 +1,43 @@
+import torch
+from torch import nn
+
+from autocompress import LayerPlan, Plan
+from autocompress.compressors import DistillConfig, compress
+from autocompress.compressors.prune import prune_groups
+
+
+def test_residual_coupled_layers_are_pruned_together(digits_task):
+    model = compress(digits_task, Plan(layers={"stem.0": LayerPlan(prune=0.5)}), config=DistillConfig(steps=0)).model
+    modules = dict(model.named_modules())
+    assert modules["stem.0"].out_channels == 16
+    assert modules["stage1.0.conv2"].out_channels == 16 and modules["stage1.1.conv2"].out_channels == 16
+    assert modules["stage1.0.conv1"].in_channels == 16  # consumers shrink too
+    assert modules["stage1.0.conv1"].out_channels == 32  # other groups untouched
+
+
+def test_width_multiplies_every_group(digits_task):
+    model = compress(digits_task, Plan(width=0.5, layers={"down.0": LayerPlan(prune=0.5)}),
+                     config=DistillConfig(steps=0)).model
+    modules = dict(model.named_modules())
+    assert modules["stage1.0.conv1"].out_channels == 16
+    assert modules["down.0"].out_channels == 16  # 64 * 0.5 * (1 - 0.5)
+    assert modules["fc"].out_features == 10
+
+
+def test_magnitude_importance_removes_the_smallest_channels():
+    net = nn.Sequential(nn.Linear(3, 4, bias=False), nn.ReLU(), nn.Linear(4, 2))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, 1, 1], [0.1, 0.1, 0.1], [2, 2, 2], [0.01, 0, 0]]))
+    kept_rows = net[0].weight[[0, 2]].clone()
+    prune_groups(net, torch.randn(1, 3), keep={"0": 0.5}, head="2", importance="l1")
+    assert torch.equal(net[0].weight, kept_rows) and net[2].in_features == 2
+
+
+def test_taylor_importance_uses_gradients(digits_task):
+    x, y = digits_task.train.tensors[0][:64], digits_task.train.tensors[1][:64]
+    import copy
+    model = copy.deepcopy(digits_task.teacher)
+    changed = prune_groups(model, digits_task.example_inputs, keep={"stage2.0.conv1": 0.25}, head="fc",
+                           importance="taylor", batch=(x, y))
+    assert changed == {"stage2.0.conv1": (64, 16)}
+    assert all(p.grad is None for p in model.parameters())

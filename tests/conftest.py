@@ -1,0 +1,39 @@
+"""Shared fixtures: the digits task with its teacher trained once per test session."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def teacher_cache(tmp_path_factory):
+    """A fresh teacher cache per session, unless AUTOCOMPRESS_CACHE is already set."""
+    if "AUTOCOMPRESS_CACHE" not in os.environ:
+        os.environ["AUTOCOMPRESS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    return Path(os.environ["AUTOCOMPRESS_CACHE"])
+
+
+@pytest.fixture(scope="session")
+def digits_task(teacher_cache):
+    from autocompress import load_task
+
+    return load_task("digits")
+
+
+@pytest.fixture(scope="session")
+def tiny_task():
+    from tests.fixtures.user_tasks import tiny
+
+    return tiny()
+
+
+def run_cli(*args, cwd=None, timeout=600):
+    """Run the installed CLI as a user would; returns the CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "autocompress.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)

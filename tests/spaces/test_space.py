@@ -1,0 +1,51 @@
+import optuna
+import pytest
+
+from autocompress.compressors.pipeline import task_context
+from autocompress.spaces.layers import discover
+from autocompress.spaces.space import SearchSpace
+
+
+def test_digits_groups_tie_residual_layers_together(digits_task):
+    info = task_context(digits_task).discovery
+    groups = {g.name: g.members for g in info.groups}
+    assert groups["stem.0"] == ("stem.0", "stage1.0.conv2", "stage1.1.conv2")
+    assert groups["down.0"] == ("down.0", "stage2.0.conv2", "stage2.1.conv2")
+    assert info.head == "fc" and all(info.head not in m for m in groups.values())
+    assert info.stages == {"stage1": ("stage1.0", "stage1.1"), "stage2": ("stage2.0", "stage2.1")}
+
+
+def test_space_has_one_prefixed_parameter_per_knob(digits_task):
+    space = SearchSpace(task_context(digits_task).discovery)
+    names = space.param_names()
+    assert {n.split("/")[0] for n in names} == {"prune", "bits", "rank", "arch"}
+    assert "prune/stem.0" in names and "prune/stage1.0.conv2" not in names  # groups, not layers
+    assert "bits/fc" in names and "arch/depth/stage2" in names and "arch/width" in names
+
+
+def test_suggested_plan_round_trips_through_params(digits_task):
+    space = SearchSpace(task_context(digits_task).discovery)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(5):
+        trial = study.ask()
+        plan = space.suggest(trial)
+        assert space.plan_from_params(trial.params) == plan
+        assert space.plan_from_params(space.params_from_plan(plan)) == plan
+        study.tell(trial, [0.0, 0.0])
+
+
+def test_layers_where_low_rank_cannot_save_parameters_have_no_rank_knob_and_a_reason():
+    import torch
+    from torch import nn
+
+    net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 3))
+    info = discover(net, torch.randn(1, 2))
+    first = info.layer("0")
+    assert first.rank_ratios == () and "would not save parameters" in first.rank_reason
+    assert "rank/0" not in SearchSpace(info).param_names()
+
+
+def test_unknown_parameters_are_refused(digits_task):
+    space = SearchSpace(task_context(digits_task).discovery)
+    with pytest.raises(ValueError, match="not in this search space"):
+        space.plan_from_params({"prune/nonexistent": 0.5})

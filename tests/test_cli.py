@@ -1,0 +1,104 @@
+"""The CLI as a user runs it: a real search on digits, and every bad input as one clear line."""
+
+import json
+
+import optuna
+import pandas as pd
+import pytest
+
+from tests.conftest import run_cli
+
+
+def _one_clear_line(proc):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("autocompress: error: "), proc.stderr
+    return lines[0]
+
+
+def test_tasks_lists_digits():
+    proc = run_cli("tasks")
+    assert proc.returncode == 0 and proc.stdout.startswith("digits")
+
+
+def test_inspect_shows_layers_groups_knobs_and_what_is_not_compressed(digits_task):
+    proc = run_cli("inspect", "--task", "digits")
+    assert proc.returncode == 0, proc.stderr
+    for text in ("dependency groups", "stem.0, stage1.0.conv2, stage1.1.conv2", "arch/depth/stage1",
+                 "bits/fc", "rank/down.0", "prune/stem.0", "output layer: its outputs are the classes"):
+        assert text in proc.stdout
+
+
+def test_search_end_to_end_on_digits(digits_task, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("search", "--task", "digits", "--trials", "4", "--steps", "20", "--out", str(out),
+                   "--sampler", "nsga2")
+    assert proc.returncode == 0, proc.stderr
+    assert "Pareto front" in proc.stdout and "[4/4]" in proc.stdout
+    run = json.loads((out / "run.json").read_text())
+    assert {"accuracy", "size_bytes", "latency_ms"} <= set(run["teacher"])
+    assert run["teacher"]["size_bytes"] == (out / "teacher" / "model.onnx").stat().st_size
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 4 and set(trials["state"]) == {"COMPLETE"}
+    for column in ("number", "state", "accuracy", "size_bytes", "latency_ms", "fidelity", "duration_s", "error",
+                   "prune/stem.0", "bits/fc", "rank/fc", "arch/width", "arch/depth/stage2"):
+        assert column in trials.columns
+    for _, row in trials.iterrows():
+        artifact = out / "artifacts" / str(row["number"]) / "model.onnx"
+        assert artifact.stat().st_size == row["size_bytes"]
+        assert (artifact.parent / "plan.json").exists()
+    pareto = pd.read_csv(out / "pareto.csv")
+    assert 1 <= len(pareto) <= 4 and set(pareto["number"]) <= set(trials["number"])
+    study = optuna.load_study(study_name="autocompress", storage=f"sqlite:///{out / 'study.db'}")
+    assert len(study.trials) == 4  # the database, not the CSV, is the source of truth
+
+    again = run_cli("search", "--task", "digits", "--trials", "6", "--steps", "20", "--out", str(out), "--resume")
+    assert again.returncode == 0, again.stderr
+    resumed = pd.read_csv(out / "trials.csv")
+    assert len(resumed) == 6
+    pd.testing.assert_frame_equal(resumed.iloc[:4].reset_index(drop=True), trials, check_dtype=False)
+
+
+def test_failing_candidates_are_stored_as_failed_and_the_search_goes_on(tmp_path):
+    out = tmp_path / "nan"
+    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:nan_training", "--trials", "3", "--steps", "2",
+                   "--out", str(out), "--no-warm-start")
+    assert proc.returncode == 0, proc.stderr
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 3 and set(trials["state"]) == {"FAIL"}
+    assert trials["error"].str.len().gt(0).all() and trials["error"].str.contains("nan", case=False).any()
+    assert "FAILED" in proc.stdout
+
+
+def test_user_task_factory_runs(tmp_path):
+    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "2", "--steps", "2",
+                   "--out", str(tmp_path / "tiny"))
+    assert proc.returncode == 0, proc.stderr
+    assert len(pd.read_csv(tmp_path / "tiny" / "trials.csv")) == 2
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--task", "nope"], "unknown task 'nope'"),
+    (["--task", "no_such_module:make"], "cannot import 'no_such_module'"),
+    (["--task", "tests.fixtures.user_tasks:missing"], "has no function 'missing'"),
+    (["--task", "tests.fixtures.user_tasks:not_a_task"], "returned int, not autocompress.Task"),
+    (["--task", "tests.fixtures.user_tasks:raises"], "failed: RuntimeError: database unreachable"),
+    (["--task", "tests.fixtures.user_tasks:broken_forward"], "the teacher's forward failed"),
+    (["--task", "digits", "--sampler", "grid"], "unknown sampler 'grid'"),
+    (["--task", "digits", "--trials", "0"], "--trials must be at least 1"),
+    (["--task", "digits", "--trials", "-3"], "--trials must be at least 1"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, args, expected):
+    line = _one_clear_line(run_cli("search", *args, "--out", str(tmp_path / "out")))
+    assert expected in line
+
+
+def test_out_that_is_not_a_run_directory_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    line = _one_clear_line(run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--out", str(tmp_path)))
+    assert "exists and is not a run directory" in line
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    line = _one_clear_line(run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--resume",
+                                   "--out", str(tmp_path / "nothing")))
+    assert "is not a run directory" in line

@@ -1,0 +1,38 @@
+import json
+
+import pytest
+
+from autocompress import LayerPlan, Metrics, Plan
+
+
+def test_plan_round_trips_through_json_and_is_hashable():
+    plan = Plan(layers={"a": LayerPlan(prune=0.25, bits=4, rank=0.5), "b": LayerPlan(bits=2)},
+                depth={"stage1": 1}, width=0.75, importance="taylor")
+    again = Plan.from_json(json.dumps(json.loads(plan.to_json())))
+    assert again == plan and hash(again) == hash(plan)
+    assert again.layer("a") == LayerPlan(prune=0.25, bits=4, rank=0.5)
+
+
+def test_identity_layer_plans_are_dropped_so_equal_plans_compare_equal():
+    assert Plan(layers={"a": LayerPlan()}) == Plan()
+    assert Plan(layers={"a": LayerPlan(rank=1.0)}) == Plan()
+
+
+@pytest.mark.parametrize("kwargs", [{"prune": 1.0}, {"prune": -0.1}, {"bits": 3}, {"rank": 0.0}])
+def test_layer_plan_rejects_values_the_artifact_cannot_hold(kwargs):
+    with pytest.raises(ValueError):
+        LayerPlan(**kwargs)
+
+
+def test_plan_rejects_bad_fields():
+    with pytest.raises(ValueError):
+        Plan(width=0.0)
+    with pytest.raises(ValueError):
+        Plan(importance="random")
+    with pytest.raises(ValueError, match="unknown plan fields"):
+        Plan.from_dict({"layers": {}, "colour": "red"})
+
+
+def test_metrics_round_trip():
+    m = Metrics(accuracy=0.5, size_bytes=10, latency_ms=1.5, params=3, macs=4, fidelity="f")
+    assert Metrics.from_dict(json.loads(json.dumps(m.to_dict()))) == m
