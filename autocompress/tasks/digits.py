@@ -88,11 +88,16 @@ def train_classifier(model: nn.Module, data: TensorDataset, *, epochs: int, batc
     model.eval()
 
 
+def _seeded_model() -> DigitsResNet:
+    torch.manual_seed(RECIPE["seed"])  # the initial weights are part of the recipe
+    return DigitsResNet()
+
+
 def make_digits_task() -> Task:
     """scikit-learn's bundled 8x8 digits (embedded, no files), residual CNN teacher, 10 classes."""
     splits = digits_splits(RECIPE["split_seed"])
     teacher = cached_weights(
-        DigitsResNet,
+        _seeded_model,
         train=lambda m: train_classifier(m, splits["train"], epochs=RECIPE["epochs"], batch=RECIPE["batch"],
                                          lr=RECIPE["lr"], seed=RECIPE["seed"]),
         recipe=RECIPE, name="digits",

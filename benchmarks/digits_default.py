@@ -1,0 +1,70 @@
+"""Benchmark: the README's default digits search, from a cold teacher cache, on this machine.
+
+Runs `autocompress search --task digits --out RUN` exactly as the README says (plus a fresh
+teacher cache, so the one-time teacher training is included), then checks the issue's goals:
+the whole run within 180 s; on the Pareto front a candidate >= 8x smaller than the teacher and
+one >= 1.5x faster, each within 1 accuracy point of the teacher.
+
+    python benchmarks/digits_default.py            # writes benchmarks/results/digits_default.json
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+RESULTS = Path(__file__).parent / "results" / "digits_default.json"
+
+
+def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="autocompress-bench-"))
+    run = work / "run"
+    env = dict(os.environ, AUTOCOMPRESS_CACHE=str(work / "cache"))
+    command = ["autocompress", "search", "--task", "digits", "--out", str(run)]
+    start = time.perf_counter()
+    proc = subprocess.run(command, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        print(proc.stdout, proc.stderr, sep="\n")
+        return 1
+    teacher = json.loads((run / "run.json").read_text())["teacher"]
+    front = pd.read_csv(run / "pareto.csv")
+    front["size_ratio"] = teacher["size_bytes"] / front["size_bytes"]
+    front["speedup"] = teacher["latency_ms"] / front["latency_ms"]
+    front["drop_pt"] = (teacher["accuracy"] - front["accuracy"]) * 100
+    close = front[front["drop_pt"] <= 1.0]
+    columns = ["number", "accuracy", "drop_pt", "size_bytes", "size_ratio", "latency_ms", "speedup"]
+    smallest = close.sort_values("size_bytes").head(1)[columns].to_dict("records")
+    fastest = close.sort_values("latency_ms").head(1)[columns].to_dict("records")
+    result = {
+        "command": " ".join(command[:-1] + ["RUN"]) + "   (fresh AUTOCOMPRESS_CACHE: includes teacher training)",
+        "wall_s": round(wall, 1),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "teacher": {k: teacher[k] for k in ("accuracy", "size_bytes", "latency_ms", "latency_spread_ms")},
+        "trials": len(pd.read_csv(run / "trials.csv")),
+        "pareto_size": len(front),
+        "smallest_within_1pt": smallest,
+        "fastest_within_1pt": fastest,
+        "goals": {
+            "wall_s<=180": wall <= 180,
+            "size_ratio>=8_within_1pt": bool(smallest and smallest[0]["size_ratio"] >= 8),
+            "speedup>=1.5_within_1pt": bool(fastest and fastest[0]["speedup"] >= 1.5),
+        },
+        "front": front[columns].round(4).to_dict("records"),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(proc.stdout)
+    print(json.dumps({k: result[k] for k in ("wall_s", "teacher", "smallest_within_1pt", "fastest_within_1pt",
+                                             "goals")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
