@@ -54,6 +54,24 @@ def _parser() -> argparse.ArgumentParser:
                           help="weight of feature-based distillation (inputs of the output layer); 0 = off")
     search_p.add_argument("--no-warm-start", action="store_true",
                           help="do not try the known recipes (int8; 50%% prune + int8; shallow int4 student) first")
+    run = search_p.add_argument_group("where trials run (Ray)")
+    run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                     help="trials evaluated at once (capped to the CPUs available)")
+    run.add_argument("--address", default=None,
+                     help="join an existing Ray cluster at HOST:PORT (started with 'ray start --head'); default: local Ray")
+    run.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs (and torch/ONNX Runtime threads) per trial")
+    run.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial")
+    run.add_argument("--trial-timeout", type=float, default=None, metavar="SECONDS",
+                     help="stop a trial still fine-tuning after this long and store it as failed")
+    run.add_argument("--latency-resource", default=None, metavar="NAME",
+                     help="measure every latency (and the teacher's) on the Ray node carrying this custom "
+                          "resource, one at a time")
+    run.add_argument("--storage", default=None, metavar="URL",
+                     help="database URL for the study (e.g. postgresql://USER:PASSWORD@HOST/DB); default: "
+                          "study.db in the run directory")
+    run.add_argument("--screen-steps", type=int, default=None, metavar="STEPS",
+                     help="multi-fidelity: fine-tune new plans for STEPS steps first and promote those on the "
+                          "screening front to a full evaluation (--steps)")
     return parser
 
 
@@ -112,16 +130,20 @@ def cmd_search(args) -> int:
         raise UsageError(f"--trials must be at least 1, got {args.trials}")
     if args.steps < 0:
         raise UsageError(f"--steps must be 0 or more, got {args.steps}")
-    from autocompress.search.controller import make_sampler
+    from autocompress.search.controller import Execution, make_sampler
 
     make_sampler(args.sampler, seed=args.seed, trials=args.trials)
     task = load_task(args.task, data_dir=args.data_dir)
     out = args.out or os.path.join("runs", task.name)
     config = DistillConfig(steps=args.steps, feature_weight=args.feature_distill, seed=args.seed)
+    execution = Execution(workers=args.workers, address=args.address, cpus_per_trial=args.cpus_per_trial,
+                          gpus_per_trial=args.gpus_per_trial, trial_timeout_s=args.trial_timeout,
+                          latency_resource=args.latency_resource)
     try:
         result = search(task, trials=args.trials, sampler=args.sampler, seed=args.seed, out=out, resume=args.resume,
-                        config=config, warm_start=not args.no_warm_start, task_spec=args.task,
-                        command=shlex.join(["autocompress", *sys.argv[1:]]), importance=args.importance)
+                        config=config, execution=execution, screen_steps=args.screen_steps, storage=args.storage,
+                        warm_start=not args.no_warm_start, importance=args.importance, task_spec=args.task,
+                        data_dir=args.data_dir, command=shlex.join(["autocompress", *sys.argv[1:]]))
     except KeyboardInterrupt:
         return 130
     failed = int((result.trials["state"] == "FAIL").sum())

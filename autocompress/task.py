@@ -93,11 +93,13 @@ def _builtin_tasks() -> dict[str, Callable[..., Task]]:
     return BUILTIN_TASKS
 
 
-def load_task(spec: str, *, data_dir: str | None = None) -> Task:
+def load_task(spec: str, *, data_dir: str | None = None, teacher_state: dict | None = None) -> Task:
     """Build a task from a built-in name or a ``package.module:function`` factory.
 
-    The factory may accept a ``data_dir`` keyword. The teacher is checked by running it on the
-    task's example inputs; every problem is a UsageError naming the fix.
+    The factory may accept a ``data_dir`` keyword. ``teacher_state`` (a state dict) replaces the
+    teacher's weights, and built-in tasks then skip training (Ray workers get the driver's
+    teacher this way). The teacher is checked by running it on the task's example inputs;
+    every problem is a UsageError naming the fix.
 
     >>> load_task("no-such-task")
     Traceback (most recent call last):
@@ -113,8 +115,11 @@ def load_task(spec: str, *, data_dir: str | None = None) -> Task:
         raise UsageError(f"unknown task {spec!r}; built-in tasks: {', '.join(builtins)} "
                          "(or give package.module:function)")
     kwargs = {"data_dir": data_dir} if "data_dir" in inspect.signature(factory).parameters else {}
+    from autocompress.tasks.cache import supplied_teacher
+
     try:
-        task = factory(**kwargs)
+        with supplied_teacher(teacher_state):
+            task = factory(**kwargs)
     except UsageError:
         raise
     except Exception as exc:  # the user's code: report it in one line
@@ -122,6 +127,8 @@ def load_task(spec: str, *, data_dir: str | None = None) -> Task:
     if not isinstance(task, Task):
         raise UsageError(f"task factory {spec!r} returned {type(task).__name__}, not autocompress.Task; "
                          "return Task(name=..., teacher=..., train=..., val=..., test=..., example_inputs=...)")
+    if teacher_state is not None:
+        task.teacher.load_state_dict(teacher_state)
     check_teacher_runs(task)
     return task
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import weakref
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -71,7 +72,8 @@ def _train_batches(task: Task, count: int, size: int) -> list[tuple[torch.Tensor
     return [batch for batch, _ in zip(loader, range(count))]
 
 
-def compress(task: Task, plan: Plan, *, config: DistillConfig = DistillConfig()) -> Compressed:
+def compress(task: Task, plan: Plan, *, config: DistillConfig = DistillConfig(),
+             on_step: Callable[[int], None] | None = None) -> Compressed:
     """Apply ``plan`` to a copy of the teacher and fine-tune it; the teacher is not changed."""
     context = task_context(task)
     info = context.discovery
@@ -95,7 +97,7 @@ def compress(task: Task, plan: Plan, *, config: DistillConfig = DistillConfig())
     calibrate(model, [x for x, _ in _train_batches(task, CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE)])
     losses = []
     if config.steps:
-        losses = distill(model, task.train, context.targets(task), config, head=info.head)
+        losses = distill(model, task.train, context.targets(task), config, head=info.head, on_step=on_step)
     return Compressed(model.eval(), notes, losses)
 
 

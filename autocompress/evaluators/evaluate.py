@@ -13,7 +13,9 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
+from typing import Callable
 
+import torch
 from torch import nn
 
 from autocompress.compressors.distill import DistillConfig
@@ -41,28 +43,38 @@ def fidelity_label(config: DistillConfig) -> str:
     return f"steps={config.steps},data={config.data_fraction:g},onnx-val"
 
 
-def measure_artifact(task: Task, path: str, *, split: str = "val") -> tuple[float, float, float]:
+LatencyMeter = Callable[[str, torch.Tensor], tuple[float, float]]
+
+
+def local_latency(path: str, example_inputs: torch.Tensor) -> tuple[float, float]:
+    """(median, IQR) latency of an ONNX file, measured in this process."""
+    return latency_ms(onnx_session(path), example_inputs)
+
+
+def measure_artifact(task: Task, path: str, *, split: str = "val",
+                     latency: LatencyMeter = local_latency) -> tuple[float, float, float]:
     """(metric on ``split``, median latency ms, latency IQR ms) of an ONNX file."""
-    session = onnx_session(path)
-    metric = onnx_metric(session, getattr(task, split), task.metric)
-    latency, spread = latency_ms(session, task.example_inputs)
-    return metric, latency, spread
+    metric = onnx_metric(onnx_session(path), getattr(task, split), task.metric)
+    median, spread = latency(path, task.example_inputs)
+    return metric, median, spread
 
 
-def evaluate(task: Task, plan: Plan, *, out_dir: str | os.PathLike, config: DistillConfig = DistillConfig()) -> Metrics:
-    """Compress ``task.teacher`` by ``plan``, write ``out_dir/model.onnx`` + ``plan.json``, measure."""
+def evaluate(task: Task, plan: Plan, *, out_dir: str | os.PathLike, config: DistillConfig = DistillConfig(),
+             latency: LatencyMeter = local_latency, on_step: Callable[[int], None] | None = None) -> Metrics:
+    """Compress ``task.teacher`` by ``plan``, write ``out_dir/model.onnx`` + ``plan.json``, measure.
+    ``latency`` measures the file (default: here); ``on_step`` hears fine-tuning progress."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / PLAN_NAME).write_text(plan.to_json())
-    compressed = compress(task, plan, config=config)
+    compressed = compress(task, plan, config=config, on_step=on_step)
     path = str(out / ARTIFACT_NAME)
     plain = export_artifact(compressed, task.example_inputs, path)
-    metric, latency, spread = measure_artifact(task, path)
+    metric, median, spread = measure_artifact(task, path, latency=latency)
     params, macs = params_and_macs(plain, task.example_inputs)
-    return Metrics(accuracy=metric, size_bytes=size_bytes(path), latency_ms=latency, params=params, macs=macs,
+    return Metrics(accuracy=metric, size_bytes=size_bytes(path), latency_ms=median, params=params, macs=macs,
                    fidelity=fidelity_label(config), latency_spread_ms=spread, notes="; ".join(compressed.notes))
 
 
-def evaluate_teacher(task: Task, *, out_dir: str | os.PathLike) -> Metrics:
+def evaluate_teacher(task: Task, *, out_dir: str | os.PathLike, latency: LatencyMeter = local_latency) -> Metrics:
     """The teacher, exported (BatchNorm folded, as ONNX Runtime would run it) and measured the same way."""
-    return evaluate(task, Plan(), out_dir=out_dir, config=DistillConfig(steps=0))
+    return evaluate(task, Plan(), out_dir=out_dir, config=DistillConfig(steps=0), latency=latency)

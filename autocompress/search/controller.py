@@ -1,9 +1,10 @@
-"""The search controller: one Optuna study over the joint space, trials evaluated in turn.
+"""The search controller: one Optuna study over the joint space, trials run on Ray workers.
 
-Each trial: the sampler proposes a plan, ``evaluate`` compresses, fine-tunes, exports and
+Each trial: the sampler proposes a plan, a Ray worker compresses, fine-tunes, exports and
 measures it, and the study stores accuracy, size_bytes and latency_ms (plus every metric as a
 user attribute) the moment it finishes. A candidate that fails is stored as failed with its
-reason and the search goes on; Ctrl-C stores the running trial as failed and keeps the rest.
+reason and the search goes on; Ctrl-C stores the running trials as failed (interrupted: a
+resumed search runs them again) and keeps the rest.
 
 Example:
     >>> from autocompress import load_task
@@ -13,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ import pandas as pd
 
 from autocompress.compressors.distill import DistillConfig
 from autocompress.compressors.pipeline import task_context
-from autocompress.evaluators.evaluate import evaluate, evaluate_teacher, fidelity_label
+from autocompress.evaluators.evaluate import evaluate_teacher, fidelity_label, local_latency
 from autocompress.evaluators.measure import LATENCY_THREADS
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
@@ -35,6 +37,7 @@ from autocompress.spaces.space import SearchSpace
 from autocompress.task import Task, UsageError
 
 SAMPLERS = ("tpe", "nsga2", "random")
+NOISE_REPEATS = 5
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,8 @@ def make_sampler(name: str, *, seed: int | None, trials: int) -> optuna.samplers
 
 
 def _progress_line(done: int, total: int, number: int, metrics: Metrics | None, teacher: Metrics,
-                   seconds: float, plan: Plan | None, error: str = "") -> str:
-    head = f"[{done:>{len(str(total))}}/{total}] trial {number:<3}"
+                   seconds: float, plan: Plan | None, error: str = "", level: str = "") -> str:
+    head = f"[{done:>{len(str(total))}}/{total}] trial {number:<3}" + (f" {level:<6}" if level else "")
     if metrics is None:
         return f"{head} FAILED  {seconds:5.1f}s  {error}"
     return (f"{head} acc {metrics.accuracy:.4f} ({(metrics.accuracy - teacher.accuracy) * 100:+.1f} pt)  "
@@ -71,114 +74,183 @@ def _progress_line(done: int, total: int, number: int, metrics: Metrics | None, 
             f"{seconds:5.1f}s  {plan.summary() if plan else ''}")
 
 
-def _completed_plans(study: optuna.Study) -> dict[Plan, optuna.trial.FrozenTrial]:
-    return {Plan.from_dict(t.user_attrs["plan"]): t for t in study.get_trials(deepcopy=False)
-            if t.state == optuna.trial.TrialState.COMPLETE and "plan" in t.user_attrs}
+@dataclass(frozen=True, kw_only=True)
+class Execution:
+    """Where and how trials run.
+
+    workers: trials at once. address: an existing Ray cluster (``ray start --head``), or None
+    for a local Ray. cpus_per_trial / gpus_per_trial: resources of one trial (torch and ONNX
+    Runtime threads follow cpus_per_trial). trial_timeout_s: a trial still fine-tuning after
+    this is stopped and stored as failed. retries: how often Ray Tune re-runs a trial whose
+    worker died. latency_resource: a custom Ray resource naming the node where every latency
+    is measured, one at a time.
+    """
+
+    workers: int = 1
+    address: str | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    trial_timeout_s: float | None = None
+    retries: int = 1
+    latency_resource: str | None = None
+
+    def __post_init__(self):
+        if self.trial_timeout_s is not None and self.trial_timeout_s <= 0:
+            raise UsageError(f"--trial-timeout must be positive, got {self.trial_timeout_s}")
+        if self.gpus_per_trial < 0 or self.retries < 0:
+            raise UsageError("--gpus-per-trial and retries must be 0 or more")
 
 
-def _run_one(study, space, task, out, config, seen, teacher) -> tuple[optuna.trial.FrozenTrial, Plan | None]:
-    trial = study.ask()
-    start = time.perf_counter()
-    plan = None
-    try:
-        plan = space.suggest(trial)
-        trial.set_user_attr("plan", plan.to_dict())
-        if plan in seen:  # the same candidate again: reuse its measurements
-            original = seen[plan]
-            metrics = Metrics.from_dict(original.user_attrs["metrics"])
-            trial.set_user_attr("duplicate_of", original.number)
-        else:
-            metrics = evaluate(task, plan, out_dir=out / rundir.ARTIFACTS / str(trial.number), config=config)
-        trial.set_user_attr("metrics", metrics.to_dict())
-        trial.set_user_attr("duration_s", round(time.perf_counter() - start, 3))
-        study.tell(trial, [metrics.accuracy, metrics.size_bytes, metrics.latency_ms])
-    except KeyboardInterrupt:
-        trial.set_user_attr("error", "interrupted by the user (Ctrl-C)")
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        raise
-    except Exception as exc:  # a bad candidate must not stop the search
-        trial.set_user_attr("error", f"{type(exc).__name__}: {exc}".strip()[:1000])
-        trial.set_user_attr("duration_s", round(time.perf_counter() - start, 3))
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    frozen = next(t for t in reversed(study.get_trials(deepcopy=False)) if t.number == trial.number)
-    if frozen.state == optuna.trial.TrialState.COMPLETE and plan is not None:
-        seen.setdefault(plan, frozen)
-    return frozen, plan
+def _latency_actor(resource: str | None):
+    if resource is None:
+        return None
+    import ray
+
+    from autocompress.search.worker import LatencyActor
+
+    if ray.cluster_resources().get(resource, 0) <= 0:
+        raise UsageError(f"--latency-resource {resource}: no Ray node carries it; start the target node with "
+                         f"ray start --address HEAD --resources '{{\"{resource}\": 1}}'")
+    return LatencyActor.options(resources={resource: 0.001}).remote()
+
+
+def _latency_noise(task: Task, path: Path, latency) -> dict:
+    """Repeat the teacher's latency measurement to show how noisy this machine is."""
+    medians = sorted(latency(str(path), task.example_inputs)[0] for _ in range(NOISE_REPEATS))
+    middle = medians[len(medians) // 2]
+    return {"repeats": NOISE_REPEATS, "medians_ms": [round(m, 6) for m in medians],
+            "spread_ms": round(medians[-1] - medians[0], 6),
+            "relative_spread": round((medians[-1] - medians[0]) / middle, 4)}
 
 
 def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | None = 0,
            out: str | Path = "runs/latest", resume: bool = False, config: DistillConfig = DistillConfig(),
-           warm_start: bool = True, importance: str = "l1", task_spec: str | None = None, command: str = "",
+           execution: Execution = Execution(), screen_steps: int | None = None, storage: str | None = None,
+           warm_start: bool = True, importance: str = "l1", task_spec: str | None = None,
+           data_dir: str | None = None, command: str = "",
            progress: Callable[[str], None] = print) -> SearchResult:
-    """Search the joint space of ``task`` for ``trials`` trials; results land in ``out``.
+    """Search the joint space of ``task`` until ``trials`` trials have finished; results land in ``out``.
 
-    With ``resume=True`` the study in ``out`` continues until it holds ``trials`` finished
-    trials (complete or failed); everything stored before is kept.
+    Trials run on Ray (``execution``). ``screen_steps`` turns on multi-fidelity: new plans are
+    fine-tuned for that many steps, and those on the screening front are promoted to a full
+    evaluation (``config.steps``). With ``resume=True`` the study in ``out`` continues: every
+    stored trial is kept, trials that were running when it stopped are stored as failed
+    (interrupted) and run again.
     """
+    import ray
+
+    from autocompress.search.ray_runner import cap_workers, run_trials, start_ray
+    from autocompress.search.searcher import Screening, StudySearcher, requeue_interrupted, seen_plans
+    from autocompress.search.storage import open_storage, redact, sqlite_url
+    from autocompress.search.worker import Job, remote_latency
+
     if not isinstance(trials, int) or trials < 1:
-        raise UsageError(f"--trials must be a positive whole number, got {trials}")
+        raise UsageError(f"--trials must be at least 1, got {trials}")
+    if screen_steps is not None and not 0 < screen_steps < config.steps:
+        raise UsageError(f"--screen-steps must be between 1 and --steps - 1 ({config.steps - 1}), got {screen_steps}")
     make_sampler(sampler, seed=seed, trials=trials)  # validate before any work
+    rdb = open_storage(storage) if storage else None
     out = rundir.prepare_run_dir(out, resume=resume)
     space = SearchSpace(task_context(task).discovery, importance=importance)
-    fidelity = fidelity_label(config)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if resume:
         run = rundir.read_run_json(out)
         if run["task"]["name"] != task.name or run["space"] != space.summary():
-            raise UsageError(f"--resume: {out} was a search of task {run['task']['name']!r} with another search "
-                             "space; resume it with the same --task, or start a new --out")
-        teacher = rundir.teacher_metrics(run)
+            differs = "task" if run["task"]["name"] != task.name else "search space"
+            raise UsageError(f"--resume: {out} holds a search of task {run['task']['name']!r} whose {differs} differs "
+                             "from this one; resume with the same --task (and options), or start a new --out")
         config = DistillConfig(**run["settings"]["distill"])
-        fidelity = fidelity_label(config)
+        screen_steps = run["settings"].get("screen_steps")
+        study_name = run["study"]["name"]
     else:
-        progress(f"measuring the teacher of {task.name!r} (ONNX Runtime, batch 1, {LATENCY_THREADS} thread)")
-        teacher = evaluate_teacher(task, out_dir=out / "teacher")
+        study_name = rundir.STUDY_NAME if rdb is None else f"{rundir.STUDY_NAME}-{out.resolve().name}-{int(time.time())}"
+    workers, warning = cap_workers(execution.workers, available_cpus=float(os.cpu_count() or 1)
+                                   if execution.address is None else float("inf"),
+                                   cpus_per_trial=execution.cpus_per_trial)
+    if warning:
+        progress(f"warning: {warning}")
+    progress(start_ray(address=execution.address, workers=workers, cpus_per_trial=execution.cpus_per_trial))
+    if execution.address:
+        workers, warning = cap_workers(workers, available_cpus=ray.cluster_resources().get("CPU", 1),
+                                       cpus_per_trial=execution.cpus_per_trial)
+        if warning:
+            progress(f"warning: {warning}")
+    actor = _latency_actor(execution.latency_resource)
+    latency = local_latency if actor is None else remote_latency(actor)
+    if resume:
+        teacher = rundir.teacher_metrics(run)
+    else:
+        where = "here" if actor is None else f"on node {ray.get(actor.node.remote())} ({execution.latency_resource})"
+        progress(f"measuring the teacher of {task.name!r} {where} (ONNX Runtime, batch 1, {LATENCY_THREADS} thread)")
+        teacher = evaluate_teacher(task, out_dir=out / "teacher", latency=latency)
         run = {
             "task": {"name": task.name, "spec": task_spec or task.name, "recipe": task.recipe,
                      "train": task.num_examples("train"), "val": task.num_examples("val"),
                      "test": task.num_examples("test")},
             "space": space.summary(),
             "teacher": teacher.to_dict(),
+            "latency_noise": _latency_noise(task, out / "teacher" / "model.onnx", latency),
             "objectives": OBJECTIVES,
-            "settings": {"sampler": sampler, "seed": seed, "trials": trials, "warm_start": warm_start, "importance": importance,
-                         "distill": config.__dict__, "fidelity": fidelity,
+            "study": {"name": study_name, "storage": redact(storage) if storage else "study.db"},
+            "settings": {"sampler": sampler, "seed": seed, "trials": trials, "warm_start": warm_start,
+                         "importance": importance, "distill": config.__dict__, "screen_steps": screen_steps,
+                         "fidelity": fidelity_label(config),
+                         "execution": {**execution.__dict__, "workers": workers},
                          "latency": {"runtime": "onnxruntime CPUExecutionProvider", "threads": LATENCY_THREADS,
-                                     "batch": 1, "warmup": 20, "runs": 300, "statistic": "median"}},
+                                     "batch": 1, "warmup": 20, "runs": 300, "statistic": "median",
+                                     "where": where}},
             "versions": rundir.versions(),
             "machine": rundir.machine(),
             "command": command,
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         rundir.write_json(out / rundir.RUN_JSON, run)
+    fidelity = fidelity_label(config)
     progress(f"teacher: accuracy {teacher.accuracy:.4f}, {teacher.size_bytes / 1024:.1f} KB, "
-             f"{teacher.latency_ms:.4f} ms; {len(space.param_names())} search parameters")
-    study = optuna.create_study(study_name=rundir.STUDY_NAME, storage=rundir.storage_url(out),
+             f"{teacher.latency_ms:.4f} ms; {len(space.param_names())} search parameters; {workers} worker(s)")
+    study = optuna.create_study(study_name=study_name, storage=rdb or sqlite_url(out),
                                 directions=list(OBJECTIVES.values()),
                                 sampler=make_sampler(sampler, seed=seed, trials=trials), load_if_exists=True)
-    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
-    if not finished and warm_start:
+    rerun = requeue_interrupted(study, space)
+    if rerun:
+        progress(f"resuming: {rerun} trial(s) that were running when the search stopped are stored as failed "
+                 "(interrupted) and will run again")
+    if not study.trials and warm_start:
         for plan in space.warm_start_plans()[: max(0, trials // 4)]:
             study.enqueue_trial(space.params_from_plan(plan), skip_if_exists=True)
-    seen = _completed_plans(study)
-    done = len(finished)
-    try:
-        while done < trials:
-            start = time.perf_counter()
-            frozen, plan = _run_one(study, space, task, out, config, seen, teacher)
-            done += 1
-            metrics = Metrics.from_dict(frozen.user_attrs["metrics"]) if "metrics" in frozen.user_attrs else None
-            progress(_progress_line(done, trials, frozen.number, metrics, teacher, time.perf_counter() - start,
-                                    plan, frozen.user_attrs.get("error", "")))
-            rundir.write_tables(study, out, fidelity=fidelity)
-    except KeyboardInterrupt:
+    clock = time.perf_counter()
+
+    def on_finished(frozen: optuna.trial.FrozenTrial) -> None:
+        metrics = Metrics.from_dict(frozen.user_attrs["metrics"]) if "metrics" in frozen.user_attrs else None
+        plan = Plan.from_dict(frozen.user_attrs["plan"]) if "plan" in frozen.user_attrs else None
+        progress(_progress_line(searcher.finished, trials, frozen.number, metrics, teacher,
+                                frozen.user_attrs.get("duration_s", 0.0), plan, frozen.user_attrs.get("error", ""),
+                                frozen.user_attrs.get("level", "")))
         rundir.write_tables(study, out, fidelity=fidelity)
-        progress(f"stopped: {done} trials stored in {out}; continue with: autocompress search "
+
+    screening = Screening(steps=screen_steps, full_steps=config.steps) if screen_steps else None
+    searcher = StudySearcher(study=study, space=space, total=trials, seen=seen_plans(study), on_finished=on_finished,
+                             screening=screening, timeout_s=execution.trial_timeout_s, retries=execution.retries)
+    job = Job(task_spec=task_spec, data_dir=data_dir, task=None if task_spec else task,
+              teacher_state=task.teacher.state_dict(), distill=config, out_dir=str(out.resolve()),
+              threads=max(1, int(execution.cpus_per_trial)), latency_actor=actor)
+    try:
+        run_trials(searcher=searcher, job=job, workers=workers, cpus_per_trial=execution.cpus_per_trial,
+                   gpus_per_trial=execution.gpus_per_trial, timeout_s=execution.trial_timeout_s,
+                   retries=execution.retries, storage=out)
+    except KeyboardInterrupt:
+        searcher.interrupt_running("interrupted by the user (Ctrl-C)")
+        rundir.write_tables(study, out, fidelity=fidelity)
+        progress(f"stopped: {searcher.finished} trials stored in {out}; continue with: autocompress search "
                  f"--task {run['task']['spec']} --out {out} --trials {trials} --resume")
         raise
+    interrupted = searcher.interrupt_running("interrupted: the search stopped while it ran")
     trial_table, front = rundir.write_tables(study, out, fidelity=fidelity)
     run = rundir.read_run_json(out)
     run["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     run["settings"]["trials"] = trials
+    run.setdefault("sessions", []).append({"wall_s": round(time.perf_counter() - clock, 2), "workers": workers,
+                                           "interrupted": interrupted})
     rundir.write_json(out / rundir.RUN_JSON, run)
     return SearchResult(out, teacher, trial_table, front)
 
@@ -199,4 +271,4 @@ def front_table(front: pd.DataFrame, teacher: Metrics) -> str:
     return table.to_string(index=False)
 
 
-__all__ = ["SAMPLERS", "SearchResult", "front_table", "make_sampler", "search"]
+__all__ = ["SAMPLERS", "Execution", "SearchResult", "front_table", "make_sampler", "search"]

@@ -29,7 +29,8 @@ from autocompress.task import UsageError
 
 RUN_JSON, TRIALS_CSV, PARETO_CSV, STUDY_DB = "run.json", "trials.csv", "pareto.csv", "study.db"
 ARTIFACTS, STUDY_NAME = "artifacts", "autocompress"
-METRIC_COLUMNS = ["params", "macs", "fidelity", "latency_spread_ms", "duration_s", "error", "notes"]
+METRIC_COLUMNS = ["params", "macs", "fidelity", "level", "latency_spread_ms", "duration_s", "started_at",
+                  "finished_at", "node", "error", "notes"]
 
 
 def is_run_dir(path: Path) -> bool:
@@ -50,10 +51,6 @@ def prepare_run_dir(path: str | os.PathLike, *, resume: bool) -> Path:
         raise UsageError(f"--out {path} exists and is not a run directory; choose a new path or remove it")
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def storage_url(path: Path) -> str:
-    return f"sqlite:///{(path / STUDY_DB).resolve()}"
 
 
 def versions() -> dict[str, str]:

@@ -1,0 +1,92 @@
+"""Running trials on Ray: a local Ray by default, an existing cluster with ``--address``.
+
+Ray Tune schedules (K trials at once, each with its CPUs/GPUs), retries a trial whose worker
+died (``FailureConfig``), and stops a trial past ``--trial-timeout`` (its trainable reports
+progress during fine-tuning). The StudySearcher decides what to try and stores outcomes.
+
+Example:
+    >>> cap_workers(8, available_cpus=2, cpus_per_trial=1)
+    (2, 'only 2 CPUs available for 1 CPU(s) per trial: running 2 workers instead of 8')
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import warnings
+from pathlib import Path
+
+from autocompress.task import UsageError
+
+ADDRESS_TIMEOUT_S = 5.0
+
+
+def cap_workers(workers: int, *, available_cpus: float, cpus_per_trial: float) -> tuple[int, str]:
+    """At most as many workers as the CPUs allow; returns (workers, warning or '')."""
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    if cpus_per_trial <= 0:
+        raise UsageError(f"--cpus-per-trial must be positive, got {cpus_per_trial}")
+    fit = max(1, int(available_cpus // cpus_per_trial))
+    if workers <= fit:
+        return workers, ""
+    return fit, (f"only {available_cpus:g} CPUs available for {cpus_per_trial:g} CPU(s) per trial: "
+                 f"running {fit} workers instead of {workers}")
+
+
+def check_address(address: str) -> None:
+    """Fail fast (one line, a few seconds) when a Ray head does not answer at ``address``."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=ADDRESS_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--address {address}: no Ray cluster answers there ({exc}); start one with "
+                         "'ray start --head --port PORT' and pass HOST:PORT") from exc
+
+
+def start_ray(*, address: str | None, workers: int, cpus_per_trial: float, num_cpus: int | None = None) -> str:
+    """Start (or join) Ray quietly; returns a line describing where trials run."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # progress reports carry no metrics
+    import ray
+
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", module="ray")
+    if ray.is_initialized():
+        return "Ray already initialized in this process"
+    if address:
+        check_address(address)
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+        return f"Ray cluster at {address}: {ray.cluster_resources().get('CPU', 0):g} CPUs"
+    cpus = num_cpus or max(os.cpu_count() or 1, int(workers * cpus_per_trial))
+    ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+             configure_logging=False)
+    return f"local Ray: {cpus} CPUs"
+
+
+def run_trials(*, searcher, job, workers: int, cpus_per_trial: float, gpus_per_trial: float,
+               timeout_s: float | None, retries: int, storage: Path) -> None:
+    """Run the searcher's trials on Ray Tune until it says FINISHED (or Ctrl-C)."""
+    from ray import tune
+
+    from autocompress.search.worker import evaluate_trial
+
+    trainable = tune.with_resources(tune.with_parameters(evaluate_trial, job=job),
+                                    {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, max_concurrent_trials=workers,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=str(storage.resolve()), name="tune", verbose=0,
+                                  stop={"time_total_s": timeout_s} if timeout_s else None,
+                                  failure_config=tune.FailureConfig(max_failures=retries),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+    )
+    tuner.fit()

@@ -1,0 +1,178 @@
+"""A Ray Tune Searcher backed by the Optuna study: Tune schedules, the study decides and stores.
+
+``suggest`` asks the study for the next plan (duplicates of a finished plan are answered
+from the study at once); ``on_trial_complete`` tells the study the outcome the moment a trial
+ends, so a driver that dies loses nothing finished. With screening (multi-fidelity), new
+plans are evaluated with few fine-tuning steps first, and a screened plan that lands on the
+screening front (non-dominated among screened results) is promoted: evaluated again at full
+fidelity as its own trial.
+
+Example (the controller builds it):
+    >>> searcher = StudySearcher(study=study, space=space, total=40,                   # doctest: +SKIP
+    ...                          on_finished=print, seen={}, screening=None)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+import optuna
+import pandas as pd
+from ray.tune.search import Searcher
+
+from autocompress.metrics import Metrics
+from autocompress.plan import Plan
+from autocompress.search.pareto import pareto_mask
+from autocompress.spaces.space import SearchSpace
+
+State = optuna.trial.TrialState
+
+
+@dataclass(frozen=True)
+class Screening:
+    """Multi-fidelity: screen new plans with ``steps`` fine-tuning steps; promote the front."""
+
+    steps: int
+    full_steps: int
+
+    def label(self, full: bool) -> str:
+        return "full" if full else "screen"
+
+
+def counts_toward_total(trial: optuna.trial.FrozenTrial) -> bool:
+    """Finished trials count, except those stopped by an interruption (they are re-run)."""
+    return trial.state.is_finished() and not trial.user_attrs.get("interrupted")
+
+
+class StudySearcher(Searcher):
+    def __init__(self, *, study: optuna.Study, space: SearchSpace, total: int, seen: dict[Plan, optuna.trial.FrozenTrial],
+                 on_finished: Callable[[optuna.trial.FrozenTrial], None], screening: Screening | None = None,
+                 timeout_s: float | None = None, retries: int = 1):
+        super().__init__(metric="accuracy", mode="max")
+        self.study, self.space, self.total, self.seen = study, space, total, seen
+        self.on_finished, self.screening, self.timeout_s, self.retries = on_finished, screening, timeout_s, retries
+        self.running: dict[str, tuple[optuna.Trial, Plan, str]] = {}
+        self.promotions: list[Plan] = []
+        self.promoted: set[Plan] = {Plan.from_dict(t.user_attrs["plan"]) for t in study.get_trials(deepcopy=False)
+                                    if t.user_attrs.get("level") == "full" and "plan" in t.user_attrs}
+        self.finished = sum(counts_toward_total(t) for t in study.get_trials(deepcopy=False))
+
+    def _frozen(self, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
+        # Optuna has no public "get one trial by number" without loading them all
+        return self.study._storage.get_trial(trial._trial_id)
+
+    def suggest(self, trial_id: str):
+        while self.finished + len(self.running) < self.total:
+            full = self.screening is None or bool(self.promotions)
+            if self.promotions:
+                plan = self.promotions.pop(0)
+                self.study.enqueue_trial(self.space.params_from_plan(plan))
+            trial = self.study.ask()
+            plan = self.space.suggest(trial)
+            level = "full" if self.screening is None else self.screening.label(full)
+            trial.set_user_attr("plan", plan.to_dict())
+            trial.set_user_attr("level", level)
+            previous = self.seen.get((plan, level))
+            if previous is not None:  # the same candidate at the same fidelity: reuse its numbers
+                trial.set_user_attr("metrics", previous.user_attrs["metrics"])
+                trial.set_user_attr("duplicate_of", previous.number)
+                metrics = Metrics.from_dict(previous.user_attrs["metrics"])
+                self.study.tell(trial, [metrics.accuracy, metrics.size_bytes, metrics.latency_ms])
+                self._finish(trial, plan, level)
+                continue
+            self.running[trial_id] = (trial, plan, level)
+            config = {"number": trial.number, "plan": plan.to_dict()}
+            if self.screening is not None:
+                config["distill"] = {"steps": self.screening.full_steps if full else self.screening.steps}
+            return config
+        return Searcher.FINISHED if not self.running else None
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id not in self.running:
+            return
+        trial, plan, level = self.running.pop(trial_id)
+        result = result or {}
+        for key in ("node", "started_at", "finished_at", "duration_s"):
+            if key in result:
+                trial.set_user_attr(key, result[key])
+        if error:
+            reason = (f"the worker running this trial died or raised outside the candidate "
+                      f"(Ray Tune retried it {self.retries} time(s))")
+        elif not result.get("done"):
+            reason = f"timed out: still running after {self.timeout_s:g} s (--trial-timeout)"
+        else:
+            reason = result.get("error")
+        metrics = None
+        if not reason:
+            try:
+                metrics = Metrics.from_dict(json.loads(result["metrics_json"]))
+            except (KeyError, TypeError, ValueError) as exc:
+                reason = f"the trial reported no usable metrics ({type(exc).__name__}: {exc})"
+        if reason:
+            trial.set_user_attr("error", reason)
+            self.study.tell(trial, state=State.FAIL)
+        else:
+            trial.set_user_attr("metrics", metrics.to_dict())
+            self.study.tell(trial, [metrics.accuracy, metrics.size_bytes, metrics.latency_ms])
+        self._finish(trial, plan, level)
+
+    def _finish(self, trial: optuna.Trial, plan: Plan, level: str) -> None:
+        frozen = self._frozen(trial)
+        self.finished += 1
+        if frozen.state == State.COMPLETE:
+            self.seen.setdefault((plan, level), frozen)
+            if level == "screen":
+                self._queue_promotions()
+        self.on_finished(frozen)
+
+    def _queue_promotions(self) -> None:
+        """Promote the screened plans on the screening front that were not promoted yet."""
+        screened = [t for t in self.study.get_trials(deepcopy=False, states=(State.COMPLETE,))
+                    if t.user_attrs.get("level") == "screen"]
+        if not screened:
+            return
+        frame = pd.DataFrame([t.user_attrs["metrics"] for t in screened])
+        for trial, on_front in zip(screened, pareto_mask(frame)):
+            plan = Plan.from_dict(trial.user_attrs["plan"])
+            if on_front and plan not in self.promoted:
+                self.promoted.add(plan)
+                self.promotions.append(plan)
+
+    def interrupt_running(self, reason: str) -> int:
+        """Store every trial still running as failed and interrupted (resume re-runs them)."""
+        for trial, _, _ in self.running.values():
+            trial.set_user_attr("error", reason)
+            trial.set_user_attr("interrupted", True)
+            self.study.tell(trial, state=State.FAIL)
+        count = len(self.running)
+        self.running.clear()
+        return count
+
+    def save(self, checkpoint_path: str) -> None:  # the study is the state; nothing else to save
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+
+def seen_plans(study: optuna.Study) -> dict[tuple[Plan, str], optuna.trial.FrozenTrial]:
+    """Completed plans by (plan, fidelity level), for answering duplicates."""
+    return {(Plan.from_dict(t.user_attrs["plan"]), t.user_attrs.get("level", "full")): t
+            for t in study.get_trials(deepcopy=False, states=(State.COMPLETE,)) if "plan" in t.user_attrs}
+
+
+def requeue_interrupted(study: optuna.Study, space: SearchSpace) -> int:
+    """After a driver died: trials left RUNNING are stored as failed (interrupted) and their plans
+    enqueued again, so a resumed search re-runs them. Returns how many."""
+    stale = study.get_trials(deepcopy=False, states=(State.RUNNING, State.WAITING))
+    for frozen in stale:
+        if frozen.state == State.RUNNING:
+            study._storage.set_trial_user_attr(frozen._trial_id, "error", "interrupted: the search stopped while it ran")
+            study._storage.set_trial_user_attr(frozen._trial_id, "interrupted", True)
+            study._storage.set_trial_state_values(frozen._trial_id, State.FAIL)
+            if frozen.params:
+                study.enqueue_trial(frozen.params, skip_if_exists=False)
+    return sum(t.state == State.RUNNING for t in stale)
+

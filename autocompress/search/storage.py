@@ -1,0 +1,50 @@
+"""Where the study lives: SQLite in the run directory by default, or a database URL.
+
+A URL's password is never printed or stored: messages and run.json carry the redacted form.
+An unreachable database fails within a few seconds with one line.
+
+Example:
+    >>> redact("postgresql://alice:s3cret@db.example:5432/studies")
+    'postgresql://alice:***@db.example:5432/studies'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from sqlalchemy.engine import make_url
+
+from autocompress.task import UsageError
+
+CONNECT_TIMEOUT_S = 5
+
+
+def redact(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable storage URL>"
+
+
+def sqlite_url(run_dir: Path) -> str:
+    return f"sqlite:///{(run_dir / 'study.db').resolve()}"
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage, checked by connecting; problems are one UsageError line."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise UsageError("--storage is not a database URL; use e.g. postgresql://USER:PASSWORD@HOST:5432/DB") from exc
+    engine_kwargs = {}
+    if parsed.get_backend_name() == "postgresql":
+        engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if parsed.password:
+            reason = reason.replace(parsed.password, "***")
+        raise UsageError(f"--storage {redact(url)}: cannot open the database ({reason[:200]}); check the host, "
+                         "port, user and that the server is running") from exc

@@ -1,0 +1,133 @@
+"""What runs on a Ray worker: rebuild the task once per process, evaluate one plan per trial.
+
+The driver sends one ``Job`` per search (``tune.with_parameters`` puts it in Ray's object
+store once: the teacher's weights reach each worker once, not once per trial). A worker
+rebuilds the task from its built-in name or ``module:function`` factory with those weights,
+and keeps it for every later trial it runs (actors are reused).
+
+Latency: measured in the trial's own process with a fixed thread count, or, with
+``--latency-resource``, by the one ``LatencyActor`` placed on the node that carries that
+resource: measurements then happen there, one at a time.
+
+Example (what the search does for you):
+    >>> job = Job(task_spec="digits", data_dir=None, task=None, teacher_state={},       # doctest: +SKIP
+    ...           distill=DistillConfig(), out_dir="runs/x", threads=1, latency_actor=None)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import ray
+import torch
+
+from autocompress.compressors.distill import DistillConfig
+from autocompress.evaluators.evaluate import evaluate, local_latency
+from autocompress.plan import Plan
+from autocompress.search.rundir import ARTIFACTS
+from autocompress.task import Task, load_task
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs, shipped once per search."""
+
+    task_spec: str | None  # built-in name or module:function; None = ship ``task`` itself
+    data_dir: str | None
+    task: Task | None
+    teacher_state: dict[str, torch.Tensor]
+    distill: DistillConfig
+    out_dir: str
+    threads: int
+    latency_actor: Any = None  # a LatencyActor handle, or None to measure in the trial
+
+
+_tasks: dict[tuple, Task] = {}
+
+
+def worker_task(job: Job) -> Task:
+    """The job's task, built once per worker process."""
+    key = (job.task_spec, job.data_dir, id(job.teacher_state) if job.task_spec is None else None)
+    if key not in _tasks:
+        if job.task_spec is None:
+            _tasks[key] = job.task
+        else:
+            _tasks[key] = load_task(job.task_spec, data_dir=job.data_dir, teacher_state=job.teacher_state)
+    return _tasks[key]
+
+
+def node_name() -> str:
+    """Host name and the first characters of the Ray node id (two nodes can share a host)."""
+    try:
+        node = ray.get_runtime_context().get_node_id()[:8]
+    except Exception:
+        node = "local"
+    return f"{socket.gethostname()}/{node}"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _set_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+@ray.remote(num_cpus=0)
+class LatencyActor:
+    """Measures ONNX files one at a time on the node it is placed on."""
+
+    def __init__(self):
+        _set_threads(1)
+
+    def node(self) -> str:
+        return node_name()
+
+    def measure(self, model_bytes: bytes, example_inputs: torch.Tensor) -> tuple[float, float]:
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
+            f.write(model_bytes)
+            f.flush()
+            return local_latency(f.name, example_inputs)
+
+
+def remote_latency(actor):
+    """A latency meter that sends the file's bytes to ``actor`` and waits for its answer."""
+    def measure(path: str, example_inputs: torch.Tensor) -> tuple[float, float]:
+        with open(path, "rb") as f:
+            return ray.get(actor.measure.remote(f.read(), example_inputs))
+    return measure
+
+
+def evaluate_trial(config: dict, job: Job) -> None:
+    """The Ray Tune trainable: evaluate ``config['plan']`` and report its metrics.
+
+    Errors of the candidate itself are reported as a result with ``error`` (stored as a
+    failed trial with its reason); a worker that dies is Tune's to retry.
+    """
+    from ray import tune
+
+    _set_threads(job.threads)
+    started, clock = now(), time.perf_counter()
+    base = {"number": config["number"], "node": node_name(), "started_at": started}
+    try:
+        task = worker_task(job)
+        plan = Plan.from_dict(config["plan"])
+        distill = DistillConfig(**{**job.distill.__dict__, **config.get("distill", {})})
+        latency = local_latency if job.latency_actor is None else remote_latency(job.latency_actor)
+        metrics = evaluate(task, plan, out_dir=os.path.join(job.out_dir, ARTIFACTS, str(config["number"])),
+                           config=distill, latency=latency,
+                           on_step=lambda step: tune.report({**base, "done": False, "step": step}))
+        result = {"metrics_json": json.dumps(metrics.to_dict())}  # Tune flattens nested dicts
+    except Exception as exc:  # the candidate failed, not the worker
+        result = {"error": f"{type(exc).__name__}: {exc}".strip()[:1000]}
+    tune.report({**base, **result, "done": True, "finished_at": now(),
+                 "duration_s": round(time.perf_counter() - clock, 3)})
