@@ -152,7 +152,7 @@ def cmd_search(args) -> int:
           f"{result.teacher.latency_ms:.4f} ms")
     print(front_table(result.pareto, result.teacher))
     print(f"\nrun directory: {result.run_dir} (trials.csv, pareto.csv, artifacts/<trial>/model.onnx)")
-    return 0
+    return 0 if result.finished else 130
 
 
 COMMANDS = {"tasks": cmd_tasks, "inspect": cmd_inspect, "search": cmd_search}

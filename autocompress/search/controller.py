@@ -27,7 +27,7 @@ import pandas as pd
 
 from autocompress.compressors.distill import DistillConfig
 from autocompress.compressors.pipeline import task_context
-from autocompress.evaluators.evaluate import evaluate_teacher, fidelity_label, local_latency
+from autocompress.evaluators.evaluate import evaluate_teacher, fidelity_label
 from autocompress.evaluators.measure import LATENCY_THREADS
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
@@ -46,6 +46,7 @@ class SearchResult:
     teacher: Metrics
     trials: pd.DataFrame
     pareto: pd.DataFrame
+    finished: bool = True  # False when stopped (Ctrl-C) before reaching the requested trials
 
 
 def make_sampler(name: str, *, seed: int | None, trials: int) -> optuna.samplers.BaseSampler:
@@ -101,17 +102,18 @@ class Execution:
             raise UsageError("--gpus-per-trial and retries must be 0 or more")
 
 
-def _latency_actor(resource: str | None):
-    if resource is None:
-        return None
+def _latency_actor(resource: str | None, run_id: str):
+    """The one actor that measures every latency of this search (on the ``resource`` node if named)."""
     import ray
 
     from autocompress.search.worker import LatencyActor
 
+    if resource is None:
+        return LatencyActor.remote(run_id)
     if ray.cluster_resources().get(resource, 0) <= 0:
         raise UsageError(f"--latency-resource {resource}: no Ray node carries it; start the target node with "
                          f"ray start --address HEAD --resources '{{\"{resource}\": 1}}'")
-    return LatencyActor.options(resources={resource: 0.001}).remote()
+    return LatencyActor.options(resources={resource: 0.001}).remote(run_id)
 
 
 def _latency_noise(task: Task, path: Path, latency) -> dict:
@@ -164,23 +166,20 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
         study_name = run["study"]["name"]
     else:
         study_name = rundir.STUDY_NAME if rdb is None else f"{rundir.STUDY_NAME}-{out.resolve().name}-{int(time.time())}"
-    workers, warning = cap_workers(execution.workers, available_cpus=float(os.cpu_count() or 1)
-                                   if execution.address is None else float("inf"),
+    progress(start_ray(address=execution.address, workers=execution.workers,
+                       cpus_per_trial=execution.cpus_per_trial))
+    workers, warning = cap_workers(execution.workers, available_cpus=ray.cluster_resources().get("CPU", 1),
                                    cpus_per_trial=execution.cpus_per_trial)
     if warning:
         progress(f"warning: {warning}")
-    progress(start_ray(address=execution.address, workers=workers, cpus_per_trial=execution.cpus_per_trial))
-    if execution.address:
-        workers, warning = cap_workers(workers, available_cpus=ray.cluster_resources().get("CPU", 1),
-                                       cpus_per_trial=execution.cpus_per_trial)
-        if warning:
-            progress(f"warning: {warning}")
-    actor = _latency_actor(execution.latency_resource)
-    latency = local_latency if actor is None else remote_latency(actor)
+    run_id = f"{os.getpid()}-{int(time.time() * 1000)}"
+    actor = _latency_actor(execution.latency_resource, run_id)
+    latency = remote_latency(actor)
     if resume:
         teacher = rundir.teacher_metrics(run)
     else:
-        where = "here" if actor is None else f"on node {ray.get(actor.node.remote())} ({execution.latency_resource})"
+        where = f"on node {ray.get(actor.node.remote())}" + (
+            f" ({execution.latency_resource})" if execution.latency_resource else " (local)")
         progress(f"measuring the teacher of {task.name!r} {where} (ONNX Runtime, batch 1, {LATENCY_THREADS} thread)")
         teacher = evaluate_teacher(task, out_dir=out / "teacher", latency=latency)
         run = {
@@ -233,7 +232,7 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
                              screening=screening, timeout_s=execution.trial_timeout_s, retries=execution.retries)
     job = Job(task_spec=task_spec, data_dir=data_dir, task=None if task_spec else task,
               teacher_state=task.teacher.state_dict(), distill=config, out_dir=str(out.resolve()),
-              threads=max(1, int(execution.cpus_per_trial)), latency_actor=actor)
+              threads=max(1, int(execution.cpus_per_trial)), run_id=run_id, latency_actor=actor)
     try:
         run_trials(searcher=searcher, job=job, workers=workers, cpus_per_trial=execution.cpus_per_trial,
                    gpus_per_trial=execution.gpus_per_trial, timeout_s=execution.trial_timeout_s,
@@ -246,13 +245,16 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
         raise
     interrupted = searcher.interrupt_running("interrupted: the search stopped while it ran")
     trial_table, front = rundir.write_tables(study, out, fidelity=fidelity)
+    if searcher.finished < trials:
+        progress(f"stopped after {searcher.finished} of {trials} trials (all stored in {out}); continue with: "
+                 f"autocompress search --task {run['task']['spec']} --out {out} --trials {trials} --resume")
     run = rundir.read_run_json(out)
     run["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     run["settings"]["trials"] = trials
     run.setdefault("sessions", []).append({"wall_s": round(time.perf_counter() - clock, 2), "workers": workers,
                                            "interrupted": interrupted})
     rundir.write_json(out / rundir.RUN_JSON, run)
-    return SearchResult(out, teacher, trial_table, front)
+    return SearchResult(out, teacher, trial_table, front, finished=searcher.finished >= trials)
 
 
 def front_table(front: pd.DataFrame, teacher: Metrics) -> str:

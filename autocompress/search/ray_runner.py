@@ -65,7 +65,7 @@ def start_ray(*, address: str | None, workers: int, cpus_per_trial: float, num_c
         check_address(address)
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
         return f"Ray cluster at {address}: {ray.cluster_resources().get('CPU', 0):g} CPUs"
-    cpus = num_cpus or max(os.cpu_count() or 1, int(workers * cpus_per_trial))
+    cpus = num_cpus or os.cpu_count() or 1
     ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
              configure_logging=False)
     return f"local Ray: {cpus} CPUs"

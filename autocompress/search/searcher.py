@@ -100,7 +100,7 @@ class StudySearcher(Searcher):
         if error:
             reason = (f"the worker running this trial died or raised outside the candidate "
                       f"(Ray Tune retried it {self.retries} time(s))")
-        elif not result.get("done"):
+        elif not result.get("final"):  # stopped by Tune before its final report
             reason = f"timed out: still running after {self.timeout_s:g} s (--trial-timeout)"
         else:
             reason = result.get("error")

@@ -5,9 +5,11 @@ store once: the teacher's weights reach each worker once, not once per trial). A
 rebuilds the task from its built-in name or ``module:function`` factory with those weights,
 and keeps it for every later trial it runs (actors are reused).
 
-Latency: measured in the trial's own process with a fixed thread count, or, with
-``--latency-resource``, by the one ``LatencyActor`` placed on the node that carries that
-resource: measurements then happen there, one at a time.
+Latency: every file (the teacher's too) is measured by the search's one ``LatencyActor``,
+so measurements happen one at a time, with a fixed thread count. While it measures, trials
+fine-tuning on the same node pause at their next step (a flag file in /dev/shm), so a
+measurement does not share its core with training. With ``--latency-resource`` the actor is
+placed on the node carrying that resource (the real target device).
 
 Example (what the search does for you):
     >>> job = Job(task_spec="digits", data_dir=None, task=None, teacher_state={},       # doctest: +SKIP
@@ -19,9 +21,11 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -45,6 +49,7 @@ class Job:
     distill: DistillConfig
     out_dir: str
     threads: int
+    run_id: str = "default"  # names the node-local flag that pauses training during measurements
     latency_actor: Any = None  # a LatencyActor handle, or None to measure in the trial
 
 
@@ -80,23 +85,48 @@ def _set_threads(threads: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
+QUIET_MAX_WAIT_S = 30.0  # a flag older than this is stale (its measurer died): ignore it
+PROGRESS_EVERY = 25  # fine-tuning steps between progress reports (what --trial-timeout acts on)
+
+
+def quiet_flag(run_id: str) -> Path:
+    folder = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    return folder / f"autocompress-measuring-{run_id}"
+
+
+def wait_while_measuring(flag: Path) -> None:
+    """Pause (training) while a latency measurement runs on this node."""
+    while True:
+        try:
+            age = time.time() - flag.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age > QUIET_MAX_WAIT_S:
+            return
+        time.sleep(0.005)
+
+
 @ray.remote(num_cpus=0)
 class LatencyActor:
-    """Measures ONNX files one at a time on the node it is placed on."""
+    """Measures ONNX files one at a time on the node it is placed on; trainers there pause."""
 
-    def __init__(self):
+    def __init__(self, run_id: str):
         _set_threads(1)
+        self.flag = quiet_flag(run_id)
 
     def node(self) -> str:
         return node_name()
 
     def measure(self, model_bytes: bytes, example_inputs: torch.Tensor) -> tuple[float, float]:
-        import tempfile
-
         with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
             f.write(model_bytes)
             f.flush()
-            return local_latency(f.name, example_inputs)
+            self.flag.touch()
+            try:
+                time.sleep(0.02)  # let trainers reach the end of their current step
+                return local_latency(f.name, example_inputs)
+            finally:
+                self.flag.unlink(missing_ok=True)
 
 
 def remote_latency(actor):
@@ -122,12 +152,18 @@ def evaluate_trial(config: dict, job: Job) -> None:
         task = worker_task(job)
         plan = Plan.from_dict(config["plan"])
         distill = DistillConfig(**{**job.distill.__dict__, **config.get("distill", {})})
-        latency = local_latency if job.latency_actor is None else remote_latency(job.latency_actor)
+        latency = remote_latency(job.latency_actor) if job.latency_actor is not None else local_latency
+        flag = quiet_flag(job.run_id)
+
+        def on_step(step: int) -> None:
+            wait_while_measuring(flag)
+            if step % PROGRESS_EVERY == 0:
+                tune.report({**base, "final": False, "step": step})
+
         metrics = evaluate(task, plan, out_dir=os.path.join(job.out_dir, ARTIFACTS, str(config["number"])),
-                           config=distill, latency=latency,
-                           on_step=lambda step: tune.report({**base, "done": False, "step": step}))
+                           config=distill, latency=latency, on_step=on_step)
         result = {"metrics_json": json.dumps(metrics.to_dict())}  # Tune flattens nested dicts
     except Exception as exc:  # the candidate failed, not the worker
         result = {"error": f"{type(exc).__name__}: {exc}".strip()[:1000]}
-    tune.report({**base, **result, "done": True, "finished_at": now(),
+    tune.report({**base, **result, "final": True, "finished_at": now(),
                  "duration_s": round(time.perf_counter() - clock, 3)})

@@ -1,0 +1,87 @@
+"""Trials on real Ray: several at once, node and timing columns, a worker killed mid-trial,
+a trial past its timeout, and resuming after the driver is killed with SIGKILL."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+
+def test_two_workers_run_trials_at_once_and_record_where_and_when(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "6", "--steps", "300",
+                   "--workers", "2", "--no-warm-start", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 6 and set(trials["state"]) == {"COMPLETE"}
+    assert trials["node"].notna().all()
+    start, end = pd.to_datetime(trials["started_at"]), pd.to_datetime(trials["finished_at"])
+    assert (end > start).all()
+    overlapping = sum(1 for i in range(6) for j in range(i + 1, 6) if start[i] < end[j] and start[j] < end[i])
+    assert overlapping >= 1, "two workers should have run trials at the same time"
+
+
+def test_workers_above_the_cpus_are_capped_with_a_warning(tmp_path):
+    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "1", "--steps", "2",
+                   "--workers", "64", "--out", str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stderr
+    assert f"running {os.cpu_count()} workers instead of 64" in proc.stdout
+
+
+def test_a_worker_killed_mid_trial_is_retried_and_nothing_is_lost(tmp_path):
+    marker = tmp_path / "killed"
+    env_marker = {"AUTOCOMPRESS_TEST_MARKER": str(marker)}
+    os.environ.update(env_marker)
+    try:
+        proc = run_cli("search", "--task", "tests.fixtures.user_tasks:dies_once", "--trials", "3", "--steps", "5",
+                       "--workers", "1", "--no-warm-start", "--out", str(tmp_path / "run"))
+    finally:
+        os.environ.pop("AUTOCOMPRESS_TEST_MARKER")
+    assert proc.returncode == 0, proc.stderr
+    assert marker.exists(), "the worker was never killed: the test did not test anything"
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert len(trials) == 3 and set(trials["state"]) == {"COMPLETE"}
+
+
+def test_a_trial_past_its_timeout_is_stored_as_failed(tmp_path):
+    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "2", "--steps", "100000",
+                   "--trial-timeout", "2", "--no-warm-start", "--out", str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stderr
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert len(trials) == 2 and set(trials["state"]) == {"FAIL"}
+    assert trials["error"].str.contains("timed out").all()
+
+
+def test_resume_after_the_driver_is_killed_keeps_every_finished_trial(digits_task, tmp_path):
+    out = tmp_path / "run"
+    args = ["search", "--task", "digits", "--trials", "6", "--steps", "150", "--workers", "2", "--out", str(out)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    driver = subprocess.Popen([sys.executable, "-m", "autocompress.cli", *args], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    before = pd.DataFrame()
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if (out / "trials.csv").exists():
+            before = pd.read_csv(out / "trials.csv")
+            if (before["state"] == "COMPLETE").sum() >= 2:
+                break
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    subprocess.run(["pkill", "-9", "-f", f"--out {out}"], check=False)
+    completed = before[before["state"] == "COMPLETE"].set_index("number")
+    assert 2 <= len(completed) < 6, "the driver must be killed mid-search for this test to mean anything"
+
+    proc = run_cli(*args, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    after = pd.read_csv(out / "trials.csv")
+    assert (after["state"] == "COMPLETE").sum() == 6
+    kept = after.set_index("number").loc[completed.index]
+    pd.testing.assert_frame_equal(kept[["accuracy", "size_bytes", "latency_ms"]],
+                                  completed[["accuracy", "size_bytes", "latency_ms"]], check_dtype=False)
