@@ -131,6 +131,7 @@ def cmd_search(args) -> int:
     if args.steps < 0:
         raise UsageError(f"--steps must be 0 or more, got {args.steps}")
     from autocompress.search.controller import Execution, make_sampler
+    from autocompress.search.storage import redact_argv
 
     make_sampler(args.sampler, seed=args.seed, trials=args.trials)
     task = load_task(args.task, data_dir=args.data_dir)
@@ -143,7 +144,7 @@ def cmd_search(args) -> int:
         result = search(task, trials=args.trials, sampler=args.sampler, seed=args.seed, out=out, resume=args.resume,
                         config=config, execution=execution, screen_steps=args.screen_steps, storage=args.storage,
                         warm_start=not args.no_warm_start, importance=args.importance, task_spec=args.task,
-                        data_dir=args.data_dir, command=shlex.join(["autocompress", *sys.argv[1:]]))
+                        data_dir=args.data_dir, command=shlex.join(["autocompress", *redact_argv(sys.argv[1:])]))
     except KeyboardInterrupt:
         return 130
     failed = int((result.trials["state"] == "FAIL").sum())

@@ -27,6 +27,21 @@ def redact(url: str) -> str:
         return "<unparseable storage URL>"
 
 
+def redact_argv(argv: list[str]) -> list[str]:
+    """A command line safe to store: any URL's password replaced by ***.
+
+    >>> redact_argv(["--storage=postgresql://u:pw@h/db", "--out", "x"])
+    ['--storage=postgresql://u:***@h/db', '--out', 'x']
+    """
+    safe = []
+    for arg in argv:
+        flag, eq, value = arg.partition("=") if arg.startswith("--") and "=" in arg else ("", "", arg)
+        if "://" in value and "@" in value:
+            value = redact(value)
+        safe.append(f"{flag}{eq}{value}")
+    return safe
+
+
 def sqlite_url(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / 'study.db').resolve()}"
 

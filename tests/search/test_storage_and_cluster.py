@@ -1,0 +1,122 @@
+"""A real PostgreSQL server and a real two-node Ray cluster, both started by the test, and the
+bad inputs around them: unreachable cluster or database (one line, no password shown)."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from tests.conftest import run_cli
+
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), Path("/nonexistent"))
+SECRET = "s3cret-pw"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_postgres(*cmd, **kw):
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    return subprocess.run([*prefix, *cmd], check=True, capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory):
+    if not (PG_BIN / "initdb").exists():
+        pytest.skip("PostgreSQL server binaries not installed (.ci/run installs them)")
+    folder = Path(tempfile.mkdtemp(prefix="autocompress-pg-"))  # pytest's tmp is private to root
+    folder.chmod(0o777)
+    data = folder / "data"
+    port = _free_port()
+    _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust")
+    _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-o",
+                 f"-p {port} -k /tmp -h 127.0.0.1", "-w", "start")
+    try:
+        _as_postgres(str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                     "-c", f"CREATE USER ac WITH PASSWORD '{SECRET}'", "-c", "CREATE DATABASE studies OWNER ac")
+        yield f"postgresql://ac:{SECRET}@127.0.0.1:{port}/studies"
+    finally:
+        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_search_stores_its_study_in_postgresql_without_keeping_the_password(postgres_url, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "3", "--steps", "5",
+                   "--storage", postgres_url, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+    assert SECRET not in (out / "run.json").read_text() and not (out / "study.db").exists()
+    run = json.loads((out / "run.json").read_text())
+    study = optuna.load_study(study_name=run["study"]["name"], storage=postgres_url)
+    assert len(study.trials) == 3 and all(t.state.name == "COMPLETE" for t in study.trials)
+    assert len(pd.read_csv(out / "trials.csv")) == 3
+
+
+def test_unreachable_storage_is_one_line_without_the_password(tmp_path):
+    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--out", str(tmp_path / "run"),
+                   "--storage", f"postgresql://ac:{SECRET}@127.0.0.1:{_free_port()}/studies")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "cannot open the database" in proc.stderr and SECRET not in proc.stderr + proc.stdout
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_cluster_is_one_line_quickly(tmp_path):
+    started = time.monotonic()
+    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--out", str(tmp_path / "run"),
+                   "--address", f"127.0.0.1:{_free_port()}")
+    assert proc.returncode == 2 and "no Ray cluster answers there" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - started < 60  # generous: the point is "no hang", not a speed goal
+
+
+def test_resume_with_another_task_is_refused(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "1", "--steps", "2",
+                   "--out", str(out)).returncode == 0
+    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:nan_training", "--resume", "--out", str(out))
+    assert proc.returncode == 2 and "holds a search of task 'tiny'" in proc.stderr
+
+
+@pytest.fixture
+def two_node_cluster(tmp_path):
+    ray = shutil.which("ray") or str(Path(os.sys.executable).parent / "ray")
+    port = _free_port()
+    env = dict(os.environ, RAY_AUTH_MODE="token")
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    subprocess.run([ray, "start", "--head", f"--port={port}", "--include-dashboard=false",
+                    "--resources={\"target\": 1}", *common], check=True, env=env, capture_output=True)
+    try:
+        subprocess.run([ray, "start", f"--address=127.0.0.1:{port}", "--resources={\"second\": 1}", *common],
+                       check=True, env=env, capture_output=True)
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+
+
+def test_two_node_cluster_runs_trials_on_both_nodes_with_latency_on_the_target(two_node_cluster, tmp_path):
+    out = tmp_path / "run"
+    os.environ["RAY_AUTH_MODE"] = "token"
+    try:
+        proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "8", "--steps", "200",
+                       "--no-warm-start", "--address", two_node_cluster, "--latency-resource", "target",
+                       "--out", str(out))
+    finally:
+        os.environ.pop("RAY_AUTH_MODE")
+    assert proc.returncode == 0, proc.stderr
+    trials = pd.read_csv(out / "trials.csv")
+    assert set(trials["state"]) == {"COMPLETE"} and trials["node"].nunique() == 2
+    run = json.loads((out / "run.json").read_text())
+    assert run["settings"]["latency"]["where"].endswith("(target)")
+    assert run["latency_noise"]["repeats"] == 5
