@@ -3,6 +3,7 @@
     autocompress tasks
     autocompress inspect --task digits
     autocompress search  --task digits --trials 40 --out runs/digits
+    autocompress best    runs/digits --max-latency 0.03ms --export shipped/
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import os
 import shlex
 import sys
+from pathlib import Path
 import warnings
 
 EXAMPLES = """examples:
@@ -18,6 +20,7 @@ EXAMPLES = """examples:
   autocompress inspect --task digits
   autocompress search --task digits --out runs/digits
   autocompress search --task mypackage.mytask:make_task --trials 100 --sampler nsga2 --out runs/mine
+  autocompress best runs/digits --max-size 80KB --min-accuracy 0.98 --export shipped/
 """
 
 
@@ -54,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="weight of feature-based distillation (inputs of the output layer); 0 = off")
     search_p.add_argument("--no-warm-start", action="store_true",
                           help="do not try the known recipes (int8; 50%% prune + int8; shallow int4 student) first")
+    budget_args(search_p.add_argument_group("budget (steers the search; any budget can also be asked later with 'best')"))
     run = search_p.add_argument_group("where trials run (Ray)")
     run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                      help="trials evaluated at once (capped to the CPUs available)")
@@ -63,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial")
     run.add_argument("--trial-timeout", type=float, default=None, metavar="SECONDS",
                      help="stop a trial still fine-tuning after this long and store it as failed")
+    run.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                     help="stop the search after this long, whatever --trials says (running trials are stored "
+                          "as interrupted; --resume runs them again)")
     run.add_argument("--latency-resource", default=None, metavar="NAME",
                      help="measure every latency (and the teacher's) on the Ray node carrying this custom "
                           "resource, one at a time")
@@ -72,7 +79,28 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--screen-steps", type=int, default=None, metavar="STEPS",
                      help="multi-fidelity: fine-tune new plans for STEPS steps first and promote those on the "
                           "screening front to a full evaluation (--steps)")
+    best_p = sub.add_parser("best", help="the best stored candidate under a budget; --export ships it, re-measured")
+    best_p.add_argument("run_dir", metavar="RUN_DIR", help="the --out of a search")
+    budget_args(best_p)
+    best_p.add_argument("--prefer", default="accurate", choices=["accurate", "smallest", "fastest"],
+                        help="among feasible candidates: highest accuracy (ties: smaller, then faster), "
+                             "smallest, or fastest")
+    best_p.add_argument("--export", metavar="DIR", default=None,
+                        help="write model.onnx, plan.json, metrics.json and MODEL_CARD.md there, re-measured")
+    best_p.add_argument("--data-dir", default=None, help="the task's data folder, if it needs one")
     return parser
+
+
+def budget_args(group) -> None:
+    group.add_argument("--max-size", default=None, metavar="SIZE", help="e.g. 50KB, 1.5MiB (KB = 1000 B, KiB = 1024 B)")
+    group.add_argument("--max-latency", default=None, metavar="TIME", help="e.g. 2ms, 250us, 0.01s")
+    group.add_argument("--min-accuracy", default=None, metavar="ACC", help="e.g. 0.97 or 97%%")
+
+
+def _budget(args):
+    from autocompress.search.budget import Budget
+
+    return Budget.parse(max_size=args.max_size, max_latency=args.max_latency, min_accuracy=args.min_accuracy)
 
 
 def cmd_tasks(args) -> int:
@@ -134,17 +162,18 @@ def cmd_search(args) -> int:
     from autocompress.search.storage import redact_argv
 
     make_sampler(args.sampler, seed=args.seed, trials=args.trials)
+    budget = _budget(args)
     task = load_task(args.task, data_dir=args.data_dir)
     out = args.out or os.path.join("runs", task.name)
     config = DistillConfig(steps=args.steps, feature_weight=args.feature_distill, seed=args.seed)
     execution = Execution(workers=args.workers, address=args.address, cpus_per_trial=args.cpus_per_trial,
                           gpus_per_trial=args.gpus_per_trial, trial_timeout_s=args.trial_timeout,
-                          latency_resource=args.latency_resource)
+                          latency_resource=args.latency_resource, time_budget_s=args.time_budget)
     try:
         result = search(task, trials=args.trials, sampler=args.sampler, seed=args.seed, out=out, resume=args.resume,
                         config=config, execution=execution, screen_steps=args.screen_steps, storage=args.storage,
                         warm_start=not args.no_warm_start, importance=args.importance, task_spec=args.task,
-                        data_dir=args.data_dir, command=shlex.join(["autocompress", *redact_argv(sys.argv[1:])]))
+                        data_dir=args.data_dir, budget=budget, command=shlex.join(["autocompress", *redact_argv(sys.argv[1:])]))
     except KeyboardInterrupt:
         return 130
     failed = int((result.trials["state"] == "FAIL").sum())
@@ -156,7 +185,52 @@ def cmd_search(args) -> int:
     return 0 if result.finished else 130
 
 
-COMMANDS = {"tasks": cmd_tasks, "inspect": cmd_inspect, "search": cmd_search}
+def cmd_best(args) -> int:
+    from autocompress import load_task
+    from autocompress.evaluators.verify import export_candidate
+    from autocompress.reports import model_card
+    from autocompress.search.best import NothingFeasible, load_run
+
+    budget = _budget(args)
+    run = load_run(args.run_dir)
+    try:
+        best = run.best(budget=budget, prefer=args.prefer)
+    except NothingFeasible as exc:
+        print(f"autocompress: error: {exc}", file=sys.stderr)
+        if not exc.nearest.empty:
+            print("nearest candidates (by how much each misses the limit named):")
+            print(exc.nearest.to_string(index=False))
+        return 2
+    teacher = run.teacher
+    print(f"best of {run.path} under {budget.describe()} (prefer {args.prefer}): trial {best.number}")
+    print(f"  {'':<10} {'teacher':>14} {'trial ' + str(best.number):>14}  ratio")
+    print(f"  {'accuracy':<10} {teacher.accuracy:>14.4f} {best.accuracy:>14.4f}  "
+          f"{(best.accuracy - teacher.accuracy) * 100:+.1f} pt")
+    print(f"  {'size':<10} {teacher.size_bytes:>12,} B {best.size_bytes:>12,} B  "
+          f"{teacher.size_bytes / best.size_bytes:.1f}x smaller")
+    print(f"  {'latency':<10} {teacher.latency_ms:>11.4f} ms {best.latency_ms:>11.4f} ms  "
+          f"{teacher.latency_ms / best.latency_ms:.2f}x faster")
+    print(f"  plan: {best.plan.summary()}")
+    if not args.export:
+        flags = [f"--{name.replace('_', '-')} {value}" for name, value in
+                 (("max_size", args.max_size), ("max_latency", args.max_latency), ("min_accuracy", args.min_accuracy),
+                  ("prefer", None if args.prefer == "accurate" else args.prefer)) if value is not None]
+        print(f"  ship it: autocompress best {shlex.join([args.run_dir])} {' '.join(flags)} --export DIR")
+        return 0
+    task = load_task(run.info["task"]["spec"], data_dir=args.data_dir or run.info["task"].get("data_dir"))
+    report = export_candidate(task, run, best, args.export)
+    (Path(args.export) / "MODEL_CARD.md").write_text(model_card(run.info, report, budget=budget.describe()))
+    m, r = report["measured"], report["recorded"]
+    print(f"exported to {args.export}: model.onnx, plan.json, metrics.json, MODEL_CARD.md; re-measured here:")
+    print(f"  size      {m['size_bytes']:,} B (recorded {r['size_bytes']:,} B)")
+    print(f"  accuracy  {m['accuracy_val']:.4f} on validation (recorded {r['accuracy_val']:.4f}); "
+          f"{m['accuracy_test']:.4f} on the test split the search never saw (teacher "
+          f"{report['teacher']['accuracy_test']:.4f})")
+    print(f"  {report['latency_note']}")
+    return 0
+
+
+COMMANDS = {"tasks": cmd_tasks, "inspect": cmd_inspect, "search": cmd_search, "best": cmd_best}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,4 +32,7 @@ class Metrics:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Metrics":
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        """From a dict (or a trials.csv row): known fields only, numbers cast to their types."""
+        kinds = {"size_bytes": int, "params": int, "macs": int, "accuracy": float, "latency_ms": float,
+                 "latency_spread_ms": float, "fidelity": str, "notes": str}
+        return cls(**{k: kinds[k](data[k]) for k in cls.__dataclass_fields__ if k in data})

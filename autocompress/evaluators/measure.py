@@ -73,6 +73,13 @@ def onnx_metric(session: ort.InferenceSession, data: Dataset, metric: Callable) 
     return float(metric(*onnx_logits(session, data)))
 
 
+def predict(path: str, inputs) -> np.ndarray:
+    """Run an exported model on a batch in one line: ``autocompress.predict("model.onnx", x)``."""
+    session = onnx_session(path)
+    array = inputs.numpy() if isinstance(inputs, torch.Tensor) else np.asarray(inputs, dtype=np.float32)
+    return session.run(None, {session.get_inputs()[0].name: array})[0]
+
+
 def params_and_macs(model: nn.Module, example_inputs: torch.Tensor) -> tuple[int, int]:
     """Parameters and multiply-accumulates of one batch-1 forward pass."""
     macs, params = tp.utils.count_ops_and_params(model, example_inputs)

@@ -27,11 +27,12 @@ import pandas as pd
 
 from autocompress.compressors.distill import DistillConfig
 from autocompress.compressors.pipeline import task_context
-from autocompress.evaluators.evaluate import evaluate_teacher, fidelity_label
+from autocompress.evaluators.evaluate import evaluate_teacher, fidelity_label, local_latency
 from autocompress.evaluators.measure import LATENCY_THREADS
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
 from autocompress.search import rundir
+from autocompress.search.budget import Budget
 from autocompress.search.pareto import OBJECTIVES
 from autocompress.spaces.space import SearchSpace
 from autocompress.task import Task, UsageError
@@ -47,6 +48,13 @@ class SearchResult:
     trials: pd.DataFrame
     pareto: pd.DataFrame
     finished: bool = True  # False when stopped (Ctrl-C) before reaching the requested trials
+
+    def best(self, **budget_and_preference):
+        """The best stored candidate under a budget, e.g. ``result.best(max_latency_ms=2.0)``;
+        keywords as ``Run.best``: max_size_bytes, max_latency_ms, min_accuracy, prefer."""
+        from autocompress.search.best import load_run
+
+        return load_run(self.run_dir).best(**budget_and_preference)
 
 
 def make_sampler(name: str, *, seed: int | None, trials: int) -> optuna.samplers.BaseSampler:
@@ -84,7 +92,8 @@ class Execution:
     Runtime threads follow cpus_per_trial). trial_timeout_s: a trial still fine-tuning after
     this is stopped and stored as failed. retries: how often Ray Tune re-runs a trial whose
     worker died. latency_resource: a custom Ray resource naming the node where every latency
-    is measured, one at a time.
+    is measured, one at a time. time_budget_s: stop the search after this long (trials still
+    running are stored as interrupted; a resume runs them again).
     """
 
     workers: int = 1
@@ -94,8 +103,11 @@ class Execution:
     trial_timeout_s: float | None = None
     retries: int = 1
     latency_resource: str | None = None
+    time_budget_s: float | None = None
 
     def __post_init__(self):
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise UsageError(f"--time-budget must be positive, got {self.time_budget_s}")
         if self.trial_timeout_s is not None and self.trial_timeout_s <= 0:
             raise UsageError(f"--trial-timeout must be positive, got {self.trial_timeout_s}")
         if self.gpus_per_trial < 0 or self.retries < 0:
@@ -116,6 +128,12 @@ def _latency_actor(resource: str | None, run_id: str):
     return LatencyActor.options(resources={resource: 0.001}).remote(run_id)
 
 
+def _measure_teacher(task: Task, out: Path, latency, progress, *, where: str) -> tuple[Metrics, dict, str]:
+    progress(f"measuring the teacher of {task.name!r} {where} (ONNX Runtime, batch 1, {LATENCY_THREADS} thread)")
+    teacher = evaluate_teacher(task, out_dir=out / "teacher", latency=latency)
+    return teacher, _latency_noise(task, out / "teacher" / "model.onnx", latency), where
+
+
 def _latency_noise(task: Task, path: Path, latency) -> dict:
     """Repeat the teacher's latency measurement to show how noisy this machine is."""
     medians = sorted(latency(str(path), task.example_inputs)[0] for _ in range(NOISE_REPEATS))
@@ -129,11 +147,12 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
            out: str | Path = "runs/latest", resume: bool = False, config: DistillConfig = DistillConfig(),
            execution: Execution = Execution(), screen_steps: int | None = None, storage: str | None = None,
            warm_start: bool = True, importance: str = "l1", task_spec: str | None = None,
-           data_dir: str | None = None, command: str = "",
+           data_dir: str | None = None, budget: Budget = Budget(), command: str = "",
            progress: Callable[[str], None] = print) -> SearchResult:
     """Search the joint space of ``task`` until ``trials`` trials have finished; results land in ``out``.
 
-    Trials run on Ray (``execution``). ``screen_steps`` turns on multi-fidelity: new plans are
+    Trials run on Ray (``execution``). ``budget`` limits become Optuna constraints (samplers
+    steer toward feasible plans) and the ``feasible`` column. ``screen_steps`` turns on multi-fidelity: new plans are
     fine-tuned for that many steps, and those on the screening front are promoted to a full
     evaluation (``config.steps``). With ``resume=True`` the study in ``out`` continues: every
     stored trial is kept, trials that were running when it stopped are stored as failed
@@ -163,9 +182,13 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
                              "from this one; resume with the same --task (and options), or start a new --out")
         config = DistillConfig(**run["settings"]["distill"])
         screen_steps = run["settings"].get("screen_steps")
+        budget = Budget(**run["settings"].get("budget", {}))
         study_name = run["study"]["name"]
     else:
         study_name = rundir.STUDY_NAME if rdb is None else f"{rundir.STUDY_NAME}-{out.resolve().name}-{int(time.time())}"
+    teacher_latency = None
+    if execution.latency_resource is None and not resume:  # measure the teacher while the machine is quiet
+        teacher_latency = _measure_teacher(task, out, local_latency, progress, where="here (before Ray starts)")
     progress(start_ray(address=execution.address, workers=execution.workers,
                        cpus_per_trial=execution.cpus_per_trial))
     workers, warning = cap_workers(execution.workers, available_cpus=ray.cluster_resources().get("CPU", 1),
@@ -178,21 +201,21 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
     if resume:
         teacher = rundir.teacher_metrics(run)
     else:
-        where = f"on node {ray.get(actor.node.remote())}" + (
-            f" ({execution.latency_resource})" if execution.latency_resource else " (local)")
-        progress(f"measuring the teacher of {task.name!r} {where} (ONNX Runtime, batch 1, {LATENCY_THREADS} thread)")
-        teacher = evaluate_teacher(task, out_dir=out / "teacher", latency=latency)
+        if teacher_latency is None:
+            teacher_latency = _measure_teacher(task, out, latency, progress, where=(
+                f"on node {ray.get(actor.node.remote())} ({execution.latency_resource})"))
+        teacher, noise, where = teacher_latency
         run = {
-            "task": {"name": task.name, "spec": task_spec or task.name, "recipe": task.recipe,
+            "task": {"name": task.name, "spec": task_spec or task.name, "data_dir": data_dir, "recipe": task.recipe,
                      "train": task.num_examples("train"), "val": task.num_examples("val"),
                      "test": task.num_examples("test")},
             "space": space.summary(),
             "teacher": teacher.to_dict(),
-            "latency_noise": _latency_noise(task, out / "teacher" / "model.onnx", latency),
+            "latency_noise": noise,
             "objectives": OBJECTIVES,
             "study": {"name": study_name, "storage": redact(storage) if storage else "study.db"},
             "settings": {"sampler": sampler, "seed": seed, "trials": trials, "warm_start": warm_start,
-                         "importance": importance, "distill": config.__dict__, "screen_steps": screen_steps,
+                         "importance": importance, "budget": budget.to_dict(), "distill": config.__dict__, "screen_steps": screen_steps,
                          "fidelity": fidelity_label(config),
                          "execution": {**execution.__dict__, "workers": workers},
                          "latency": {"runtime": "onnxruntime CPUExecutionProvider", "threads": LATENCY_THREADS,
@@ -210,13 +233,12 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
     study = optuna.create_study(study_name=study_name, storage=rdb or sqlite_url(out),
                                 directions=list(OBJECTIVES.values()),
                                 sampler=make_sampler(sampler, seed=seed, trials=trials), load_if_exists=True)
-    rerun = requeue_interrupted(study, space)
+    first = [(plan, False) for plan in space.warm_start_plans()[: max(0, trials // 4)]] \
+        if warm_start and not study.trials else []
+    rerun = requeue_interrupted(study)
     if rerun:
-        progress(f"resuming: {rerun} trial(s) that were running when the search stopped are stored as failed "
+        progress(f"resuming: {len(rerun)} trial(s) that were running when the search stopped are stored as failed "
                  "(interrupted) and will run again")
-    if not study.trials and warm_start:
-        for plan in space.warm_start_plans()[: max(0, trials // 4)]:
-            study.enqueue_trial(space.params_from_plan(plan), skip_if_exists=True)
     clock = time.perf_counter()
 
     def on_finished(frozen: optuna.trial.FrozenTrial) -> None:
@@ -225,27 +247,32 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
         progress(_progress_line(searcher.finished, trials, frozen.number, metrics, teacher,
                                 frozen.user_attrs.get("duration_s", 0.0), plan, frozen.user_attrs.get("error", ""),
                                 frozen.user_attrs.get("level", "")))
-        rundir.write_tables(study, out, fidelity=fidelity)
+        rundir.write_tables(study, out, fidelity=fidelity, budget=budget)
 
     screening = Screening(steps=screen_steps, full_steps=config.steps) if screen_steps else None
     searcher = StudySearcher(study=study, space=space, total=trials, seen=seen_plans(study), on_finished=on_finished,
-                             screening=screening, timeout_s=execution.trial_timeout_s, retries=execution.retries)
+                             screening=screening, timeout_s=execution.trial_timeout_s, retries=execution.retries,
+                             budget=budget)
+    searcher.queue += rerun + first
     job = Job(task_spec=task_spec, data_dir=data_dir, task=None if task_spec else task,
               teacher_state=task.teacher.state_dict(), distill=config, out_dir=str(out.resolve()),
               threads=max(1, int(execution.cpus_per_trial)), run_id=run_id, latency_actor=actor)
     try:
         run_trials(searcher=searcher, job=job, workers=workers, cpus_per_trial=execution.cpus_per_trial,
                    gpus_per_trial=execution.gpus_per_trial, timeout_s=execution.trial_timeout_s,
-                   retries=execution.retries, storage=out)
+                   retries=execution.retries, time_budget_s=execution.time_budget_s, storage=out)
     except KeyboardInterrupt:
         searcher.interrupt_running("interrupted by the user (Ctrl-C)")
-        rundir.write_tables(study, out, fidelity=fidelity)
+        rundir.write_tables(study, out, fidelity=fidelity, budget=budget)
         progress(f"stopped: {searcher.finished} trials stored in {out}; continue with: autocompress search "
                  f"--task {run['task']['spec']} --out {out} --trials {trials} --resume")
         raise
     interrupted = searcher.interrupt_running("interrupted: the search stopped while it ran")
-    trial_table, front = rundir.write_tables(study, out, fidelity=fidelity)
-    if searcher.finished < trials:
+    trial_table, front = rundir.write_tables(study, out, fidelity=fidelity, budget=budget)
+    out_of_time = execution.time_budget_s is not None and time.perf_counter() - clock >= execution.time_budget_s
+    if out_of_time:
+        progress(f"time budget of {execution.time_budget_s:g} s spent after {searcher.finished} trials")
+    elif searcher.finished < trials:
         progress(f"stopped after {searcher.finished} of {trials} trials (all stored in {out}); continue with: "
                  f"autocompress search --task {run['task']['spec']} --out {out} --trials {trials} --resume")
     run = rundir.read_run_json(out)
@@ -254,7 +281,7 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
     run.setdefault("sessions", []).append({"wall_s": round(time.perf_counter() - clock, 2), "workers": workers,
                                            "interrupted": interrupted})
     rundir.write_json(out / rundir.RUN_JSON, run)
-    return SearchResult(out, teacher, trial_table, front, finished=searcher.finished >= trials)
+    return SearchResult(out, teacher, trial_table, front, finished=searcher.finished >= trials or out_of_time)
 
 
 def front_table(front: pd.DataFrame, teacher: Metrics) -> str:

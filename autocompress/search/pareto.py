@@ -41,3 +41,45 @@ def pareto_front(trials: pd.DataFrame, *, fidelity: str | None = None) -> pd.Dat
     done = done.dropna(subset=list(OBJECTIVES))
     front = done[pareto_mask(done)] if len(done) else done
     return front.sort_values(["accuracy", "size_bytes", "latency_ms"], ascending=[False, True, True])
+
+
+def _hypervolume_2d(points: np.ndarray, reference: np.ndarray) -> float:
+    area, best = 0.0, reference[1]
+    for y, z in sorted(map(tuple, points)):
+        if z < best:
+            area += (reference[0] - y) * (best - z)
+            best = z
+    return area
+
+
+def hypervolume(points: np.ndarray, reference: tuple[float, ...]) -> float:
+    """Volume dominated by ``points`` (3 objectives, all minimized) up to ``reference``.
+
+    >>> hypervolume(np.array([[0.5, 0.5, 0.5]]), (1, 1, 1))
+    0.125
+    >>> hypervolume(np.array([[0.5, 0.5, 0.5], [0.0, 0.9, 0.9], [2, 0, 0]]), (1, 1, 1))
+    0.13
+    """
+    ref = np.asarray(reference, float)
+    pts = np.asarray(points, float).reshape(-1, 3)
+    pts = pts[np.all(pts < ref, axis=1)]
+    if not len(pts):
+        return 0.0
+    pts = pts[np.argsort(pts[:, 0])]
+    volume = 0.0
+    for i in range(len(pts)):
+        upper = pts[i + 1, 0] if i + 1 < len(pts) else ref[0]
+        if upper > pts[i, 0]:
+            volume += (upper - pts[i, 0]) * _hypervolume_2d(pts[: i + 1, 1:], ref[1:])
+    return round(float(volume), 12)
+
+
+def normalized_hypervolume(front: pd.DataFrame, teacher: dict, reference=(0.05, 1.0, 1.0)) -> float:
+    """Hypervolume of a front in teacher-relative objectives: (1 - accuracy/teacher accuracy,
+    size ratio, latency ratio), reference point (0.05, 1, 1) unless given."""
+    if front.empty:
+        return 0.0
+    points = np.stack([1 - front["accuracy"].to_numpy(float) / teacher["accuracy"],
+                       front["size_bytes"].to_numpy(float) / teacher["size_bytes"],
+                       front["latency_ms"].to_numpy(float) / teacher["latency_ms"]], axis=1)
+    return hypervolume(points, reference)

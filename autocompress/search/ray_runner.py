@@ -72,7 +72,7 @@ def start_ray(*, address: str | None, workers: int, cpus_per_trial: float, num_c
 
 
 def run_trials(*, searcher, job, workers: int, cpus_per_trial: float, gpus_per_trial: float,
-               timeout_s: float | None, retries: int, storage: Path) -> None:
+               timeout_s: float | None, retries: int, storage: Path, time_budget_s: float | None = None) -> None:
     """Run the searcher's trials on Ray Tune until it says FINISHED (or Ctrl-C)."""
     from ray import tune
 
@@ -83,7 +83,7 @@ def run_trials(*, searcher, job, workers: int, cpus_per_trial: float, gpus_per_t
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, max_concurrent_trials=workers,
-                                    reuse_actors=True),
+                                    reuse_actors=True, time_budget_s=time_budget_s),
         run_config=tune.RunConfig(storage_path=str(storage.resolve()), name="tune", verbose=0,
                                   stop={"time_total_s": timeout_s} if timeout_s else None,
                                   failure_config=tune.FailureConfig(max_failures=retries),

@@ -30,7 +30,7 @@ from autocompress.task import UsageError
 RUN_JSON, TRIALS_CSV, PARETO_CSV, STUDY_DB = "run.json", "trials.csv", "pareto.csv", "study.db"
 ARTIFACTS, STUDY_NAME = "artifacts", "autocompress"
 METRIC_COLUMNS = ["params", "macs", "fidelity", "level", "latency_spread_ms", "duration_s", "started_at",
-                  "finished_at", "node", "error", "notes"]
+                  "finished_at", "node", "duplicate_of", "error", "notes"]
 
 
 def is_run_dir(path: Path) -> bool:
@@ -79,23 +79,24 @@ def read_run_json(path: Path) -> dict:
     return json.loads((path / RUN_JSON).read_text())
 
 
-def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, objectives, metrics, fidelity, duration, error, params."""
+def trials_frame(study: optuna.Study, budget=None) -> pd.DataFrame:
+    """One row per trial: number, state, objectives, feasible, metrics, fidelity, duration, error, params."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
         metrics = trial.user_attrs.get("metrics", {})
         row = {"number": trial.number, "state": trial.state.name}
         row.update({name: metrics.get(name) for name in OBJECTIVES})
+        row["feasible"] = bool(metrics) and (budget is None or budget.feasible(metrics))
         row.update({name: metrics.get(name, trial.user_attrs.get(name)) for name in METRIC_COLUMNS})
         row.update(dict(sorted(trial.params.items())))
         rows.append(row)
-    columns = ["number", "state", *OBJECTIVES, *METRIC_COLUMNS]
+    columns = ["number", "state", *OBJECTIVES, "feasible", *METRIC_COLUMNS]
     return pd.DataFrame(rows, columns=columns + sorted({k for r in rows for k in r} - set(columns)))
 
 
-def write_tables(study: optuna.Study, path: Path, *, fidelity: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def write_tables(study: optuna.Study, path: Path, *, fidelity: str, budget=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Refresh trials.csv and pareto.csv (full-fidelity front) from the study."""
-    trials = trials_frame(study)
+    trials = trials_frame(study, budget)
     front = pareto_front(trials, fidelity=fidelity)
     for frame, name in ((trials, TRIALS_CSV), (front, PARETO_CSV)):
         tmp = path / (name + ".tmp")

@@ -3,9 +3,9 @@
 ``suggest`` asks the study for the next plan (duplicates of a finished plan are answered
 from the study at once); ``on_trial_complete`` tells the study the outcome the moment a trial
 ends, so a driver that dies loses nothing finished. With screening (multi-fidelity), new
-plans are evaluated with few fine-tuning steps first, and a screened plan that lands on the
-screening front (non-dominated among screened results) is promoted: evaluated again at full
-fidelity as its own trial.
+plans are evaluated with few fine-tuning steps first, and a screened plan that could still
+land on the full-fidelity front is promoted: evaluated again at full fidelity as its own
+trial (see ``_queue_promotions``).
 
 Example (the controller builds it):
     >>> searcher = StudySearcher(study=study, space=space, total=40,                   # doctest: +SKIP
@@ -24,10 +24,20 @@ from ray.tune.search import Searcher
 
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
-from autocompress.search.pareto import pareto_mask
+from autocompress.search.budget import Budget
 from autocompress.spaces.space import SearchSpace
 
 State = optuna.trial.TrialState
+DEFAULT_GAIN, PAIRS_NEEDED = 0.05, 3
+
+
+def _dominated(point: dict, others: pd.DataFrame) -> bool:
+    """Whether a row of ``others`` is at least as good on every objective and better on one."""
+    better_eq = ((others["accuracy"] >= point["accuracy"]) & (others["size_bytes"] <= point["size_bytes"])
+                 & (others["latency_ms"] <= point["latency_ms"]))
+    strictly = ((others["accuracy"] > point["accuracy"]) | (others["size_bytes"] < point["size_bytes"])
+                | (others["latency_ms"] < point["latency_ms"]))
+    return bool((better_eq & strictly).any())
 
 
 @dataclass(frozen=True)
@@ -49,12 +59,13 @@ def counts_toward_total(trial: optuna.trial.FrozenTrial) -> bool:
 class StudySearcher(Searcher):
     def __init__(self, *, study: optuna.Study, space: SearchSpace, total: int, seen: dict[Plan, optuna.trial.FrozenTrial],
                  on_finished: Callable[[optuna.trial.FrozenTrial], None], screening: Screening | None = None,
-                 timeout_s: float | None = None, retries: int = 1):
+                 timeout_s: float | None = None, retries: int = 1, budget: Budget | None = None):
         super().__init__(metric="accuracy", mode="max")
         self.study, self.space, self.total, self.seen = study, space, total, seen
         self.on_finished, self.screening, self.timeout_s, self.retries = on_finished, screening, timeout_s, retries
+        self.budget = budget or Budget()
         self.running: dict[str, tuple[optuna.Trial, Plan, str]] = {}
-        self.promotions: list[Plan] = []
+        self.queue: list[tuple[Plan, bool]] = []  # plans to run next (warm start, re-runs, promotions): (plan, full)
         self.promoted: set[Plan] = {Plan.from_dict(t.user_attrs["plan"]) for t in study.get_trials(deepcopy=False)
                                     if t.user_attrs.get("level") == "full" and "plan" in t.user_attrs}
         self.finished = sum(counts_toward_total(t) for t in study.get_trials(deepcopy=False))
@@ -65,9 +76,10 @@ class StudySearcher(Searcher):
 
     def suggest(self, trial_id: str):
         while self.finished + len(self.running) < self.total:
-            full = self.screening is None or bool(self.promotions)
-            if self.promotions:
-                plan = self.promotions.pop(0)
+            full = self.screening is None
+            if self.queue:  # enqueued right before ask, so ask returns exactly this plan
+                plan, full = self.queue.pop(0)
+                full = full or self.screening is None
                 self.study.enqueue_trial(self.space.params_from_plan(plan))
             trial = self.study.ask()
             plan = self.space.suggest(trial)
@@ -79,7 +91,7 @@ class StudySearcher(Searcher):
                 trial.set_user_attr("metrics", previous.user_attrs["metrics"])
                 trial.set_user_attr("duplicate_of", previous.number)
                 metrics = Metrics.from_dict(previous.user_attrs["metrics"])
-                self.study.tell(trial, [metrics.accuracy, metrics.size_bytes, metrics.latency_ms])
+                self._tell_complete(trial, metrics)
                 self._finish(trial, plan, level)
                 continue
             self.running[trial_id] = (trial, plan, level)
@@ -115,8 +127,14 @@ class StudySearcher(Searcher):
             self.study.tell(trial, state=State.FAIL)
         else:
             trial.set_user_attr("metrics", metrics.to_dict())
-            self.study.tell(trial, [metrics.accuracy, metrics.size_bytes, metrics.latency_ms])
+            self._tell_complete(trial, metrics)
         self._finish(trial, plan, level)
+
+    def _tell_complete(self, trial: optuna.Trial, metrics: Metrics) -> None:
+        """Store the objectives, and the budget as constraints (<= 0 feasible) for the sampler."""
+        for axis, value in self.budget.constraints(metrics.to_dict()).items():
+            trial.set_constraint(axis, value)
+        self.study.tell(trial, [metrics.accuracy, metrics.size_bytes, metrics.latency_ms])
 
     def _finish(self, trial: optuna.Trial, plan: Plan, level: str) -> None:
         frozen = self._frozen(trial)
@@ -128,17 +146,28 @@ class StudySearcher(Searcher):
         self.on_finished(frozen)
 
     def _queue_promotions(self) -> None:
-        """Promote the screened plans on the screening front that were not promoted yet."""
-        screened = [t for t in self.study.get_trials(deepcopy=False, states=(State.COMPLETE,))
-                    if t.user_attrs.get("level") == "screen"]
-        if not screened:
-            return
-        frame = pd.DataFrame([t.user_attrs["metrics"] for t in screened])
-        for trial, on_front in zip(screened, pareto_mask(frame)):
-            plan = Plan.from_dict(trial.user_attrs["plan"])
-            if on_front and plan not in self.promoted:
+        """Promote each screened plan that could still land on the full-fidelity front.
+
+        Size and latency do not change with more fine-tuning (same architecture, same file
+        layout); only accuracy does. A screened plan is promoted unless a full-fidelity result
+        already dominates it even after crediting it the largest accuracy gain seen so far from
+        screening to full fidelity (DEFAULT_GAIN until PAIRS_NEEDED promotions have finished).
+        """
+        trials = self.study.get_trials(deepcopy=False, states=(State.COMPLETE,))
+        by_level = {"screen": {}, "full": {}}
+        for t in trials:
+            by_level.get(t.user_attrs.get("level"), {})[Plan.from_dict(t.user_attrs["plan"])] = t.user_attrs["metrics"]
+        gains = [by_level["full"][p]["accuracy"] - m["accuracy"] for p, m in by_level["screen"].items()
+                 if p in by_level["full"]]
+        gain = max(gains) if len(gains) >= PAIRS_NEEDED else DEFAULT_GAIN
+        full = pd.DataFrame(list(by_level["full"].values()))
+        for plan, metrics in by_level["screen"].items():
+            if plan in self.promoted:
+                continue
+            hopeful = {**metrics, "accuracy": metrics["accuracy"] + max(gain, 0.0)}
+            if full.empty or not _dominated(hopeful, full):
                 self.promoted.add(plan)
-                self.promotions.append(plan)
+                self.queue.insert(0, (plan, True))
 
     def interrupt_running(self, reason: str) -> int:
         """Store every trial still running as failed and interrupted (resume re-runs them)."""
@@ -163,16 +192,14 @@ def seen_plans(study: optuna.Study) -> dict[tuple[Plan, str], optuna.trial.Froze
             for t in study.get_trials(deepcopy=False, states=(State.COMPLETE,)) if "plan" in t.user_attrs}
 
 
-def requeue_interrupted(study: optuna.Study, space: SearchSpace) -> int:
-    """After a driver died: trials left RUNNING are stored as failed (interrupted) and their plans
-    enqueued again, so a resumed search re-runs them. Returns how many."""
-    stale = study.get_trials(deepcopy=False, states=(State.RUNNING, State.WAITING))
-    for frozen in stale:
-        if frozen.state == State.RUNNING:
-            study._storage.set_trial_user_attr(frozen._trial_id, "error", "interrupted: the search stopped while it ran")
-            study._storage.set_trial_user_attr(frozen._trial_id, "interrupted", True)
-            study._storage.set_trial_state_values(frozen._trial_id, State.FAIL)
-            if frozen.params:
-                study.enqueue_trial(frozen.params, skip_if_exists=False)
-    return sum(t.state == State.RUNNING for t in stale)
-
+def requeue_interrupted(study: optuna.Study) -> list[tuple[Plan, bool]]:
+    """After a driver died: trials left RUNNING are stored as failed (interrupted); returns their
+    (plan, full fidelity) so that the resumed search runs them again."""
+    again = []
+    for frozen in study.get_trials(deepcopy=False, states=(State.RUNNING,)):
+        study._storage.set_trial_user_attr(frozen._trial_id, "error", "interrupted: the search stopped while it ran")
+        study._storage.set_trial_user_attr(frozen._trial_id, "interrupted", True)
+        study._storage.set_trial_state_values(frozen._trial_id, State.FAIL)
+        if "plan" in frozen.user_attrs:
+            again.append((Plan.from_dict(frozen.user_attrs["plan"]), frozen.user_attrs.get("level", "full") == "full"))
+    return again

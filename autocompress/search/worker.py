@@ -86,7 +86,7 @@ def _set_threads(threads: int) -> None:
 
 
 QUIET_MAX_WAIT_S = 30.0  # a flag older than this is stale (its measurer died): ignore it
-PROGRESS_EVERY = 25  # fine-tuning steps between progress reports (what --trial-timeout acts on)
+PROGRESS_SECONDS = 2.0  # between progress reports during fine-tuning (what --trial-timeout acts on)
 
 
 def quiet_flag(run_id: str) -> Path:
@@ -154,10 +154,12 @@ def evaluate_trial(config: dict, job: Job) -> None:
         distill = DistillConfig(**{**job.distill.__dict__, **config.get("distill", {})})
         latency = remote_latency(job.latency_actor) if job.latency_actor is not None else local_latency
         flag = quiet_flag(job.run_id)
+        last_report = [time.perf_counter()]
 
         def on_step(step: int) -> None:
             wait_while_measuring(flag)
-            if step % PROGRESS_EVERY == 0:
+            if time.perf_counter() - last_report[0] >= PROGRESS_SECONDS:
+                last_report[0] = time.perf_counter()
                 tune.report({**base, "final": False, "step": step})
 
         metrics = evaluate(task, plan, out_dir=os.path.join(job.out_dir, ARTIFACTS, str(config["number"])),

@@ -21,3 +21,18 @@ def test_front_uses_complete_trials_of_the_requested_fidelity_only():
     })
     front = pareto_front(frame, fidelity="full")
     assert front["number"].tolist() == [1]
+
+
+def test_hypervolume_matches_optunas_on_random_fronts():
+    import numpy as np
+    from optuna._hypervolume import compute_hypervolume
+
+    from autocompress.search.pareto import hypervolume
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        points = rng.uniform(0, 1.2, size=(rng.integers(1, 15), 3))
+        ref = np.array([1.0, 1.0, 1.0])
+        inside = points[np.all(points < ref, axis=1)]
+        expected = compute_hypervolume(inside, ref) if len(inside) else 0.0
+        assert abs(hypervolume(points, tuple(ref)) - expected) < 1e-9

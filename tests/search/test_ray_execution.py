@@ -85,3 +85,31 @@ def test_resume_after_the_driver_is_killed_keeps_every_finished_trial(digits_tas
     kept = after.set_index("number").loc[completed.index]
     pd.testing.assert_frame_equal(kept[["accuracy", "size_bytes", "latency_ms"]],
                                   completed[["accuracy", "size_bytes", "latency_ms"]], check_dtype=False)
+
+
+def test_screening_promotes_the_screening_front_and_the_front_uses_full_fidelity_only(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "8", "--steps", "20",
+                   "--screen-steps", "4", "--workers", "1", "--no-warm-start", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    trials = pd.read_csv(out / "trials.csv")
+    screened, full = trials[trials["level"] == "screen"], trials[trials["level"] == "full"]
+    assert len(screened) >= 1 and len(full) >= 1
+    assert set(screened["fidelity"]) == {"steps=4,data=1,onnx-val"}
+    assert set(full["fidelity"]) == {"steps=20,data=1,onnx-val"}
+    params = [c for c in trials.columns if c.split("/")[0] in ("prune", "bits", "rank", "arch")]
+    screened_plans = {tuple(row) for row in screened[params].itertuples(index=False)}
+    for row in full[params].itertuples(index=False):  # every full evaluation is a promoted screened plan
+        assert tuple(row) in screened_plans
+    pareto = pd.read_csv(out / "pareto.csv")
+    assert len(pareto) >= 1 and set(pareto["level"]) == {"full"}
+
+
+def test_time_budget_ends_the_search_cleanly(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "100000", "--steps", "50",
+                   "--time-budget", "15", "--no-warm-start", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "time budget of 15 s spent" in proc.stdout
+    trials = pd.read_csv(out / "trials.csv")
+    assert 1 <= (trials["state"] == "COMPLETE").sum() < 100000

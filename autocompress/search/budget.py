@@ -1,0 +1,110 @@
+"""Budgets: the limits a shipped model must meet (size, latency, minimum accuracy).
+
+During a search a budget becomes Optuna constraints (value <= 0 is feasible), so samplers
+move toward feasible plans; afterwards any budget can be asked of the stored results.
+
+Example:
+    >>> budget = Budget.parse(max_size="50KB", max_latency="2ms", min_accuracy="0.97")
+    >>> budget.max_size_bytes, budget.max_latency_ms, budget.min_accuracy
+    (50000, 2.0, 0.97)
+    >>> budget.violations({"accuracy": 0.99, "size_bytes": 60000, "latency_ms": 1.0})
+    {'size_bytes': 10000.0}
+    >>> parse_size("1.5 MiB"), parse_latency("250us")
+    (1572864, 0.25)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+
+from autocompress.task import UsageError
+
+SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+_NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def _parse(text: str, units: dict[str, float], what: str, example: str) -> float:
+    match = _NUMBER.match(str(text).lower())
+    if not match:
+        raise UsageError(f"{what} {text!r} is not a positive number with a unit; e.g. {example}")
+    value, unit = float(match.group(1)), match.group(2)
+    if unit not in units:
+        raise UsageError(f"{what} {text!r}: unknown unit {unit!r}; use one of {', '.join(units)} (e.g. {example})")
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(f"{what} {text!r} must be a positive number (e.g. {example})")
+    return value * units[unit]
+
+
+def parse_size(text: str) -> int:
+    """Bytes from '50KB', '1.5MiB', '800B' (KB = 1000 bytes, KiB = 1024)."""
+    return int(round(_parse(text, SIZE_UNITS, "--max-size", "50KB or 1.5MiB")))
+
+
+def parse_latency(text: str) -> float:
+    """Milliseconds from '2ms', '250us', '0.01s'."""
+    return _parse(text, TIME_UNITS, "--max-latency", "2ms or 250us")
+
+
+def parse_accuracy(text: str | float) -> float:
+    """A fraction in (0, 1]: '0.97' (or '97%')."""
+    raw = str(text).strip()
+    try:
+        value = float(raw.rstrip("%")) / (100 if raw.endswith("%") else 1)
+    except ValueError:
+        raise UsageError(f"--min-accuracy {text!r} is not a number; e.g. 0.97 or 97%") from None
+    if not math.isfinite(value) or not 0 < value <= 1:
+        raise UsageError(f"--min-accuracy {text!r} must be in (0, 1], e.g. 0.97 or 97%")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    """Limits on size_bytes, latency_ms and accuracy; None = no limit on that axis."""
+
+    max_size_bytes: int | None = None
+    max_latency_ms: float | None = None
+    min_accuracy: float | None = None
+
+    @classmethod
+    def parse(cls, *, max_size=None, max_latency=None, min_accuracy=None) -> "Budget":
+        return cls(max_size_bytes=None if max_size is None else parse_size(max_size),
+                   max_latency_ms=None if max_latency is None else parse_latency(max_latency),
+                   min_accuracy=None if min_accuracy is None else parse_accuracy(min_accuracy))
+
+    @property
+    def is_empty(self) -> bool:
+        return self.max_size_bytes is None and self.max_latency_ms is None and self.min_accuracy is None
+
+    def constraints(self, metrics: dict) -> dict[str, float]:
+        """Optuna constraint values per limited axis (<= 0 means within budget)."""
+        values = {}
+        if self.max_size_bytes is not None:
+            values["size_bytes"] = float(metrics["size_bytes"] - self.max_size_bytes)
+        if self.max_latency_ms is not None:
+            values["latency_ms"] = float(metrics["latency_ms"] - self.max_latency_ms)
+        if self.min_accuracy is not None:
+            values["accuracy"] = float(self.min_accuracy - metrics["accuracy"])
+        return values
+
+    def violations(self, metrics: dict) -> dict[str, float]:
+        """By how much each limit is missed (only the axes that are)."""
+        return {axis: value for axis, value in self.constraints(metrics).items() if value > 0}
+
+    def feasible(self, metrics: dict) -> bool:
+        return not self.violations(metrics)
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_size_bytes is not None:
+            parts.append(f"size <= {self.max_size_bytes:,} B")
+        if self.max_latency_ms is not None:
+            parts.append(f"latency <= {self.max_latency_ms:g} ms")
+        if self.min_accuracy is not None:
+            parts.append(f"accuracy >= {self.min_accuracy:g}")
+        return ", ".join(parts) or "no budget"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
