@@ -152,9 +152,9 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
     """Search the joint space of ``task`` until ``trials`` trials have finished; results land in ``out``.
 
     Trials run on Ray (``execution``). ``budget`` limits become Optuna constraints (samplers
-    steer toward feasible plans) and the ``feasible`` column. ``screen_steps`` turns on multi-fidelity: new plans are
-    fine-tuned for that many steps, and those on the screening front are promoted to a full
-    evaluation (``config.steps``). With ``resume=True`` the study in ``out`` continues: every
+    steer toward feasible plans) and the ``feasible`` column. ``screen_steps`` turns on
+    multi-fidelity: new plans are fine-tuned for that many steps, and those that could still
+    reach the full-fidelity front are promoted to a full evaluation (``config.steps``). With ``resume=True`` the study in ``out`` continues: every
     stored trial is kept, trials that were running when it stopped are stored as failed
     (interrupted) and run again.
     """
@@ -215,7 +215,8 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
             "objectives": OBJECTIVES,
             "study": {"name": study_name, "storage": redact(storage) if storage else "study.db"},
             "settings": {"sampler": sampler, "seed": seed, "trials": trials, "warm_start": warm_start,
-                         "importance": importance, "budget": budget.to_dict(), "distill": config.__dict__, "screen_steps": screen_steps,
+                         "importance": importance, "budget": budget.to_dict(), "distill": config.__dict__,
+                         "screen_steps": screen_steps,
                          "fidelity": fidelity_label(config),
                          "execution": {**execution.__dict__, "workers": workers},
                          "latency": {"runtime": "onnxruntime CPUExecutionProvider", "threads": LATENCY_THREADS,

@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import optuna
 import pandas as pd
 from ray.tune.search import Searcher
@@ -150,8 +151,8 @@ class StudySearcher(Searcher):
 
         Size and latency do not change with more fine-tuning (same architecture, same file
         layout); only accuracy does. A screened plan is promoted unless a full-fidelity result
-        already dominates it even after crediting it the largest accuracy gain seen so far from
-        screening to full fidelity (DEFAULT_GAIN until PAIRS_NEEDED promotions have finished).
+        already dominates it even after crediting it the typical (median) accuracy gain seen so
+        far from screening to full fidelity (DEFAULT_GAIN until PAIRS_NEEDED promotions finished).
         """
         trials = self.study.get_trials(deepcopy=False, states=(State.COMPLETE,))
         by_level = {"screen": {}, "full": {}}
@@ -159,7 +160,7 @@ class StudySearcher(Searcher):
             by_level.get(t.user_attrs.get("level"), {})[Plan.from_dict(t.user_attrs["plan"])] = t.user_attrs["metrics"]
         gains = [by_level["full"][p]["accuracy"] - m["accuracy"] for p, m in by_level["screen"].items()
                  if p in by_level["full"]]
-        gain = max(gains) if len(gains) >= PAIRS_NEEDED else DEFAULT_GAIN
+        gain = float(np.median(gains)) if len(gains) >= PAIRS_NEEDED else DEFAULT_GAIN
         full = pd.DataFrame(list(by_level["full"].values()))
         for plan, metrics in by_level["screen"].items():
             if plan in self.promoted:
