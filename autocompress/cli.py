@@ -24,13 +24,37 @@ EXAMPLES = """examples:
 """
 
 
+VALUE_FLAGS = ("--max-size", "--max-latency", "--min-accuracy")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (and the fix), like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"autocompress: error: {message}; see '{self.prog} --help'\n")
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """'--max-size -5KB' -> '--max-size=-5KB', so the value is checked (and refused) as a budget
+    instead of argparse taking '-5KB' for an option."""
+    joined, i = [], 0
+    while i < len(argv):
+        if argv[i] in VALUE_FLAGS and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            joined.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            joined.append(argv[i])
+            i += 1
+    return joined
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="autocompress", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
         description="Find the best compressed version of a trained model: one search over per-layer "
                     "pruning, bit-width, low-rank rank and a distilled student; every number is measured "
                     "on the exported ONNX file.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     sub.add_parser("tasks", help="list the built-in tasks")
 
     def task_args(p):
@@ -234,7 +258,7 @@ COMMANDS = {"tasks": cmd_tasks, "inspect": cmd_inspect, "search": cmd_search, "b
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     warnings.filterwarnings("ignore")
     from autocompress.task import UsageError
 
