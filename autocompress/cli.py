@@ -251,6 +251,8 @@ def cmd_best(args) -> int:
           f"{m['accuracy_test']:.4f} on the test split the search never saw (teacher "
           f"{report['teacher']['accuracy_test']:.4f})")
     print(f"  {report['latency_note']}")
+    print(f"  speed-up over the teacher measured now, side by side: {report['speedup']['now']:.2f}x "
+          f"(recorded {report['speedup']['recorded']:.2f}x)")
     return 0
 
 

@@ -1,6 +1,7 @@
 """Verified export: copy a candidate's artifact and measure the copy again.
 
-Size comes from the file, latency from ONNX Runtime here (same settings as the search),
+Size comes from the file, latency from ONNX Runtime here (same settings as the search; the
+teacher is measured again too, so the speed-up can be compared even when the machine differs),
 accuracy from the validation split (as recorded) and from the held-out test split, which the
 search never saw: selection on validation makes the validation number optimistic, the test
 number is the honest one.
@@ -47,7 +48,7 @@ def export_candidate(task: Task, run, candidate, out_dir: str | Path) -> dict:
     path = str(out / "model.onnx")
     val, latency, spread = measure_artifact(task, path, split="val")
     test = measure_artifact(task, path, split="test")[0]
-    teacher_test = measure_artifact(task, str(run.path / "teacher" / "model.onnx"), split="test")[0]
+    teacher_test, teacher_latency, _ = measure_artifact(task, str(run.path / "teacher" / "model.onnx"), split="test")
     noise = run.info.get("latency_noise", {}).get("relative_spread", 0.0)
     ok, sentence = latency_verdict(candidate.latency_ms, latency, noise)
     report = {
@@ -57,7 +58,9 @@ def export_candidate(task: Task, run, candidate, out_dir: str | Path) -> dict:
         "measured": {"accuracy_val": val, "accuracy_test": test, "size_bytes": size_bytes(path),
                      "latency_ms": latency, "latency_iqr_ms": spread},
         "teacher": {**{k: run.info["teacher"][k] for k in ("accuracy", "size_bytes", "latency_ms")},
-                    "accuracy_test": teacher_test},
+                    "accuracy_test": teacher_test, "latency_ms_now": teacher_latency},
+        "speedup": {"recorded": run.info["teacher"]["latency_ms"] / candidate.latency_ms,
+                    "now": teacher_latency / latency},
         "latency_within_noise": ok,
         "latency_note": sentence,
         "fidelity": candidate.metrics.fidelity,

@@ -220,7 +220,7 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
                          "fidelity": fidelity_label(config),
                          "execution": {**execution.__dict__, "workers": workers},
                          "latency": {"runtime": "onnxruntime CPUExecutionProvider", "threads": LATENCY_THREADS,
-                                     "batch": 1, "warmup": 20, "runs": 300, "statistic": "median",
+                                     "batch": 1, "warmup": 20, "runs": 300, "statistic": "median", "pinned_core": True,
                                      "where": where}},
             "versions": rundir.versions(),
             "machine": rundir.machine(),
