@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -96,7 +96,7 @@ class Execution:
     running are stored as interrupted; a resume runs them again).
     """
 
-    workers: int = 1
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # one trial per CPU
     address: str | None = None
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
