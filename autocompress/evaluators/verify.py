@@ -18,8 +18,8 @@ import json
 import shutil
 from pathlib import Path
 
-from autocompress.evaluators.evaluate import measure_artifact
-from autocompress.evaluators.measure import size_bytes
+from autocompress.evaluators.evaluate import local_latency, measure_artifact
+from autocompress.evaluators.measure import onnx_metric, onnx_session, size_bytes
 from autocompress.task import Task
 
 LATENCY_TOLERANCE = 0.10  # relative difference always treated as noise, on top of the run's own spread
@@ -47,8 +47,10 @@ def export_candidate(task: Task, run, candidate, out_dir: str | Path) -> dict:
     (out / "plan.json").write_text(candidate.plan.to_json())
     path = str(out / "model.onnx")
     val, latency, spread = measure_artifact(task, path, split="val")
-    test = measure_artifact(task, path, split="test")[0]
-    teacher_test, teacher_latency, _ = measure_artifact(task, str(run.path / "teacher" / "model.onnx"), split="test")
+    test = onnx_metric(onnx_session(path), task.test, task.metric)
+    teacher_path = str(run.path / "teacher" / "model.onnx")
+    teacher_test = onnx_metric(onnx_session(teacher_path), task.test, task.metric)
+    teacher_latency = local_latency(teacher_path, task.example_inputs)[0]
     noise = run.info.get("latency_noise", {}).get("relative_spread", 0.0)
     ok, sentence = latency_verdict(candidate.latency_ms, latency, noise)
     report = {
