@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -158,12 +159,7 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
     stored trial is kept, trials that were running when it stopped are stored as failed
     (interrupted) and run again.
     """
-    import ray
-
-    from autocompress.search.ray_runner import cap_workers, run_trials, start_ray
-    from autocompress.search.searcher import Screening, StudySearcher, requeue_interrupted, seen_plans
-    from autocompress.search.storage import open_storage, redact, sqlite_url
-    from autocompress.search.worker import Job, remote_latency
+    from autocompress.search.storage import open_storage
 
     if not isinstance(trials, int) or trials < 1:
         raise UsageError(f"--trials must be at least 1, got {trials}")
@@ -171,7 +167,28 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
         raise UsageError(f"--screen-steps must be between 1 and --steps - 1 ({config.steps - 1}), got {screen_steps}")
     make_sampler(sampler, seed=seed, trials=trials)  # validate before any work
     rdb = open_storage(storage) if storage else None
+    fresh = not Path(out).exists()
     out = rundir.prepare_run_dir(out, resume=resume)
+    try:
+        return _search(task, out=out, rdb=rdb, trials=trials, sampler=sampler, seed=seed,
+                       resume=resume, config=config, execution=execution, screen_steps=screen_steps,
+                       storage=storage, warm_start=warm_start, importance=importance, task_spec=task_spec,
+                       data_dir=data_dir, budget=budget, command=command, progress=progress)
+    except UsageError:
+        if fresh and not rundir.is_run_dir(out):  # refused before anything was stored: leave no half folder
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _search(task, *, out, rdb, trials, sampler, seed, resume, config, execution, screen_steps, storage,
+            warm_start, importance, task_spec, data_dir, budget, command, progress) -> SearchResult:
+    import ray
+
+    from autocompress.search.ray_runner import cap_workers, run_trials, start_ray
+    from autocompress.search.searcher import Screening, StudySearcher, requeue_interrupted, seen_plans
+    from autocompress.search.storage import redact, sqlite_url
+    from autocompress.search.worker import Job, remote_latency
+
     space = SearchSpace(task_context(task).discovery, importance=importance)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if resume:
@@ -195,6 +212,10 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
                                    cpus_per_trial=execution.cpus_per_trial)
     if warning:
         progress(f"warning: {warning}")
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if execution.gpus_per_trial > gpus:
+        raise UsageError(f"--gpus-per-trial {execution.gpus_per_trial:g}: the Ray cluster has {gpus:g} GPUs, so no "
+                         "trial could ever start; use 0 here, or join a cluster with GPUs (--address)")
     run_id = f"{os.getpid()}-{int(time.time() * 1000)}"
     actor = _latency_actor(execution.latency_resource, run_id)
     latency = remote_latency(actor)

@@ -113,3 +113,11 @@ def test_time_budget_ends_the_search_cleanly(tmp_path):
     assert "time budget of 15 s spent" in proc.stdout
     trials = pd.read_csv(out / "trials.csv")
     assert 1 <= (trials["state"] == "COMPLETE").sum() < 100000
+
+
+def test_gpus_the_cluster_lacks_are_refused_and_leave_no_half_run(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--gpus-per-trial", "1", "--out", str(out))
+    assert proc.returncode == 2 and "GPUs, so no trial could ever start" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists()
