@@ -1,0 +1,50 @@
+"""The teacher cache: trained once, reused while valid, rebuilt (never trusted) when corrupt."""
+
+import torch
+from torch import nn
+
+from autocompress.tasks.cache import cached_weights, supplied_teacher
+
+
+def _build():
+    torch.manual_seed(0)
+    return nn.Linear(3, 2)
+
+
+def _trainer(calls):
+    def train(model):
+        calls.append(1)
+        with torch.no_grad():
+            model.weight.fill_(0.5)
+    return train
+
+
+def test_trained_once_then_reused(tmp_path):
+    calls = []
+    first = cached_weights(_build, train=_trainer(calls), recipe={"r": 1}, name="toy", cache_dir=tmp_path)
+    again = cached_weights(_build, train=_trainer(calls), recipe={"r": 1}, name="toy", cache_dir=tmp_path)
+    assert calls == [1] and torch.equal(first.weight, again.weight) and float(again.weight[0, 0]) == 0.5
+    cached_weights(_build, train=_trainer(calls), recipe={"r": 2}, name="toy", cache_dir=tmp_path)
+    assert calls == [1, 1]  # another recipe is another cache entry
+
+
+def test_a_corrupt_cache_is_rebuilt_not_trusted(tmp_path):
+    calls = []
+    cached_weights(_build, train=_trainer(calls), recipe={"r": 1}, name="toy", cache_dir=tmp_path)
+    (path,) = tmp_path.glob("toy-*.pt")
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF  # flip bits: the checksum no longer matches
+    path.write_bytes(bytes(data))
+    model = cached_weights(_build, train=_trainer(calls), recipe={"r": 1}, name="toy", cache_dir=tmp_path)
+    assert calls == [1, 1] and float(model.weight[0, 0]) == 0.5
+    calls.clear()
+    cached_weights(_build, train=_trainer(calls), recipe={"r": 1}, name="toy", cache_dir=tmp_path)
+    assert calls == []  # the rebuilt file is valid again
+
+
+def test_supplied_weights_skip_cache_and_training(tmp_path):
+    calls = []
+    state = {"weight": torch.full((2, 3), 7.0), "bias": torch.zeros(2)}
+    with supplied_teacher(state):
+        model = cached_weights(_build, train=_trainer(calls), recipe={"r": 1}, name="toy", cache_dir=tmp_path)
+    assert calls == [] and float(model.weight[0, 0]) == 7.0 and not list(tmp_path.iterdir())
