@@ -21,6 +21,8 @@ EXAMPLES = """examples:
   autocompress search --task digits --out runs/digits
   autocompress search --task mypackage.mytask:make_task --trials 100 --sampler nsga2 --out runs/mine
   autocompress best runs/digits --max-size 80KB --min-accuracy 0.98 --export shipped/
+  autocompress report runs/digits --png slides/
+  autocompress dashboard runs/digits
 """
 
 
@@ -111,7 +113,22 @@ def _parser() -> argparse.ArgumentParser:
                              "smallest, or fastest")
     best_p.add_argument("--export", metavar="DIR", default=None,
                         help="write model.onnx, plan.json, metrics.json and MODEL_CARD.md there, re-measured")
+    best_p.add_argument("--trial", type=int, default=None, metavar="N",
+                        help="take trial N (e.g. picked in the report) instead of choosing under a budget")
     best_p.add_argument("--data-dir", default=None, help="the task's data folder, if it needs one")
+    report_p = sub.add_parser("report", help="write the interactive HTML report of a run (one offline file)")
+    report_p.add_argument("run_dir", metavar="RUN_DIR", help="the --out of a search")
+    report_p.add_argument("-o", "--output", default=None, metavar="FILE",
+                          help="where to write it (default: RUN_DIR/report.html)")
+    report_p.add_argument("--png", default=None, metavar="DIR",
+                          help="also write the main plots as PNG files into DIR (for slides)")
+    dash_p = sub.add_parser("dashboard", help="serve optuna-dashboard on the run's study (a live view during a search)")
+    dash_p.add_argument("run_dir", metavar="RUN_DIR", help="the --out of a search")
+    dash_p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    dash_p.add_argument("--host", default="127.0.0.1",
+                        help="interface to bind (default 127.0.0.1: reach it from a laptop through an SSH tunnel)")
+    dash_p.add_argument("--storage", default=None, metavar="URL",
+                        help="the study's database URL, when the search used --storage (its password is not stored)")
     return parser
 
 
@@ -206,6 +223,8 @@ def cmd_search(args) -> int:
           f"{result.teacher.latency_ms:.4f} ms")
     print(front_table(result.pareto, result.teacher))
     print(f"\nrun directory: {result.run_dir} (trials.csv, pareto.csv, artifacts/<trial>/model.onnx)")
+    if (result.run_dir / "report.html").is_file():
+        print(f"report: {result.run_dir / 'report.html'} (open it in a browser; it works offline)")
     return 0 if result.finished else 130
 
 
@@ -218,7 +237,7 @@ def cmd_best(args) -> int:
     budget = _budget(args)
     run = load_run(args.run_dir)
     try:
-        best = run.best(budget=budget, prefer=args.prefer)
+        best = run.best(budget=budget, prefer=args.prefer) if args.trial is None else _chosen(run, args)
     except NothingFeasible as exc:
         print(f"autocompress: error: {exc}", file=sys.stderr)
         if not exc.nearest.empty:
@@ -226,7 +245,10 @@ def cmd_best(args) -> int:
             print(exc.nearest.to_string(index=False))
         return 2
     teacher = run.teacher
-    print(f"best of {run.path} under {budget.describe()} (prefer {args.prefer}): trial {best.number}")
+    if args.trial is None:
+        print(f"best of {run.path} under {budget.describe()} (prefer {args.prefer}): trial {best.number}")
+    else:
+        print(f"trial {best.number} of {run.path}, as chosen")
     print(f"  {'':<10} {'teacher':>14} {'trial ' + str(best.number):>14}  ratio")
     print(f"  {'accuracy':<10} {teacher.accuracy:>14.4f} {best.accuracy:>14.4f}  "
           f"{(best.accuracy - teacher.accuracy) * 100:+.1f} pt")
@@ -239,11 +261,14 @@ def cmd_best(args) -> int:
         flags = [f"--{name.replace('_', '-')} {value}" for name, value in
                  (("max_size", args.max_size), ("max_latency", args.max_latency), ("min_accuracy", args.min_accuracy),
                   ("prefer", None if args.prefer == "accurate" else args.prefer)) if value is not None]
+        if args.trial is not None:
+            flags = [f"--trial {args.trial}"]
         print(f"  ship it: autocompress best {shlex.join([args.run_dir])} {' '.join(flags)} --export DIR")
         return 0
     task = load_task(run.info["task"]["spec"], data_dir=args.data_dir or run.info["task"].get("data_dir"))
     report = export_candidate(task, run, best, args.export)
-    (Path(args.export) / "MODEL_CARD.md").write_text(model_card(run.info, report, budget=budget.describe()))
+    chosen = budget.describe() if args.trial is None else f"trial {args.trial}, chosen by hand"
+    (Path(args.export) / "MODEL_CARD.md").write_text(model_card(run.info, report, budget=chosen))
     m, r = report["measured"], report["recorded"]
     print(f"exported to {args.export}: model.onnx, plan.json, metrics.json, MODEL_CARD.md; re-measured here:")
     print(f"  size      {m['size_bytes']:,} B (recorded {r['size_bytes']:,} B)")
@@ -256,7 +281,52 @@ def cmd_best(args) -> int:
     return 0
 
 
-COMMANDS = {"tasks": cmd_tasks, "inspect": cmd_inspect, "search": cmd_search, "best": cmd_best}
+def _chosen(run, args):
+    """The candidate named by --trial: a complete trial at the run's full fidelity."""
+    from autocompress.task import UsageError
+
+    if any(v is not None for v in (args.max_size, args.max_latency, args.min_accuracy)):
+        raise UsageError("--trial names the candidate itself; drop --max-size/--max-latency/--min-accuracy, "
+                         "or drop --trial to choose under the budget")
+    rows = run.candidates[run.candidates["number"] == args.trial]
+    if rows.empty:
+        numbers = run.candidates["number"].astype(int).tolist()
+        raise UsageError(f"--trial {args.trial}: not a complete full-fidelity trial of {run.path} (screening and "
+                         f"failed trials cannot be shipped); candidates: {', '.join(map(str, numbers[:20]))}"
+                         + (" ..." if len(numbers) > 20 else ""))
+    return run.candidate(args.trial)
+
+
+def cmd_report(args) -> int:
+    import time
+
+    from autocompress.reports import write_pngs, write_report
+    from autocompress.reports.collect import collect
+    from autocompress.search.best import load_run
+
+    clock = time.perf_counter()
+    path = write_report(args.run_dir, args.output)
+    print(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - clock:.1f} s); "
+          "one file, works offline: open it in any browser")
+    if args.png:
+        written = write_pngs(collect(load_run(args.run_dir)), args.png)
+        print(f"plots: {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def cmd_dashboard(args) -> int:
+    from autocompress.reports.dashboard import serve_dashboard
+    from autocompress.search.best import load_run
+
+    try:
+        serve_dashboard(load_run(args.run_dir), host=args.host, port=args.port, storage=args.storage)
+    except KeyboardInterrupt:
+        print("dashboard stopped")
+    return 0
+
+
+COMMANDS = {"tasks": cmd_tasks, "inspect": cmd_inspect, "search": cmd_search, "best": cmd_best,
+            "report": cmd_report, "dashboard": cmd_dashboard}
 
 
 def main(argv: list[str] | None = None) -> int:

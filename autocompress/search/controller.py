@@ -40,6 +40,7 @@ from autocompress.task import Task, UsageError
 
 SAMPLERS = ("tpe", "nsga2", "random")
 NOISE_REPEATS = 5
+REPORT_EVERY_S = 300.0  # report.html is refreshed at most this often during a search, and at its end
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,17 @@ def _latency_noise(task: Task, path: Path, latency) -> dict:
             "relative_spread": round((medians[-1] - medians[0]) / middle, 4)}
 
 
+def _write_report(out: Path, progress) -> None:
+    """Refresh report.html; a report that cannot be written never costs the search anything."""
+    from autocompress.reports import write_report
+
+    try:
+        write_report(out)
+    except Exception as exc:  # noqa: BLE001 - the results are stored; only the page is missing
+        progress(f"warning: report.html not refreshed ({type(exc).__name__}: {str(exc)[:200]}); "
+                 f"write it later with: autocompress report {out}")
+
+
 def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | None = 0,
            out: str | Path = "runs/latest", resume: bool = False, config: DistillConfig = DistillConfig(),
            execution: Execution = Execution(), screen_steps: int | None = None, storage: str | None = None,
@@ -231,6 +243,8 @@ def _search(task, *, out, rdb, trials, sampler, seed, resume, config, execution,
                      "train": task.num_examples("train"), "val": task.num_examples("val"),
                      "test": task.num_examples("test")},
             "space": space.summary(),
+            "model": {"layers": [layer.name for layer in space.discovery.layers],
+                      "stages": {stage: list(blocks) for stage, blocks in space.discovery.stages.items()}},
             "teacher": teacher.to_dict(),
             "latency_noise": noise,
             "objectives": OBJECTIVES,
@@ -262,6 +276,7 @@ def _search(task, *, out, rdb, trials, sampler, seed, resume, config, execution,
         progress(f"resuming: {len(rerun)} trial(s) that were running when the search stopped are stored as failed "
                  "(interrupted) and will run again")
     clock = time.perf_counter()
+    last_report = [clock]
 
     def on_finished(frozen: optuna.trial.FrozenTrial) -> None:
         metrics = Metrics.from_dict(frozen.user_attrs["metrics"]) if "metrics" in frozen.user_attrs else None
@@ -270,6 +285,9 @@ def _search(task, *, out, rdb, trials, sampler, seed, resume, config, execution,
                                 frozen.user_attrs.get("duration_s", 0.0), plan, frozen.user_attrs.get("error", ""),
                                 frozen.user_attrs.get("level", "")))
         rundir.write_tables(study, out, fidelity=fidelity, budget=budget)
+        if time.perf_counter() - last_report[0] >= REPORT_EVERY_S:
+            _write_report(out, progress)
+            last_report[0] = time.perf_counter()
 
     screening = Screening(steps=screen_steps, full_steps=config.steps) if screen_steps else None
     searcher = StudySearcher(study=study, space=space, total=trials, seen=seen_plans(study), on_finished=on_finished,
@@ -286,6 +304,7 @@ def _search(task, *, out, rdb, trials, sampler, seed, resume, config, execution,
     except KeyboardInterrupt:
         searcher.interrupt_running("interrupted by the user (Ctrl-C)")
         rundir.write_tables(study, out, fidelity=fidelity, budget=budget)
+        _write_report(out, progress)
         progress(f"stopped: {searcher.finished} trials stored in {out}; continue with: autocompress search "
                  f"--task {run['task']['spec']} --out {out} --trials {trials} --resume")
         raise
@@ -303,6 +322,7 @@ def _search(task, *, out, rdb, trials, sampler, seed, resume, config, execution,
     run.setdefault("sessions", []).append({"wall_s": round(time.perf_counter() - clock, 2), "workers": workers,
                                            "interrupted": interrupted})
     rundir.write_json(out / rundir.RUN_JSON, run)
+    _write_report(out, progress)
     return SearchResult(out, teacher, trial_table, front, finished=searcher.finished >= trials or out_of_time)
 
 

@@ -74,17 +74,8 @@ class SearchSpace:
         unknown = set(params) - set(self.distributions())
         if unknown:
             raise ValueError(f"parameters {sorted(unknown)} are not in this search space")
-        layers = {}
-        for layer in self.discovery.layers:
-            bits = params.get(f"bits/{layer.name}", FLOAT_BITS)
-            rank = params.get(f"rank/{layer.name}", 1.0)
-            prune = params.get(f"prune/{layer.name}", 0.0)  # groups are named after a layer
-            layers[layer.name] = LayerPlan(prune=float(prune), bits=None if bits == FLOAT_BITS else int(bits),
-                                           rank=None if rank == 1.0 else float(rank))
-        depth = {stage: int(params[f"arch/depth/{stage}"]) for stage in self.discovery.stages
-                 if f"arch/depth/{stage}" in params}
-        return Plan(layers=layers, depth=depth, width=float(params.get("arch/width", 1.0)),
-                    importance=self.importance)
+        return plan_from_params(params, layers=[layer.name for layer in self.discovery.layers],
+                                stages=list(self.discovery.stages), importance=self.importance)
 
     def params_from_plan(self, plan: Plan) -> dict[str, Any]:
         """The parameter values that describe ``plan`` (for enqueueing known plans)."""
@@ -120,3 +111,20 @@ class SearchSpace:
     def summary(self) -> dict[str, Any]:
         """A JSON-able description (stored in run.json; a resumed run must match it)."""
         return {name: repr(dist) for name, dist in self.distributions().items()}
+
+
+def plan_from_params(params: dict[str, Any], *, layers: list[str], stages: list[str], importance: str = "l1") -> Plan:
+    """The plan that parameter values (``prune/``, ``bits/``, ``rank/``, ``arch/``) describe.
+
+    >>> plan_from_params({"bits/fc": 8, "prune/conv": 0.5, "arch/depth/s1": 1}, layers=["conv", "fc"], stages=["s1"])
+    Plan(layers=(('conv', LayerPlan(prune=0.5, bits=None, rank=None)), ('fc', LayerPlan(prune=0.0, bits=8, rank=None))), depth=(('s1', 1),), width=1.0, importance='l1')
+    """
+    plans = {}
+    for name in layers:
+        bits = params.get(f"bits/{name}", FLOAT_BITS)
+        rank = params.get(f"rank/{name}", 1.0)
+        prune = params.get(f"prune/{name}", 0.0)  # groups are named after a layer
+        plans[name] = LayerPlan(prune=float(prune), bits=None if bits == FLOAT_BITS else int(bits),
+                                rank=None if rank == 1.0 else float(rank))
+    depth = {stage: int(params[f"arch/depth/{stage}"]) for stage in stages if f"arch/depth/{stage}" in params}
+    return Plan(layers=plans, depth=depth, width=float(params.get("arch/width", 1.0)), importance=importance)

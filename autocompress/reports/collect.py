@@ -1,0 +1,148 @@
+"""What the report shows, read from a run directory: every trial with its plan, the front,
+the hypervolume as the search went on, and the facts of the run.
+
+Everything here is plain data (lists, dicts, DataFrames); figures and HTML are built from it.
+
+Example:
+    >>> from autocompress.search.best import load_run
+    >>> run = load_run("runs/digits")                                        # doctest: +SKIP
+    >>> data = collect(run)                                                  # doctest: +SKIP
+    >>> data.trials[["number", "on_front", "summary"]].head()                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from autocompress.plan import Plan
+from autocompress.search import rundir
+from autocompress.search.best import Run
+from autocompress.search.budget import Budget
+from autocompress.search.pareto import OBJECTIVES, hypervolume, pareto_mask
+from autocompress.spaces.space import plan_from_params
+
+KNOB_PREFIXES = ("prune/", "bits/", "rank/", "arch/")
+HV_REFERENCE = (0.05, 1.0, 1.0)  # 5% of the teacher's accuracy lost, the teacher's size, its latency
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """trials: every trial, plus on_front (full-fidelity Pareto candidate), full (at the run's
+    fidelity) and summary (the plan in a few words). plans: trial number -> Plan, for complete
+    trials. layers: layer names in model order. progress: one row per complete full-fidelity
+    trial in the order they finished, with the hypervolume of the front so far."""
+
+    run: Run
+    trials: pd.DataFrame
+    plans: dict[int, Plan]
+    layers: list[str]
+    stages: dict[str, list[str]]
+    progress: pd.DataFrame
+    budget: Budget
+
+
+def collect(run: Run) -> ReportData:
+    trials = run.trials.copy()
+    complete = trials["state"] == "COMPLETE"
+    trials["full"] = complete & (trials["fidelity"] == run.fidelity)
+    full = trials[trials["full"]].dropna(subset=list(OBJECTIVES))
+    trials["on_front"] = False
+    if len(full):
+        trials.loc[full.index[pareto_mask(full)], "on_front"] = True
+    layers, stages = _model(run)
+    plans = {int(row["number"]): _plan(run, row, layers, stages) for _, row in trials[complete].iterrows()}
+    trials["summary"] = [plans[int(n)].summary() if int(n) in plans else "" for n in trials["number"]]
+    return ReportData(run=run, trials=trials, plans=plans, layers=layers, stages=stages,
+                      progress=hypervolume_progress(trials, run.info["teacher"]),
+                      budget=Budget(**run.info["settings"].get("budget", {})))
+
+
+def _model(run: Run) -> tuple[list[str], dict[str, list[str]]]:
+    """Layer names in model order and the student's droppable blocks per stage (runs made before
+    run.json recorded them: from the parameter names, alphabetically)."""
+    model = run.info.get("model")
+    if model:
+        return list(model["layers"]), {k: list(v) for k, v in model["stages"].items()}
+    knobs = [c for c in run.trials.columns if c.startswith(("prune/", "bits/", "rank/"))]
+    stages = [c.removeprefix("arch/depth/") for c in run.trials.columns if c.startswith("arch/depth/")]
+    return sorted({c.partition("/")[2] for c in knobs}), {s: [] for s in stages}
+
+
+def _plan(run: Run, row: pd.Series, layers: list[str], stages: dict) -> Plan:
+    """The plan the artifact was built from (plan.json), or, without an artifact, the one its
+    parameters describe."""
+    source = row.get("duplicate_of")
+    number = int(source) if pd.notna(source) else int(row["number"])
+    stored = run.path / rundir.ARTIFACTS / str(number) / "plan.json"
+    if stored.is_file():
+        return Plan.from_json(stored.read_text())
+    params = {k: v for k, v in row.items() if k.startswith(KNOB_PREFIXES) and pd.notna(v)}
+    return plan_from_params(params, layers=layers, stages=list(stages),
+                            importance=run.info["settings"].get("importance", "l1"))
+
+
+def hypervolume_progress(trials: pd.DataFrame, teacher: dict) -> pd.DataFrame:
+    """Normalized hypervolume of the full-fidelity front after each full-fidelity trial, in the
+    order trials finished; ``finished`` counts every trial finished by then (any fidelity or
+    state) and ``elapsed_s`` the seconds since the first trial started.
+
+    >>> t = pd.DataFrame({"number": [0, 1], "state": ["COMPLETE"] * 2, "full": [True] * 2,
+    ...                   "accuracy": [0.99, 1.0], "size_bytes": [50, 10], "latency_ms": [0.5, 0.5],
+    ...                   "started_at": ["2026-01-01T00:00:00+00:00"] * 2,
+    ...                   "finished_at": ["2026-01-01T00:00:02+00:00", "2026-01-01T00:00:05+00:00"]})
+    >>> hypervolume_progress(t, {"accuracy": 1.0, "size_bytes": 100, "latency_ms": 1.0})[["finished", "hypervolume"]].values.tolist()
+    [[1.0, 0.01], [2.0, 0.0225]]
+    """
+    finished_at = pd.to_datetime(trials["finished_at"], utc=True, errors="coerce", format="ISO8601")
+    order = trials.assign(_end=finished_at).sort_values(["_end", "number"], kind="stable", na_position="last")
+    order["finished"] = np.arange(1, len(order) + 1, dtype=float)
+    start = pd.to_datetime(trials["started_at"], utc=True, errors="coerce", format="ISO8601").min()
+    done = order[order["full"]].dropna(subset=list(OBJECTIVES))
+    points = np.stack([1 - done["accuracy"].to_numpy(float) / teacher["accuracy"],
+                       done["size_bytes"].to_numpy(float) / teacher["size_bytes"],
+                       done["latency_ms"].to_numpy(float) / teacher["latency_ms"]], axis=1).reshape(-1, 3)
+    front, volume, volumes = np.empty((0, 3)), 0.0, []
+    for point in points:
+        if not np.any(np.all(front <= point, axis=1)):  # not dominated: the front changes
+            front = np.vstack([front[~np.all(point <= front, axis=1)], point])
+            volume = hypervolume(front, HV_REFERENCE)
+        volumes.append(volume)
+    elapsed = (done["_end"] - start).dt.total_seconds() if pd.notna(start) else np.nan
+    return pd.DataFrame({"number": done["number"].astype(int).to_numpy(), "finished": done["finished"].to_numpy(),
+                         "elapsed_s": np.asarray(elapsed, float) * np.ones(len(done)), "hypervolume": volumes})
+
+
+def run_facts(run: Run, *, trials: pd.DataFrame) -> list[tuple[str, str]]:
+    """The facts of the run as (label, text) pairs, in the order the report lists them."""
+    info, teacher = run.info, run.teacher
+    task, settings, latency = info["task"], info["settings"], info["settings"].get("latency", {})
+    sessions = info.get("sessions", [])
+    states = trials["state"].value_counts().to_dict()
+    noise = info.get("latency_noise", {})
+    return [
+        ("task", f"{task['name']} (spec {task.get('spec', task['name'])}; train {task.get('train')}, "
+                 f"validation {task.get('val')}, test {task.get('test')} examples)"),
+        ("teacher", f"accuracy {teacher.accuracy:.4f}, {teacher.size_bytes:,} B, {teacher.latency_ms:.4f} ms"),
+        ("fidelity", f"{run.fidelity}" + (f"; screening {settings['screen_steps']} steps"
+                                          if settings.get("screen_steps") else "")),
+        ("trials", f"{len(trials)} ({', '.join(f'{n} {s.lower()}' for s, n in sorted(states.items()))}); "
+                   f"requested {settings.get('trials')}; sampler {settings.get('sampler')}, seed {settings.get('seed')}"),
+        ("budget", Budget(**settings.get("budget", {})).describe()),
+        ("latency measured", f"{latency.get('runtime', '?')}, {latency.get('threads', '?')} thread(s), batch "
+                             f"{latency.get('batch', '?')}, {latency.get('warmup', '?')} warm-up + "
+                             f"{latency.get('runs', '?')} runs, {latency.get('statistic', 'median')}"
+                             f"{', pinned core' if latency.get('pinned_core') else ''}; {latency.get('where', '')}"),
+        ("latency noise", f"teacher measured {noise.get('repeats', '?')} times: spread "
+                          f"{noise.get('relative_spread', float('nan')) * 100:.1f}%" if noise else "not recorded"),
+        ("workers", ", ".join(f"{s.get('workers')} for {s.get('wall_s')} s" for s in sessions) or "-"),
+        ("started", str(info.get("started_at", "-"))),
+        ("finished", str(info.get("finished_at", "still running (or stopped without finishing)"))),
+        ("duration", f"{sum(s.get('wall_s', 0) for s in sessions):.0f} s of search in {len(sessions)} session(s)"),
+        ("machine", ", ".join(f"{k} {v}" for k, v in info.get("machine", {}).items())),
+        ("versions", ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())),
+        ("command", info.get("command") or "-"),
+        ("study", f"{info['study']['name']} in {info['study']['storage']}"),
+    ]

@@ -1,0 +1,61 @@
+"""A live view of a search: optuna-dashboard on the run's study, bound to 127.0.0.1.
+
+The dashboard reads the same study the search writes, so it can run beside a search (or after
+it). It binds to the loopback interface unless told otherwise; from a laptop, reach it through
+an SSH tunnel, as ``dashboard_hint`` says.
+
+Example:
+    >>> dashboard_hint("127.0.0.1", 8080, "gpu-box")
+    'open http://127.0.0.1:8080 here; from a laptop: ssh -N -L 8080:127.0.0.1:8080 USER@gpu-box, then open http://localhost:8080'
+"""
+
+from __future__ import annotations
+
+import platform
+
+from autocompress.search.best import Run
+from autocompress.search.storage import sqlite_url
+from autocompress.task import UsageError
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def study_storage(run: Run, storage: str | None) -> str:
+    """The storage URL of the run's study: study.db in the run directory, or the --storage given
+    (a database URL's password is never stored in run.json, so it has to be given again)."""
+    if storage:
+        return storage
+    stored = run.info["study"]["storage"]
+    if stored == "study.db":
+        if not (run.path / "study.db").is_file():
+            raise UsageError(f"{run.path} has no study.db; give the study's database with --storage URL")
+        return sqlite_url(run.path)
+    raise UsageError(f"the study of {run.path} lives in {stored}; give that URL with its password as --storage URL")
+
+
+def dashboard_hint(host: str, port: int, machine: str | None = None) -> str:
+    machine = machine or platform.node() or "THIS-MACHINE"
+    if host in LOOPBACK:
+        return (f"open http://{host}:{port} here; from a laptop: ssh -N -L {port}:127.0.0.1:{port} "
+                f"USER@{machine}, then open http://localhost:{port}")
+    return f"open http://{machine}:{port} (listening on {host}: anyone who can reach this machine can see the study)"
+
+
+def serve_dashboard(run: Run, *, host: str = "127.0.0.1", port: int = 8080, storage: str | None = None,
+                    progress=print) -> None:
+    """Serve optuna-dashboard for ``run`` until interrupted (Ctrl-C)."""
+    import optuna_dashboard
+
+    from autocompress.search.storage import open_storage
+
+    if not 0 < port < 65536:
+        raise UsageError(f"--port must be between 1 and 65535, got {port}")
+    rdb = open_storage(study_storage(run, storage))
+    if host not in LOOPBACK:
+        progress(f"warning: --host {host} serves the study to the network, without authentication")
+    progress(f"optuna-dashboard for {run.path} (study {run.info['study']['name']!r}); Ctrl-C stops it")
+    progress(dashboard_hint(host, port))
+    try:
+        optuna_dashboard.run_server(rdb, host=host, port=port)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port") from exc

@@ -1,0 +1,143 @@
+"""The report's plotly figures, built from ReportData.
+
+Every string that comes from a user or a trial goes through ``html.escape`` before it reaches
+plotly, whose labels understand a few HTML tags.
+
+Example:
+    >>> fig = pareto_figure(collect(load_run("runs/digits")), x="size_bytes")  # doctest: +SKIP
+    >>> [trace.name for trace in fig.data]                                     # doctest: +SKIP
+    ['screening (lower fidelity)', 'dominated', 'Pareto front', 'teacher']
+"""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from autocompress.reports.collect import ReportData
+
+FRONT, DOMINATED, SCREEN, TEACHER, BUDGET = "#1f5fbf", "#7f8c9a", "#b8bec6", "#111111", "#2ca02c"
+LABELS = {"accuracy": "accuracy (validation)", "size_bytes": "size of the ONNX file (bytes, log scale)",
+          "latency_ms": "latency (ms, batch 1)"}
+IMPORTANCE_TOP = 12
+
+
+def _layout(**extra) -> dict:
+    return dict(template="plotly_white", margin=dict(l=60, r=20, t=40, b=50), hovermode="closest",
+                legend=dict(orientation="h", y=-0.22)) | extra
+
+
+def hover_texts(data: ReportData, rows: pd.DataFrame) -> list[str]:
+    teacher = data.run.teacher
+    texts = []
+    for _, r in rows.iterrows():
+        texts.append(
+            f"<b>trial {int(r['number'])}</b> ({html.escape(str(r.get('level') or 'full'))})<br>"
+            f"accuracy {r['accuracy']:.4f} ({(r['accuracy'] - teacher.accuracy) * 100:+.1f} pt)<br>"
+            f"size {r['size_bytes']:,.0f} B ({teacher.size_bytes / r['size_bytes']:.1f}x smaller)<br>"
+            f"latency {r['latency_ms']:.4f} ms ({teacher.latency_ms / r['latency_ms']:.2f}x faster)<br>"
+            f"{'within budget' if r.get('feasible') else 'outside budget'}<br>{html.escape(str(r['summary']))}")
+    return texts
+
+
+def _groups(data: ReportData) -> list[tuple[str, pd.DataFrame, dict]]:
+    done = data.trials[data.trials["state"] == "COMPLETE"].dropna(subset=["accuracy", "size_bytes", "latency_ms"])
+    return [
+        ("screening (lower fidelity)", done[~done["full"]],
+         dict(color=SCREEN, size=6, opacity=0.35, symbol="circle-open")),
+        ("dominated", done[done["full"] & ~done["on_front"]], dict(color=DOMINATED, size=7, opacity=0.45)),
+        ("Pareto front", done[done["on_front"]],
+         dict(color=FRONT, size=11, opacity=1.0, line=dict(color="white", width=1))),
+    ]
+
+
+def pareto_figure(data: ReportData, *, x: str) -> go.Figure:
+    """Accuracy against size (x="size_bytes") or latency (x="latency_ms")."""
+    fig = go.Figure()
+    for name, rows, marker in _groups(data):
+        fig.add_trace(go.Scatter(x=rows[x], y=rows["accuracy"], mode="markers", name=name, marker=marker,
+                                 customdata=rows["number"].astype(int), hovertext=hover_texts(data, rows),
+                                 hoverinfo="text"))
+    teacher = data.run.teacher
+    fig.add_trace(go.Scatter(x=[getattr(teacher, x)], y=[teacher.accuracy], mode="markers", name="teacher",
+                             marker=dict(symbol="star", size=16, color=TEACHER), hoverinfo="text",
+                             hovertext=[f"<b>teacher</b><br>accuracy {teacher.accuracy:.4f}<br>"
+                                        f"size {teacher.size_bytes:,} B<br>latency {teacher.latency_ms:.4f} ms"]))
+    limit = {"size_bytes": data.budget.max_size_bytes, "latency_ms": data.budget.max_latency_ms}[x]
+    floor = data.budget.min_accuracy
+    if limit is not None or floor is not None:
+        done = data.trials[data.trials["state"] == "COMPLETE"]
+        left = min([getattr(teacher, x), *done[x].dropna()]) / 2  # the shaded region ends just beyond the points
+        _draw_budget(fig, limit=limit, floor=floor, left=left)
+    fig.update_layout(**_layout(xaxis_title=LABELS[x], yaxis_title=LABELS["accuracy"], height=460,
+                                xaxis_type="log" if x == "size_bytes" else "linear"))
+    return fig
+
+
+def _draw_budget(fig: go.Figure, *, limit: float | None, floor: float | None, left: float) -> None:
+    """Dashed lines at the limits and the feasible region (left of the limit, above the floor) shaded."""
+    line = dict(color=BUDGET, dash="dash", width=1.5)
+    if limit is not None:
+        fig.add_vline(x=limit, line=line, annotation_text="budget", annotation_position="bottom left")
+    if floor is not None:
+        fig.add_hline(y=floor, line=line, annotation_text="min accuracy", annotation_position="bottom right")
+    # data coordinates where a limit binds, the whole plot (paper coordinates) where it does not
+    x = dict(xref="x", x0=left, x1=limit) if limit is not None else dict(xref="paper", x0=0, x1=1)
+    y = dict(yref="y", y0=floor, y1=1.0) if floor is not None else dict(yref="paper", y0=0, y1=1)
+    fig.add_shape(type="rect", **x, **y, fillcolor=BUDGET, opacity=0.08, line_width=0, layer="below")
+
+
+def pareto_3d_figure(data: ReportData) -> go.Figure:
+    fig = go.Figure()
+    for name, rows, marker in _groups(data):
+        marker = {k: v for k, v in marker.items() if k in ("color", "opacity")} | {"size": 3 if name != "Pareto front" else 5}
+        fig.add_trace(go.Scatter3d(x=rows["size_bytes"], y=rows["latency_ms"], z=rows["accuracy"], mode="markers",
+                                   name=name, marker=marker, customdata=rows["number"].astype(int),
+                                   hovertext=hover_texts(data, rows), hoverinfo="text"))
+    teacher = data.run.teacher
+    fig.add_trace(go.Scatter3d(x=[teacher.size_bytes], y=[teacher.latency_ms], z=[teacher.accuracy], mode="markers",
+                               name="teacher", marker=dict(symbol="diamond", size=7, color=TEACHER), hoverinfo="name"))
+    fig.update_layout(**_layout(height=620, margin=dict(l=0, r=0, t=10, b=0), legend=dict(orientation="h", y=0.02),
+                                scene=dict(
+        xaxis=dict(title="size (B)", type="log"), yaxis=dict(title="latency (ms)"), zaxis=dict(title="accuracy"))))
+    return fig
+
+
+def progress_figure(data: ReportData) -> go.Figure:
+    """Normalized hypervolume of the front against trials finished and against wall time."""
+    p = data.progress
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("against trials finished", "against wall time"))
+    text = [f"after trial {n}: {v:.5f}" for n, v in zip(p["number"], p["hypervolume"])]
+    fig.add_trace(go.Scatter(x=p["finished"], y=p["hypervolume"], mode="lines+markers", line_shape="hv",
+                             name="hypervolume", hovertext=text, hoverinfo="text", marker=dict(color=FRONT)), 1, 1)
+    fig.add_trace(go.Scatter(x=p["elapsed_s"] / 60, y=p["hypervolume"], mode="lines+markers", line_shape="hv",
+                             showlegend=False, hovertext=text, hoverinfo="text", marker=dict(color=FRONT)), 1, 2)
+    fig.update_xaxes(title_text="trials finished (any fidelity)", row=1, col=1)
+    fig.update_xaxes(title_text="minutes since the first trial started", row=1, col=2)
+    fig.update_yaxes(title_text="hypervolume (normalized)", row=1, col=1)
+    fig.update_layout(**_layout(height=360, showlegend=False))
+    return fig
+
+
+def fidelity_figure(data: ReportData) -> go.Figure:
+    """Trials per fidelity level and state."""
+    t = data.trials.assign(level=data.trials["level"].fillna("full").astype(str))
+    counts = t.groupby(["level", "state"]).size().unstack(fill_value=0)
+    fig = go.Figure([go.Bar(x=[html.escape(str(level)) for level in counts.index], y=counts[state], name=state.lower())
+                     for state in counts.columns])
+    fig.update_layout(**_layout(barmode="stack", height=320, yaxis_title="trials", xaxis_title="fidelity level"))
+    return fig
+
+
+def importance_figure(evaluator: str, importances: dict[str, dict[str, float]]) -> go.Figure:
+    """The most important knobs (by their largest importance over the objectives), one bar per objective."""
+    ranked = sorted({k for v in importances.values() for k in v},
+                    key=lambda k: max(v.get(k, 0.0) for v in importances.values()), reverse=True)[:IMPORTANCE_TOP]
+    fig = go.Figure([go.Bar(y=[html.escape(k) for k in ranked[::-1]], x=[scores.get(k, 0.0) for k in ranked[::-1]],
+                            orientation="h", name=objective) for objective, scores in importances.items()])
+    fig.update_layout(**_layout(barmode="group", height=160 + 45 * len(ranked), margin=dict(l=170, r=20, t=30, b=50),
+                                xaxis_title=f"importance ({evaluator}, normalized per objective)"))
+    return fig

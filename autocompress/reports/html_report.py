@@ -1,0 +1,134 @@
+"""The HTML report of a run: one self-contained file (plotly.js embedded) that works offline.
+
+The page is built in the browser from one JSON block; every user or trial string reaches the
+page through ``textContent`` (never as HTML), and the JSON block escapes ``<``, ``>`` and
+``&``, so a task named ``<script>...`` is shown as text and cannot run.
+
+Example:
+    >>> path = write_report("runs/digits")                                   # doctest: +SKIP
+    >>> path.name                                                            # doctest: +SKIP
+    'report.html'
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shlex
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+
+from autocompress.reports import figures
+from autocompress.reports.collect import ReportData, collect, run_facts
+from autocompress.reports.importance import objective_importances
+from autocompress.search.best import Run, load_run
+
+REPORT_HTML = "report.html"
+_PLACEHOLDER = re.compile(r"__(TITLE|CSS|PLOTLY_JS|DATA|JS)__")
+
+
+def _static(name: str) -> str:
+    return resources.files("autocompress.reports").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def _script_json(payload: dict) -> str:
+    """JSON that is safe inside a <script> element, whatever strings it carries."""
+    text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def _clean(value):
+    """NaN -> None and numpy scalars -> Python, for strict JSON."""
+    if isinstance(value, float) and value != value:
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _plans(data: ReportData) -> dict[str, dict]:
+    """Per complete trial: prune ratio, bits (None = float) and rank ratio (None = full) per
+    layer, and whether the student dropped the block the layer sits in."""
+    out = {}
+    for number, plan in data.plans.items():
+        dropped = set()
+        for stage, blocks in data.stages.items():
+            dropped.update(blocks[plan.blocks_kept(stage, len(blocks)):])
+        layers = [plan.layer(name) for name in data.layers]
+        out[str(number)] = {
+            "prune": [p.prune for p in layers], "bits": [p.bits for p in layers], "rank": [p.rank for p in layers],
+            "dropped": [any(name.startswith(block + ".") for block in dropped) for name in data.layers],
+            "depth": {stage: plan.blocks_kept(stage, len(blocks)) if blocks else dict(plan.depth).get(stage)
+                      for stage, blocks in data.stages.items()},  # blocks unknown: runs made before run.json had them
+            "width": plan.width, "summary": plan.summary(),
+        }
+    return out
+
+
+def _figure_json(fig) -> dict:
+    return json.loads(fig.to_json())
+
+
+def report_payload(run: Run, *, run_ref: str) -> dict:
+    """Everything the page shows, as JSON-able data."""
+    data = collect(run)
+    t = data.trials
+    complete = t[t["state"] == "COMPLETE"]
+    evaluator, importances = objective_importances(t[t["full"]])
+    columns = ["number", "accuracy", "size_bytes", "latency_ms", "feasible", "level", "full", "on_front",
+               "duration_s", "summary"]
+    failed = t[t["state"] != "COMPLETE"]
+    return {
+        "title": run.info["task"]["name"],
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "teacher": run.teacher.to_dict(),
+        "budget": data.budget.describe(),
+        "facts": run_facts(run, trials=t),
+        "export_command": shlex.join(["autocompress", "best", run_ref]),
+        "trials": {c: [_clean(v) for v in complete[c]] for c in columns},
+        "failed": [{"number": int(r["number"]), "state": r["state"], "level": _clean(r.get("level")),
+                    "duration_s": _clean(r.get("duration_s")), "error": str(_clean(r.get("error")) or "")}
+                   for _, r in failed.iterrows()],
+        "layers": data.layers,
+        "stages": data.stages,
+        "plans": _plans(data),
+        "importance": {"evaluator": evaluator, "trials": int(t["full"].sum())},
+        "hypervolume": _clean(data.progress["hypervolume"].iloc[-1]) if len(data.progress) else 0.0,
+        "figures": {
+            "size": _figure_json(figures.pareto_figure(data, x="size_bytes")),
+            "latency": _figure_json(figures.pareto_figure(data, x="latency_ms")),
+            "pareto3d": _figure_json(figures.pareto_3d_figure(data)),
+            "progress": _figure_json(figures.progress_figure(data)),
+            "fidelity": _figure_json(figures.fidelity_figure(data)),
+            "importance": _figure_json(figures.importance_figure(evaluator, importances)),
+        },
+    }
+
+
+def render_report(run: Run, *, run_ref: str | None = None) -> str:
+    """The report of ``run`` as one HTML string."""
+    import plotly.offline
+
+    payload = report_payload(run, run_ref=run_ref or str(run.path))
+    parts = {"TITLE": html.escape(f"autocompress report: {run.info['task']['name']}"), "CSS": _static("report.css"),
+             "PLOTLY_JS": plotly.offline.get_plotlyjs(), "DATA": _script_json(payload), "JS": _static("report.js")}
+    return _PLACEHOLDER.sub(lambda m: parts[m.group(1)], _static("report.html"))
+
+
+def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Write the report of the run in ``run_dir`` to ``out`` (default: RUN_DIR/report.html), atomically."""
+    run = load_run(run_dir)
+    path = Path(out) if out is not None else run.path / REPORT_HTML
+    text = render_report(run, run_ref=str(run_dir))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+__all__ = ["REPORT_HTML", "render_report", "report_payload", "write_report"]
