@@ -1,7 +1,9 @@
 """Fold BatchNorm into the preceding convolution, as the deployed model would have it.
 
 The compressed model is fine-tuned and exported with BN folded, so the quantized weights are
-the weights that run. Models that torch.fx cannot trace keep their BatchNorm layers.
+the weights that run. torch.fx finds the pairs; for models it cannot trace (Python control flow
+on tensors), forward hooks on one example find each BN whose input is a conv's output, and the
+fused model must give the same outputs as the original.
 
 Example:
     >>> import torch
@@ -14,15 +16,51 @@ Example:
 
 from __future__ import annotations
 
+import copy
+
+import torch
 import torch.fx
 from torch import nn
 from torch.fx.experimental.optimization import fuse
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with every Conv->BN pair fused (module names are kept)."""
+def fold_batchnorm(model: nn.Module, example_inputs: torch.Tensor | None = None) -> nn.Module:
+    """``model`` with every Conv->BN pair fused (module names are kept)."""
     model.eval()
     try:
         return fuse(model)
     except (torch.fx.proxy.TraceError, TypeError, NotImplementedError, RuntimeError):
-        return model
+        if example_inputs is None:
+            return model
+        return _fold_by_hooks(model, example_inputs)
+
+
+def _fold_by_hooks(model: nn.Module, example_inputs: torch.Tensor) -> nn.Module:
+    modules = dict(model.named_modules())
+    produced, pairs, hooks = {}, [], []
+    for name, module in modules.items():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            hooks.append(module.register_forward_hook(
+                lambda _m, _i, out, name=name: produced.__setitem__(id(out), name)))
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            hooks.append(module.register_forward_pre_hook(
+                lambda _m, inputs, name=name: pairs.append((produced.get(id(inputs[0])), name))))
+    try:
+        with torch.no_grad():
+            expected = model(example_inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    fused = copy.deepcopy(model)
+    for conv, bn in {(c, b) for c, b in pairs if c is not None}:
+        _replace(fused, conv, fuse_conv_bn_eval(fused.get_submodule(conv), fused.get_submodule(bn)))
+        _replace(fused, bn, nn.Identity())
+    with torch.no_grad():
+        same = torch.allclose(fused(example_inputs), expected, rtol=1e-3, atol=1e-5)
+    return fused if same else model  # a conv output also used elsewhere: folding would change the model
+
+
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)

@@ -90,7 +90,7 @@ def compress(task: Task, plan: Plan, *, config: DistillConfig = DistillConfig(),
                                group_of={m: g.name for g in info.groups for m in g.members},
                                importance=plan.importance, batch=batches[0])
         notes += [f"pruned {name} {before}->{after}" for name, (before, after) in changed.items()]
-    model = fold_batchnorm(model)
+    model = fold_batchnorm(model, task.example_inputs)
     skipped = factorize(model, {name: lp.rank for name, lp in plan.layers if lp.rank not in (None, 1.0)})
     notes += [f"low-rank skipped for {name}: {why}" for name, why in skipped.items()]
     prepare_qat(model, {name: lp.bits for name, lp in plan.layers if lp.bits})

@@ -65,7 +65,7 @@ def _plans(data: ReportData) -> dict[str, dict]:
             "dropped": [any(name.startswith(block + ".") for block in dropped) for name in data.layers],
             "depth": {stage: plan.blocks_kept(stage, len(blocks)) if blocks else dict(plan.depth).get(stage)
                       for stage, blocks in data.stages.items()},  # blocks unknown: runs made before run.json had them
-            "width": plan.width, "summary": plan.summary(),
+            "width": plan.width,
         }
     return out
 

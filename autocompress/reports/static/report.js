@@ -23,7 +23,7 @@
   document.getElementById("task-name").textContent = data.title;
   const front = T.number.filter((n, i) => T.on_front[i]);
   document.getElementById("headline").textContent =
-    `${front.length} Pareto candidates among ${T.number.length} complete trials (${data.failed.length} failed or stopped). ` +
+    `${front.length} Pareto candidate${front.length === 1 ? "" : "s"} among ${T.number.length} complete trials (${data.failed.length} failed or stopped). ` +
     `Teacher: accuracy ${fixed(teacher.accuracy, 4)}, ${bytes(teacher.size_bytes)}, ${fixed(teacher.latency_ms, 4)} ms. ` +
     `Budget: ${data.budget}.`;
   document.getElementById("footer").textContent = `Generated ${data.generated_at} by autocompress from the run's stored results.`;
@@ -77,7 +77,7 @@
       data.stages[s] && data.stages[s].length ? `${s}: ${k} of ${data.stages[s].length} blocks` : `${s}: ${k === null ? "all" : k} blocks kept`);
     document.getElementById("cand-arch").textContent =
       `Student architecture: width ${plan.width} x the teacher's` + (stages.length ? `; ${stages.join("; ")}` : "") +
-      `. Plan: ${plan.summary}.`;
+      `. Plan: ${T.summary[i]}.`;
     document.getElementById("cand-export").textContent = `${data.export_command} --trial ${number} --export shipped/trial-${number}`;
     const body = document.querySelector("#cand-layers tbody");
     body.replaceChildren(...data.layers.map((name, j) => {

@@ -1,0 +1,85 @@
+"""The report's data, files and commands, without a browser."""
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from autocompress.reports.collect import collect
+from autocompress.reports.html_report import _script_json, report_payload
+from autocompress.search.best import load_run
+from autocompress.search.pareto import normalized_hypervolume, pareto_front
+from tests.conftest import run_cli
+from tests.fixtures.user_tasks import HOSTILE_NAME
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_script_json_cannot_end_its_script_element_and_round_trips():
+    payload = {"name": "</script><script>alert(1)</script>", "error": "a & b \u2028 <!--"}
+    text = _script_json(payload)
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert json.loads(text) == payload
+
+
+def test_search_writes_the_report_with_the_task_name_escaped(hostile_run):
+    page = (hostile_run / "report.html").read_text()
+    assert "<title>autocompress report: &lt;script&gt;alert(1)&lt;/script&gt;</title>" in page
+    assert HOSTILE_NAME not in page  # not even inside the data: there it is \\u003cscript\\u003e...
+    assert "Plotly" in page and len(page) > 1_000_000  # plotly.js is inside: the file works offline
+
+
+def test_front_hypervolume_and_plans_agree_with_the_stored_results(synthetic_run):
+    run = load_run(synthetic_run)
+    data = collect(run)
+    expected = pareto_front(run.trials, fidelity=run.fidelity)
+    assert sorted(data.trials.loc[data.trials["on_front"], "number"]) == sorted(expected["number"])
+    # the curve never falls and ends at the hypervolume of the final front
+    assert np.all(np.diff(data.progress["hypervolume"]) >= 0)
+    assert data.progress["hypervolume"].iloc[-1] == normalized_hypervolume(expected, run.info["teacher"])
+    assert len(data.progress) == int(data.trials["full"].sum())
+    # a plan rebuilt from the stored parameters says what the parameters say
+    row = data.trials[data.trials["state"] == "COMPLETE"].iloc[0]
+    plan = data.plans[int(row["number"])]
+    assert plan.layer("fc").bits == (None if row["bits/fc"] == 32 else row["bits/fc"])
+    assert plan.layer("stem.0").prune == row["prune/stem.0"] and plan.width == row["arch/width"]
+
+
+def test_importances_switch_to_ped_anova_beyond_fanovas_share(synthetic_run):
+    payload = report_payload(load_run(synthetic_run), run_ref="runs/synthetic")
+    trials = pd.read_csv(synthetic_run / "trials.csv")
+    full = int(((trials["state"] == "COMPLETE") & (trials["level"] == "full")).sum())
+    assert payload["importance"] == {"evaluator": "fANOVA" if full <= 200 else "PED-ANOVA", "trials": full}
+    bars = payload["figures"]["importance"]["data"]
+    assert [b["name"] for b in bars] == ["accuracy", "size_bytes", "latency_ms"]
+    # size follows width and pruning in the synthetic cost model: one of them tops its bars
+    size = dict(zip(bars[1]["y"], bars[1]["x"]))
+    assert max(size, key=size.get).startswith(("arch/", "prune/"))
+    assert payload["export_command"] == "autocompress best runs/synthetic"
+
+
+def test_report_command_writes_the_file_and_pngs(hostile_run, tmp_path):
+    out, pngs = tmp_path / "r.html", tmp_path / "slides"
+    proc = run_cli("report", str(hostile_run), "-o", str(out), "--png", str(pngs))
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text().startswith("<!DOCTYPE html>") and "works offline" in proc.stdout
+    for name in ("pareto_size.png", "pareto_latency.png", "hypervolume.png"):
+        data = (pngs / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000, name
+
+
+def test_report_of_a_folder_that_is_no_run_is_one_line(tmp_path):
+    proc = run_cli("report", str(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "not a run directory" in proc.stderr
+
+
+def test_best_exports_a_trial_chosen_in_the_report(hostile_run, tmp_path):
+    run = load_run(hostile_run)
+    number = int(run.candidates["number"].iloc[-1])
+    proc = run_cli("best", str(hostile_run), "--trial", str(number), "--export", str(tmp_path / "shipped"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "shipped" / "model.onnx").read_bytes() == run.candidate(number).artifact.read_bytes()
+    screening = run.trials[(run.trials["state"] == "COMPLETE") & (run.trials["level"] == "screen")]
+    refused = run_cli("best", str(hostile_run), "--trial", str(int(screening["number"].iloc[0])))
+    assert refused.returncode == 2 and "screening and failed trials cannot be shipped" in refused.stderr
