@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
                           help="channel importance for structured pruning")
     search_p.add_argument("--feature-distill", type=float, default=0.0, metavar="WEIGHT",
                           help="weight of feature-based distillation (inputs of the output layer); 0 = off")
+    search_p.add_argument("--techniques", default="prune,quant,lowrank,student", metavar="LIST",
+                          help="knob families to search, comma-separated: prune, quant (bit-widths), lowrank, "
+                               "student (depth and width); default all, jointly")
     search_p.add_argument("--no-warm-start", action="store_true",
                           help="do not try the known recipes (int8; 50%% prune + int8; shallow int4 student) first")
     budget_args(search_p.add_argument_group("budget (steers the search; any budget can also be asked later with 'best')"))
@@ -213,7 +216,8 @@ def cmd_search(args) -> int:
     try:
         result = search(task, trials=args.trials, sampler=args.sampler, seed=args.seed, out=out, resume=args.resume,
                         config=config, execution=execution, screen_steps=args.screen_steps, storage=args.storage,
-                        warm_start=not args.no_warm_start, importance=args.importance, task_spec=args.task,
+                        warm_start=not args.no_warm_start, importance=args.importance,
+                        techniques=tuple(t.strip() for t in args.techniques.split(",") if t.strip()), task_spec=args.task,
                         data_dir=args.data_dir, budget=budget, command=shlex.join(["autocompress", *redact_argv(sys.argv[1:])]))
     except KeyboardInterrupt:
         return 130

@@ -35,7 +35,7 @@ from autocompress.plan import Plan
 from autocompress.search import rundir
 from autocompress.search.budget import Budget
 from autocompress.search.pareto import OBJECTIVES
-from autocompress.spaces.space import SearchSpace
+from autocompress.spaces.space import TECHNIQUES, SearchSpace
 from autocompress.task import Task, UsageError
 
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -159,7 +159,8 @@ def _write_report(out: Path, progress) -> None:
 def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | None = 0,
            out: str | Path = "runs/latest", resume: bool = False, config: DistillConfig = DistillConfig(),
            execution: Execution = Execution(), screen_steps: int | None = None, storage: str | None = None,
-           warm_start: bool = True, importance: str = "l1", task_spec: str | None = None,
+           warm_start: bool = True, importance: str = "l1", techniques: tuple[str, ...] = tuple(TECHNIQUES),
+           task_spec: str | None = None,
            data_dir: str | None = None, budget: Budget = Budget(), command: str = "",
            progress: Callable[[str], None] = print) -> SearchResult:
     """Search the joint space of ``task`` until ``trials`` trials have finished; results land in ``out``.
@@ -167,7 +168,9 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
     Trials run on Ray (``execution``). ``budget`` limits become Optuna constraints (samplers
     steer toward feasible plans) and the ``feasible`` column. ``screen_steps`` turns on
     multi-fidelity: new plans are fine-tuned for that many steps, and those that could still
-    reach the full-fidelity front are promoted to a full evaluation (``config.steps``). With ``resume=True`` the study in ``out`` continues: every
+    reach the full-fidelity front are promoted to a full evaluation (``config.steps``). ``techniques``
+    limits the space to some knob families (prune, quant, lowrank, student); by default all are
+    searched jointly. With ``resume=True`` the study in ``out`` continues: every
     stored trial is kept, trials that were running when it stopped are stored as failed
     (interrupted) and run again.
     """
@@ -184,7 +187,8 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
     try:
         return _search(task, out=out, rdb=rdb, trials=trials, sampler=sampler, seed=seed,
                        resume=resume, config=config, execution=execution, screen_steps=screen_steps,
-                       storage=storage, warm_start=warm_start, importance=importance, task_spec=task_spec,
+                       storage=storage, warm_start=warm_start, importance=importance, techniques=techniques,
+                       task_spec=task_spec,
                        data_dir=data_dir, budget=budget, command=command, progress=progress)
     except UsageError:
         if fresh and not rundir.is_run_dir(out):  # refused before anything was stored: leave no half folder
@@ -193,7 +197,7 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
 
 
 def _search(task, *, out, rdb, trials, sampler, seed, resume, config, execution, screen_steps, storage,
-            warm_start, importance, task_spec, data_dir, budget, command, progress) -> SearchResult:
+            warm_start, importance, techniques, task_spec, data_dir, budget, command, progress) -> SearchResult:
     import ray
 
     from autocompress.search.ray_runner import cap_workers, run_trials, start_ray
@@ -201,10 +205,15 @@ def _search(task, *, out, rdb, trials, sampler, seed, resume, config, execution,
     from autocompress.search.storage import redact, sqlite_url
     from autocompress.search.worker import Job, remote_latency
 
-    space = SearchSpace(task_context(task).discovery, importance=importance)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if resume:
         run = rundir.read_run_json(out)
+        techniques = tuple(run["settings"].get("techniques", TECHNIQUES))
+    try:
+        space = SearchSpace(task_context(task).discovery, importance=importance, techniques=tuple(techniques))
+    except ValueError as exc:
+        raise UsageError(f"--techniques: {exc}") from exc
+    if resume:
         if run["task"]["name"] != task.name or run["space"] != space.summary():
             differs = "task" if run["task"]["name"] != task.name else "search space"
             raise UsageError(f"--resume: {out} holds a search of task {run['task']['name']!r} whose {differs} differs "
@@ -250,6 +259,7 @@ def _search(task, *, out, rdb, trials, sampler, seed, resume, config, execution,
             "objectives": OBJECTIVES,
             "study": {"name": study_name, "storage": redact(storage) if storage else "study.db"},
             "settings": {"sampler": sampler, "seed": seed, "trials": trials, "warm_start": warm_start,
+                         "techniques": list(space.techniques),
                          "importance": importance, "budget": budget.to_dict(), "distill": config.__dict__,
                          "screen_steps": screen_steps,
                          "fidelity": fidelity_label(config),

@@ -33,14 +33,48 @@ PRUNE_MAX, PRUNE_STEP = 0.75, 0.125
 WIDTH_MIN, WIDTH_STEP = 0.5, 0.25
 
 
+TECHNIQUES = {"prune": "prune/", "quant": "bits/", "lowrank": "rank/", "student": "arch/"}
+
+
+def techniques_used(plan: Plan) -> set[str]:
+    """Which techniques a plan applies.
+
+    >>> sorted(techniques_used(Plan(layers={"fc": LayerPlan(bits=8, prune=0.5)})))
+    ['prune', 'quant']
+    """
+    used = set()
+    for _, layer in plan.layers:
+        used |= {name for name, on in (("prune", layer.prune > 0), ("quant", layer.bits is not None),
+                                       ("lowrank", layer.rank not in (None, 1.0))) if on}
+    if plan.width != 1.0 or plan.depth:
+        used.add("student")
+    return used
+
+
 @dataclass(frozen=True)
 class SearchSpace:
-    """The knobs of one model; ``suggest`` draws a Plan from an Optuna trial."""
+    """The knobs of one model; ``suggest`` draws a Plan from an Optuna trial.
+
+    techniques: the knob families searched (default all: one joint space); the others stay at
+    the teacher's (no pruning, float weights, full rank, the teacher's architecture).
+    """
 
     discovery: Discovery
     importance: str = "l1"
+    techniques: tuple[str, ...] = tuple(TECHNIQUES)
+
+    def __post_init__(self):
+        unknown = set(self.techniques) - set(TECHNIQUES)
+        if unknown or not self.techniques:
+            raise ValueError(f"techniques must be a non-empty subset of {', '.join(TECHNIQUES)}; got "
+                             f"{', '.join(self.techniques) or 'none'}")
 
     def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
+        dists = self._all_distributions()
+        prefixes = tuple(TECHNIQUES[t] for t in self.techniques)
+        return {name: dist for name, dist in dists.items() if name.startswith(prefixes)}
+
+    def _all_distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
         d = optuna.distributions
         dists: dict[str, d.BaseDistribution] = {}
         if self.discovery.groups:
@@ -101,12 +135,13 @@ class SearchSpace:
         int8 = {n: LayerPlan(bits=8) for n in every}
         pruned = {n: LayerPlan(bits=8, prune=0.5 if n in groups else 0.0) for n in every}
         shallow = {n: LayerPlan(bits=8 if n == self.discovery.head else 4) for n in every}
-        return [
+        plans = [
             Plan(layers=int8, importance=self.importance),
             Plan(layers=pruned, importance=self.importance),
             Plan(layers=shallow, depth={s: 1 for s in self.discovery.stages}, width=0.5,
                  importance=self.importance),
         ]
+        return [plan for plan in plans if techniques_used(plan) <= set(self.techniques)]
 
     def summary(self) -> dict[str, Any]:
         """A JSON-able description (stored in run.json; a resumed run must match it)."""

@@ -20,6 +20,7 @@ from torch.utils.data import TensorDataset
 
 from autocompress.task import Task
 from autocompress.tasks.cache import cached_weights
+from autocompress.tasks.training import train_classifier
 
 RECIPE = {
     "data": "sklearn.load_digits/16.0", "split": [0.6, 0.2, 0.2], "split_seed": 0,
@@ -69,23 +70,6 @@ def digits_splits(seed: int = 0) -> dict[str, TensorDataset]:
                                                     stratify=y_rest)
     as_set = lambda a, b: TensorDataset(torch.from_numpy(a), torch.from_numpy(b))  # noqa: E731
     return {"train": as_set(x_train, y_train), "val": as_set(x_val, y_val), "test": as_set(x_test, y_test)}
-
-
-def train_classifier(model: nn.Module, data: TensorDataset, *, epochs: int, batch: int, lr: float, seed: int) -> None:
-    """Plain supervised training with AdamW and a cosine schedule (used for the teacher)."""
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, generator=generator)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * len(loader))
-    model.train()
-    for _ in range(epochs):
-        for x, y in loader:
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
-            sched.step()
-    model.eval()
 
 
 def _seeded_model() -> DigitsResNet:

@@ -49,3 +49,17 @@ def test_unknown_parameters_are_refused(digits_task):
     space = SearchSpace(task_context(digits_task).discovery)
     with pytest.raises(ValueError, match="not in this search space"):
         space.plan_from_params({"prune/nonexistent": 0.5})
+
+
+def test_a_single_technique_space_searches_only_its_knobs(digits_task):
+    info = task_context(digits_task).discovery
+    quant = SearchSpace(info, techniques=("quant",))
+    assert quant.param_names() and all(n.startswith("bits/") for n in quant.param_names())
+    assert [p.summary() for p in quant.warm_start_plans()] == ["int8"]  # the only recipe that is pure quantization
+    student = SearchSpace(info, techniques=("student",))
+    assert set(student.param_names()) == {"arch/width", "arch/depth/stage1", "arch/depth/stage2"}
+    assert student.warm_start_plans() == []
+    plan = student.plan_from_params({"arch/width": 0.5, "arch/depth/stage1": 1, "arch/depth/stage2": 2})
+    assert all(layer.bits is None and layer.prune == 0 for _, layer in plan.layers) and plan.width == 0.5
+    with pytest.raises(ValueError, match="subset of prune, quant, lowrank, student"):
+        SearchSpace(info, techniques=("distill",))

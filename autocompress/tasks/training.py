@@ -1,0 +1,24 @@
+"""Training a built-in teacher once (the result is cached by ``tasks/cache.py``)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+
+def train_classifier(model: nn.Module, data: Dataset, *, epochs: int, batch: int, lr: float, seed: int) -> None:
+    """Plain supervised training with AdamW and a cosine schedule (used for the teacher)."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, generator=generator)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * len(loader))
+    model.train()
+    for _ in range(epochs):
+        for x, y in loader:
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            sched.step()
+    model.eval()
