@@ -181,6 +181,7 @@ def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | No
     if screen_steps is not None and not 0 < screen_steps < config.steps:
         raise UsageError(f"--screen-steps must be between 1 and --steps - 1 ({config.steps - 1}), got {screen_steps}")
     make_sampler(sampler, seed=seed, trials=trials)  # validate before any work
+    data_dir = str(Path(data_dir).expanduser().resolve()) if data_dir else None  # workers run elsewhere
     rdb = open_storage(storage) if storage else None
     fresh = not Path(out).exists()
     out = rundir.prepare_run_dir(out, resume=resume)
