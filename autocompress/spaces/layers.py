@@ -110,13 +110,20 @@ def find_head(model: nn.Module, example_inputs: torch.Tensor) -> str:
     return linears[-1]
 
 
-def dependency_groups(model: nn.Module, example_inputs: torch.Tensor, *, head: str) -> list[Group]:
-    """The prunable channel groups of ``model`` (the head's outputs excluded)."""
+def _outputs(module: nn.Module) -> int:
+    return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+
+
+def dependency_groups(model: nn.Module, example_inputs: torch.Tensor, *, head: str
+                      ) -> tuple[list[Group], dict[str, str]]:
+    """The prunable channel groups of ``model`` (the head's outputs excluded), and the groups
+    refused with why: members with different output counts are coupled through an operation
+    Torch-Pruning cannot map channel by channel (such as a zero-padding "option A" shortcut)."""
     names = {m: n for n, m in model.named_modules()}
     modules = dict(model.named_modules())
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
     order = {n: i for i, n in enumerate(modules)}
-    groups = []
+    groups, refused = [], {}
     for group in graph.get_all_groups(ignored_layers=[modules[head]], root_module_types=COMPRESSIBLE_TYPES):
         members = []
         for dep, _ in group:
@@ -125,10 +132,14 @@ def dependency_groups(model: nn.Module, example_inputs: torch.Tensor, *, head: s
                     and module in names):
                 members.append(names[module])
         members = sorted(set(members), key=order.__getitem__)
-        root = group[0].dep.target.module
-        channels = root.out_channels if isinstance(root, nn.Conv2d) else root.out_features
+        channels = _outputs(group[0].dep.target.module)
+        if any(_outputs(modules[m]) != channels for m in members):
+            refused[f"{members[0]} (outputs)"] = (
+                f"not pruned: coupled with {len(members) - 1} layers of other widths through an operation "
+                "Torch-Pruning cannot map channel by channel (e.g. a zero-padding shortcut)")
+            continue
         groups.append(Group(name=members[0], members=tuple(members), channels=channels))
-    return sorted(groups, key=lambda g: order[g.name])
+    return sorted(groups, key=lambda g: order[g.name]), refused
 
 
 def block_stages(model: nn.Module, example_inputs: torch.Tensor, blocks: tuple[str, ...]
@@ -162,9 +173,9 @@ def discover(model: nn.Module, example_inputs: torch.Tensor, *, blocks: tuple[st
     """Everything the search space needs to know about ``model``."""
     model.eval()
     head = find_head(model, example_inputs)
-    groups = dependency_groups(model, example_inputs, head=head)
+    groups, skipped = dependency_groups(model, example_inputs, head=head)
     group_of = {member: g.name for g in groups for member in g.members}
-    layers, skipped = [], {}
+    layers = []
     for name, module in model.named_modules():
         if isinstance(module, COMPRESSIBLE_TYPES):
             shape = tuple(module.weight.shape)

@@ -56,7 +56,14 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def cached_weights(build: Callable[[], nn.Module], *, train: Callable[[nn.Module], None], recipe: dict,
+def training_report(name: str, recipe: dict, cache_dir: str | Path | None = None) -> dict:
+    """What the training of a cached teacher reported (empty if it reported nothing)."""
+    folder = Path(cache_dir) if cache_dir is not None else cache_root() / "teachers"
+    path = folder / f"{name}-{recipe_key(recipe)}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def cached_weights(build: Callable[[], nn.Module], *, train: Callable[[nn.Module], dict | None], recipe: dict,
                    name: str, cache_dir: str | Path | None = None) -> nn.Module:
     """Return ``build()`` with trained weights: from the cache when valid, else trained now."""
     folder = Path(cache_dir) if cache_dir is not None else cache_root() / "teachers"
@@ -76,8 +83,10 @@ def cached_weights(build: Callable[[], nn.Module], *, train: Callable[[nn.Module
             print(f"autocompress: cached teacher {path} is unusable ({exc}); retraining it", file=sys.stderr)
             model = build()
     print(f"autocompress: training the {name} teacher once (cached in {folder})", file=sys.stderr)
-    train(model)
+    report = train(model)
     folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(report, dict):  # what training measured (e.g. accuracy before and after), kept beside it
+        path.with_suffix(".json").write_text(json.dumps(report, indent=2, sort_keys=True))
     tmp = path.with_suffix(".tmp")
     torch.save(model.state_dict(), tmp)
     digest = _sha256(tmp)
