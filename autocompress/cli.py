@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     search_p.add_argument("--out", default=None, help="run directory (default: runs/<task>)")
     search_p.add_argument("--resume", action="store_true", help="continue the search stored in --out")
     search_p.add_argument("--steps", type=int, default=300, help="distillation fine-tune steps per candidate")
+    search_p.add_argument("--lr", type=float, default=None,
+                          help="learning rate of the fine-tuning (default: the task's, else 2e-3)")
     search_p.add_argument("--importance", default="l1", choices=["l1", "l2", "taylor"],
                           help="channel importance for structured pruning")
     search_p.add_argument("--feature-distill", type=float, default=0.0, metavar="WEIGHT",
@@ -202,6 +204,8 @@ def cmd_search(args) -> int:
         raise UsageError(f"--trials must be at least 1, got {args.trials}")
     if args.steps < 0:
         raise UsageError(f"--steps must be 0 or more, got {args.steps}")
+    if args.lr is not None and args.lr <= 0:
+        raise UsageError(f"--lr must be positive, got {args.lr}")
     from autocompress.search.controller import Execution, make_sampler
     from autocompress.search.storage import redact_argv
 
@@ -209,7 +213,7 @@ def cmd_search(args) -> int:
     budget = _budget(args)
     task = load_task(args.task, data_dir=args.data_dir)
     out = args.out or os.path.join("runs", task.name)
-    config = DistillConfig(steps=args.steps, feature_weight=args.feature_distill, seed=args.seed)
+    config = DistillConfig(steps=args.steps, feature_weight=args.feature_distill, seed=args.seed, lr=args.lr)
     execution = Execution(workers=args.workers, address=args.address, cpus_per_trial=args.cpus_per_trial,
                           gpus_per_trial=args.gpus_per_trial, trial_timeout_s=args.trial_timeout,
                           latency_resource=args.latency_resource, time_budget_s=args.time_budget)

@@ -55,6 +55,8 @@ class Task:
     blocks: names of residual blocks a student may drop (input shape == output shape); blocks
         with the same parent module form a stage, and the student keeps the first k of a stage.
     description: one line for ``autocompress tasks``.
+    distill_lr: learning rate for fine-tuning candidates when none is given (a pretrained
+        network usually wants a smaller one than the default 2e-3).
     """
 
     name: str
@@ -67,6 +69,7 @@ class Task:
     blocks: tuple[str, ...] = ()
     description: str = ""
     recipe: dict = field(default_factory=dict)  # how the task was built; recorded in run.json
+    distill_lr: float | None = None
 
     def __post_init__(self):
         if not isinstance(self.teacher, nn.Module):

@@ -88,6 +88,8 @@ def test_user_task_factory_runs(tmp_path):
     (["--task", "digits", "--sampler", "grid"], "unknown sampler 'grid'"),
     (["--task", "digits", "--trials", "0"], "--trials must be at least 1"),
     (["--task", "digits", "--trials", "-3"], "--trials must be at least 1"),
+    (["--task", "tests.fixtures.user_tasks:tiny", "--techniques", "prune,distill"],
+     "--techniques: techniques must be a non-empty subset of prune, quant, lowrank, student"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, expected):
     line = _one_clear_line(run_cli("search", *args, "--out", str(tmp_path / "out")))

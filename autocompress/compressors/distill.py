@@ -29,13 +29,18 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 
+DEFAULT_LR = 2e-3
+
+
 @dataclass(frozen=True, kw_only=True)
 class DistillConfig:
-    """How a candidate is fine-tuned. ``steps`` = 0 means post-training (calibration only)."""
+    """How a candidate is fine-tuned. ``steps`` = 0 means post-training (calibration only).
+    ``lr`` None: the task's ``distill_lr`` (pretrained networks want a smaller one), else
+    DEFAULT_LR."""
 
     steps: int = 300
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float | None = None
     temperature: float = 4.0
     alpha: float = 0.7
     feature_weight: float = 0.0
@@ -43,6 +48,8 @@ class DistillConfig:
     seed: int = 0
 
     def __post_init__(self):
+        if self.lr is not None and self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
         if self.steps < 0 or self.batch_size < 1:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
         if not 0 < self.data_fraction <= 1 or not 0 <= self.alpha <= 1 or self.temperature <= 0:
@@ -99,7 +106,7 @@ def distill(student: nn.Module, train: Dataset, targets: TeacherTargets, config:
             student(train[int(subset[0])][0][None])
         projection = nn.Linear(features[0].shape[1], targets.features.shape[1])
         params += list(projection.parameters())
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(params, lr=config.lr or DEFAULT_LR, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.steps, 1))
     t = config.temperature
     losses = []

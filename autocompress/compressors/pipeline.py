@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import weakref
 from dataclasses import dataclass, field
 from typing import Callable
@@ -23,7 +24,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from autocompress.compressors.distill import DistillConfig, TeacherTargets, distill, teacher_targets
+from autocompress.compressors.distill import DEFAULT_LR, DistillConfig, TeacherTargets, distill, teacher_targets
 from autocompress.compressors.fold import fold_batchnorm
 from autocompress.compressors.lowrank import factorize
 from autocompress.compressors.prune import prune_groups
@@ -72,6 +73,11 @@ def _train_batches(task: Task, count: int, size: int) -> list[tuple[torch.Tensor
     return [batch for batch, _ in zip(loader, range(count))]
 
 
+def with_task_lr(config: DistillConfig, task: Task) -> DistillConfig:
+    """``config`` with its learning rate settled: its own, else the task's, else the default."""
+    return dataclasses.replace(config, lr=config.lr or task.distill_lr or DEFAULT_LR)
+
+
 def compress(task: Task, plan: Plan, *, config: DistillConfig = DistillConfig(),
              on_step: Callable[[int], None] | None = None) -> Compressed:
     """Apply ``plan`` to a copy of the teacher and fine-tune it; the teacher is not changed."""
@@ -97,6 +103,7 @@ def compress(task: Task, plan: Plan, *, config: DistillConfig = DistillConfig(),
     calibrate(model, [x for x, _ in _train_batches(task, CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE)])
     losses = []
     if config.steps:
+        config = with_task_lr(config, task)
         losses = distill(model, task.train, context.targets(task), config, head=info.head, on_step=on_step)
     return Compressed(model.eval(), notes, losses)
 

@@ -27,7 +27,7 @@ import optuna
 import pandas as pd
 
 from autocompress.compressors.distill import DistillConfig
-from autocompress.compressors.pipeline import task_context
+from autocompress.compressors.pipeline import task_context, with_task_lr
 from autocompress.evaluators.evaluate import evaluate_teacher, fidelity_label, local_latency
 from autocompress.evaluators.measure import LATENCY_THREADS
 from autocompress.metrics import Metrics
@@ -59,6 +59,11 @@ class SearchResult:
         return load_run(self.run_dir).best(**budget_and_preference)
 
 
+def startup_trials(trials: int) -> int:
+    """Exploratory trials before TPE models the results."""
+    return max(3, min(10, trials // 4))
+
+
 def make_sampler(name: str, *, seed: int | None, trials: int) -> optuna.samplers.BaseSampler:
     """tpe: multi-objective TPE after a few random trials; nsga2: NSGA-II with a population sized
     to give several generations; random: uniform random sampling."""
@@ -67,8 +72,7 @@ def make_sampler(name: str, *, seed: int | None, trials: int) -> optuna.samplers
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, trials // 4)),
-                                              multivariate=True)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(trials), multivariate=True)
         if name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
     return optuna.samplers.RandomSampler(seed=seed)
@@ -207,6 +211,7 @@ def _search(task, *, out, rdb, trials, sampler, seed, resume, config, execution,
     from autocompress.search.worker import Job, remote_latency
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    config = with_task_lr(config, task)  # the learning rate actually used, as run.json records it
     if resume:
         run = rundir.read_run_json(out)
         techniques = tuple(run["settings"].get("techniques", TECHNIQUES))
@@ -282,6 +287,8 @@ def _search(task, *, out, rdb, trials, sampler, seed, resume, config, execution,
                                 sampler=make_sampler(sampler, seed=seed, trials=trials), load_if_exists=True)
     first = [(plan, False) for plan in space.warm_start_plans()[: max(0, trials // 4)]] \
         if warm_start and not study.trials else []
+    if sampler == "tpe" and not study.trials:  # TPE's exploration: one technique at a time, then mixes
+        first += [(plan, False) for plan in space.startup_plans(startup_trials(trials), seed=seed)]
     rerun = requeue_interrupted(study)
     if rerun:
         progress(f"resuming: {len(rerun)} trial(s) that were running when the search stopped are stored as failed "

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,6 +143,33 @@ class SearchSpace:
                  importance=self.importance),
         ]
         return [plan for plan in plans if techniques_used(plan) <= set(self.techniques)]
+
+    def startup_plans(self, count: int, *, seed: int | None) -> list[Plan]:
+        """Random plans that each apply only some techniques, the others left at the teacher's:
+        first one technique at a time, then random pairs and more. In the joint space a plan that
+        prunes but keeps every layer in float and at full rank is otherwise vanishingly rare
+        (1/4 x 1/3 per layer), so the sampler would never learn what each technique does alone."""
+        rng = random.Random(seed)
+        names = list(self.techniques)
+        subsets = [[t] for t in names]
+        while len(subsets) < count:
+            subsets.append(rng.sample(names, rng.randint(min(2, len(names)), len(names))))
+        plans = []
+        for subset in subsets[:count]:
+            prefixes = tuple(TECHNIQUES[t] for t in subset)
+            params = {name: self._random_value(dist, rng) for name, dist in self.distributions().items()
+                      if name.startswith(prefixes)}
+            plans.append(self.plan_from_params(params))
+        return plans
+
+    @staticmethod
+    def _random_value(dist: optuna.distributions.BaseDistribution, rng: random.Random) -> Any:
+        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            return rng.choice(dist.choices)
+        if isinstance(dist, optuna.distributions.IntDistribution):
+            return rng.randint(dist.low, dist.high)
+        steps = int(round((dist.high - dist.low) / dist.step))
+        return dist.low + rng.randint(0, steps) * dist.step
 
     def summary(self) -> dict[str, Any]:
         """A JSON-able description (stored in run.json; a resumed run must match it)."""

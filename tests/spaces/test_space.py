@@ -63,3 +63,20 @@ def test_a_single_technique_space_searches_only_its_knobs(digits_task):
     assert all(layer.bits is None and layer.prune == 0 for _, layer in plan.layers) and plan.width == 0.5
     with pytest.raises(ValueError, match="subset of prune, quant, lowrank, student"):
         SearchSpace(info, techniques=("distill",))
+
+
+def test_startup_plans_try_each_technique_alone_first(digits_task):
+    from autocompress.spaces.space import techniques_used
+
+    space = SearchSpace(task_context(digits_task).discovery)
+    plans = space.startup_plans(8, seed=0)
+    assert len(plans) == 8
+    alone = [techniques_used(p) for p in plans[:4]]
+    assert all(used <= {t} for used, t in zip(alone, ["prune", "quant", "lowrank", "student"]))
+    assert any(len(techniques_used(p)) >= 2 for p in plans[4:])
+    assert space.startup_plans(8, seed=0) == plans  # seeded
+    dists = space.distributions()
+    for plan in plans:  # every plan is a point of the space
+        params = space.params_from_plan(plan)
+        assert params.keys() == dists.keys()
+        assert all(dists[k]._contains(dists[k].to_internal_repr(v)) for k, v in params.items())
