@@ -10,7 +10,7 @@ Strategies:
   uniform-int8  one plan: every layer int8, post-training (calibration only, no fine-tuning)
   prune50-int8  one plan: 50% of every group's channels pruned + int8, fine-tuned like a trial
 
-Scores, per strategy and seed, over complete full-fidelity trials: hypervolume in normalized
+With --keep DIR, an interrupted benchmark continues where it stopped. Scores, per strategy and seed, over complete full-fidelity trials: hypervolume in normalized
 objectives (1 - accuracy/teacher accuracy, size ratio, latency ratio; reference (0.05, 1, 1)),
 and the best size ratio and latency ratio within 1 accuracy point of the teacher. Writes
 benchmarks/results/<task>.json, <task>.md and <task>.png, and copies the report of the joint
@@ -73,10 +73,28 @@ def run_recipe(name: str, *, task_spec: str, data_dir: str | None, steps: int, s
         config = DistillConfig(steps=steps, seed=seed)
     teacher = evaluate_teacher(task, out_dir=out / "teacher")
     metrics = evaluate(task, plan, out_dir=out / "candidate", config=config)
-    row = {"number": 0, "state": "COMPLETE", **metrics.to_dict()}
-    trials = pd.DataFrame([row])
-    return {"teacher": teacher.to_dict(), "trials": trials, "fidelity": fidelity_label(config),
-            "wall_s": time.perf_counter() - clock}
+    result = {"teacher": teacher.to_dict(), "candidate": metrics.to_dict(), "fidelity": fidelity_label(config),
+              "wall_s": time.perf_counter() - clock}
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def stored_recipe(out: Path) -> dict:
+    """A recipe's result as run_recipe stored it, with its one candidate as a trials table."""
+    import pandas as pd
+
+    result = json.loads((out / "result.json").read_text())
+    return result | {"trials": pd.DataFrame([{"number": 0, "state": "COMPLETE", **result["candidate"]}])}
+
+
+def stored_search(out: Path, wall_s: float | None = None) -> dict:
+    import pandas as pd
+
+    from datetime import datetime
+
+    run = json.loads((out / "run.json").read_text())
+    seconds = (datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["started_at"])).total_seconds()
+    return {"run": run, "trials": pd.read_csv(out / "trials.csv"), "wall_s": wall_s if wall_s is not None else seconds}
 
 
 def main() -> int:
@@ -88,7 +106,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps per candidate")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--strategies", nargs="+", default=[*SEARCHES, *RECIPES])
-    parser.add_argument("--keep", default=None, help="keep the run directories here (default: a temporary folder)")
+    parser.add_argument("--keep", default=None, help="keep the run directories here (default: a temporary folder); "
+                        "the same command again reuses every finished run in it and runs the rest")
     args = parser.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix=f"autocompress-compare-{args.task}-"))
     data = ["--data-dir", args.data_dir] if args.data_dir else []
@@ -101,14 +120,17 @@ def main() -> int:
             if name in SEARCHES:
                 cli = ["--task", args.task, *data, "--trials", str(args.trials), "--steps", str(args.steps),
                        "--seed", str(seed), "--workers", str(args.workers), *SEARCHES[name], "--out", str(out)]
-                run = run_search(cli)
+                finished = (out / "run.json").is_file() and "finished_at" in json.loads((out / "run.json").read_text())
+                resume = ["--resume"] if (out / "run.json").is_file() and not finished else []
+                run = stored_search(out) if finished else run_search(cli + resume)  # --keep: finished runs are reused
                 teacher, trials, fidelity = run["run"]["teacher"], run["trials"], run["run"]["settings"]["fidelity"]
                 entry["command"] = "autocompress search " + " ".join(cli[:-2]).replace(f"--seed {seed}", "--seed SEED")
                 if name == "joint" and seed == args.seeds[0]:
                     (ROOT / "reports").mkdir(exist_ok=True)
                     shutil.copy(out / "report.html", ROOT / "reports" / f"{args.task}.html")
             else:
-                run = run_recipe(name, task_spec=args.task, data_dir=args.data_dir, steps=args.steps, seed=seed, out=out)
+                run = stored_recipe(out) if (out / "result.json").is_file() else run_recipe(
+                    name, task_spec=args.task, data_dir=args.data_dir, steps=args.steps, seed=seed, out=out)
                 teacher, trials, fidelity = run["teacher"], run["trials"], run["fidelity"]
                 entry["trials"] = 1
             teachers.append(teacher)
