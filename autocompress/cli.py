@@ -308,17 +308,15 @@ def _chosen(run, args):
 def cmd_report(args) -> int:
     import time
 
-    from autocompress.reports import write_pngs, write_report
-    from autocompress.reports.collect import collect
-    from autocompress.search.best import load_run
+    from autocompress.reports import write_report
+    from autocompress.reports.png import PNG_NAMES
 
     clock = time.perf_counter()
-    path = write_report(args.run_dir, args.output)
+    path = write_report(args.run_dir, args.output, png_dir=args.png)
     print(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - clock:.1f} s); "
           "one file, works offline: open it in any browser")
     if args.png:
-        written = write_pngs(collect(load_run(args.run_dir)), args.png)
-        print(f"plots: {', '.join(str(p) for p in written)}")
+        print(f"plots: {', '.join(str(Path(args.png) / name) for name in PNG_NAMES)}")
     return 0
 
 

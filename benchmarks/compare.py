@@ -58,19 +58,17 @@ def run_recipe(name: str, *, task_spec: str, data_dir: str | None, steps: int, s
     """One fixed plan, evaluated here exactly as a trial is (file size, pinned ORT latency, val accuracy)."""
     import pandas as pd
 
-    from autocompress import DistillConfig, LayerPlan, Plan, evaluate, load_task
+    from autocompress import DistillConfig, evaluate, load_task
     from autocompress.compressors.pipeline import task_context
     from autocompress.evaluators.evaluate import evaluate_teacher, fidelity_label
+    from autocompress.spaces.space import SearchSpace
 
     clock = time.perf_counter()
     task = load_task(task_spec, data_dir=data_dir)
     info = task_context(task).discovery
-    groups = {g.name for g in info.groups}
-    if name == "uniform-int8":
-        plan, config = Plan(layers={l.name: LayerPlan(bits=8) for l in info.layers}), DistillConfig(steps=0, seed=seed)
-    else:
-        plan = Plan(layers={l.name: LayerPlan(bits=8, prune=0.5 if l.name in groups else 0.0) for l in info.layers})
-        config = DistillConfig(steps=steps, seed=seed)
+    int8, prune50_int8 = SearchSpace(info).warm_start_plans()[:2]  # the search's own known recipes
+    plan, config = ((int8, DistillConfig(steps=0, seed=seed)) if name == "uniform-int8"
+                    else (prune50_int8, DistillConfig(steps=steps, seed=seed)))
     teacher = evaluate_teacher(task, out_dir=out / "teacher")
     metrics = evaluate(task, plan, out_dir=out / "candidate", config=config)
     result = {"teacher": teacher.to_dict(), "candidate": metrics.to_dict(), "fidelity": fidelity_label(config),

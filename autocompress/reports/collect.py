@@ -22,9 +22,8 @@ from autocompress.search import rundir
 from autocompress.search.best import Run
 from autocompress.search.budget import Budget
 from autocompress.search.pareto import OBJECTIVES, hypervolume, pareto_mask
-from autocompress.spaces.space import plan_from_params
+from autocompress.spaces.space import KNOB_PREFIXES, plan_from_params
 
-KNOB_PREFIXES = ("prune/", "bits/", "rank/", "arch/")
 HV_REFERENCE = (0.05, 1.0, 1.0)  # 5% of the teacher's accuracy lost, the teacher's size, its latency
 
 

@@ -74,9 +74,9 @@ def _figure_json(fig) -> dict:
     return json.loads(fig.to_json())
 
 
-def report_payload(run: Run, *, run_ref: str) -> dict:
+def report_payload(run: Run, *, run_ref: str, data: ReportData | None = None) -> dict:
     """Everything the page shows, as JSON-able data."""
-    data = collect(run)
+    data = data or collect(run)
     t = data.trials
     complete = t[t["state"] == "COMPLETE"]
     evaluator, importances = objective_importances(t[t["full"]])
@@ -110,21 +110,28 @@ def report_payload(run: Run, *, run_ref: str) -> dict:
     }
 
 
-def render_report(run: Run, *, run_ref: str | None = None) -> str:
+def render_report(run: Run, *, run_ref: str | None = None, data: ReportData | None = None) -> str:
     """The report of ``run`` as one HTML string."""
     import plotly.offline
 
-    payload = report_payload(run, run_ref=run_ref or str(run.path))
+    payload = report_payload(run, run_ref=run_ref or str(run.path), data=data)
     parts = {"TITLE": html.escape(f"autocompress report: {run.info['task']['name']}"), "CSS": _static("report.css"),
              "PLOTLY_JS": plotly.offline.get_plotlyjs(), "DATA": _script_json(payload), "JS": _static("report.js")}
     return _PLACEHOLDER.sub(lambda m: parts[m.group(1)], _static("report.html"))
 
 
-def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Write the report of the run in ``run_dir`` to ``out`` (default: RUN_DIR/report.html), atomically."""
+def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
+                 png_dir: str | os.PathLike | None = None) -> Path:
+    """Write the report of the run in ``run_dir`` to ``out`` (default: RUN_DIR/report.html),
+    atomically; with ``png_dir``, also its main plots as PNG files there."""
     run = load_run(run_dir)
+    data = collect(run)
     path = Path(out) if out is not None else run.path / REPORT_HTML
-    text = render_report(run, run_ref=str(run_dir))
+    text = render_report(run, run_ref=str(run_dir), data=data)
+    if png_dir is not None:
+        from autocompress.reports.png import write_pngs
+
+        write_pngs(data, png_dir)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

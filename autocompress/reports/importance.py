@@ -23,10 +23,10 @@ import optuna
 import pandas as pd
 
 from autocompress.search.pareto import OBJECTIVES
+from autocompress.spaces.space import KNOB_PREFIXES
 
 FANOVA_MAX_TRIALS = 200
 MIN_TRIALS = 4
-KNOB_PREFIXES = ("prune/", "bits/", "rank/", "arch/")
 
 
 def objective_importances(trials: pd.DataFrame) -> tuple[str, dict[str, dict[str, float]]]:

@@ -17,6 +17,8 @@ from pathlib import Path
 from autocompress.reports.collect import ReportData
 from autocompress.reports.figures import BUDGET, DOMINATED, FRONT, LABELS, SCREEN, TEACHER
 
+PNG_NAMES = ("pareto_size.png", "pareto_latency.png", "hypervolume.png")
+
 
 def _pareto(ax, data: ReportData, x: str) -> None:
     done = data.trials[data.trials["state"] == "COMPLETE"].dropna(subset=["accuracy", x])
@@ -60,7 +62,7 @@ def write_pngs(data: ReportData, folder: str | os.PathLike) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     title = data.run.info["task"]["name"].replace("$", r"\$")  # no mathtext from a task name
     written = []
-    for x, name in (("size_bytes", "pareto_size.png"), ("latency_ms", "pareto_latency.png")):
+    for x, name in zip(("size_bytes", "latency_ms"), PNG_NAMES):
         fig, ax = plt.subplots(figsize=(7, 4.5), dpi=150)
         _pareto(ax, data, x)
         ax.set_title(f"{title}: accuracy vs {'size' if x == 'size_bytes' else 'latency'}", fontsize=11)
@@ -75,6 +77,6 @@ def write_pngs(data: ReportData, folder: str | os.PathLike) -> list[Path]:
     ax.set_title(f"{title}: search progress", fontsize=11)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(folder / "hypervolume.png")
+    fig.savefig(folder / PNG_NAMES[2])
     plt.close(fig)
-    return [*written, folder / "hypervolume.png"]
+    return [*written, folder / PNG_NAMES[2]]

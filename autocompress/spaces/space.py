@@ -35,6 +35,7 @@ WIDTH_MIN, WIDTH_STEP = 0.5, 0.25
 
 
 TECHNIQUES = {"prune": "prune/", "quant": "bits/", "lowrank": "rank/", "student": "arch/"}
+KNOB_PREFIXES = tuple(TECHNIQUES.values())  # every search parameter starts with one
 
 
 def techniques_used(plan: Plan) -> set[str]:
