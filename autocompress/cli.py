@@ -174,9 +174,9 @@ def cmd_inspect(args) -> int:
     for layer in info.layers:
         ranks = ", ".join(f"{r:g}" for r in layer.rank_ratios) or f"none ({layer.rank_reason})"
         print(f"  {layer.name:<22} {layer.kind:<7} {str(layer.shape):<18} {layer.group or '-':<18} {ranks}")
-    print("\ndependency groups (output channels pruned together):")
+    print("\ndependency groups (output channels, or attention heads, pruned together):")
     for group in info.groups:
-        print(f"  {group.name:<22} {group.channels:>5} channels  {', '.join(group.members)}")
+        print(f"  {group.name:<22} {group.channels:>5} {group.unit:<8} {', '.join(group.members)}")
     print("\nstudent depth (droppable residual blocks per stage):")
     for stage, blocks in info.stages.items() or {"-": ()}.items():
         print(f"  {stage:<22} {', '.join(blocks) or 'none declared (Task.blocks)'}")

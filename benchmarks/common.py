@@ -20,6 +20,25 @@ def machine() -> dict:
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)}
 
 
+def wait_until_quiet(*, timeout_s: float = 120.0, busy_percent: float = 15.0) -> float:
+    """Wait until no Ray process of an earlier search is left and the CPUs are idle (at most
+    ``timeout_s``), so a latency measured next is not measured on a busy machine. Returns the
+    seconds waited."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout_s:
+        ray_left = False
+        for proc in psutil.process_iter(["cmdline"]):
+            try:
+                cmd = " ".join(proc.info["cmdline"] or [])
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            ray_left |= "raylet" in cmd or "gcs_server" in cmd or "ray::" in cmd
+        if not ray_left and psutil.cpu_percent(interval=1.0) < busy_percent:
+            break
+        time.sleep(1.0)
+    return time.perf_counter() - start
+
+
 def write_result(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

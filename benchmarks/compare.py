@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import RESULTS, machine, run_search
+from common import RESULTS, machine, run_search, wait_until_quiet
 
 from autocompress.search.pareto import normalized_hypervolume, pareto_front
 
@@ -120,6 +120,8 @@ def main() -> int:
                        "--seed", str(seed), "--workers", str(args.workers), *SEARCHES[name], "--out", str(out)]
                 finished = (out / "run.json").is_file() and "finished_at" in json.loads((out / "run.json").read_text())
                 resume = ["--resume"] if (out / "run.json").is_file() and not finished else []
+                if not finished:
+                    wait_until_quiet()
                 run = stored_search(out) if finished else run_search(cli + resume)  # --keep: finished runs are reused
                 teacher, trials, fidelity = run["run"]["teacher"], run["trials"], run["run"]["settings"]["fidelity"]
                 entry["command"] = "autocompress search " + " ".join(cli[:-2]).replace(f"--seed {seed}", "--seed SEED")
@@ -127,6 +129,8 @@ def main() -> int:
                     (ROOT / "reports").mkdir(exist_ok=True)
                     shutil.copy(out / "report.html", ROOT / "reports" / f"{args.task}.html")
             else:
+                if not (out / "result.json").is_file():
+                    wait_until_quiet()  # the previous search's Ray processes would skew the latency
                 run = stored_recipe(out) if (out / "result.json").is_file() else run_recipe(
                     name, task_spec=args.task, data_dir=args.data_dir, steps=args.steps, seed=seed, out=out)
                 teacher, trials, fidelity = run["teacher"], run["trials"], run["fidelity"]

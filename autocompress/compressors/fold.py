@@ -28,6 +28,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 def fold_batchnorm(model: nn.Module, example_inputs: torch.Tensor | None = None) -> nn.Module:
     """``model`` with every Conv->BN pair fused (module names are kept)."""
     model.eval()
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return model  # nothing to fold: keep the modules as they are (no fx tracing)
     try:
         return fuse(model)
     except (torch.fx.proxy.TraceError, TypeError, NotImplementedError, RuntimeError):

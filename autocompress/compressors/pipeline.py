@@ -1,6 +1,7 @@
 """``compress(task, plan)``: replay one plan on the teacher, no search involved.
 
-student depth (drop blocks) -> structured pruning per group (x student width) -> fold
+student depth (drop blocks) -> attention heads and structured pruning per group (x student
+width) -> fold
 BatchNorm -> low-rank factorization -> quantization-aware fine-tuning with distillation from
 the teacher. The result holds the fine-tuned fake-quantized model;
 ``evaluators.export_artifact`` writes the ONNX file that is measured and shipped.
@@ -26,6 +27,7 @@ from torch import nn
 
 from autocompress.compressors.distill import DEFAULT_LR, DistillConfig, TeacherTargets, distill, teacher_targets
 from autocompress.compressors.fold import fold_batchnorm
+from autocompress.compressors.heads import prune_heads
 from autocompress.compressors.lowrank import factorize
 from autocompress.compressors.prune import prune_groups
 from autocompress.compressors.quantize import calibrate, prepare_qat
@@ -90,6 +92,11 @@ def compress(task: Task, plan: Plan, *, config: DistillConfig = DistillConfig(),
         notes.append(f"dropped blocks {', '.join(dropped)}")
     keep = {g.name: plan.width * (1 - plan.layer(g.name).prune) for g in info.groups}
     keep = {name: k for name, k in keep.items() if k < 1}
+    heads = {g.name: keep.pop(g.name) for g in info.groups if g.unit == "heads" and g.name in keep}
+    if heads:  # a heads group is named after its q layer: "<attention>.q"
+        changed = prune_heads(model, keep={name.rpartition(".")[0]: k for name, k in heads.items()},
+                              importance=plan.importance)
+        notes += [f"pruned heads of {name} {before}->{after}" for name, (before, after) in changed.items()]
     if keep:
         batches = _train_batches(task, 1, CALIBRATION_BATCH_SIZE)
         changed = prune_groups(model, task.example_inputs, keep=keep, head=info.head,

@@ -20,6 +20,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from autocompress.compressors.heads import projection_names
 from autocompress.spaces.layers import COMPRESSIBLE_TYPES
 
 
@@ -56,7 +57,8 @@ def prune_groups(model: nn.Module, example_inputs: torch.Tensor, *, keep: dict[s
         model.zero_grad()
         nn.functional.cross_entropy(model(batch[0]), batch[1]).backward()
     decisions = []
-    for group in graph.get_all_groups(ignored_layers=[modules[head]], root_module_types=COMPRESSIBLE_TYPES):
+    ignored = [modules[head]] + [modules[n] for n in projection_names(model)]  # heads: compressors/heads.py
+    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=COMPRESSIBLE_TYPES):
         members = [names[dep.target.module] for dep, _ in group if dep.target.module in names
                    and isinstance(dep.target.module, COMPRESSIBLE_TYPES)
                    and graph.is_out_channel_pruning_fn(dep.handler)]  # layers whose outputs are these channels

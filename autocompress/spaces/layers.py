@@ -22,16 +22,20 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from autocompress.compressors.heads import attention_modules, projection_names
+
 COMPRESSIBLE_TYPES = (nn.Conv2d, nn.Linear)
 
 
 @dataclass(frozen=True)
 class Group:
-    """Output channels of ``members`` that are pruned together (``channels`` of them)."""
+    """Output channels of ``members`` that are pruned together (``channels`` of them); for an
+    attention module's q/k/v (``unit`` "heads"), its heads, pruned whole."""
 
     name: str
     members: tuple[str, ...]
     channels: int
+    unit: str = "channels"
 
 
 @dataclass(frozen=True)
@@ -118,13 +122,16 @@ def dependency_groups(model: nn.Module, example_inputs: torch.Tensor, *, head: s
                       ) -> tuple[list[Group], dict[str, str]]:
     """The prunable channel groups of ``model`` (the head's outputs excluded), and the groups
     refused with why: members with different output counts are coupled through an operation
-    Torch-Pruning cannot map channel by channel (such as a zero-padding "option A" shortcut)."""
+    Torch-Pruning cannot map channel by channel (such as a zero-padding "option A" shortcut).
+    The q/k/v outputs of attention modules are not channel groups: ``attention_groups`` has
+    their heads."""
     names = {m: n for n, m in model.named_modules()}
     modules = dict(model.named_modules())
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
     order = {n: i for i, n in enumerate(modules)}
     groups, refused = [], {}
-    for group in graph.get_all_groups(ignored_layers=[modules[head]], root_module_types=COMPRESSIBLE_TYPES):
+    ignored = [modules[head]] + [modules[n] for n in projection_names(model)]
+    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=COMPRESSIBLE_TYPES):
         members = []
         for dep, _ in group:
             module = dep.target.module
@@ -140,6 +147,15 @@ def dependency_groups(model: nn.Module, example_inputs: torch.Tensor, *, head: s
             continue
         groups.append(Group(name=members[0], members=tuple(members), channels=channels))
     return sorted(groups, key=lambda g: order[g.name]), refused
+
+
+def attention_groups(model: nn.Module) -> list[Group]:
+    """One group per SelfAttention module: its heads, named after its q layer."""
+    groups = []
+    for name, attn in attention_modules(model).items():
+        members = tuple(f"{name}.{p}" if name else p for p in ("q", "k", "v"))
+        groups.append(Group(name=members[0], members=members, channels=attn.num_heads, unit="heads"))
+    return groups
 
 
 def block_stages(model: nn.Module, example_inputs: torch.Tensor, blocks: tuple[str, ...]
@@ -174,6 +190,8 @@ def discover(model: nn.Module, example_inputs: torch.Tensor, *, blocks: tuple[st
     model.eval()
     head = find_head(model, example_inputs)
     groups, skipped = dependency_groups(model, example_inputs, head=head)
+    order = {n: i for i, n in enumerate(dict(model.named_modules()))}
+    groups = sorted(groups + attention_groups(model), key=lambda g: order[g.name])
     group_of = {member: g.name for g in groups for member in g.members}
     layers = []
     for name, module in model.named_modules():
@@ -183,7 +201,7 @@ def discover(model: nn.Module, example_inputs: torch.Tensor, *, blocks: tuple[st
             kind = "conv" if isinstance(module, nn.Conv2d) else "linear"
             layers.append(Layer(name, kind, shape, group_of.get(name), ratios, reason))
         elif not list(module.children()) and any(True for _ in module.parameters(recurse=False)):
-            if not isinstance(module, nn.modules.batchnorm._BatchNorm):
+            if not isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)):  # follow their group
                 skipped[name] = f"{type(module).__name__} layers are not compressed (only Conv2d and Linear)"
     stages, refused = block_stages(model, example_inputs, blocks)
     skipped.update(refused)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import time
+
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -15,10 +18,16 @@ def train_classifier(model: nn.Module, data: Dataset, *, epochs: int, batch: int
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * len(loader))
     model.train()
-    for _ in range(epochs):
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        total = 0.0
         for x, y in loader:
             opt.zero_grad()
-            nn.functional.cross_entropy(model(x), y).backward()
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
             opt.step()
             sched.step()
+            total += loss.item()
+        print(f"autocompress: teacher epoch {epoch + 1}/{epochs}: mean loss {total / len(loader):.4f}, "
+              f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     model.eval()
