@@ -107,7 +107,7 @@ def load_task(spec: str, *, data_dir: str | None = None, teacher_state: dict | N
     >>> load_task("no-such-task")
     Traceback (most recent call last):
     ...
-    autocompress.task.UsageError: unknown task 'no-such-task'; built-in tasks: digits, mnist-lenet5, cifar10-resnet20, cifar10-resnet56, sst2-transformer (or give package.module:function)
+    autocompress.task.UsageError: unknown task 'no-such-task'; built-in tasks: digits, mnist-lenet5, cifar10-resnet20, cifar10-resnet56, sst2-transformer, sst2-minilm (or give package.module:function)
     """
     builtins = _builtin_tasks()
     if spec in builtins:

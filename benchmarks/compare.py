@@ -131,8 +131,8 @@ def main() -> int:
             else:
                 if not (out / "result.json").is_file():
                     wait_until_quiet()  # the previous search's Ray processes would skew the latency
-                run = stored_recipe(out) if (out / "result.json").is_file() else run_recipe(
-                    name, task_spec=args.task, data_dir=args.data_dir, steps=args.steps, seed=seed, out=out)
+                    run_recipe(name, task_spec=args.task, data_dir=args.data_dir, steps=args.steps, seed=seed, out=out)
+                run = stored_recipe(out)
                 teacher, trials, fidelity = run["teacher"], run["trials"], run["fidelity"]
                 entry["trials"] = 1
             teachers.append(teacher)

@@ -37,11 +37,14 @@ class SelfAttention(nn.Module):
         self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``bias`` (broadcast to batch, heads, tokens, tokens) is added to the attention scores,
+        e.g. a large negative number for padding keys."""
         batch, tokens, _ = x.shape
         split = lambda t: t.reshape(batch, tokens, -1, self.head_dim).transpose(1, 2)  # noqa: E731
         q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
-        weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(self.head_dim), dim=-1)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+        weights = torch.softmax(scores if bias is None else scores + bias, dim=-1)
         return self.out((weights @ v).transpose(1, 2).reshape(batch, tokens, -1))
 
 

@@ -67,11 +67,12 @@ def test_a_joint_transformer_plan_exports_and_onnx_runtime_agrees(tmp_path):
     assert "pruned heads of layers.0.attn 4->2" in result.notes and "pruned layers.0.attn.out 64->48" in result.notes
     assert [a.num_heads for a in attention_modules(result.model).values()] == [2, 4]
     path = str(tmp_path / "text.onnx")
-    plain = export_artifact(result, task.example_inputs, path)
+    with torch.no_grad():  # the fake-quantized model computes what the exported graph computes
+        expected = result.model(ids[:8]).numpy()
+    export_artifact(result, task.example_inputs, path)
     graph = onnx.load(path).graph
     assert {t.name: list(t.dims) for t in graph.initializer}["tokens.weight"] == [5000, 48]
     session = onnx_session(path)
     got = np.concatenate([session.run(None, {session.get_inputs()[0].name: ids[i:i + 1].numpy()})[0]
                           for i in range(8)])
-    with torch.no_grad():
-        assert np.allclose(got, plain(ids[:8]).numpy(), atol=1e-2)
+    assert np.allclose(got, expected, atol=5e-3)  # within two steps of the uint8 output
