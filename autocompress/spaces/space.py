@@ -1,8 +1,12 @@
 """The joint search space: pruning x bit-width x rank x student architecture, one Optuna study.
 
 Parameter names are stable and readable: ``prune/<group>``, ``bits/<layer>``, ``rank/<layer>``,
-``arch/depth/<stage>``, ``arch/width``. The parameter set is fixed for a whole run: knobs of a
-block the student drops are sampled but inactive (Optuna's NSGA-II and TPE need a fixed space).
+``arch/depth/<stage>``, ``arch/width``, and one gate per technique, ``use/<technique>`` (1 or
+0): a plan applies a technique's knobs only when its gate is 1. The gates let the sampler learn
+in a few trials what a technique does on this model as a whole (say, that any quantized layer
+makes a small transformer slower), which per-layer knobs alone take hundreds of trials to
+show. The parameter set is fixed for a whole run: knobs of a block the student drops, or of a
+technique gated off, are sampled but inactive (Optuna's NSGA-II and TPE need a fixed space).
 
 Example:
     >>> import torch
@@ -10,11 +14,14 @@ Example:
     >>> from autocompress.spaces.layers import discover
     >>> net = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 3))
     >>> space = SearchSpace(discover(net, torch.randn(1, 16)))
-    >>> space.param_names()
+    >>> space.param_names()[:6]
     ['arch/width', 'bits/0', 'bits/2', 'prune/0', 'rank/0', 'rank/2']
-    >>> space.plan_from_params({"prune/0": 0.5, "bits/0": 8, "bits/2": 32, "rank/0": 1.0,
-    ...                         "rank/2": 1.0, "arch/width": 1.0}).layer("0")
+    >>> space.param_names()[6:]
+    ['use/lowrank', 'use/prune', 'use/quant', 'use/student']
+    >>> space.plan_from_params({"prune/0": 0.5, "bits/0": 8, "use/prune": 1, "use/quant": 1}).layer("0")
     LayerPlan(prune=0.5, bits=8, rank=None)
+    >>> space.plan_from_params({"prune/0": 0.5, "bits/0": 8, "use/prune": 1, "use/quant": 0}).layer("0")
+    LayerPlan(prune=0.5, bits=None, rank=None)
 """
 
 from __future__ import annotations
@@ -35,7 +42,8 @@ WIDTH_MIN, WIDTH_STEP = 0.5, 0.25
 
 
 TECHNIQUES = {"prune": "prune/", "quant": "bits/", "lowrank": "rank/", "student": "arch/"}
-KNOB_PREFIXES = tuple(TECHNIQUES.values())  # every search parameter starts with one
+GATE_PREFIX = "use/"  # use/<technique>: 1 = apply its knobs, 0 = leave them at the teacher's
+KNOB_PREFIXES = (*TECHNIQUES.values(), GATE_PREFIX)  # every search parameter starts with one
 
 
 def techniques_used(plan: Plan) -> set[str]:
@@ -74,7 +82,11 @@ class SearchSpace:
     def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
         dists = self._all_distributions()
         prefixes = tuple(TECHNIQUES[t] for t in self.techniques)
-        return {name: dist for name, dist in dists.items() if name.startswith(prefixes)}
+        knobs = {name: dist for name, dist in dists.items() if name.startswith(prefixes)}
+        if len(self.techniques) > 1:  # gates only where there is a choice between techniques
+            used = {t for t in self.techniques if any(n.startswith(TECHNIQUES[t]) for n in knobs)}
+            knobs |= {f"{GATE_PREFIX}{t}": optuna.distributions.CategoricalDistribution((1, 0)) for t in used}
+        return dict(sorted(knobs.items()))
 
     def _all_distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
         d = optuna.distributions
@@ -116,9 +128,12 @@ class SearchSpace:
     def params_from_plan(self, plan: Plan) -> dict[str, Any]:
         """The parameter values that describe ``plan`` (for enqueueing known plans)."""
         params: dict[str, Any] = {}
+        used = techniques_used(plan)
         for name in self.distributions():
             kind, _, target = name.partition("/")
-            if kind == "arch":
+            if name.startswith(GATE_PREFIX):
+                params[name] = int(target in used)
+            elif kind == "arch":
                 params[name] = plan.width if target == "width" else plan.blocks_kept(
                     target.removeprefix("depth/"), len(self.discovery.stages[target.removeprefix("depth/")]))
             elif kind == "prune":
@@ -182,7 +197,11 @@ def plan_from_params(params: dict[str, Any], *, layers: list[str], stages: list[
 
     >>> plan_from_params({"bits/fc": 8, "prune/conv": 0.5, "arch/depth/s1": 1}, layers=["conv", "fc"], stages=["s1"])
     Plan(layers=(('conv', LayerPlan(prune=0.5, bits=None, rank=None)), ('fc', LayerPlan(prune=0.0, bits=8, rank=None))), depth=(('s1', 1),), width=1.0, importance='l1')
+
+    Knobs of a technique whose gate ``use/<technique>`` is 0 are ignored (no gate: applied).
     """
+    off = {TECHNIQUES[t] for t in TECHNIQUES if int(params.get(f"{GATE_PREFIX}{t}", 1)) == 0}
+    params = {name: value for name, value in params.items() if not name.startswith(tuple(off))}
     plans = {}
     for name in layers:
         bits = params.get(f"bits/{name}", FLOAT_BITS)

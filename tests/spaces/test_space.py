@@ -3,7 +3,7 @@ import pytest
 
 from autocompress.compressors.pipeline import task_context
 from autocompress.spaces.layers import discover
-from autocompress.spaces.space import SearchSpace
+from autocompress.spaces.space import SearchSpace, techniques_used
 
 
 def test_digits_groups_tie_residual_layers_together(digits_task):
@@ -18,7 +18,8 @@ def test_digits_groups_tie_residual_layers_together(digits_task):
 def test_space_has_one_prefixed_parameter_per_knob(digits_task):
     space = SearchSpace(task_context(digits_task).discovery)
     names = space.param_names()
-    assert {n.split("/")[0] for n in names} == {"prune", "bits", "rank", "arch"}
+    assert {n.split("/")[0] for n in names} == {"prune", "bits", "rank", "arch", "use"}
+    assert {n for n in names if n.startswith("use/")} == {"use/prune", "use/quant", "use/lowrank", "use/student"}
     assert "prune/stem.0" in names and "prune/stage1.0.conv2" not in names  # groups, not layers
     assert "bits/fc" in names and "arch/depth/stage2" in names and "arch/width" in names
 
@@ -80,3 +81,16 @@ def test_startup_plans_try_each_technique_alone_first(digits_task):
         params = space.params_from_plan(plan)
         assert params.keys() == dists.keys()
         assert all(dists[k]._contains(dists[k].to_internal_repr(v)) for k, v in params.items())
+
+
+def test_a_technique_gated_off_leaves_its_knobs_inactive(digits_task):
+    space = SearchSpace(task_context(digits_task).discovery)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=3))
+    for _ in range(8):
+        trial = study.ask()
+        plan = space.suggest(trial)
+        gated_off = {t for t in ("prune", "quant", "lowrank", "student") if trial.params[f"use/{t}"] == 0}
+        assert not gated_off & techniques_used(plan)
+        assert space.params_from_plan(plan)["use/quant"] == int("quant" in techniques_used(plan))
+        study.tell(trial, [0.0, 0.0])
+    assert not [n for n in SearchSpace(space.discovery, techniques=("quant",)).param_names() if n.startswith("use/")]
