@@ -11,7 +11,11 @@ Example:
 
 from __future__ import annotations
 
+import os
 import platform
+import signal
+import sys
+import threading
 
 from autocompress.search.best import Run
 from autocompress.search.storage import sqlite_url
@@ -55,6 +59,17 @@ def serve_dashboard(run: Run, *, host: str = "127.0.0.1", port: int = 8080, stor
         progress(f"warning: --host {host} serves the study to the network, without authentication")
     progress(f"optuna-dashboard for {run.path} (study {run.info['study']['name']!r}); Ctrl-C stops it")
     progress(dashboard_hint(host, port))
+    if threading.current_thread() is threading.main_thread():
+        # wsgiref answers requests in this thread and swallows a KeyboardInterrupt raised while
+        # one is being answered, so Ctrl-C could be lost; the server only reads the study, so
+        # stopping at once loses nothing
+        def stop(signum, frame):
+            print("dashboard stopped", flush=True)
+            sys.stderr.flush()
+            os._exit(0)
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
     try:
         optuna_dashboard.run_server(rdb, host=host, port=port)
     except OSError as exc:
