@@ -25,6 +25,7 @@ import pandas as pd
 
 from autocompress.metrics import Metrics
 from autocompress.search.pareto import OBJECTIVES, pareto_front
+from autocompress.spaces.space import applied_params
 from autocompress.task import UsageError
 
 RUN_JSON, TRIALS_CSV, PARETO_CSV, STUDY_DB = "run.json", "trials.csv", "pareto.csv", "study.db"
@@ -80,7 +81,8 @@ def read_run_json(path: Path) -> dict:
 
 
 def trials_frame(study: optuna.Study, budget=None) -> pd.DataFrame:
-    """One row per trial: number, state, objectives, feasible, metrics, fidelity, duration, error, params."""
+    """One row per trial: number, state, objectives, feasible, metrics, fidelity, duration, error, and
+    the knob values applied (a gated-off technique's knobs read as the teacher's)."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
         metrics = trial.user_attrs.get("metrics", {})
@@ -88,7 +90,7 @@ def trials_frame(study: optuna.Study, budget=None) -> pd.DataFrame:
         row.update({name: metrics.get(name) for name in OBJECTIVES})
         row["feasible"] = bool(metrics) and (budget is None or budget.feasible(metrics))
         row.update({name: metrics.get(name, trial.user_attrs.get(name)) for name in METRIC_COLUMNS})
-        row.update(dict(sorted(trial.params.items())))
+        row.update(dict(sorted(applied_params(trial.params, trial.distributions).items())))
         rows.append(row)
     columns = ["number", "state", *OBJECTIVES, "feasible", *METRIC_COLUMNS]
     return pd.DataFrame(rows, columns=columns + sorted({k for r in rows for k in r} - set(columns)))

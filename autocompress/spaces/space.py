@@ -192,6 +192,29 @@ class SearchSpace:
         return {name: repr(dist) for name, dist in self.distributions().items()}
 
 
+def applied_params(params: dict[str, Any], distributions: dict[str, optuna.distributions.BaseDistribution]
+                   ) -> dict[str, Any]:
+    """The knob values a trial's plan applies: a knob of a technique gated off reads as the
+    teacher's value (no pruning, float, full rank, full width and depth), not the value sampled.
+
+    >>> dists = {"bits/fc": optuna.distributions.CategoricalDistribution((32, 8)),
+    ...          "arch/depth/s1": optuna.distributions.IntDistribution(0, 3)}
+    >>> applied_params({"bits/fc": 8, "arch/depth/s1": 1, "use/quant": 0, "use/student": 0}, dists)
+    {'bits/fc': 32, 'arch/depth/s1': 3, 'use/quant': 0, 'use/student': 0}
+    """
+    off = tuple(TECHNIQUES[t] for t in TECHNIQUES if int(params.get(f"{GATE_PREFIX}{t}", 1)) == 0)
+    teacher = {"prune/": 0.0, "bits/": FLOAT_BITS, "rank/": 1.0, "arch/width": 1.0}
+
+    def value(name: str, sampled: Any) -> Any:
+        if not name.startswith(off):
+            return sampled
+        if name.startswith("arch/depth/"):
+            return distributions[name].high
+        return next(v for prefix, v in teacher.items() if name.startswith(prefix))
+
+    return {name: value(name, sampled) for name, sampled in params.items()}
+
+
 def plan_from_params(params: dict[str, Any], *, layers: list[str], stages: list[str], importance: str = "l1") -> Plan:
     """The plan that parameter values (``prune/``, ``bits/``, ``rank/``, ``arch/``) describe.
 

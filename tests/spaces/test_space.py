@@ -3,7 +3,7 @@ import pytest
 
 from autocompress.compressors.pipeline import task_context
 from autocompress.spaces.layers import discover
-from autocompress.spaces.space import SearchSpace, techniques_used
+from autocompress.spaces.space import SearchSpace, applied_params, techniques_used
 
 
 def test_digits_groups_tie_residual_layers_together(digits_task):
@@ -27,12 +27,18 @@ def test_space_has_one_prefixed_parameter_per_knob(digits_task):
 def test_suggested_plan_round_trips_through_params(digits_task):
     space = SearchSpace(task_context(digits_task).discovery)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
-    for _ in range(5):
+    gated_off = 0
+    for _ in range(12):
         trial = study.ask()
         plan = space.suggest(trial)
         assert space.plan_from_params(trial.params) == plan
         assert space.plan_from_params(space.params_from_plan(plan)) == plan
+        # trials.csv shows the knobs applied: the same values whatever a gated-off knob sampled
+        knobs = {k: v for k, v in applied_params(trial.params, trial.distributions).items() if not k.startswith("use/")}
+        assert knobs == {k: v for k, v in space.params_from_plan(plan).items() if not k.startswith("use/")}
+        gated_off += knobs != {k: v for k, v in trial.params.items() if not k.startswith("use/")}
         study.tell(trial, [0.0, 0.0])
+    assert gated_off > 0  # some trial sampled inactive knobs that trials.csv must not show
 
 
 def test_layers_where_low_rank_cannot_save_parameters_have_no_rank_knob_and_a_reason():
