@@ -23,7 +23,7 @@ def test_trained_once_then_reused(tmp_path):
     calls = []
     first = cached_weights(_build, train=_trainer(calls), recipe={"r": 1}, name="toy", cache_dir=tmp_path)
     again = cached_weights(_build, train=_trainer(calls), recipe={"r": 1}, name="toy", cache_dir=tmp_path)
-    assert calls == [1] and torch.equal(first.weight, again.weight) and float(again.weight[0, 0]) == 0.5
+    assert calls == [1] and torch.equal(first.weight, again.weight) and again.weight[0, 0].item() == 0.5
     cached_weights(_build, train=_trainer(calls), recipe={"r": 2}, name="toy", cache_dir=tmp_path)
     assert calls == [1, 1]  # another recipe is another cache entry
 
