@@ -36,7 +36,7 @@ def test_a_corrupt_cache_is_rebuilt_not_trusted(tmp_path):
     data[-10] ^= 0xFF  # flip bits: the checksum no longer matches
     path.write_bytes(bytes(data))
     model = cached_weights(_build, train=_trainer(calls), recipe={"r": 1}, name="toy", cache_dir=tmp_path)
-    assert calls == [1, 1] and float(model.weight[0, 0]) == 0.5
+    assert calls == [1, 1] and model.weight[0, 0].item() == 0.5
     calls.clear()
     cached_weights(_build, train=_trainer(calls), recipe={"r": 1}, name="toy", cache_dir=tmp_path)
     assert calls == []  # the rebuilt file is valid again
