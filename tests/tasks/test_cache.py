@@ -47,4 +47,4 @@ def test_supplied_weights_skip_cache_and_training(tmp_path):
     state = {"weight": torch.full((2, 3), 7.0), "bias": torch.zeros(2)}
     with supplied_teacher(state):
         model = cached_weights(_build, train=_trainer(calls), recipe={"r": 1}, name="toy", cache_dir=tmp_path)
-    assert calls == [] and float(model.weight[0, 0]) == 7.0 and not list(tmp_path.iterdir())
+    assert calls == [] and model.weight[0, 0].item() == 7.0 and not list(tmp_path.iterdir())
