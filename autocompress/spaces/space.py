@@ -44,6 +44,8 @@ WIDTH_MIN, WIDTH_STEP = 0.5, 0.25
 TECHNIQUES = {"prune": "prune/", "quant": "bits/", "lowrank": "rank/", "student": "arch/"}
 GATE_PREFIX = "use/"  # use/<technique>: 1 = apply its knobs, 0 = leave them at the teacher's
 KNOB_PREFIXES = (*TECHNIQUES.values(), GATE_PREFIX)  # every search parameter starts with one
+# a knob's value that leaves the teacher as it is (the depth knobs': all blocks, their upper bound)
+TEACHER_VALUES = {"prune/": 0.0, "bits/": FLOAT_BITS, "rank/": 1.0, "arch/width": 1.0}
 
 
 def techniques_used(plan: Plan) -> set[str]:
@@ -202,17 +204,21 @@ def applied_params(params: dict[str, Any], distributions: dict[str, optuna.distr
     >>> applied_params({"bits/fc": 8, "arch/depth/s1": 1, "use/quant": 0, "use/student": 0}, dists)
     {'bits/fc': 32, 'arch/depth/s1': 3, 'use/quant': 0, 'use/student': 0}
     """
-    off = tuple(TECHNIQUES[t] for t in TECHNIQUES if int(params.get(f"{GATE_PREFIX}{t}", 1)) == 0)
-    teacher = {"prune/": 0.0, "bits/": FLOAT_BITS, "rank/": 1.0, "arch/width": 1.0}
+    off = _gated_off(params)
 
     def value(name: str, sampled: Any) -> Any:
         if not name.startswith(off):
             return sampled
         if name.startswith("arch/depth/"):
             return distributions[name].high
-        return next(v for prefix, v in teacher.items() if name.startswith(prefix))
+        return next(v for prefix, v in TEACHER_VALUES.items() if name.startswith(prefix))
 
     return {name: value(name, sampled) for name, sampled in params.items()}
+
+
+def _gated_off(params: dict[str, Any]) -> tuple[str, ...]:
+    """The knob prefixes of the techniques whose gate is 0 in ``params`` (no gate: applied)."""
+    return tuple(TECHNIQUES[t] for t in TECHNIQUES if int(params.get(f"{GATE_PREFIX}{t}", 1)) == 0)
 
 
 def plan_from_params(params: dict[str, Any], *, layers: list[str], stages: list[str], importance: str = "l1") -> Plan:
@@ -223,14 +229,15 @@ def plan_from_params(params: dict[str, Any], *, layers: list[str], stages: list[
 
     Knobs of a technique whose gate ``use/<technique>`` is 0 are ignored (no gate: applied).
     """
-    off = {TECHNIQUES[t] for t in TECHNIQUES if int(params.get(f"{GATE_PREFIX}{t}", 1)) == 0}
-    params = {name: value for name, value in params.items() if not name.startswith(tuple(off))}
+    off = _gated_off(params)
+    params = {name: value for name, value in params.items() if not name.startswith(off)}
     plans = {}
     for name in layers:
-        bits = params.get(f"bits/{name}", FLOAT_BITS)
-        rank = params.get(f"rank/{name}", 1.0)
-        prune = params.get(f"prune/{name}", 0.0)  # groups are named after a layer
+        bits = params.get(f"bits/{name}", TEACHER_VALUES["bits/"])
+        rank = params.get(f"rank/{name}", TEACHER_VALUES["rank/"])
+        prune = params.get(f"prune/{name}", TEACHER_VALUES["prune/"])  # groups are named after a layer
         plans[name] = LayerPlan(prune=float(prune), bits=None if bits == FLOAT_BITS else int(bits),
                                 rank=None if rank == 1.0 else float(rank))
     depth = {stage: int(params[f"arch/depth/{stage}"]) for stage in stages if f"arch/depth/{stage}" in params}
-    return Plan(layers=plans, depth=depth, width=float(params.get("arch/width", 1.0)), importance=importance)
+    width = float(params.get("arch/width", TEACHER_VALUES["arch/width"]))
+    return Plan(layers=plans, depth=depth, width=width, importance=importance)
