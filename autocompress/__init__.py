@@ -11,12 +11,13 @@ from autocompress.compressors import Compressed, DistillConfig, compress
 from autocompress.evaluators import evaluate, export_artifact
 from autocompress.metrics import Metrics
 from autocompress.plan import LayerPlan, Plan
-from autocompress.search import SearchResult, search
+from autocompress.search import Execution, SearchResult, SearchSettings, search
 from autocompress.search.best import Run, load_run
 from autocompress.search.budget import Budget
 from autocompress.evaluators.measure import predict
 from autocompress.task import Task, UsageError, accuracy, load_task
 
-__all__ = ["Budget", "Compressed", "DistillConfig", "LayerPlan", "Metrics", "Plan", "Run", "SearchResult", "Task",
+__all__ = ["Budget", "Compressed", "DistillConfig", "Execution", "LayerPlan", "Metrics", "Plan", "Run", "SearchResult",
+           "SearchSettings", "Task",
            "UsageError", "accuracy", "compress", "evaluate", "export_artifact", "load_run", "load_task", "predict",
            "search"]

@@ -69,33 +69,45 @@ def _parser() -> argparse.ArgumentParser:
     task_args(inspect_p)
 
     search_p = sub.add_parser("search", help="run a joint compression search and print the Pareto front",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              description="Run a joint compression search; every trial is stored the moment it "
+                                          "finishes. One search per --out at a time.")
     task_args(search_p)
-    search_p.add_argument("--trials", type=int, default=40, help="number of candidates to evaluate")
-    search_p.add_argument("--sampler", default="tpe", help="tpe | nsga2 | random")
-    search_p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of fine-tuning")
-    search_p.add_argument("--out", default=None, help="run directory (default: runs/<task>)")
-    search_p.add_argument("--resume", action="store_true", help="continue the search stored in --out")
-    search_p.add_argument("--steps", type=int, default=300, help="distillation fine-tune steps per candidate")
-    search_p.add_argument("--lr", type=float, default=None,
+    search_p.add_argument("--trials", type=int, default=40,
+                          help="number of candidates to evaluate (with --resume: continue until this many)")
+    settings = search_p.add_argument_group(
+        "settings (they shape the results; run.json stores them and --resume restores them: give them again "
+        "on --resume only with the stored values)")
+    settings.add_argument("--sampler", default=None, help="tpe | nsga2 | random (default: tpe)")
+    settings.add_argument("--seed", type=int, default=None, help="seed of the sampler and of fine-tuning (default: 0)")
+    settings.add_argument("--steps", type=int, default=None,
+                          help="distillation fine-tune steps per candidate (default: 300)")
+    settings.add_argument("--lr", type=float, default=None,
                           help="learning rate of the fine-tuning (default: the task's, else 2e-3)")
-    search_p.add_argument("--importance", default="l1", choices=["l1", "l2", "taylor"],
-                          help="channel importance for structured pruning")
-    search_p.add_argument("--feature-distill", type=float, default=0.0, metavar="WEIGHT",
-                          help="weight of feature-based distillation (inputs of the output layer); 0 = off")
-    search_p.add_argument("--techniques", default="prune,quant,lowrank,student", metavar="LIST",
+    settings.add_argument("--importance", default=None, choices=["l1", "l2", "taylor"],
+                          help="channel importance for structured pruning (default: l1)")
+    settings.add_argument("--feature-distill", type=float, default=None, metavar="WEIGHT",
+                          help="weight of feature-based distillation (inputs of the output layer); default 0 = off")
+    settings.add_argument("--techniques", default=None, metavar="LIST",
                           help="knob families to search, comma-separated: prune, quant (bit-widths), lowrank, "
                                "student (depth and width); default all, jointly")
-    search_p.add_argument("--no-warm-start", action="store_true",
+    settings.add_argument("--no-warm-start", action="store_const", const=True, default=None,
                           help="do not try the known recipes (int8; 50%% prune + int8; shallow int4 student) first")
-    budget_args(search_p.add_argument_group("budget (steers the search; any budget can also be asked later with 'best')"))
+    settings.add_argument("--screen-steps", type=int, default=None, metavar="STEPS",
+                          help="multi-fidelity: fine-tune new plans for STEPS steps first and promote those on the "
+                               "screening front to a full evaluation (--steps)")
+    search_p.add_argument("--out", default=None, help="run directory (default: runs/<task>)")
+    search_p.add_argument("--resume", action="store_true",
+                          help="continue the search stored in --out, with its stored settings and storage")
+    budget_args(search_p.add_argument_group("budget (a setting: steers the search; any budget can also be asked later "
+                                            "with 'best')"))
     run = search_p.add_argument_group("where trials run (Ray)")
     run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                     help="trials evaluated at once (capped to the CPUs available)")
+                     help="trials evaluated at once (capped to the CPUs available; default: one per CPU)")
     run.add_argument("--address", default=None,
                      help="join an existing Ray cluster at HOST:PORT (started with 'ray start --head'); default: local Ray")
-    run.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs (and torch/ONNX Runtime threads) per trial")
-    run.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial")
+    run.add_argument("--cpus-per-trial", type=float, default=1.0,
+                     help="CPUs (and torch/ONNX Runtime threads) per trial (default: 1)")
+    run.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default: 0)")
     run.add_argument("--trial-timeout", type=float, default=None, metavar="SECONDS",
                      help="stop a trial still fine-tuning after this long and store it as failed")
     run.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
@@ -106,10 +118,8 @@ def _parser() -> argparse.ArgumentParser:
                           "resource, one at a time")
     run.add_argument("--storage", default=None, metavar="URL",
                      help="database URL for the study (e.g. postgresql://USER:PASSWORD@HOST/DB); default: "
-                          "study.db in the run directory")
-    run.add_argument("--screen-steps", type=int, default=None, metavar="STEPS",
-                     help="multi-fidelity: fine-tune new plans for STEPS steps first and promote those on the "
-                          "screening front to a full evaluation (--steps)")
+                          "study.db in the run directory. A resume gives the same URL again (the password is never "
+                          "stored)")
     best_p = sub.add_parser("best", help="the best stored candidate under a budget; --export ships it, re-measured")
     best_p.add_argument("run_dir", metavar="RUN_DIR", help="the --out of a search")
     budget_args(best_p)
@@ -194,35 +204,68 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+# search flag (its argparse dest) -> the SearchSettings keyword it sets
+SETTING_FLAGS = {"sampler": "sampler", "seed": "seed", "steps": "distill.steps", "lr": "distill.lr",
+                 "importance": "importance", "feature_distill": "distill.feature_weight", "techniques": "techniques",
+                 "no_warm_start": "warm_start", "screen_steps": "screen_steps"}
+
+
+def _settings(args, base):
+    """``base`` (defaults, or the stored settings on --resume) with the setting flags given."""
+    from autocompress.compressors.distill import DistillConfig
+    from autocompress.search.budget import Budget
+    from autocompress.search.settings import SearchSettings
+
+    data = base.to_dict()
+    for dest, keyword in SETTING_FLAGS.items():
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        if dest == "techniques":
+            value = [t.strip() for t in value.split(",") if t.strip()]
+        part, _, name = keyword.rpartition(".")
+        (data[part] if part else data)[name] = (not value) if dest == "no_warm_start" else value
+    given = {k: v for k, v in _budget(args).to_dict().items() if v is not None}
+    data["budget"].update(given)
+    return SearchSettings(**{**data, "techniques": tuple(data["techniques"]), "distill": DistillConfig(**data["distill"]),
+                             "budget": Budget(**data["budget"])})
+
+
+def _refresh_report(out: Path) -> None:
+    """Write report.html; a report that cannot be written never costs the search anything."""
+    from autocompress.reports import write_report
+
+    try:
+        write_report(out)
+    except Exception as exc:  # noqa: BLE001 - the results are stored; only the page is missing
+        print(f"warning: report.html not refreshed ({type(exc).__name__}: {str(exc)[:200]}); "
+              f"write it later with: autocompress report {out}")
+
+
 def cmd_search(args) -> int:
     from autocompress import load_task
-    from autocompress.compressors.distill import DistillConfig
     from autocompress.search import front_table, search
-    from autocompress.task import UsageError
-
-    if args.trials < 1:
-        raise UsageError(f"--trials must be at least 1, got {args.trials}")
-    if args.steps < 0:
-        raise UsageError(f"--steps must be 0 or more, got {args.steps}")
-    if args.lr is not None and args.lr <= 0:
-        raise UsageError(f"--lr must be positive, got {args.lr}")
-    from autocompress.search.controller import Execution, make_sampler
+    from autocompress.search.rundir import read_run_json
+    from autocompress.search.settings import Execution, SearchSettings, SettingError
     from autocompress.search.storage import redact_argv
 
-    make_sampler(args.sampler, seed=args.seed, trials=args.trials)
-    budget = _budget(args)
-    task = load_task(args.task, data_dir=args.data_dir)
-    out = args.out or os.path.join("runs", task.name)
-    config = DistillConfig(steps=args.steps, feature_weight=args.feature_distill, seed=args.seed, lr=args.lr)
+    if args.trials < 1:
+        raise SettingError("trials", f"must be at least 1, got {args.trials}")
     execution = Execution(workers=args.workers, address=args.address, cpus_per_trial=args.cpus_per_trial,
                           gpus_per_trial=args.gpus_per_trial, trial_timeout_s=args.trial_timeout,
                           latency_resource=args.latency_resource, time_budget_s=args.time_budget)
+    out = args.out
+    if args.resume and out is None:
+        raise SettingError("out", "is needed with --resume: give the run directory to continue")
+    stored = SearchSettings.from_dict(read_run_json(Path(out), resume=True)["settings"]) if args.resume else None
+    settings = _settings(args, stored or SearchSettings())
+    task = load_task(args.task, data_dir=args.data_dir)
+    out = out or os.path.join("runs", task.name)
     try:
-        result = search(task, trials=args.trials, sampler=args.sampler, seed=args.seed, out=out, resume=args.resume,
-                        config=config, execution=execution, screen_steps=args.screen_steps, storage=args.storage,
-                        warm_start=not args.no_warm_start, importance=args.importance,
-                        techniques=tuple(t.strip() for t in args.techniques.split(",") if t.strip()), task_spec=args.task,
-                        data_dir=args.data_dir, budget=budget, command=shlex.join(["autocompress", *redact_argv(sys.argv[1:])]))
+        result = search(task, settings=settings, trials=args.trials, out=out, resume=args.resume,
+                        execution=execution, storage=args.storage, task_spec=args.task, data_dir=args.data_dir,
+                        command=shlex.join(["autocompress", *redact_argv(sys.argv[1:])]),
+                        on_checkpoint=_refresh_report)
     except KeyboardInterrupt:
         return 130
     failed = int((result.trials["state"] == "FAIL").sum())
@@ -340,8 +383,13 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     from autocompress.task import UsageError
 
+    from autocompress.search.settings import SettingError, flag_for
+
     try:
         return COMMANDS[args.command](args)
+    except SettingError as exc:  # the Python keyword, said as the flag that sets it
+        print(f"autocompress: error: {flag_for(exc.name)} {exc.problem}", file=sys.stderr)
+        return 2
     except UsageError as exc:
         print(f"autocompress: error: {exc}", file=sys.stderr)
         return 2

@@ -85,11 +85,11 @@ def test_user_task_factory_runs(tmp_path):
     (["--task", "tests.fixtures.user_tasks:not_a_task"], "returned int, not autocompress.Task"),
     (["--task", "tests.fixtures.user_tasks:raises"], "failed: RuntimeError: database unreachable"),
     (["--task", "tests.fixtures.user_tasks:broken_forward"], "the teacher's forward failed"),
-    (["--task", "digits", "--sampler", "grid"], "unknown sampler 'grid'"),
+    (["--task", "digits", "--sampler", "grid"], "--sampler 'grid' is unknown"),
     (["--task", "digits", "--trials", "0"], "--trials must be at least 1"),
     (["--task", "digits", "--trials", "-3"], "--trials must be at least 1"),
     (["--task", "tests.fixtures.user_tasks:tiny", "--techniques", "prune,distill"],
-     "--techniques: techniques must be a non-empty subset of prune, quant, lowrank, student"),
+     "--techniques must be a non-empty subset of prune, quant, lowrank, student"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, expected):
     line = _one_clear_line(run_cli("search", *args, "--out", str(tmp_path / "out")))
@@ -99,7 +99,7 @@ def test_bad_input_is_one_clear_line(tmp_path, args, expected):
 def test_out_that_is_not_a_run_directory_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     line = _one_clear_line(run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--out", str(tmp_path)))
-    assert "exists and is not a run directory" in line
+    assert "exists and is not an empty folder" in line
     assert (tmp_path / "notes.txt").read_text() == "mine"
     line = _one_clear_line(run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--resume",
                                    "--out", str(tmp_path / "nothing")))

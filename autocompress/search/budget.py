@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import asdict, dataclass
 
@@ -39,8 +40,17 @@ def _parse(text: str, units: dict[str, float], what: str, example: str) -> float
 
 
 def parse_size(text: str) -> int:
-    """Bytes from '50KB', '1.5MiB', '800B' (KB = 1000 bytes, KiB = 1024)."""
-    return int(round(_parse(text, SIZE_UNITS, "--max-size", "50KB or 1.5MiB")))
+    """Bytes from '50KB', '1.5MiB', '800B' (KB = 1000 bytes, KiB = 1024); at least 1 byte.
+
+    >>> parse_size("0.4B")
+    Traceback (most recent call last):
+    ...
+    autocompress.task.UsageError: --max-size '0.4B' is under one byte; give a size of at least 1B (e.g. 50KB or 1.5MiB)
+    """
+    size = int(round(_parse(text, SIZE_UNITS, "--max-size", "50KB or 1.5MiB")))
+    if size < 1:
+        raise UsageError(f"--max-size {text!r} is under one byte; give a size of at least 1B (e.g. 50KB or 1.5MiB)")
+    return size
 
 
 def parse_latency(text: str) -> float:
@@ -67,6 +77,17 @@ class Budget:
     max_size_bytes: int | None = None
     max_latency_ms: float | None = None
     min_accuracy: float | None = None
+
+    def __post_init__(self):
+        checks = {"max_size_bytes": (self.max_size_bytes, "a whole number of bytes, at least 1"),
+                  "max_latency_ms": (self.max_latency_ms, "a finite number of milliseconds above 0"),
+                  "min_accuracy": (self.min_accuracy, "a fraction in (0, 1]")}
+        good = {"max_size_bytes": lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1,
+                "max_latency_ms": lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v > 0,
+                "min_accuracy": lambda v: isinstance(v, (int, float)) and math.isfinite(v) and 0 < v <= 1}
+        for name, (value, what) in checks.items():
+            if value is not None and not good[name](value):
+                raise UsageError(f"budget {name} must be {what}, got {value!r}")
 
     @classmethod
     def parse(cls, *, max_size=None, max_latency=None, min_accuracy=None) -> "Budget":

@@ -6,10 +6,17 @@ user attribute) the moment it finishes. A candidate that fails is stored as fail
 reason and the search goes on; Ctrl-C stores the running trials as failed (interrupted: a
 resumed search runs them again) and keeps the rest.
 
-Example:
-    >>> from autocompress import load_task
-    >>> result = search(load_task("digits"), trials=3, out="runs/demo")     # doctest: +SKIP
-    >>> result.pareto[["number", "accuracy", "size_bytes", "latency_ms"]]    # doctest: +SKIP
+A search goes through four steps, each below: open the run (a new one, or the stored one to
+resume, with its settings and its study), the first trials to queue, running them, finishing.
+
+Example (two candidates of the built-in digits task, real Ray, about a minute):
+    >>> import tempfile
+    >>> from autocompress import DistillConfig, SearchSettings, load_task
+    >>> out = tempfile.mkdtemp() + "/run"
+    >>> settings = SearchSettings(distill=DistillConfig(steps=20), warm_start=False)
+    >>> result = search(load_task("digits"), settings=settings, trials=2, out=out, progress=lambda line: None)
+    >>> len(result.trials), result.finished
+    (2, True)
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import os
 import shutil
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -26,21 +33,19 @@ from typing import Callable
 import optuna
 import pandas as pd
 
-from autocompress.compressors.distill import DistillConfig
 from autocompress.compressors.pipeline import task_context, with_task_lr
 from autocompress.evaluators.evaluate import evaluate_teacher, fidelity_label, local_latency
 from autocompress.evaluators.measure import LATENCY_THREADS
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
 from autocompress.search import rundir
-from autocompress.search.budget import Budget
 from autocompress.search.pareto import OBJECTIVES
-from autocompress.spaces.space import TECHNIQUES, SearchSpace
+from autocompress.search.settings import SAMPLERS, Execution, SearchSettings, SettingError
+from autocompress.spaces.space import SearchSpace
 from autocompress.task import Task, UsageError
 
-SAMPLERS = ("tpe", "nsga2", "random")
 NOISE_REPEATS = 5
-REPORT_EVERY_S = 300.0  # report.html is refreshed at most this often during a search, and at its end
+CHECKPOINT_EVERY_S = 300.0  # on_checkpoint (the CLI: refresh report.html) at most this often, and at the end
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ def make_sampler(name: str, *, seed: int | None, trials: int) -> optuna.samplers
     """tpe: multi-objective TPE after a few random trials; nsga2: NSGA-II with a population sized
     to give several generations; random: uniform random sampling."""
     if name not in SAMPLERS:
-        raise UsageError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
+        raise SettingError("sampler", f"{name!r} is unknown; choose one of: {', '.join(SAMPLERS)}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "tpe":
@@ -78,46 +83,198 @@ def make_sampler(name: str, *, seed: int | None, trials: int) -> optuna.samplers
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _progress_line(done: int, total: int, number: int, metrics: Metrics | None, teacher: Metrics,
-                   seconds: float, plan: Plan | None, error: str = "", level: str = "") -> str:
-    head = f"[{done:>{len(str(total))}}/{total}] trial {number:<3}" + (f" {level:<6}" if level else "")
-    if metrics is None:
-        return f"{head} FAILED  {seconds:5.1f}s  {error}"
+def _progress_line(done: int, total: int, frozen: optuna.trial.FrozenTrial, teacher: Metrics) -> str:
+    attrs = frozen.user_attrs
+    level = attrs.get("level", "")
+    head = f"[{done:>{len(str(total))}}/{total}] trial {frozen.number:<3}" + (f" {level:<6}" if level else "")
+    seconds = attrs.get("duration_s", 0.0)
+    if "metrics" not in attrs:
+        return f"{head} FAILED  {seconds:5.1f}s  {attrs.get('error', '')}"
+    metrics = Metrics.from_dict(attrs["metrics"])
+    plan = Plan.from_dict(attrs["plan"]) if "plan" in attrs else None
     return (f"{head} acc {metrics.accuracy:.4f} ({(metrics.accuracy - teacher.accuracy) * 100:+.1f} pt)  "
             f"size {metrics.size_bytes / 1024:7.1f} KB ({teacher.size_bytes / metrics.size_bytes:4.1f}x)  "
             f"latency {metrics.latency_ms:.4f} ms ({teacher.latency_ms / metrics.latency_ms:4.2f}x)  "
             f"{seconds:5.1f}s  {plan.summary() if plan else ''}")
 
 
-@dataclass(frozen=True, kw_only=True)
-class Execution:
-    """Where and how trials run.
+@dataclass
+class _Session:
+    """One search session: what the four steps share."""
 
-    workers: trials at once. address: an existing Ray cluster (``ray start --head``), or None
-    for a local Ray. cpus_per_trial / gpus_per_trial: resources of one trial (torch and ONNX
-    Runtime threads follow cpus_per_trial). trial_timeout_s: a trial still fine-tuning after
-    this is stopped and stored as failed. retries: how often Ray Tune re-runs a trial whose
-    worker died. latency_resource: a custom Ray resource naming the node where every latency
-    is measured, one at a time. time_budget_s: stop the search after this long (trials still
-    running are stored as interrupted; a resume runs them again).
+    task: Task
+    out: Path
+    settings: SearchSettings
+    execution: Execution
+    trials: int
+    storage: str | None
+    run: dict
+    space: SearchSpace
+    progress: Callable[[str], None]
+    resume: bool
+    teacher: Metrics | None = None
+    study: optuna.Study | None = None
+    workers: int = 1
+    run_id: str = ""  # names the node-local flag that pauses training while a latency is measured
+    actor: object = None  # the LatencyActor
+
+
+def search(task: Task, *, settings: SearchSettings | None = None, trials: int = 40, out: str | Path = "runs/latest",
+           resume: bool = False, execution: Execution | None = None, storage: str | None = None,
+           task_spec: str | None = None, data_dir: str | None = None, command: str = "",
+           progress: Callable[[str], None] = print,
+           on_checkpoint: Callable[[Path], None] | None = None) -> SearchResult:
+    """Search the joint space of ``task`` until ``trials`` trials have finished; results land in ``out``.
+
+    ``settings`` (a SearchSettings) is everything that shapes the results; run.json stores
+    it. With ``resume=True`` the stored search in ``out`` continues with its stored settings
+    (``settings`` None) and its stored study: every stored trial is kept, interrupted ones run
+    again; settings or a ``storage`` that differ from the stored ones are refused.
+    ``execution`` says where trials run (Ray). ``storage`` is a database URL for the study
+    (default: study.db in ``out``). ``on_checkpoint(out)`` is called every few minutes, on
+    Ctrl-C and at the end, after the tables are written (the CLI refreshes report.html there).
+    Only one search runs in a directory at a time.
     """
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise SettingError("trials", f"must be at least 1, got {trials!r}")
+    execution = execution or Execution()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    data_dir = str(Path(data_dir).expanduser().resolve()) if data_dir else None  # workers run elsewhere
+    out = Path(out)
+    fresh = not out.exists()
+    out = rundir.prepare_run_dir(out, resume=resume)
+    with rundir.locked(out):
+        try:
+            session = _open(task, out=out, settings=settings, execution=execution, trials=trials,
+                            storage=storage, resume=resume, task_spec=task_spec, data_dir=data_dir,
+                            command=command, progress=progress)
+        except BaseException:
+            if fresh and not rundir.is_run_dir(out):  # refused before anything was stored: no half folder
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+        return _run(session, on_checkpoint=on_checkpoint, task_spec=task_spec, data_dir=data_dir)
 
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # one trial per CPU
-    address: str | None = None
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    trial_timeout_s: float | None = None
-    retries: int = 1
-    latency_resource: str | None = None
-    time_budget_s: float | None = None
 
-    def __post_init__(self):
-        if self.time_budget_s is not None and self.time_budget_s <= 0:
-            raise UsageError(f"--time-budget must be positive, got {self.time_budget_s}")
-        if self.trial_timeout_s is not None and self.trial_timeout_s <= 0:
-            raise UsageError(f"--trial-timeout must be positive, got {self.trial_timeout_s}")
-        if self.gpus_per_trial < 0 or self.retries < 0:
-            raise UsageError("--gpus-per-trial and retries must be 0 or more")
+def _open(task: Task, *, out: Path, settings, execution, trials, storage, resume, task_spec, data_dir, command,
+          progress) -> _Session:
+    """Step 1: the run's settings and study (stored ones when resuming), the teacher, Ray."""
+    from autocompress.search.storage import check_resume_storage, open_storage
+
+    stored = rundir.read_run_json(out, resume=True) if resume else None
+    if stored is not None:
+        check_resume_storage(stored, storage)
+    rdb = open_storage(storage) if storage else None
+    if stored is not None:
+        settings = _resumed_settings(stored, settings, task)
+    else:
+        settings = settings or SearchSettings()
+        settings = replace(settings, distill=with_task_lr(settings.distill, task))  # the lr actually used
+    space = _space(task, settings)
+    if stored is not None and stored["space"] != space.summary():
+        raise UsageError(f"--resume: the search space of {task.name!r} differs from the one stored in {out} "
+                         "(another model or autocompress version?); start a new --out")
+    session = _Session(task=task, out=out, settings=settings, execution=execution, trials=trials, storage=storage,
+                       run=stored or {}, space=space, progress=progress, resume=resume)
+    _start(session, rdb=rdb, task_spec=task_spec, data_dir=data_dir, command=command)
+    return session
+
+
+def _resumed_settings(stored: dict, given: SearchSettings | None, task: Task) -> SearchSettings:
+    if stored["task"]["name"] != task.name:
+        raise UsageError(f"--resume: the run holds a search of task {stored['task']['name']!r}, not {task.name!r}; "
+                         "resume with the same --task, or start a new --out")
+    settings = SearchSettings.from_dict(stored["settings"])
+    for name, (asked, kept) in (given.differences(settings) if given else {}).items():
+        if not (name == "distill.lr" and asked is None):  # None: the task's, settled when the run started
+            raise SettingError(name, f"{asked!r} differs from this run's stored value {kept!r}; resume without it "
+                                     "(the run keeps its settings), or start a new --out")
+    return settings
+
+
+def _space(task: Task, settings: SearchSettings) -> SearchSpace:
+    try:
+        return SearchSpace(task_context(task).discovery, importance=settings.importance,
+                           techniques=settings.techniques)
+    except ValueError as exc:
+        raise SettingError("techniques", str(exc)) from exc
+
+
+def _start(session: _Session, *, rdb, task_spec, data_dir, command) -> None:
+    """Measure the teacher (a fresh run), start Ray and the latency actor, open the study."""
+    import ray
+
+    from autocompress.search.ray_runner import cap_workers, largest_node_cpus, start_ray
+
+    execution, progress = session.execution, session.progress
+    local_teacher = None
+    if execution.latency_resource is None and not session.resume:  # measure while the machine is quiet
+        local_teacher = _measure_teacher(session, local_latency, where="here (before Ray starts)")
+    progress(start_ray(address=execution.address, workers=execution.workers, cpus_per_trial=execution.cpus_per_trial))
+    session.workers, warning = cap_workers(execution.workers, available_cpus=ray.cluster_resources().get("CPU", 1),
+                                           cpus_per_trial=execution.cpus_per_trial,
+                                           largest_node_cpus=largest_node_cpus())
+    if warning:
+        progress(f"warning: {warning}")
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if execution.gpus_per_trial > gpus:
+        raise UsageError(f"--gpus-per-trial {execution.gpus_per_trial:g}: the Ray cluster has {gpus:g} GPUs, so no "
+                         "trial could ever start; use 0 here, or join a cluster with GPUs (--address)")
+    session.run_id = f"{os.getpid()}-{int(time.time() * 1000)}"
+    session.actor = _latency_actor(execution.latency_resource, session.run_id)
+    if session.resume:
+        session.teacher = rundir.teacher_metrics(session.run)
+    else:
+        from autocompress.search.worker import remote_latency
+
+        where = f"on node {ray.get(session.actor.node.remote())} ({execution.latency_resource})"
+        teacher = local_teacher or _measure_teacher(session, remote_latency(session.actor), where=where)
+        session.run = _new_run_info(session, teacher, task_spec=task_spec, data_dir=data_dir, command=command)
+        session.teacher = rundir.teacher_metrics(session.run)
+    session.study = _open_study(session, rdb)
+    if not session.resume:
+        rundir.write_json(session.out / rundir.RUN_JSON, session.run)  # only once the study exists
+    progress(f"teacher: accuracy {session.teacher.accuracy:.4f}, {session.teacher.size_bytes / 1024:.1f} KB, "
+             f"{session.teacher.latency_ms:.4f} ms; {len(session.space.param_names())} search parameters; "
+             f"{session.workers} worker(s)")
+
+
+def _open_study(session: _Session, rdb) -> optuna.Study:
+    """The run's study: created for a new run; for a resume, the stored one or a refusal (never
+    a new empty study that would re-run trial 0 and overwrite its artifacts)."""
+    from autocompress.search.storage import sqlite_url
+
+    settings, name = session.settings, session.run["study"]["name"]
+    sampler = make_sampler(settings.sampler, seed=settings.seed, trials=session.trials)
+    storage = rdb or sqlite_url(session.out)
+    try:
+        if session.resume:
+            return optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+        return optuna.create_study(study_name=name, storage=storage, directions=list(OBJECTIVES.values()),
+                                   sampler=sampler)
+    except KeyError:
+        raise UsageError(f"--resume: the study {name!r} of {session.out} is not in its storage "
+                         f"({session.run['study']['storage']}); give the --storage the run used") from None
+    except Exception as exc:  # a damaged study.db, a database that went away
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise UsageError(f"cannot open the study of {session.out} ({reason}); if study.db is damaged restore it "
+                         "from a backup, or start a new --out") from exc
+
+
+def _measure_teacher(session: _Session, latency, *, where: str) -> tuple[Metrics, dict, str]:
+    task = session.task
+    session.progress(f"measuring the teacher of {task.name!r} {where} (ONNX Runtime, batch 1, "
+                     f"{LATENCY_THREADS} thread)")
+    teacher = evaluate_teacher(task, out_dir=session.out / rundir.TEACHER, latency=latency)
+    return teacher, _latency_noise(task, session.out / rundir.TEACHER / "model.onnx", latency), where
+
+
+def _latency_noise(task: Task, path: Path, latency) -> dict:
+    """Repeat the teacher's latency measurement to show how noisy this machine is."""
+    medians = sorted(latency(str(path), task.example_inputs)[0] for _ in range(NOISE_REPEATS))
+    middle = medians[len(medians) // 2]
+    return {"repeats": NOISE_REPEATS, "medians_ms": [round(m, 6) for m in medians],
+            "spread_ms": round(medians[-1] - medians[0], 6),
+            "relative_spread": round((medians[-1] - medians[0]) / middle, 4)}
 
 
 def _latency_actor(resource: str | None, run_id: str):
@@ -134,215 +291,147 @@ def _latency_actor(resource: str | None, run_id: str):
     return LatencyActor.options(resources={resource: 0.001}).remote(run_id)
 
 
-def _measure_teacher(task: Task, out: Path, latency, progress, *, where: str) -> tuple[Metrics, dict, str]:
-    progress(f"measuring the teacher of {task.name!r} {where} (ONNX Runtime, batch 1, {LATENCY_THREADS} thread)")
-    teacher = evaluate_teacher(task, out_dir=out / "teacher", latency=latency)
-    return teacher, _latency_noise(task, out / "teacher" / "model.onnx", latency), where
+def _new_run_info(session: _Session, teacher_measured, *, task_spec, data_dir, command) -> dict:
+    from autocompress.search.storage import redact
+
+    task, space, settings, storage = session.task, session.space, session.settings, session.storage
+    teacher, noise, where = teacher_measured
+    study_name = rundir.STUDY_NAME if storage is None else \
+        f"{rundir.STUDY_NAME}-{session.out.resolve().name}-{int(time.time())}"
+    discovery = space.discovery
+    return {
+        "schema": rundir.RUN_SCHEMA,
+        "task": {"name": task.name, "spec": task_spec or task.name, "data_dir": data_dir, "recipe": task.recipe,
+                 "train": task.num_examples("train"), "val": task.num_examples("val"),
+                 "test": task.num_examples("test")},
+        "space": space.summary(),
+        "model": {"layers": [layer.name for layer in discovery.layers],
+                  "stages": {stage: list(blocks) for stage, blocks in discovery.stages.items()},
+                  "groups": {group.name: list(group.members) for group in discovery.groups}},
+        "teacher": teacher.to_dict(),
+        "latency_noise": noise,
+        "objectives": OBJECTIVES,
+        "study": {"name": study_name, "storage": rundir.STUDY_DB if storage is None else redact(storage)},
+        "settings": {**settings.to_dict(), "trials": session.trials, "fidelity": fidelity_label(settings.distill),
+                     "execution": {**session.execution.to_dict(), "workers": session.workers},
+                     "latency": {"runtime": "onnxruntime CPUExecutionProvider", "threads": LATENCY_THREADS,
+                                 "batch": 1, "warmup": 20, "runs": 300, "statistic": "median", "pinned_core": True,
+                                 "where": where}},
+        "versions": rundir.versions(),
+        "machine": rundir.machine(),
+        "command": command,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
-def _latency_noise(task: Task, path: Path, latency) -> dict:
-    """Repeat the teacher's latency measurement to show how noisy this machine is."""
-    medians = sorted(latency(str(path), task.example_inputs)[0] for _ in range(NOISE_REPEATS))
-    middle = medians[len(medians) // 2]
-    return {"repeats": NOISE_REPEATS, "medians_ms": [round(m, 6) for m in medians],
-            "spread_ms": round(medians[-1] - medians[0], 6),
-            "relative_spread": round((medians[-1] - medians[0]) / middle, 4)}
+def _first_trials(session: _Session) -> list[tuple[Plan, bool]]:
+    """Step 2: interrupted trials to run again, then (a new study) the warm-start recipes and TPE's
+    one-technique-at-a-time start."""
+    from autocompress.search.searcher import requeue_interrupted
 
-
-def _write_report(out: Path, progress) -> None:
-    """Refresh report.html; a report that cannot be written never costs the search anything."""
-    from autocompress.reports import write_report
-
-    try:
-        write_report(out)
-    except Exception as exc:  # noqa: BLE001 - the results are stored; only the page is missing
-        progress(f"warning: report.html not refreshed ({type(exc).__name__}: {str(exc)[:200]}); "
-                 f"write it later with: autocompress report {out}")
-
-
-def search(task: Task, *, trials: int = 40, sampler: str = "tpe", seed: int | None = 0,
-           out: str | Path = "runs/latest", resume: bool = False, config: DistillConfig = DistillConfig(),
-           execution: Execution = Execution(), screen_steps: int | None = None, storage: str | None = None,
-           warm_start: bool = True, importance: str = "l1", techniques: tuple[str, ...] = tuple(TECHNIQUES),
-           task_spec: str | None = None,
-           data_dir: str | None = None, budget: Budget = Budget(), command: str = "",
-           progress: Callable[[str], None] = print) -> SearchResult:
-    """Search the joint space of ``task`` until ``trials`` trials have finished; results land in ``out``.
-
-    Trials run on Ray (``execution``). ``budget`` limits become Optuna constraints (samplers
-    steer toward feasible plans) and the ``feasible`` column. ``screen_steps`` turns on
-    multi-fidelity: new plans are fine-tuned for that many steps, and those that could still
-    reach the full-fidelity front are promoted to a full evaluation (``config.steps``). ``techniques``
-    limits the space to some knob families (prune, quant, lowrank, student); by default all are
-    searched jointly. With ``resume=True`` the study in ``out`` continues: every
-    stored trial is kept, trials that were running when it stopped are stored as failed
-    (interrupted) and run again.
-    """
-    from autocompress.search.storage import open_storage
-
-    if not isinstance(trials, int) or trials < 1:
-        raise UsageError(f"--trials must be at least 1, got {trials}")
-    if screen_steps is not None and not 0 < screen_steps < config.steps:
-        raise UsageError(f"--screen-steps must be between 1 and --steps - 1 ({config.steps - 1}), got {screen_steps}")
-    make_sampler(sampler, seed=seed, trials=trials)  # validate before any work
-    data_dir = str(Path(data_dir).expanduser().resolve()) if data_dir else None  # workers run elsewhere
-    rdb = open_storage(storage) if storage else None
-    fresh = not Path(out).exists()
-    out = rundir.prepare_run_dir(out, resume=resume)
-    try:
-        return _search(task, out=out, rdb=rdb, trials=trials, sampler=sampler, seed=seed,
-                       resume=resume, config=config, execution=execution, screen_steps=screen_steps,
-                       storage=storage, warm_start=warm_start, importance=importance, techniques=techniques,
-                       task_spec=task_spec,
-                       data_dir=data_dir, budget=budget, command=command, progress=progress)
-    except UsageError:
-        if fresh and not rundir.is_run_dir(out):  # refused before anything was stored: leave no half folder
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-
-
-def _search(task, *, out, rdb, trials, sampler, seed, resume, config, execution, screen_steps, storage,
-            warm_start, importance, techniques, task_spec, data_dir, budget, command, progress) -> SearchResult:
-    import ray
-
-    from autocompress.search.ray_runner import cap_workers, run_trials, start_ray
-    from autocompress.search.searcher import Screening, StudySearcher, requeue_interrupted, seen_plans
-    from autocompress.search.storage import redact, sqlite_url
-    from autocompress.search.worker import Job, remote_latency
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    config = with_task_lr(config, task)  # the learning rate actually used, as run.json records it
-    if resume:
-        run = rundir.read_run_json(out)
-        techniques = tuple(run["settings"].get("techniques", TECHNIQUES))
-    try:
-        space = SearchSpace(task_context(task).discovery, importance=importance, techniques=tuple(techniques))
-    except ValueError as exc:
-        raise UsageError(f"--techniques: {exc}") from exc
-    if resume:
-        if run["task"]["name"] != task.name or run["space"] != space.summary():
-            differs = "task" if run["task"]["name"] != task.name else "search space"
-            raise UsageError(f"--resume: {out} holds a search of task {run['task']['name']!r} whose {differs} differs "
-                             "from this one; resume with the same --task (and options), or start a new --out")
-        config = DistillConfig(**run["settings"]["distill"])
-        screen_steps = run["settings"].get("screen_steps")
-        budget = Budget(**run["settings"].get("budget", {}))
-        study_name = run["study"]["name"]
-    else:
-        study_name = rundir.STUDY_NAME if rdb is None else f"{rundir.STUDY_NAME}-{out.resolve().name}-{int(time.time())}"
-    teacher_latency = None
-    if execution.latency_resource is None and not resume:  # measure the teacher while the machine is quiet
-        teacher_latency = _measure_teacher(task, out, local_latency, progress, where="here (before Ray starts)")
-    progress(start_ray(address=execution.address, workers=execution.workers,
-                       cpus_per_trial=execution.cpus_per_trial))
-    workers, warning = cap_workers(execution.workers, available_cpus=ray.cluster_resources().get("CPU", 1),
-                                   cpus_per_trial=execution.cpus_per_trial)
-    if warning:
-        progress(f"warning: {warning}")
-    gpus = ray.cluster_resources().get("GPU", 0)
-    if execution.gpus_per_trial > gpus:
-        raise UsageError(f"--gpus-per-trial {execution.gpus_per_trial:g}: the Ray cluster has {gpus:g} GPUs, so no "
-                         "trial could ever start; use 0 here, or join a cluster with GPUs (--address)")
-    run_id = f"{os.getpid()}-{int(time.time() * 1000)}"
-    actor = _latency_actor(execution.latency_resource, run_id)
-    latency = remote_latency(actor)
-    if resume:
-        teacher = rundir.teacher_metrics(run)
-    else:
-        if teacher_latency is None:
-            teacher_latency = _measure_teacher(task, out, latency, progress, where=(
-                f"on node {ray.get(actor.node.remote())} ({execution.latency_resource})"))
-        teacher, noise, where = teacher_latency
-        run = {
-            "task": {"name": task.name, "spec": task_spec or task.name, "data_dir": data_dir, "recipe": task.recipe,
-                     "train": task.num_examples("train"), "val": task.num_examples("val"),
-                     "test": task.num_examples("test")},
-            "space": space.summary(),
-            "model": {"layers": [layer.name for layer in space.discovery.layers],
-                      "stages": {stage: list(blocks) for stage, blocks in space.discovery.stages.items()},
-                      "groups": {group.name: list(group.members) for group in space.discovery.groups}},
-            "teacher": teacher.to_dict(),
-            "latency_noise": noise,
-            "objectives": OBJECTIVES,
-            "study": {"name": study_name, "storage": redact(storage) if storage else "study.db"},
-            "settings": {"sampler": sampler, "seed": seed, "trials": trials, "warm_start": warm_start,
-                         "techniques": list(space.techniques),
-                         "importance": importance, "budget": budget.to_dict(), "distill": config.__dict__,
-                         "screen_steps": screen_steps,
-                         "fidelity": fidelity_label(config),
-                         "execution": {**execution.__dict__, "workers": workers},
-                         "latency": {"runtime": "onnxruntime CPUExecutionProvider", "threads": LATENCY_THREADS,
-                                     "batch": 1, "warmup": 20, "runs": 300, "statistic": "median", "pinned_core": True,
-                                     "where": where}},
-            "versions": rundir.versions(),
-            "machine": rundir.machine(),
-            "command": command,
-            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        rundir.write_json(out / rundir.RUN_JSON, run)
-    fidelity = fidelity_label(config)
-    progress(f"teacher: accuracy {teacher.accuracy:.4f}, {teacher.size_bytes / 1024:.1f} KB, "
-             f"{teacher.latency_ms:.4f} ms; {len(space.param_names())} search parameters; {workers} worker(s)")
-    study = optuna.create_study(study_name=study_name, storage=rdb or sqlite_url(out),
-                                directions=list(OBJECTIVES.values()),
-                                sampler=make_sampler(sampler, seed=seed, trials=trials), load_if_exists=True)
-    first = [(plan, False) for plan in space.warm_start_plans()[: max(0, trials // 4)]] \
-        if warm_start and not study.trials else []
-    if sampler == "tpe" and not study.trials:  # TPE's exploration: one technique at a time, then mixes
-        first += [(plan, False) for plan in space.startup_plans(startup_trials(trials), seed=seed)]
+    study, space, settings = session.study, session.space, session.settings
     rerun = requeue_interrupted(study)
     if rerun:
-        progress(f"resuming: {len(rerun)} trial(s) that were running when the search stopped are stored as failed "
-                 "(interrupted) and will run again")
+        session.progress(f"resuming: {len(rerun)} interrupted trial(s) will run again")
+    first = []
+    if not study.trials:
+        if settings.warm_start:
+            first += [(plan, False) for plan in space.warm_start_plans()[: max(0, session.trials // 4)]]
+        if settings.sampler == "tpe":
+            first += [(plan, False) for plan in space.startup_plans(startup_trials(session.trials), seed=settings.seed)]
+    return rerun + first
+
+
+def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResult:
+    """Step 3: run the trials on Ray until enough have finished, Ctrl-C, or the time budget."""
+    from autocompress.search.ray_runner import run_trials
+    from autocompress.search.searcher import Screening, StudySearcher, seen_plans
+    from autocompress.search.worker import Job
+
+    settings, execution, out = session.settings, session.execution, session.out
+    queue = _first_trials(session)
     clock = time.perf_counter()
-    last_report = [clock]
-
-    def on_finished(frozen: optuna.trial.FrozenTrial) -> None:
-        metrics = Metrics.from_dict(frozen.user_attrs["metrics"]) if "metrics" in frozen.user_attrs else None
-        plan = Plan.from_dict(frozen.user_attrs["plan"]) if "plan" in frozen.user_attrs else None
-        progress(_progress_line(searcher.finished, trials, frozen.number, metrics, teacher,
-                                frozen.user_attrs.get("duration_s", 0.0), plan, frozen.user_attrs.get("error", ""),
-                                frozen.user_attrs.get("level", "")))
-        rundir.write_tables(study, out, fidelity=fidelity, budget=budget)
-        if time.perf_counter() - last_report[0] >= REPORT_EVERY_S:
-            _write_report(out, progress)
-            last_report[0] = time.perf_counter()
-
-    screening = Screening(steps=screen_steps, full_steps=config.steps) if screen_steps else None
-    searcher = StudySearcher(study=study, space=space, total=trials, seen=seen_plans(study), on_finished=on_finished,
+    checkpoint = _Checkpoint(session, on_checkpoint)
+    screening = Screening(steps=settings.screen_steps, full_steps=settings.distill.steps) \
+        if settings.screen_steps else None
+    searcher = StudySearcher(study=session.study, space=session.space, total=session.trials,
+                             seen=seen_plans(session.study), on_finished=checkpoint.trial_finished,
                              screening=screening, timeout_s=execution.trial_timeout_s, retries=execution.retries,
-                             budget=budget)
-    searcher.queue += rerun + first
-    job = Job(task_spec=task_spec, data_dir=data_dir, task=None if task_spec else task,
-              teacher_state=task.teacher.state_dict(), distill=config, out_dir=str(out.resolve()),
-              threads=max(1, int(execution.cpus_per_trial)), run_id=run_id, latency_actor=actor)
+                             budget=settings.budget)
+    checkpoint.searcher = searcher
+    searcher.queue += queue
+    job = Job(task_spec=task_spec, data_dir=data_dir, task=None if task_spec else session.task,
+              teacher_state=session.task.teacher.state_dict(), distill=settings.distill, out_dir=str(out.resolve()),
+              threads=max(1, int(execution.cpus_per_trial)), run_id=session.run_id, latency_actor=session.actor)
     try:
-        run_trials(searcher=searcher, job=job, workers=workers, cpus_per_trial=execution.cpus_per_trial,
+        run_trials(searcher=searcher, job=job, workers=session.workers, cpus_per_trial=execution.cpus_per_trial,
                    gpus_per_trial=execution.gpus_per_trial, timeout_s=execution.trial_timeout_s,
                    retries=execution.retries, time_budget_s=execution.time_budget_s, storage=out)
     except KeyboardInterrupt:
         searcher.interrupt_running("interrupted by the user (Ctrl-C)")
-        rundir.write_tables(study, out, fidelity=fidelity, budget=budget)
-        _write_report(out, progress)
-        progress(f"stopped: {searcher.finished} trials stored in {out}; continue with: autocompress search "
-                 f"--task {run['task']['spec']} --out {out} --trials {trials} --resume")
+        _finish(session, searcher, clock, checkpoint)
+        session.progress(f"stopped: {searcher.finished} trials stored in {out}; continue with: "
+                         f"{resume_command(session)}")
         raise
-    interrupted = searcher.interrupt_running("interrupted: the search stopped while it ran")
-    trial_table, front = rundir.write_tables(study, out, fidelity=fidelity, budget=budget)
-    out_of_time = execution.time_budget_s is not None and time.perf_counter() - clock >= execution.time_budget_s
+    return _finish(session, searcher, clock, checkpoint)
+
+
+def resume_command(session: _Session) -> str:
+    """The command that continues this search (a database URL's password as PASSWORD)."""
+    storage = f" --storage {session.run['study']['storage'].replace('***', 'PASSWORD')}" \
+        if session.storage else ""
+    return (f"autocompress search --task {session.run['task']['spec']} --out {session.out} "
+            f"--trials {session.trials}{storage} --resume")
+
+
+class _Checkpoint:
+    """After each finished trial: a progress line and the tables; every few minutes (and at the
+    end) the caller's ``on_checkpoint``."""
+
+    def __init__(self, session: _Session, on_checkpoint):
+        self.session, self.on_checkpoint, self.searcher = session, on_checkpoint, None
+        self.last = time.perf_counter()
+
+    def tables(self):
+        s = self.session
+        return rundir.write_tables(s.study, s.out, fidelity=fidelity_label(s.settings.distill),
+                                   budget=s.settings.budget)
+
+    def trial_finished(self, frozen: optuna.trial.FrozenTrial) -> None:
+        s = self.session
+        s.progress(_progress_line(self.searcher.finished, s.trials, frozen, s.teacher))
+        self.tables()
+        if time.perf_counter() - self.last >= CHECKPOINT_EVERY_S:
+            self.call()
+
+    def call(self) -> None:
+        self.last = time.perf_counter()
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(self.session.out)
+
+
+def _finish(session: _Session, searcher, clock: float, checkpoint: _Checkpoint) -> SearchResult:
+    """Step 4: store what still runs as interrupted, write the tables, record the session."""
+    interrupted = searcher.interrupt_running(rundir.INTERRUPTED)
+    trial_table, front = checkpoint.tables()
+    budget_s = session.execution.time_budget_s
+    out_of_time = budget_s is not None and time.perf_counter() - clock >= budget_s
     if out_of_time:
-        progress(f"time budget of {execution.time_budget_s:g} s spent after {searcher.finished} trials")
-    elif searcher.finished < trials:
-        progress(f"stopped after {searcher.finished} of {trials} trials (all stored in {out}); continue with: "
-                 f"autocompress search --task {run['task']['spec']} --out {out} --trials {trials} --resume")
-    run = rundir.read_run_json(out)
+        session.progress(f"time budget of {budget_s:g} s spent after {searcher.finished} trials"
+                         + (f"; {interrupted} interrupted trial(s) run again with: {resume_command(session)}"
+                            if interrupted else ""))
+    elif searcher.finished < session.trials:
+        session.progress(f"stopped after {searcher.finished} of {session.trials} trials (all stored in "
+                         f"{session.out}); continue with: {resume_command(session)}")
+    run = rundir.read_run_json(session.out)
     run["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    run["settings"]["trials"] = trials
-    run.setdefault("sessions", []).append({"wall_s": round(time.perf_counter() - clock, 2), "workers": workers,
+    run["settings"]["trials"] = session.trials
+    run.setdefault("sessions", []).append({"wall_s": round(time.perf_counter() - clock, 2), "workers": session.workers,
                                            "interrupted": interrupted})
-    rundir.write_json(out / rundir.RUN_JSON, run)
-    _write_report(out, progress)
-    return SearchResult(out, teacher, trial_table, front, finished=searcher.finished >= trials or out_of_time)
+    rundir.write_json(session.out / rundir.RUN_JSON, run)
+    checkpoint.call()
+    return SearchResult(session.out, session.teacher, trial_table, front,
+                        finished=searcher.finished >= session.trials or out_of_time)
 
 
 def front_table(front: pd.DataFrame, teacher: Metrics) -> str:
@@ -361,4 +450,4 @@ def front_table(front: pd.DataFrame, teacher: Metrics) -> str:
     return table.to_string(index=False)
 
 
-__all__ = ["SAMPLERS", "Execution", "SearchResult", "front_table", "make_sampler", "search"]
+__all__ = ["Execution", "SearchResult", "SearchSettings", "front_table", "make_sampler", "search"]

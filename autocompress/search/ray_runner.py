@@ -22,12 +22,24 @@ from autocompress.task import UsageError
 ADDRESS_TIMEOUT_S = 5.0
 
 
-def cap_workers(workers: int, *, available_cpus: float, cpus_per_trial: float) -> tuple[int, str]:
-    """At most as many workers as the CPUs allow; returns (workers, warning or '')."""
+def cap_workers(workers: int, *, available_cpus: float, cpus_per_trial: float, largest_node_cpus: float | None = None
+                ) -> tuple[int, str]:
+    """At most as many workers as the CPUs allow; returns (workers, warning or ''). A trial
+    asking for more CPUs than any one node has could never start: refused.
+
+    >>> cap_workers(1, available_cpus=2, cpus_per_trial=3)
+    Traceback (most recent call last):
+    ...
+    autocompress.task.UsageError: --cpus-per-trial 3: no Ray node has that many CPUs (the largest has 2), so no trial could ever start; use at most 2
+    """
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
-    if cpus_per_trial <= 0:
+    if not cpus_per_trial > 0:
         raise UsageError(f"--cpus-per-trial must be positive, got {cpus_per_trial}")
+    largest = available_cpus if largest_node_cpus is None else largest_node_cpus
+    if cpus_per_trial > largest:
+        raise UsageError(f"--cpus-per-trial {cpus_per_trial:g}: no Ray node has that many CPUs (the largest has "
+                         f"{largest:g}), so no trial could ever start; use at most {largest:g}")
     fit = max(1, int(available_cpus // cpus_per_trial))
     if workers <= fit:
         return workers, ""
@@ -35,21 +47,30 @@ def cap_workers(workers: int, *, available_cpus: float, cpus_per_trial: float) -
                  f"running {fit} workers instead of {workers}")
 
 
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + an empty SETTINGS frame
+
+
 def check_address(address: str) -> None:
-    """Fail fast (one line, a few seconds) when a Ray head does not answer at ``address``."""
+    """Fail fast (one line, a few seconds) unless a Ray head answers at ``address``: something
+    must listen there and speak gRPC (HTTP/2: it answers our SETTINGS frame with its own)."""
     if address == "auto":
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=ADDRESS_TIMEOUT_S):
-            pass
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=ADDRESS_TIMEOUT_S) as conn:
+            conn.sendall(HTTP2_PREFACE)
+            reply = conn.recv(9)
     except (OSError, ValueError) as exc:
         raise UsageError(f"--address {address}: no Ray cluster answers there ({exc}); start one with "
                          "'ray start --head --port PORT' and pass HOST:PORT") from exc
+    if len(reply) < 9 or reply[3] != 4:  # frame type 4 = SETTINGS
+        raise UsageError(f"--address {address}: something listens there but it is not a Ray head (no gRPC "
+                         "answer); give the port 'ray start --head' printed (default 6379)")
 
 
 def start_ray(*, address: str | None, workers: int, cpus_per_trial: float, num_cpus: int | None = None) -> str:
-    """Start (or join) Ray quietly; returns a line describing where trials run."""
+    """Start (or join) Ray quietly; returns a line describing where trials run. A local Ray
+    advertises 127.0.0.1 only (see the README on what Ray 2.60 still listens on)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -63,12 +84,23 @@ def start_ray(*, address: str | None, workers: int, cpus_per_trial: float, num_c
         return "Ray already initialized in this process"
     if address:
         check_address(address)
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+        try:
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise UsageError(f"--address {address}: cannot join the Ray cluster ({str(exc).splitlines()[0][:160]}); "
+                             "start one with 'ray start --head' or check the address and RAY_AUTH_MODE") from exc
         return f"Ray cluster at {address}: {ray.cluster_resources().get('CPU', 0):g} CPUs"
     cpus = num_cpus or os.cpu_count() or 1
     ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-             configure_logging=False)
+             configure_logging=False, _node_ip_address="127.0.0.1")
     return f"local Ray: {cpus} CPUs"
+
+
+def largest_node_cpus() -> float:
+    """CPUs of the biggest live node of the Ray cluster this process is connected to."""
+    import ray
+
+    return max((node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")), default=0.0)
 
 
 def run_trials(*, searcher, job, workers: int, cpus_per_trial: float, gpus_per_trial: float,

@@ -13,10 +13,12 @@ Example:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
 import sys
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -29,7 +31,10 @@ from autocompress.spaces.space import applied_params
 from autocompress.task import UsageError
 
 RUN_JSON, TRIALS_CSV, PARETO_CSV, STUDY_DB = "run.json", "trials.csv", "pareto.csv", "study.db"
-ARTIFACTS, STUDY_NAME = "artifacts", "autocompress"
+ARTIFACTS, TEACHER, STUDY_NAME, LOCK = "artifacts", "teacher", "autocompress", ".lock"
+RUN_SCHEMA = 1  # run.json's layout; 0 = written before it carried a schema (readable, not resumable)
+RUN_KEYS = ("task", "teacher", "settings", "study")
+INTERRUPTED = "interrupted: the search stopped while it ran"
 METRIC_COLUMNS = ["params", "macs", "fidelity", "level", "latency_spread_ms", "duration_s", "started_at",
                   "finished_at", "node", "duplicate_of", "error", "notes"]
 
@@ -46,12 +51,50 @@ def prepare_run_dir(path: str | os.PathLike, *, resume: bool) -> Path:
             raise UsageError(f"--resume: {path} is not a run directory (no {RUN_JSON}); "
                              "give the --out of an earlier search")
         return path
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if path.exists() and (not path.is_dir() or any(p.name != LOCK for p in path.iterdir())):
         if is_run_dir(path):
             raise UsageError(f"--out {path} already holds a run; add --resume to continue it, or choose a new --out")
-        raise UsageError(f"--out {path} exists and is not a run directory; choose a new path or remove it")
-    path.mkdir(parents=True, exist_ok=True)
+        raise UsageError(f"--out {path} exists and is not an empty folder; choose a new path or remove it")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--out {path}: cannot write there ({exc.strerror or exc}); choose a writable folder") from exc
     return path
+
+
+@contextmanager
+def locked(path: Path):
+    """Hold the run directory's lock for the duration: a second search on it is refused.
+
+    The lock (``flock`` on ``.lock``) dies with the process, so a driver killed with SIGKILL
+    never blocks the resume that follows.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> with locked(d):
+    ...     with locked(d):
+    ...         pass
+    Traceback (most recent call last):
+    ...
+    autocompress.task.UsageError: another search is running in ... (pid ...); wait for it to end (or stop it), or use another --out
+    """
+    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise UsageError(f"another search is running in {path} (pid {holder}); wait for it to end (or stop it), "
+                         "or use another --out") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield path
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def versions() -> dict[str, str]:
@@ -76,8 +119,29 @@ def write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def read_run_json(path: Path) -> dict:
-    return json.loads((path / RUN_JSON).read_text())
+def read_run_json(path: Path, *, resume: bool = False) -> dict:
+    """run.json of a run directory, checked: a damaged file or an incompatible schema is one
+    UsageError naming the fix, never a misread. ``resume`` also refuses runs from before the
+    schema (their settings cannot be restored exactly)."""
+    file = Path(path) / RUN_JSON
+    try:
+        run = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path} is not a run directory (no {RUN_JSON}); give the --out of a search") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{file} is damaged ({type(exc).__name__}: {str(exc)[:120]}); restore it from a backup, "
+                         "or start a new --out") from None
+    missing = [key for key in RUN_KEYS if key not in run] if isinstance(run, dict) else list(RUN_KEYS)
+    if missing:
+        raise UsageError(f"{file} is damaged (no {', '.join(missing)}); restore it from a backup, or start a new --out")
+    schema = run.get("schema", 0)
+    if not isinstance(schema, int) or schema > RUN_SCHEMA:
+        raise UsageError(f"{file} was written by a newer autocompress (schema {schema}; this one reads up to "
+                         f"{RUN_SCHEMA}); upgrade autocompress to read it")
+    if resume and schema < RUN_SCHEMA:
+        raise UsageError(f"--resume: {path} was written by an older autocompress (schema {schema}) whose settings "
+                         "cannot be restored exactly; start a new --out (best and report still read it)")
+    return run
 
 
 def trials_frame(study: optuna.Study, budget=None) -> pd.DataFrame:
@@ -90,6 +154,8 @@ def trials_frame(study: optuna.Study, budget=None) -> pd.DataFrame:
         row.update({name: metrics.get(name) for name in OBJECTIVES})
         row["feasible"] = bool(metrics) and (budget is None or budget.feasible(metrics))
         row.update({name: metrics.get(name, trial.user_attrs.get(name)) for name in METRIC_COLUMNS})
+        if trial.state == optuna.trial.TrialState.FAIL and not row["error"]:
+            row["error"] = INTERRUPTED  # its driver died while it ran
         row.update(dict(sorted(applied_params(trial.params, trial.distributions).items())))
         rows.append(row)
     columns = ["number", "state", *OBJECTIVES, "feasible", *METRIC_COLUMNS]

@@ -7,9 +7,16 @@ plans are evaluated with few fine-tuning steps first, and a screened plan that c
 land on the full-fidelity front is promoted: evaluated again at full fidelity as its own
 trial (see ``_queue_promotions``).
 
-Example (the controller builds it):
-    >>> searcher = StudySearcher(study=study, space=space, total=40,                   # doctest: +SKIP
-    ...                          on_finished=print, seen={}, screening=None)
+Example (the controller builds it; here on a tiny space, with an in-memory study):
+    >>> import torch
+    >>> from torch import nn
+    >>> from autocompress.spaces.layers import discover
+    >>> space = SearchSpace(discover(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)), torch.randn(1, 4)))
+    >>> study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    >>> searcher = StudySearcher(study=study, space=space, total=2, on_finished=print, seen={})
+    >>> config = searcher.suggest("t0")
+    >>> config["number"], Plan.from_dict(config["plan"]) == searcher.running["t0"][1]
+    (0, True)
 """
 
 from __future__ import annotations
@@ -52,9 +59,15 @@ class Screening:
         return "full" if full else "screen"
 
 
+def was_interrupted(trial: optuna.trial.FrozenTrial) -> bool:
+    """Stopped by Ctrl-C, --time-budget or the driver's death, not by its own fault (a trial's
+    own failure always stores its ``error``; a driver that died left it without one)."""
+    return trial.state == State.FAIL and (bool(trial.user_attrs.get("interrupted")) or "error" not in trial.user_attrs)
+
+
 def counts_toward_total(trial: optuna.trial.FrozenTrial) -> bool:
     """Finished trials count, except those stopped by an interruption (they are re-run)."""
-    return trial.state.is_finished() and not trial.user_attrs.get("interrupted")
+    return trial.state.is_finished() and not was_interrupted(trial)
 
 
 class StudySearcher(Searcher):
@@ -71,9 +84,11 @@ class StudySearcher(Searcher):
                                     if t.user_attrs.get("level") == "full" and "plan" in t.user_attrs}
         self.finished = sum(counts_toward_total(t) for t in study.get_trials(deepcopy=False))
 
-    def _frozen(self, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
-        # Optuna has no public "get one trial by number" without loading them all
-        return self.study._storage.get_trial(trial._trial_id)
+    def __getstate__(self) -> dict:
+        """Ray Tune pickles its searcher into the run directory (tune/): keep the study, whose
+        storage URL may hold a password, and everything else out of it. Nothing restores from
+        that pickle: the study is the state."""
+        return {"total": self.total}
 
     def suggest(self, trial_id: str):
         while self.finished + len(self.running) < self.total:
@@ -82,8 +97,8 @@ class StudySearcher(Searcher):
                 plan, full = self.queue.pop(0)
                 full = full or self.screening is None
                 self.study.enqueue_trial(self.space.params_from_plan(plan))
-            trial = self.study.ask()
-            plan = self.space.suggest(trial)
+            trial = self.study.ask(fixed_distributions=self.space.distributions())
+            plan = self.space.plan_from_params(trial.params)
             level = "full" if self.screening is None else self.screening.label(full)
             trial.set_user_attr("plan", plan.to_dict())
             trial.set_user_attr("level", level)
@@ -92,8 +107,7 @@ class StudySearcher(Searcher):
                 trial.set_user_attr("metrics", previous.user_attrs["metrics"])
                 trial.set_user_attr("duplicate_of", previous.number)
                 metrics = Metrics.from_dict(previous.user_attrs["metrics"])
-                self._tell_complete(trial, metrics)
-                self._finish(trial, plan, level)
+                self._finish(self._tell_complete(trial, metrics), plan, level)
                 continue
             self.running[trial_id] = (trial, plan, level)
             config = {"number": trial.number, "plan": plan.to_dict()}
@@ -125,20 +139,19 @@ class StudySearcher(Searcher):
                 reason = f"the trial reported no usable metrics ({type(exc).__name__}: {exc})"
         if reason:
             trial.set_user_attr("error", reason)
-            self.study.tell(trial, state=State.FAIL)
+            frozen = self.study.tell(trial, state=State.FAIL)
         else:
             trial.set_user_attr("metrics", metrics.to_dict())
-            self._tell_complete(trial, metrics)
-        self._finish(trial, plan, level)
+            frozen = self._tell_complete(trial, metrics)
+        self._finish(frozen, plan, level)
 
-    def _tell_complete(self, trial: optuna.Trial, metrics: Metrics) -> None:
+    def _tell_complete(self, trial: optuna.Trial, metrics: Metrics) -> optuna.trial.FrozenTrial:
         """Store the objectives, and the budget as constraints (<= 0 feasible) for the sampler."""
         for axis, value in self.budget.constraints(metrics.to_dict()).items():
             trial.set_constraint(axis, value)
-        self.study.tell(trial, [metrics.accuracy, metrics.size_bytes, metrics.latency_ms])
+        return self.study.tell(trial, [metrics.accuracy, metrics.size_bytes, metrics.latency_ms])
 
-    def _finish(self, trial: optuna.Trial, plan: Plan, level: str) -> None:
-        frozen = self._frozen(trial)
+    def _finish(self, frozen: optuna.trial.FrozenTrial, plan: Plan, level: str) -> None:
         self.finished += 1
         if frozen.state == State.COMPLETE:
             self.seen.setdefault((plan, level), frozen)
@@ -194,13 +207,18 @@ def seen_plans(study: optuna.Study) -> dict[tuple[Plan, str], optuna.trial.Froze
 
 
 def requeue_interrupted(study: optuna.Study) -> list[tuple[Plan, bool]]:
-    """After a driver died: trials left RUNNING are stored as failed (interrupted); returns their
-    (plan, full fidelity) so that the resumed search runs them again."""
-    again = []
+    """Before a resumed search: trials left RUNNING by a driver that died are stored as failed
+    (interrupted); returns the (plan, full fidelity) of every interrupted trial whose plan has
+    not run again since, so that the resumed search runs them (once each)."""
     for frozen in study.get_trials(deepcopy=False, states=(State.RUNNING,)):
-        study._storage.set_trial_user_attr(frozen._trial_id, "error", "interrupted: the search stopped while it ran")
-        study._storage.set_trial_user_attr(frozen._trial_id, "interrupted", True)
-        study._storage.set_trial_state_values(frozen._trial_id, State.FAIL)
-        if "plan" in frozen.user_attrs:
-            again.append((Plan.from_dict(frozen.user_attrs["plan"]), frozen.user_attrs.get("level", "full") == "full"))
-    return again
+        study.tell(frozen.number, state=State.FAIL, skip_if_finished=True)
+    trials = study.get_trials(deepcopy=False)
+    ran_again = {(Plan.from_dict(t.user_attrs["plan"]), t.user_attrs.get("level", "full"))
+                 for t in trials if counts_toward_total(t) and "plan" in t.user_attrs}
+    again = {}
+    for frozen in trials:
+        if was_interrupted(frozen) and "plan" in frozen.user_attrs:
+            key = (Plan.from_dict(frozen.user_attrs["plan"]), frozen.user_attrs.get("level", "full"))
+            if key not in ran_again:
+                again[key] = (key[0], key[1] == "full")
+    return list(again.values())

@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 from sqlalchemy.engine import make_url
 
+from autocompress.search.rundir import STUDY_DB
 from autocompress.task import UsageError
 
 CONNECT_TIMEOUT_S = 5
@@ -43,7 +44,31 @@ def redact_argv(argv: list[str]) -> list[str]:
 
 
 def sqlite_url(run_dir: Path) -> str:
-    return f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    return f"sqlite:///{(run_dir / STUDY_DB).resolve()}"
+
+
+def check_resume_storage(run: dict, storage: str | None) -> None:
+    """A resume must use the storage the run used: its study.db, or the same database URL
+    (given again with its password, which run.json never holds).
+
+    >>> run = {"study": {"storage": "postgresql://u:***@db/studies"}}
+    >>> check_resume_storage(run, "postgresql://u:pw@db/studies")
+    >>> check_resume_storage(run, None)
+    Traceback (most recent call last):
+    ...
+    autocompress.task.UsageError: --resume: this run's study lives in postgresql://u:***@db/studies; give --storage postgresql://u:PASSWORD@db/studies (its password is never stored)
+    """
+    stored = run["study"]["storage"]
+    if stored == STUDY_DB:
+        if storage is not None:
+            raise UsageError(f"--storage {redact(storage)}: this run's study is {STUDY_DB} in its directory; "
+                             "resume without --storage")
+        return
+    if storage is None:
+        raise UsageError(f"--resume: this run's study lives in {stored}; give --storage "
+                         f"{stored.replace('***', 'PASSWORD')} (its password is never stored)")
+    if redact(storage) != stored:
+        raise UsageError(f"--storage {redact(storage)} is not this run's storage ({stored}); give that one")
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:

@@ -1,0 +1,200 @@
+"""The settings of a search: what shapes its results (stored, restored on resume) and where it runs.
+
+``SearchSettings`` holds every choice that changes which candidates a search finds: sampler,
+seed, techniques, pruning importance, warm start, fine-tuning (``DistillConfig``), screening and
+budget. ``run.json`` stores it; ``--resume`` restores it, and a resume that asks for a different
+value is refused, so a resumed run never silently becomes another search. ``Execution`` says
+where and how trials run (workers, cluster, timeouts): it may change between sessions.
+
+Problems are ``SettingError``s naming the keyword (``sampler``, ``distill.steps``); the CLI
+names the flag instead (``flag_for``).
+
+Example:
+    >>> settings = SearchSettings(sampler="nsga2", distill=DistillConfig(steps=100), seed=3)
+    >>> SearchSettings.from_dict(settings.to_dict()) == settings
+    True
+    >>> settings.distill.seed  # one seed: the sampler's and fine-tuning's
+    3
+    >>> settings.differences(SearchSettings(sampler="nsga2", distill=DistillConfig(steps=50), seed=3))
+    {'distill.steps': (100, 50)}
+    >>> SearchSettings(sampler="anneal")
+    Traceback (most recent call last):
+    ...
+    autocompress.search.settings.SettingError: sampler 'anneal' is unknown; choose one of: tpe, nsga2, random
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+
+from autocompress.compressors.distill import DistillConfig
+from autocompress.plan import IMPORTANCES
+from autocompress.search.budget import Budget
+from autocompress.spaces.space import TECHNIQUES
+from autocompress.task import UsageError
+
+SAMPLERS = ("tpe", "nsga2", "random")
+
+# keyword (as SettingError names it) -> the CLI flag that sets it
+FLAGS = {"distill.steps": "--steps", "distill.lr": "--lr", "distill.feature_weight": "--feature-distill",
+         "warm_start": "--no-warm-start", "budget.max_size_bytes": "--max-size",
+         "budget.max_latency_ms": "--max-latency", "budget.min_accuracy": "--min-accuracy",
+         "trial_timeout_s": "--trial-timeout", "time_budget_s": "--time-budget"}
+
+
+class SettingError(UsageError):
+    """A bad setting: ``name`` is the keyword, ``problem`` what is wrong with it and the fix."""
+
+    def __init__(self, name: str, problem: str):
+        super().__init__(f"{name} {problem}")
+        self.name, self.problem = name, problem
+
+
+def flag_for(name: str) -> str:
+    """The CLI flag of a setting keyword.
+
+    >>> flag_for("distill.steps"), flag_for("screen_steps")
+    ('--steps', '--screen-steps')
+    """
+    return FLAGS.get(name, "--" + name.rpartition(".")[2].replace("_", "-"))
+
+
+def _number(name: str, value, *, minimum: float, inclusive: bool = True, integer: bool = False, what: str = ""):
+    """Check a finite number >= (or >) minimum; returns it."""
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) \
+            or value < minimum or (value == minimum and not inclusive):
+        bound = f"{'at least' if inclusive else 'above'} {minimum:g}"
+        raise SettingError(name, f"must be {'a whole number' if integer else 'a finite number'} {bound}"
+                                 f"{what}, got {value!r}")
+    return value
+
+
+def _check_distill(config: DistillConfig) -> None:
+    _number("distill.steps", config.steps, minimum=0, integer=True)
+    if config.lr is not None:
+        _number("distill.lr", config.lr, minimum=0, inclusive=False, what=" (e.g. 1e-3)")
+    _number("distill.feature_weight", config.feature_weight, minimum=0, what=" (0 = off)")
+    for name in ("temperature", "batch_size"):
+        _number(f"distill.{name}", getattr(config, name), minimum=0, inclusive=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSettings:
+    """Every setting that shapes a search's results.
+
+    sampler: tpe | nsga2 | random. seed: seeds the sampler and fine-tuning (``distill.seed``
+    follows it). techniques: the knob families searched (prune, quant, lowrank, student).
+    importance: channel ranking for pruning (l1, l2, taylor). warm_start: try the known
+    recipes first. distill: how every candidate is fine-tuned (``lr`` None = the task's).
+    screen_steps: multi-fidelity screening steps, or None. budget: the limits that steer the
+    sampler (Optuna constraints).
+    """
+
+    sampler: str = "tpe"
+    seed: int = 0
+    techniques: tuple[str, ...] = tuple(TECHNIQUES)
+    importance: str = "l1"
+    warm_start: bool = True
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    screen_steps: int | None = None
+    budget: Budget = field(default_factory=Budget)
+
+    def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise SettingError("sampler", f"{self.sampler!r} is unknown; choose one of: {', '.join(SAMPLERS)}")
+        _number("seed", self.seed, minimum=0, integer=True)
+        techniques = tuple(self.techniques)
+        unknown = [t for t in techniques if t not in TECHNIQUES]
+        if unknown or not techniques:
+            raise SettingError("techniques", f"must be a non-empty subset of {', '.join(TECHNIQUES)}; got "
+                                             f"{', '.join(map(str, techniques)) or 'none'}")
+        object.__setattr__(self, "techniques", tuple(dict.fromkeys(techniques)))
+        if self.importance not in IMPORTANCES:
+            raise SettingError("importance", f"{self.importance!r} is unknown; choose one of: {', '.join(IMPORTANCES)}")
+        if not isinstance(self.warm_start, bool):
+            raise SettingError("warm_start", f"must be True or False, got {self.warm_start!r}")
+        if not isinstance(self.distill, DistillConfig) or not isinstance(self.budget, Budget):
+            raise SettingError("distill", "must be a DistillConfig and budget a Budget")
+        _check_distill(self.distill)
+        object.__setattr__(self, "distill", dataclasses.replace(self.distill, seed=self.seed))
+        if self.screen_steps is not None:
+            _number("screen_steps", self.screen_steps, minimum=1, integer=True)
+            if self.screen_steps >= self.distill.steps:
+                raise SettingError("screen_steps", f"must be below the full fine-tuning steps ({self.distill.steps}), "
+                                                   f"got {self.screen_steps}")
+
+    def to_dict(self) -> dict:
+        return {"sampler": self.sampler, "seed": self.seed, "techniques": list(self.techniques),
+                "importance": self.importance, "warm_start": self.warm_start,
+                "distill": dataclasses.asdict(self.distill), "screen_steps": self.screen_steps,
+                "budget": self.budget.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SearchSettings":
+        return cls(sampler=data["sampler"], seed=data["seed"], techniques=tuple(data["techniques"]),
+                   importance=data["importance"], warm_start=data["warm_start"],
+                   distill=DistillConfig(**data["distill"]), screen_steps=data["screen_steps"],
+                   budget=Budget(**data["budget"]))
+
+    def flat(self) -> dict:
+        """Every setting as ``keyword: value`` (``distill.steps``, ``budget.min_accuracy``, ...)."""
+        data = self.to_dict()
+        flat = {k: v for k, v in data.items() if not isinstance(v, dict)}
+        for part in ("distill", "budget"):
+            flat.update({f"{part}.{k}": v for k, v in data[part].items()})
+        return flat
+
+    def differences(self, other: "SearchSettings") -> dict[str, tuple]:
+        """Settings whose values differ: ``keyword: (self's, other's)``."""
+        mine, theirs = self.flat(), other.flat()
+        return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Execution:
+    """Where and how trials run; it does not change which candidates are found.
+
+    workers: trials at once (default one per CPU). address: an existing Ray cluster (``ray
+    start --head``), or None for a local Ray bound to 127.0.0.1. cpus_per_trial /
+    gpus_per_trial: resources of one trial (torch and ONNX Runtime threads follow
+    cpus_per_trial). trial_timeout_s: a trial still fine-tuning after this is stopped and
+    stored as failed. retries: how often Ray Tune re-runs a trial whose worker died.
+    latency_resource: a custom Ray resource naming the node where every latency is measured,
+    one at a time. time_budget_s: stop the search after this long (running trials are stored
+    as interrupted; a resume runs them again).
+
+    >>> Execution(workers=2).cpus_per_trial
+    1.0
+    >>> Execution(time_budget_s=float("nan"))
+    Traceback (most recent call last):
+    ...
+    autocompress.search.settings.SettingError: time_budget_s must be a finite number above 0, got nan
+    """
+
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    address: str | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    trial_timeout_s: float | None = None
+    retries: int = 1
+    latency_resource: str | None = None
+    time_budget_s: float | None = None
+
+    def __post_init__(self):
+        _number("workers", self.workers, minimum=1, integer=True)
+        _number("cpus_per_trial", self.cpus_per_trial, minimum=0, inclusive=False)
+        _number("gpus_per_trial", self.gpus_per_trial, minimum=0)
+        _number("retries", self.retries, minimum=0, integer=True)
+        for name in ("trial_timeout_s", "time_budget_s"):
+            if getattr(self, name) is not None:
+                _number(name, getattr(self, name), minimum=0, inclusive=False)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+__all__ = ["Execution", "SAMPLERS", "SearchSettings", "SettingError", "flag_for"]

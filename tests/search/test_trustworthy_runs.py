@@ -1,0 +1,167 @@
+"""A stored run cannot be lost or silently changed: a resume uses the run's own storage and
+settings or is refused, run.json carries a schema, one search per run directory, interrupted
+trials run again, and nothing in the run directory holds a credential."""
+
+import json
+import optuna
+import pandas as pd
+import pytest
+
+from autocompress.plan import LayerPlan, Plan
+from autocompress.search import rundir
+from autocompress.search.searcher import counts_toward_total, requeue_interrupted
+from tests.conftest import run_cli
+
+TINY = "tests.fixtures.user_tasks:tiny"
+
+
+def _one_line_refusal(proc, *needles):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr
+
+
+def _snapshot(out):
+    files = [out / rundir.TRIALS_CSV, out / rundir.PARETO_CSV, out / rundir.RUN_JSON,
+             *sorted((out / rundir.ARTIFACTS).rglob("*"))]
+    return {str(f): f.read_bytes() for f in files if f.is_file()}
+
+
+@pytest.fixture(scope="module")
+def elsewhere_run(tmp_path_factory):
+    """A finished 2-trial search whose study lives in a database outside the run directory."""
+    folder = tmp_path_factory.mktemp("elsewhere")
+    out, url = folder / "run", f"sqlite:///{folder / 'studies.db'}"
+    proc = run_cli("search", "--task", TINY, "--trials", "2", "--steps", "3", "--sampler", "random",
+                   "--storage", url, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out, url
+
+
+def test_resume_without_the_runs_storage_is_refused_and_overwrites_nothing(elsewhere_run):
+    out, url = elsewhere_run
+    before = _snapshot(out)
+    proc = run_cli("search", "--task", TINY, "--trials", "4", "--out", str(out), "--resume")
+    _one_line_refusal(proc, "this run's study lives in", f"--storage {url}")
+    proc = run_cli("search", "--task", TINY, "--trials", "4", "--out", str(out), "--resume",
+                   "--storage", f"sqlite:///{out / 'other.db'}")
+    _one_line_refusal(proc, "is not this run's storage")
+    assert _snapshot(out) == before
+    assert not (out / rundir.STUDY_DB).exists() and not (out / "other.db").exists()
+
+
+@pytest.mark.parametrize("flag, value, stored", [("--sampler", "tpe", "'random'"), ("--importance", "l2", "'l1'"),
+                                                 ("--steps", "4", "3"), ("--seed", "1", "0"),
+                                                 ("--techniques", "prune", "'prune', 'quant'"),
+                                                 ("--min-accuracy", "0.5", "None")])
+def test_resume_with_a_setting_that_differs_from_the_stored_one_is_refused(elsewhere_run, flag, value, stored):
+    out, url = elsewhere_run
+    before = _snapshot(out)
+    proc = run_cli("search", "--task", TINY, "--out", str(out), "--storage", url, "--resume", flag, value)
+    _one_line_refusal(proc, f"{flag} ", "differs from this run's stored value", stored)
+    assert _snapshot(out) == before
+
+
+def test_resume_with_the_stored_values_and_storage_continues_the_same_study(elsewhere_run):
+    out, url = elsewhere_run
+    before = pd.read_csv(out / rundir.TRIALS_CSV)
+    proc = run_cli("search", "--task", TINY, "--trials", "3", "--out", str(out), "--storage", url, "--resume",
+                   "--sampler", "random", "--steps", "3")
+    assert proc.returncode == 0, proc.stderr
+    after = pd.read_csv(out / rundir.TRIALS_CSV)
+    assert len(after) == 3 and list(after["number"]) == [0, 1, 2]
+    pd.testing.assert_frame_equal(after.iloc[:2][["accuracy", "size_bytes", "latency_ms", "started_at"]],
+                                  before[["accuracy", "size_bytes", "latency_ms", "started_at"]])
+    assert json.loads((out / rundir.RUN_JSON).read_text())["settings"]["sampler"] == "random"
+
+
+def test_run_json_records_settings_schema_and_storage_without_secrets(elsewhere_run):
+    out, url = elsewhere_run
+    run = json.loads((out / rundir.RUN_JSON).read_text())
+    assert run["schema"] == rundir.RUN_SCHEMA
+    assert run["study"]["storage"] == url
+    assert {"sampler", "seed", "techniques", "importance", "warm_start", "distill", "screen_steps",
+            "budget"} <= set(run["settings"])
+    assert run["settings"]["distill"]["lr"] > 0  # the learning rate actually used, not "the task's"
+
+
+@pytest.mark.parametrize("damage", ["newer schema", "not json", "no settings"])
+def test_a_damaged_or_newer_run_json_is_one_line_for_best_report_and_resume(elsewhere_run, tmp_path, damage):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(elsewhere_run[0], out)
+    run = json.loads((out / rundir.RUN_JSON).read_text())
+    if damage == "newer schema":
+        text = json.dumps({**run, "schema": rundir.RUN_SCHEMA + 1})
+    elif damage == "not json":
+        text = "{\"task\": "
+    else:
+        text = json.dumps({k: v for k, v in run.items() if k != "settings"})
+    (out / rundir.RUN_JSON).write_text(text)
+    expected = "newer autocompress" if damage == "newer schema" else "is damaged"
+    for args in (["best", str(out)], ["report", str(out), "-o", str(tmp_path / "r.html")],
+                 ["search", "--task", TINY, "--out", str(out), "--resume"]):
+        _one_line_refusal(run_cli(*args), expected)
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_a_run_from_before_the_schema_is_read_but_not_resumed(elsewhere_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "old"
+    shutil.copytree(elsewhere_run[0], out)
+    run = json.loads((out / rundir.RUN_JSON).read_text())
+    del run["schema"]
+    (out / rundir.RUN_JSON).write_text(json.dumps(run))
+    assert run_cli("best", str(out)).returncode == 0
+    _one_line_refusal(run_cli("search", "--task", TINY, "--out", str(out), "--resume", "--storage",
+                              elsewhere_run[1]), "older autocompress (schema 0)")
+
+
+def test_a_second_search_in_a_run_directory_in_use_is_refused(elsewhere_run):
+    out, url = elsewhere_run
+    before = _snapshot(out)
+    with rundir.locked(out):  # what a running search holds
+        proc = run_cli("search", "--task", TINY, "--trials", "5", "--out", str(out), "--storage", url, "--resume")
+    _one_line_refusal(proc, "another search is running in")
+    assert _snapshot(out) == before
+
+
+def test_a_truncated_study_db_is_one_line_on_resume(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("search", "--task", TINY, "--trials", "1", "--steps", "2", "--out", str(out)).returncode == 0
+    db = out / rundir.STUDY_DB
+    db.write_bytes(db.read_bytes()[:3000])
+    _one_line_refusal(run_cli("search", "--task", TINY, "--trials", "2", "--out", str(out), "--resume"),
+                      "cannot open the study")
+
+
+def test_interrupted_trials_run_again_once_each(tmp_path):
+    """Trials stopped by Ctrl-C / --time-budget (stored failed + interrupted) and trials a dead
+    driver left RUNNING are queued again, once; a plan that ran again since is not."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}",
+                                directions=["maximize", "minimize", "minimize"])
+    plans = [Plan(layers={"fc": LayerPlan(bits=bits)}) for bits in (8, 4, 2)]
+    for plan in plans:
+        trial = study.ask()
+        trial.set_user_attr("plan", plan.to_dict())
+        trial.set_user_attr("level", "full")
+        if plan is plans[0]:  # Ctrl-C
+            trial.set_user_attr("interrupted", True)
+            trial.set_user_attr("error", rundir.INTERRUPTED)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        elif plan is plans[2]:  # its own failure: not re-run
+            trial.set_user_attr("error", "ValueError: NaN loss")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        # plans[1] stays RUNNING: its driver died
+    again = requeue_interrupted(study)
+    assert again == [(plans[0], True), (plans[1], True)]
+    states = [t.state for t in study.trials]
+    assert states[1] == optuna.trial.TrialState.FAIL and not counts_toward_total(study.trials[1])
+    assert counts_toward_total(study.trials[2])
+    trial = study.ask()  # plans[0] runs again and completes
+    trial.set_user_attr("plan", plans[0].to_dict())
+    study.tell(trial, [1.0, 1.0, 1.0])
+    assert requeue_interrupted(study) == [(plans[1], True)]
