@@ -212,9 +212,8 @@ SETTING_FLAGS = {"sampler": "sampler", "seed": "seed", "steps": "distill.steps",
 
 def _settings(args, base):
     """``base`` (defaults, or the stored settings on --resume) with the setting flags given."""
-    from autocompress.compressors.distill import DistillConfig
     from autocompress.search.budget import Budget
-    from autocompress.search.settings import SearchSettings
+    from autocompress.search.settings import SearchSettings, distill_config
 
     data = base.to_dict()
     for dest, keyword in SETTING_FLAGS.items():
@@ -227,7 +226,7 @@ def _settings(args, base):
         (data[part] if part else data)[name] = (not value) if dest == "no_warm_start" else value
     given = {k: v for k, v in _budget(args).to_dict().items() if v is not None}
     data["budget"].update(given)
-    return SearchSettings(**{**data, "techniques": tuple(data["techniques"]), "distill": DistillConfig(**data["distill"]),
+    return SearchSettings(**{**data, "techniques": tuple(data["techniques"]), "distill": distill_config(data["distill"]),
                              "budget": Budget(**data["budget"])})
 
 
@@ -247,7 +246,8 @@ def cmd_search(args) -> int:
     from autocompress.search import front_table, search
     from autocompress.search.rundir import read_run_json
     from autocompress.search.settings import Execution, SearchSettings, SettingError
-    from autocompress.search.storage import redact_argv
+    from autocompress.search.storage import redact_argv, write_failure
+    from autocompress.task import UsageError
 
     if args.trials < 1:
         raise SettingError("trials", f"must be at least 1, got {args.trials}")
@@ -268,6 +268,16 @@ def cmd_search(args) -> int:
                         on_checkpoint=_refresh_report)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        reason = write_failure(exc)
+        if reason is None:
+            raise
+        from autocompress.search.rundir import is_run_dir
+
+        again = (f"continue with: autocompress search --task {args.task} --out {out} --trials {args.trials} --resume"
+                 if is_run_dir(Path(out)) else "run the same command again")
+        raise UsageError(f"cannot write the results in {out} or its study ({reason}); every trial stored before is "
+                         f"kept: free space or make it writable, then {again}") from exc
     failed = int((result.trials["state"] == "FAIL").sum())
     print(f"\nPareto front ({len(result.pareto)} of {len(result.trials)} trials; {failed} failed) "
           f"vs teacher: accuracy {result.teacher.accuracy:.4f}, {result.teacher.size_bytes / 1024:.1f} KB, "

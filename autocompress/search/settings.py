@@ -73,13 +73,26 @@ def _number(name: str, value, *, minimum: float, inclusive: bool = True, integer
     return value
 
 
-def _check_distill(config: DistillConfig) -> None:
-    _number("distill.steps", config.steps, minimum=0, integer=True)
-    if config.lr is not None:
-        _number("distill.lr", config.lr, minimum=0, inclusive=False, what=" (e.g. 1e-3)")
-    _number("distill.feature_weight", config.feature_weight, minimum=0, what=" (0 = off)")
+def distill_config(values: dict) -> DistillConfig:
+    """A DistillConfig from keyword values, each checked first (a SettingError names it).
+
+    >>> distill_config({"steps": 10}).steps
+    10
+    >>> distill_config({"lr": float("nan")})
+    Traceback (most recent call last):
+    ...
+    autocompress.search.settings.SettingError: distill.lr must be a finite number above 0 (e.g. 1e-3), got nan
+    """
+    _number("distill.steps", values.get("steps", 0), minimum=0, integer=True)
+    if values.get("lr") is not None:
+        _number("distill.lr", values["lr"], minimum=0, inclusive=False, what=" (e.g. 1e-3)")
+    _number("distill.feature_weight", values.get("feature_weight", 0.0), minimum=0, what=" (0 = off)")
     for name in ("temperature", "batch_size"):
-        _number(f"distill.{name}", getattr(config, name), minimum=0, inclusive=False)
+        _number(f"distill.{name}", values.get(name, 1), minimum=0, inclusive=False)
+    try:
+        return DistillConfig(**values)
+    except (TypeError, ValueError) as exc:
+        raise SettingError("distill", f"is not valid: {exc}") from exc
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,8 +132,8 @@ class SearchSettings:
             raise SettingError("warm_start", f"must be True or False, got {self.warm_start!r}")
         if not isinstance(self.distill, DistillConfig) or not isinstance(self.budget, Budget):
             raise SettingError("distill", "must be a DistillConfig and budget a Budget")
-        _check_distill(self.distill)
-        object.__setattr__(self, "distill", dataclasses.replace(self.distill, seed=self.seed))
+        distill = distill_config({**dataclasses.asdict(self.distill), "seed": self.seed})
+        object.__setattr__(self, "distill", distill)
         if self.screen_steps is not None:
             _number("screen_steps", self.screen_steps, minimum=1, integer=True)
             if self.screen_steps >= self.distill.steps:
@@ -137,7 +150,7 @@ class SearchSettings:
     def from_dict(cls, data: dict) -> "SearchSettings":
         return cls(sampler=data["sampler"], seed=data["seed"], techniques=tuple(data["techniques"]),
                    importance=data["importance"], warm_start=data["warm_start"],
-                   distill=DistillConfig(**data["distill"]), screen_steps=data["screen_steps"],
+                   distill=distill_config(data["distill"]), screen_steps=data["screen_steps"],
                    budget=Budget(**data["budget"]))
 
     def flat(self) -> dict:
@@ -197,4 +210,4 @@ class Execution:
         return dataclasses.asdict(self)
 
 
-__all__ = ["Execution", "SAMPLERS", "SearchSettings", "SettingError", "flag_for"]
+__all__ = ["Execution", "SAMPLERS", "SearchSettings", "SettingError", "distill_config", "flag_for"]

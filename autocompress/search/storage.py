@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import optuna
@@ -88,3 +89,29 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             reason = reason.replace(parsed.password, "***")
         raise UsageError(f"--storage {redact(url)}: cannot open the database ({reason[:200]}); check the host, "
                          "port, user and that the server is running") from exc
+
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+WRITE_MESSAGES = ("disk is full", "disk full", "readonly database", "read-only", "no space left")
+
+
+def write_failure(exc: BaseException) -> str | None:
+    """The reason, when ``exc`` (or what caused it) is a disk that is full or cannot be written.
+
+    >>> write_failure(RuntimeError("x")) is None
+    True
+    >>> try:
+    ...     raise RuntimeError("commit failed") from OSError(errno.ENOSPC, "No space left on device")
+    ... except RuntimeError as exc:
+    ...     write_failure(exc)
+    'No space left on device'
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            return exc.strerror or str(exc)
+        if any(m in str(exc).lower() for m in WRITE_MESSAGES):
+            return str(exc).splitlines()[0][:160]
+        exc = exc.__cause__ or exc.__context__
+    return None

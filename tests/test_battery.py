@@ -1,0 +1,104 @@
+"""A battery of bad inputs to `autocompress search`, as a new user would type them: every one is
+one line naming the problem (with the flag the user typed) and exit code 2, no traceback, and
+no half-made run directory. Run in-process (they fail before any work starts), plus the few
+that need Ray running (a trial that could never be scheduled)."""
+
+import pytest
+
+from autocompress.cli import main
+from tests.conftest import run_cli
+
+TINY = "tests.fixtures.user_tasks:tiny"
+
+BAD = [
+    (["--lr", "nan"], "--lr must be a finite number above 0"),
+    (["--lr", "-1"], "--lr must be a finite number above 0"),
+    (["--lr", "inf"], "--lr must be a finite number above 0"),
+    (["--feature-distill", "nan"], "--feature-distill must be a finite number at least 0"),
+    (["--feature-distill", "-0.5"], "--feature-distill must be a finite number at least 0"),
+    (["--trial-timeout", "nan"], "--trial-timeout must be a finite number above 0"),
+    (["--trial-timeout", "0"], "--trial-timeout must be a finite number above 0"),
+    (["--time-budget", "nan"], "--time-budget must be a finite number above 0"),
+    (["--time-budget", "-5"], "--time-budget must be a finite number above 0"),
+    (["--cpus-per-trial", "nan"], "--cpus-per-trial must be a finite number above 0"),
+    (["--cpus-per-trial", "0"], "--cpus-per-trial must be a finite number above 0"),
+    (["--gpus-per-trial", "nan"], "--gpus-per-trial must be a finite number at least 0"),
+    (["--gpus-per-trial", "-1"], "--gpus-per-trial must be a finite number at least 0"),
+    (["--workers", "0"], "--workers must be a whole number at least 1"),
+    (["--steps", "-1"], "--steps must be a whole number at least 0"),
+    (["--screen-steps", "0"], "--screen-steps must be a whole number at least 1"),
+    (["--screen-steps", "300"], "--screen-steps must be below the full fine-tuning steps (300)"),
+    (["--seed", "-1"], "--seed must be a whole number at least 0"),
+    (["--sampler", "grid"], "--sampler 'grid' is unknown; choose one of: tpe, nsga2, random"),
+    (["--techniques", ","], "--techniques must be a non-empty subset"),
+    (["--techniques", "prune,distill"], "--techniques must be a non-empty subset"),
+    (["--trials", "0"], "--trials must be at least 1"),
+    (["--max-size", "0.4B"], "--max-size '0.4B' is under one byte"),
+    (["--max-size", "-5KB"], "--max-size '-5KB' is not a positive number with a unit"),
+    (["--max-size", "5XB"], "unknown unit 'xb'"),
+    (["--max-size", "nanKB"], "--max-size 'nanKB' is not a positive number with a unit"),
+    (["--max-latency", "0ms"], "--max-latency '0ms' must be a positive number"),
+    (["--max-latency", "2 parsecs"], "unknown unit"),
+    (["--min-accuracy", "1.5"], "--min-accuracy '1.5' must be in (0, 1]"),
+    (["--min-accuracy", "nan"], "--min-accuracy 'nan' must be in (0, 1]"),
+    (["--min-accuracy", "0"], "--min-accuracy '0' must be in (0, 1]"),
+    (["--resume"], "--out is needed with --resume"),
+    (["--workers", "two"], "argument --workers: invalid int value: 'two'"),
+]
+
+
+def _run_main(args, capsys) -> tuple[int, str]:
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, expected", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_a_bad_search_flag_is_one_line_naming_the_flag(args, expected, tmp_path, capsys):
+    out = [] if "--resume" in args else ["--out", str(tmp_path / "run")]
+    code, err = _run_main(["search", "--task", TINY, *out, *args], capsys)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("autocompress: error: ") and expected in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_trial_asking_for_more_cpus_than_any_node_has_is_refused_not_a_hang(tmp_path):
+    proc = run_cli("search", "--task", TINY, "--cpus-per-trial", "64", "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--cpus-per-trial 64: no Ray node has that many CPUs" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_out_in_a_place_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code, err = _run_main(["search", "--task", TINY, "--out", str(blocker / "run")], capsys)
+    assert code == 2 and "cannot write there" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 150 KB file system (tmpfs), where a search runs out of space."""
+    import os
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=150k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        if os.geteuid() == 0:
+            pytest.fail(f"root could not mount a tmpfs: {made.stderr.decode()}")
+        pytest.skip("mounting a small file system needs root (.ci/run runs as root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_during_a_search_is_one_line_that_says_how_to_continue(small_disk):
+    out = small_disk / "run"
+    proc = run_cli("search", "--task", TINY, "--trials", "6", "--steps", "3", "--out", str(out))
+    assert proc.returncode == 2, proc.stdout + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-2000:]
+    assert "cannot write the results in" in proc.stderr and "free space" in proc.stderr
