@@ -1,6 +1,8 @@
 """The report's data, files and commands, without a browser."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -83,3 +85,33 @@ def test_best_exports_a_trial_chosen_in_the_report(hostile_run, tmp_path):
     screening = run.trials[(run.trials["state"] == "COMPLETE") & (run.trials["level"] == "screen")]
     refused = run_cli("best", str(hostile_run), "--trial", str(int(screening["number"].iloc[0])))
     assert refused.returncode == 2 and "screening and failed trials cannot be shipped" in refused.stderr
+
+
+def _one_line_error(proc) -> str:
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("autocompress: error: "), proc.stderr
+    return lines[0]
+
+
+def test_report_output_that_cannot_be_written_is_one_line_and_leaves_nothing(hostile_run, tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    protected = folder / "kept.html"
+    protected.write_text("mine")
+    protected.chmod(0o444)
+    targets = {tmp_path / "missing" / "r.html": "does not exist", folder: "is a folder",
+               protected: "is read-only", Path("/proc/report.html"): "cannot write the report"}  # not even root writes there
+    if os.geteuid() != 0:  # root writes into a read-only folder anyway
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        targets[locked / "r.html"] = "cannot write the report"
+    for target, problem in targets.items():
+        parent = target if target.is_dir() else target.parent
+        before = sorted(parent.iterdir()) if parent.is_dir() else None
+        line = _one_line_error(run_cli("report", str(hostile_run), "-o", str(target)))
+        assert problem in line and str(target) in line, line
+        assert (sorted(parent.iterdir()) if parent.is_dir() else None) == before, target  # no .tmp left behind
+    assert protected.read_text() == "mine" and not (tmp_path / "missing").exists()
+    line = _one_line_error(run_cli("report", str(hostile_run), "-o", str(tmp_path / "r.html"), "--png", str(protected)))
+    assert "--png" in line and not (tmp_path / "r.html").exists()
