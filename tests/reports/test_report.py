@@ -106,12 +106,28 @@ def test_report_output_that_cannot_be_written_is_one_line_and_leaves_nothing(hos
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o555)
         targets[locked / "r.html"] = "cannot write the report"
+    def beside(target):  # the target and anything named after it (a temporary file) in its folder
+        return sorted(p for p in target.parent.iterdir() if target.name in p.name) if target.parent.is_dir() else None
+
     for target, problem in targets.items():
-        parent = target if target.is_dir() else target.parent
-        before = sorted(parent.iterdir()) if parent.is_dir() else None
+        before = beside(target)
         line = _one_line_error(run_cli("report", str(hostile_run), "-o", str(target)))
         assert problem in line and str(target) in line, line
-        assert (sorted(parent.iterdir()) if parent.is_dir() else None) == before, target  # no .tmp left behind
+        assert beside(target) == before, target  # no .tmp left behind
+    assert sorted(folder.iterdir()) == [protected]
     assert protected.read_text() == "mine" and not (tmp_path / "missing").exists()
     line = _one_line_error(run_cli("report", str(hostile_run), "-o", str(tmp_path / "r.html"), "--png", str(protected)))
     assert "--png" in line and not (tmp_path / "r.html").exists()
+
+
+def test_a_run_without_recorded_groups_shows_each_prune_knob_on_its_own_layer(synthetic_run):
+    run = load_run(synthetic_run)
+    assert "groups" not in run.info["model"]  # written like runs made before run.json recorded them
+    data = collect(run)
+    assert data.groups == {c.removeprefix("prune/"): [c.removeprefix("prune/")] for c in run.trials if c.startswith("prune/")}
+    payload = report_payload(run, run_ref="runs/synthetic")
+    number, plan = next(iter(data.plans.items()))
+    shown = payload["plans"][str(number)]
+    for j, name in enumerate(data.layers):
+        expected = plan.width * (1 - plan.layer(name).prune) if name in data.groups else 1.0
+        assert shown["kept"][j] == expected, name
