@@ -18,27 +18,30 @@ import numpy as np
 import pandas as pd
 
 from autocompress.plan import Plan
+from autocompress.reports.layer_plan import channels_from_notes
 from autocompress.search import rundir
 from autocompress.search.best import Run
 from autocompress.search.budget import Budget
-from autocompress.search.pareto import OBJECTIVES, hypervolume, pareto_mask
+from autocompress.search.pareto import OBJECTIVES, dominated, normalized_hypervolume, pareto_mask
 from autocompress.spaces.space import KNOB_PREFIXES, plan_from_params
-
-HV_REFERENCE = (0.05, 1.0, 1.0)  # 5% of the teacher's accuracy lost, the teacher's size, its latency
 
 
 @dataclass(frozen=True)
 class ReportData:
     """trials: every trial, plus on_front (full-fidelity Pareto candidate), full (at the run's
     fidelity) and summary (the plan in a few words). plans: trial number -> Plan, for complete
-    trials. layers: layer names in model order. progress: one row per complete full-fidelity
-    trial in the order they finished, with the hypervolume of the front so far."""
+    trials. layers: layer names in model order; stages: droppable blocks per stage; groups:
+    pruning group -> member layers; channels: a group's channel count, where the trials' notes
+    tell it. progress: one row per complete full-fidelity trial in the order they finished, with
+    the hypervolume of the front so far."""
 
     run: Run
     trials: pd.DataFrame
     plans: dict[int, Plan]
     layers: list[str]
     stages: dict[str, list[str]]
+    groups: dict[str, list[str]]
+    channels: dict[str, int]
     progress: pd.DataFrame
     budget: Budget
 
@@ -51,23 +54,32 @@ def collect(run: Run) -> ReportData:
     trials["on_front"] = False
     if len(full):
         trials.loc[full.index[pareto_mask(full)], "on_front"] = True
-    layers, stages = _model(run)
+    layers, stages, groups = _model(run)
     plans = {int(row["number"]): _plan(run, row, layers, stages) for _, row in trials[complete].iterrows()}
     trials["summary"] = [plans[int(n)].summary() if int(n) in plans else "" for n in trials["number"]]
-    return ReportData(run=run, trials=trials, plans=plans, layers=layers, stages=stages,
+    notes = trials["notes"] if "notes" in trials else []
+    return ReportData(run=run, trials=trials, plans=plans, layers=layers, stages=stages, groups=groups,
+                      channels=channels_from_notes(notes, groups),
                       progress=hypervolume_progress(trials, run.info["teacher"]),
                       budget=Budget(**run.info["settings"].get("budget", {})))
 
 
-def _model(run: Run) -> tuple[list[str], dict[str, list[str]]]:
-    """Layer names in model order and the student's droppable blocks per stage (runs made before
-    run.json recorded them: from the parameter names, alphabetically)."""
-    model = run.info.get("model")
+def _model(run: Run) -> tuple[list[str], dict[str, list[str]], dict[str, list[str]]]:
+    """Layer names in model order, the student's droppable blocks per stage and the pruning
+    groups' members. Runs made before run.json recorded them: the layers from the parameter
+    names (alphabetically), and each pruning parameter's layer as a group of its own."""
+    model = run.info.get("model") or {}
+    columns = run.trials.columns
+    prune_knobs = {c.removeprefix("prune/"): [c.removeprefix("prune/")] for c in columns if c.startswith("prune/")}
+    if model.get("groups") is not None:
+        groups = {k: list(v) for k, v in model["groups"].items()}
+    else:
+        groups = prune_knobs
     if model:
-        return list(model["layers"]), {k: list(v) for k, v in model["stages"].items()}
-    knobs = [c for c in run.trials.columns if c.startswith(("prune/", "bits/", "rank/"))]
-    stages = [c.removeprefix("arch/depth/") for c in run.trials.columns if c.startswith("arch/depth/")]
-    return sorted({c.partition("/")[2] for c in knobs}), {s: [] for s in stages}
+        return list(model["layers"]), {k: list(v) for k, v in model["stages"].items()}, groups
+    knobs = [c for c in columns if c.startswith(("prune/", "bits/", "rank/"))]
+    stages = [c.removeprefix("arch/depth/") for c in columns if c.startswith("arch/depth/")]
+    return sorted({c.partition("/")[2] for c in knobs}), {s: [] for s in stages}, groups
 
 
 def _plan(run: Run, row: pd.Series, layers: list[str], stages: dict) -> Plan:
@@ -99,15 +111,13 @@ def hypervolume_progress(trials: pd.DataFrame, teacher: dict) -> pd.DataFrame:
     order = trials.assign(_end=finished_at).sort_values(["_end", "number"], kind="stable", na_position="last")
     order["finished"] = np.arange(1, len(order) + 1, dtype=float)
     start = pd.to_datetime(trials["started_at"], utc=True, errors="coerce", format="ISO8601").min()
-    done = order[order["full"]].dropna(subset=list(OBJECTIVES))
-    points = np.stack([1 - done["accuracy"].to_numpy(float) / teacher["accuracy"],
-                       done["size_bytes"].to_numpy(float) / teacher["size_bytes"],
-                       done["latency_ms"].to_numpy(float) / teacher["latency_ms"]], axis=1).reshape(-1, 3)
-    front, volume, volumes = np.empty((0, 3)), 0.0, []
-    for point in points:
-        if not np.any(np.all(front <= point, axis=1)):  # not dominated: the front changes
-            front = np.vstack([front[~np.all(point <= front, axis=1)], point])
-            volume = hypervolume(front, HV_REFERENCE)
+    done = order[order["full"]].dropna(subset=list(OBJECTIVES)).reset_index(drop=True)
+    front, volume, volumes = [], 0.0, []  # positions in done of the front so far
+    for i in range(len(done)):
+        if not dominated(done.iloc[i], done.iloc[front]):  # the front changes
+            candidates = done.iloc[front + [i]]
+            front = [p for p, keep in zip(front + [i], pareto_mask(candidates)) if keep]
+            volume = normalized_hypervolume(done.iloc[front], teacher)
         volumes.append(volume)
     elapsed = (done["_end"] - start).dt.total_seconds() if pd.notna(start) else np.nan
     return pd.DataFrame({"number": done["number"].astype(int).to_numpy(), "finished": done["finished"].to_numpy(),

@@ -14,8 +14,10 @@ from __future__ import annotations
 import os
 import platform
 import signal
+import socket
 import sys
 import threading
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from autocompress.search.best import Run
 from autocompress.search.storage import sqlite_url
@@ -45,6 +47,38 @@ def dashboard_hint(host: str, port: int, machine: str | None = None) -> str:
     return f"open http://{machine}:{port} (listening on {host}: anyone who can reach this machine can see the study)"
 
 
+class _QuietHandler(WSGIRequestHandler):
+    def address_string(self):  # no reverse DNS lookups
+        return self.client_address[0]
+
+    def log_request(self, *args, **kwargs):  # no line per request
+        pass
+
+
+def listen(host: str, port: int, app) -> WSGIServer:
+    """A WSGI server for ``app`` already bound to host:port (so nothing says it is served
+    before it is); one-line UsageError when the address cannot be had.
+
+    >>> import socket
+    >>> with socket.socket() as taken:
+    ...     taken.bind(("127.0.0.1", 0)); taken.listen()
+    ...     listen("127.0.0.1", taken.getsockname()[1], None)
+    Traceback (most recent call last):
+    autocompress.task.UsageError: cannot listen on 127.0.0.1:... (Address already in use); choose another --port
+    """
+    if not 0 < port < 65536:
+        raise UsageError(f"--port must be between 1 and 65535, got {port}")
+
+    class Server(WSGIServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    try:
+        return make_server(host, port, app, Server, _QuietHandler)
+    except (OSError, UnicodeError) as exc:
+        raise UsageError(f"cannot listen on {host}:{port} ({getattr(exc, 'strerror', None) or exc}); "
+                         "choose another --port") from None
+
+
 def serve_dashboard(run: Run, *, host: str = "127.0.0.1", port: int = 8080, storage: str | None = None,
                     progress=print) -> None:
     """Serve optuna-dashboard for ``run`` until interrupted (Ctrl-C)."""
@@ -52,9 +86,8 @@ def serve_dashboard(run: Run, *, host: str = "127.0.0.1", port: int = 8080, stor
 
     from autocompress.search.storage import open_storage
 
-    if not 0 < port < 65536:
-        raise UsageError(f"--port must be between 1 and 65535, got {port}")
     rdb = open_storage(study_storage(run, storage))
+    server = listen(host, port, optuna_dashboard.wsgi(rdb))
     if host not in LOOPBACK:
         progress(f"warning: --host {host} serves the study to the network, without authentication")
     progress(f"optuna-dashboard for {run.path} (study {run.info['study']['name']!r}); Ctrl-C stops it")
@@ -71,6 +104,6 @@ def serve_dashboard(run: Run, *, host: str = "127.0.0.1", port: int = 8080, stor
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
     try:
-        optuna_dashboard.run_server(rdb, host=host, port=port)
-    except OSError as exc:
-        raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port") from exc
+        server.serve_forever()
+    finally:
+        server.server_close()

@@ -39,7 +39,7 @@ def hover_texts(data: ReportData, rows: pd.DataFrame) -> list[str]:
             f"accuracy {r['accuracy']:.4f} ({(r['accuracy'] - teacher.accuracy) * 100:+.1f} pt)<br>"
             f"size {r['size_bytes']:,.0f} B ({teacher.size_bytes / r['size_bytes']:.1f}x smaller)<br>"
             f"latency {r['latency_ms']:.4f} ms ({teacher.latency_ms / r['latency_ms']:.2f}x faster)<br>"
-            f"{'within budget' if r.get('feasible') else 'outside budget'}<br>{html.escape(str(r['summary']))}")
+            f"{'within' if r.get('feasible') else 'outside'} the run's budget<br>{html.escape(str(r['summary']))}")
     return texts
 
 
@@ -66,28 +66,10 @@ def pareto_figure(data: ReportData, *, x: str) -> go.Figure:
                              marker=dict(symbol="star", size=16, color=TEACHER), hoverinfo="text",
                              hovertext=[f"<b>teacher</b><br>accuracy {teacher.accuracy:.4f}<br>"
                                         f"size {teacher.size_bytes:,} B<br>latency {teacher.latency_ms:.4f} ms"]))
-    limit = {"size_bytes": data.budget.max_size_bytes, "latency_ms": data.budget.max_latency_ms}[x]
-    floor = data.budget.min_accuracy
-    if limit is not None or floor is not None:
-        done = data.trials[data.trials["state"] == "COMPLETE"]
-        left = min([getattr(teacher, x), *done[x].dropna()]) / 2  # the shaded region ends just beyond the points
-        _draw_budget(fig, limit=limit, floor=floor, left=left)
+    # the budget's region and lines are drawn in the page (report.js), from the budget filter
     fig.update_layout(**_layout(xaxis_title=LABELS[x], yaxis_title=LABELS["accuracy"], height=460,
                                 xaxis_type="log" if x == "size_bytes" else "linear"))
     return fig
-
-
-def _draw_budget(fig: go.Figure, *, limit: float | None, floor: float | None, left: float) -> None:
-    """Dashed lines at the limits and the feasible region (left of the limit, above the floor) shaded."""
-    line = dict(color=BUDGET, dash="dash", width=1.5)
-    if limit is not None:
-        fig.add_vline(x=limit, line=line, annotation_text="budget", annotation_position="bottom left")
-    if floor is not None:
-        fig.add_hline(y=floor, line=line, annotation_text="min accuracy", annotation_position="bottom right")
-    # data coordinates where a limit binds, the whole plot (paper coordinates) where it does not
-    x = dict(xref="x", x0=left, x1=limit) if limit is not None else dict(xref="paper", x0=0, x1=1)
-    y = dict(yref="y", y0=floor, y1=1.0) if floor is not None else dict(yref="paper", y0=0, y1=1)
-    fig.add_shape(type="rect", **x, **y, fillcolor=BUDGET, opacity=0.08, line_width=0, layer="below")
 
 
 def pareto_3d_figure(data: ReportData) -> go.Figure:

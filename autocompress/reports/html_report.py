@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shlex
+import stat
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -25,7 +26,9 @@ from pathlib import Path
 from autocompress.reports import figures
 from autocompress.reports.collect import ReportData, collect, run_facts
 from autocompress.reports.importance import objective_importances
+from autocompress.reports.layer_plan import layer_plan
 from autocompress.search.best import Run, load_run
+from autocompress.task import UsageError
 
 REPORT_HTML = "report.html"
 _PLACEHOLDER = re.compile(r"__(TITLE|CSS|PLOTLY_JS|DATA|JS)__")
@@ -52,22 +55,27 @@ def _clean(value):
 
 
 def _plans(data: ReportData) -> dict[str, dict]:
-    """Per complete trial: prune ratio, bits (None = float) and rank ratio (None = full) per
-    layer, and whether the student dropped the block the layer sits in."""
+    """Per complete trial and layer (``layer_plan``): the fraction of output channels kept and
+    how many (None where the count is unknown), bits (None = float), rank ratio (None = full),
+    and whether the student dropped the block the layer sits in."""
     out = {}
     for number, plan in data.plans.items():
-        dropped = set()
-        for stage, blocks in data.stages.items():
-            dropped.update(blocks[plan.blocks_kept(stage, len(blocks)):])
-        layers = [plan.layer(name) for name in data.layers]
+        rows = layer_plan(plan, layers=data.layers, stages=data.stages, groups=data.groups, channels=data.channels)
         out[str(number)] = {
-            "prune": [p.prune for p in layers], "bits": [p.bits for p in layers], "rank": [p.rank for p in layers],
-            "dropped": [any(name.startswith(block + ".") for block in dropped) for name in data.layers],
+            "kept": [r.kept for r in rows], "channels": [r.channels[1] if r.channels else None for r in rows],
+            "bits": [r.bits for r in rows], "rank": [r.rank for r in rows], "dropped": [r.dropped for r in rows],
             "depth": {stage: plan.blocks_kept(stage, len(blocks)) if blocks else dict(plan.depth).get(stage)
                       for stage, blocks in data.stages.items()},  # blocks unknown: runs made before run.json had them
             "width": plan.width,
         }
     return out
+
+
+def _layer_info(data: ReportData) -> dict:
+    """Per layer: its pruning group and that group's channel count (None where unknown)."""
+    group_of = {member: name for name, members in data.groups.items() for member in members}
+    groups = [group_of.get(name) for name in data.layers]
+    return {"group": groups, "channels": [data.channels.get(g) if g else None for g in groups]}
 
 
 def _figure_json(fig) -> dict:
@@ -80,7 +88,7 @@ def report_payload(run: Run, *, run_ref: str, data: ReportData | None = None) ->
     t = data.trials
     complete = t[t["state"] == "COMPLETE"]
     evaluator, importances = objective_importances(t[t["full"]])
-    columns = ["number", "accuracy", "size_bytes", "latency_ms", "feasible", "level", "full", "on_front",
+    columns = ["number", "accuracy", "size_bytes", "latency_ms", "level", "full", "on_front",
                "duration_s", "summary"]
     failed = t[t["state"] != "COMPLETE"]
     return {
@@ -88,6 +96,8 @@ def report_payload(run: Run, *, run_ref: str, data: ReportData | None = None) ->
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "teacher": run.teacher.to_dict(),
         "budget": data.budget.describe(),
+        "budget_limits": data.budget.to_dict(),
+        "budget_color": figures.BUDGET,
         "facts": run_facts(run, trials=t),
         "export_command": shlex.join(["autocompress", "best", run_ref]),
         "trials": {c: [_clean(v) for v in complete[c]] for c in columns},
@@ -95,6 +105,7 @@ def report_payload(run: Run, *, run_ref: str, data: ReportData | None = None) ->
                     "duration_s": _clean(r.get("duration_s")), "error": str(_clean(r.get("error")) or "")}
                    for _, r in failed.iterrows()],
         "layers": data.layers,
+        "layer_info": _layer_info(data),
         "stages": data.stages,
         "plans": _plans(data),
         "importance": {"evaluator": evaluator, "trials": int(t["full"].sum())},
@@ -120,21 +131,48 @@ def render_report(run: Run, *, run_ref: str | None = None, data: ReportData | No
     return _PLACEHOLDER.sub(lambda m: parts[m.group(1)], _static("report.html"))
 
 
+def _output_path(path: Path) -> Path:
+    """Check where the report goes before the report is built: a file in an existing folder."""
+    if path.is_dir():
+        raise UsageError(f"-o {path} is a folder; give a file path, e.g. {path / REPORT_HTML}")
+    if not path.parent.is_dir():
+        raise UsageError(f"-o {path}: the folder {path.parent} does not exist; create it or choose another path")
+    if path.exists() and not path.stat().st_mode & stat.S_IWUSR:
+        raise UsageError(f"-o {path} is read-only; make it writable or choose another path")
+    return path
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it; nothing is left behind
+    when that fails."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write the report to {path} ({exc.strerror or exc}); "
+                         "choose a writable path with -o") from None
+
+
 def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
                  png_dir: str | os.PathLike | None = None) -> Path:
     """Write the report of the run in ``run_dir`` to ``out`` (default: RUN_DIR/report.html),
     atomically; with ``png_dir``, also its main plots as PNG files there."""
     run = load_run(run_dir)
+    path = _output_path(Path(out) if out is not None else run.path / REPORT_HTML)
+    if png_dir is not None and Path(png_dir).exists() and not Path(png_dir).is_dir():
+        raise UsageError(f"--png {png_dir} is a file; give a folder for the PNG files")
     data = collect(run)
-    path = Path(out) if out is not None else run.path / REPORT_HTML
-    text = render_report(run, run_ref=str(run_dir), data=data)
+    _write_atomically(path, render_report(run, run_ref=str(run_dir), data=data))
     if png_dir is not None:
         from autocompress.reports.png import write_pngs
 
-        write_pngs(data, png_dir)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+        try:
+            write_pngs(data, png_dir)
+        except OSError as exc:
+            raise UsageError(f"cannot write the PNG files to {png_dir} ({exc.strerror or exc}); "
+                             "choose a writable folder with --png") from None
     return path
 
 

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 OBJECTIVES = {"accuracy": "maximize", "size_bytes": "minimize", "latency_ms": "minimize"}
+# teacher-relative hypervolume: up to 5% of the teacher's accuracy lost, its size, its latency
+HV_REFERENCE = (0.05, 1.0, 1.0)
 
 
 def _as_minimized(frame: pd.DataFrame) -> np.ndarray:
@@ -23,14 +25,31 @@ def _as_minimized(frame: pd.DataFrame) -> np.ndarray:
     return np.stack(cols, axis=1) if cols[0].size else np.empty((0, len(OBJECTIVES)))
 
 
+def _dominates(points: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Per row of ``points`` (minimized): whether it dominates ``p`` (<= on all, < on one)."""
+    return np.all(points <= p, axis=1) & np.any(points < p, axis=1)
+
+
 def pareto_mask(frame: pd.DataFrame) -> list[bool]:
     """True for the rows no other row dominates (<= on all objectives, < on one)."""
     points = _as_minimized(frame)
-    mask = []
-    for p in points:
-        dominated = np.any(np.all(points <= p, axis=1) & np.any(points < p, axis=1))
-        mask.append(not bool(dominated))
-    return mask
+    return [not bool(np.any(_dominates(points, p))) for p in points]
+
+
+def dominated(point, others: pd.DataFrame) -> bool:
+    """Whether a row of ``others`` is at least as good as ``point`` on every objective and
+    better on one (``point``: a dict or Series with the objectives).
+
+    >>> others = pd.DataFrame({"accuracy": [0.9], "size_bytes": [10], "latency_ms": [1.0]})
+    >>> dominated({"accuracy": 0.9, "size_bytes": 20, "latency_ms": 1.0}, others)
+    True
+    >>> dominated({"accuracy": 0.9, "size_bytes": 10, "latency_ms": 1.0}, others)  # equal is not worse
+    False
+    """
+    if others.empty:
+        return False
+    p = _as_minimized(pd.DataFrame([{name: point[name] for name in OBJECTIVES}]))[0]
+    return bool(np.any(_dominates(_as_minimized(others), p)))
 
 
 def pareto_front(trials: pd.DataFrame, *, fidelity: str | None = None) -> pd.DataFrame:
@@ -74,12 +93,27 @@ def hypervolume(points: np.ndarray, reference: tuple[float, ...]) -> float:
     return round(float(volume), 12)
 
 
-def normalized_hypervolume(front: pd.DataFrame, teacher: dict, reference=(0.05, 1.0, 1.0)) -> float:
-    """Hypervolume of a front in teacher-relative objectives: (1 - accuracy/teacher accuracy,
-    size ratio, latency ratio), reference point (0.05, 1, 1) unless given."""
+def teacher_relative(frame: pd.DataFrame, teacher: dict) -> np.ndarray:
+    """Rows as minimized teacher-relative points: (1 - accuracy/teacher accuracy, size ratio,
+    latency ratio).
+
+    >>> teacher_relative(pd.DataFrame({"accuracy": [0.9], "size_bytes": [25], "latency_ms": [0.5]}),
+    ...                  {"accuracy": 1.0, "size_bytes": 100, "latency_ms": 1.0}).round(3).tolist()
+    [[0.1, 0.25, 0.5]]
+    """
+    return np.stack([1 - frame["accuracy"].to_numpy(float) / teacher["accuracy"],
+                     frame["size_bytes"].to_numpy(float) / teacher["size_bytes"],
+                     frame["latency_ms"].to_numpy(float) / teacher["latency_ms"]], axis=1).reshape(-1, 3)
+
+
+def normalized_hypervolume(front: pd.DataFrame, teacher: dict, reference=HV_REFERENCE) -> float:
+    """Hypervolume of a front in teacher-relative objectives (``teacher_relative``) up to the
+    reference point (``HV_REFERENCE`` unless given); dominated rows add nothing.
+
+    >>> front = pd.DataFrame({"accuracy": [1.0], "size_bytes": [50], "latency_ms": [0.5]})
+    >>> normalized_hypervolume(front, {"accuracy": 1.0, "size_bytes": 100, "latency_ms": 1.0})
+    0.0125
+    """
     if front.empty:
         return 0.0
-    points = np.stack([1 - front["accuracy"].to_numpy(float) / teacher["accuracy"],
-                       front["size_bytes"].to_numpy(float) / teacher["size_bytes"],
-                       front["latency_ms"].to_numpy(float) / teacher["latency_ms"]], axis=1)
-    return hypervolume(points, reference)
+    return hypervolume(teacher_relative(front, teacher), reference)

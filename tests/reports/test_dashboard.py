@@ -55,3 +55,16 @@ def test_a_database_study_needs_its_url_again(tmp_path):
     with pytest.raises(UsageError, match="--storage URL"):
         study_storage(run, None)
     assert study_storage(run, "postgresql://alice:pw@db/studies") == "postgresql://alice:pw@db/studies"
+
+
+def test_a_port_in_use_is_one_line_and_nothing_says_it_is_served(hostile_run):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "autocompress.cli", "dashboard", str(hostile_run), "--port", str(port)],
+                              capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == (f"autocompress: error: cannot listen on 127.0.0.1:{port} (Address already in use); "
+                                   "choose another --port")
+    assert proc.stdout == ""  # no "Listening on", no "open http://...": nothing is served

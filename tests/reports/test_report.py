@@ -1,6 +1,8 @@
 """The report's data, files and commands, without a browser."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -83,3 +85,49 @@ def test_best_exports_a_trial_chosen_in_the_report(hostile_run, tmp_path):
     screening = run.trials[(run.trials["state"] == "COMPLETE") & (run.trials["level"] == "screen")]
     refused = run_cli("best", str(hostile_run), "--trial", str(int(screening["number"].iloc[0])))
     assert refused.returncode == 2 and "screening and failed trials cannot be shipped" in refused.stderr
+
+
+def _one_line_error(proc) -> str:
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("autocompress: error: "), proc.stderr
+    return lines[0]
+
+
+def test_report_output_that_cannot_be_written_is_one_line_and_leaves_nothing(hostile_run, tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    protected = folder / "kept.html"
+    protected.write_text("mine")
+    protected.chmod(0o444)
+    targets = {tmp_path / "missing" / "r.html": "does not exist", folder: "is a folder",
+               protected: "is read-only", Path("/proc/report.html"): "cannot write the report"}  # not even root writes there
+    if os.geteuid() != 0:  # root writes into a read-only folder anyway
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        targets[locked / "r.html"] = "cannot write the report"
+    def beside(target):  # the target and anything named after it (a temporary file) in its folder
+        return sorted(p for p in target.parent.iterdir() if target.name in p.name) if target.parent.is_dir() else None
+
+    for target, problem in targets.items():
+        before = beside(target)
+        line = _one_line_error(run_cli("report", str(hostile_run), "-o", str(target)))
+        assert problem in line and str(target) in line, line
+        assert beside(target) == before, target  # no .tmp left behind
+    assert sorted(folder.iterdir()) == [protected]
+    assert protected.read_text() == "mine" and not (tmp_path / "missing").exists()
+    line = _one_line_error(run_cli("report", str(hostile_run), "-o", str(tmp_path / "r.html"), "--png", str(protected)))
+    assert "--png" in line and not (tmp_path / "r.html").exists()
+
+
+def test_a_run_without_recorded_groups_shows_each_prune_knob_on_its_own_layer(synthetic_run):
+    run = load_run(synthetic_run)
+    assert "groups" not in run.info["model"]  # written like runs made before run.json recorded them
+    data = collect(run)
+    assert data.groups == {c.removeprefix("prune/"): [c.removeprefix("prune/")] for c in run.trials if c.startswith("prune/")}
+    payload = report_payload(run, run_ref="runs/synthetic")
+    number, plan = next(iter(data.plans.items()))
+    shown = payload["plans"][str(number)]
+    for j, name in enumerate(data.layers):
+        expected = plan.width * (1 - plan.layer(name).prune) if name in data.groups else 1.0
+        assert shown["kept"][j] == expected, name

@@ -1,11 +1,22 @@
 """The report of a real run, opened in headless Chromium: no console errors, the plots render,
 selecting a candidate (table row or plot point) shows its layer plan, and hostile strings stay text."""
 
+import re
+import shlex
+
 import pandas as pd
 import pytest
 
+from autocompress.reports.layer_plan import channels_from_notes
+from autocompress.search.best import NothingFeasible, load_run
+from autocompress.search.budget import Budget, parse_accuracy, parse_latency, parse_size
+from autocompress.task import UsageError
+from tests.conftest import run_cli
+
 from tests.fixtures.user_tasks import HOSTILE_ERROR, HOSTILE_NAME
 from tests.reports.conftest import SCREENSHOTS
+
+PRUNED = re.compile(r"pruned stem 8->(\d+)")
 
 
 @pytest.fixture()
@@ -41,8 +52,13 @@ def test_report_renders_without_errors_and_hostile_strings_stay_text(report_page
     for plot in ("size", "latency", "progress", "fidelity", "importance"):
         assert page.locator(f"#plot-{plot} .main-svg").count() > 0, plot
     assert page.locator("#plot-pareto3d canvas").count() > 0
-    # one marker per complete trial plus the teacher (the empty 'selected' ring aside)
-    assert page.locator("#plot-size .scatterlayer .point").count() == complete + 2
+    # one marker per complete trial, the teacher and the selected ring, plus a green ring per candidate
+    # within the run's budget (the filter starts with it) and the diamond on best's pick
+    run = load_run(hostile_run)
+    budget = Budget(**run.info["settings"]["budget"])
+    within = sum(budget.feasible(row) for _, row in run.candidates.iterrows())
+    assert within > 0 and page.input_value("#filter-size") == "5KB" and page.input_value("#filter-accuracy") == "0.2"
+    assert page.locator("#plot-size .scatterlayer .point").count() == complete + 2 + within + 1
     assert page.locator("#failed-table tbody tr").count() == len(trials) - complete
     assert page.locator("#facts-list dt").count() > 10 and "autocompress search" in page.inner_text("#facts-list")
 
@@ -87,3 +103,123 @@ def test_pareto_table_sorts_by_a_clicked_column(chromium, synthetic_report):
     page.locator("#front-table th", has_text="size").first.click()
     assert page.evaluate(sizes_in_table) == sorted(sizes, reverse=True)
     page.close()
+
+
+def _layer_cells(page) -> dict[str, list[str]]:
+    return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#cand-layers tbody tr')].map(
+        tr => [tr.dataset.layer, [...tr.children].map(td => td.textContent)]))""")
+
+
+def test_layer_table_shows_the_channels_each_layer_keeps_through_its_group(report_page, hostile_run):
+    page, problems, _ = report_page
+    trials = pd.read_csv(hostile_run / "trials.csv")
+    complete = trials[trials["state"] == "COMPLETE"]
+    pruned = {int(r["number"]): int(PRUNED.search(r["notes"]).group(1)) for _, r in complete.iterrows()
+              if isinstance(r["notes"], str) and PRUNED.search(r["notes"])}  # what the compressor did
+    untouched = [int(r["number"]) for _, r in complete.iterrows() if not isinstance(r["notes"], str)]
+    assert pruned and untouched
+    for number, kept in pruned.items():
+        page.evaluate(f"window.autocompressReport.select({number})")
+        cells = _layer_cells(page)
+        share = f"{round(kept / 8 * 1000) / 10:g}% ({kept} of 8)"
+        assert cells["stem"][1] == share, number
+        # block.0 has no prune entry of its own: its channels go with stem's (a residual add)
+        assert cells["block.0"][1] == f"{share} via stem", number
+        assert cells["fc"][1] == "all"  # the output layer keeps its classes
+    page.evaluate(f"window.autocompressReport.select({untouched[0]})")
+    assert [_layer_cells(page)[name][1] for name in ("stem", "block.0")] == ["all 8", "all 8"]
+    assert problems == []
+
+
+def _pick_shown(page) -> int | None:
+    found = re.search(r"best picks trial (\d+)", page.inner_text("#filter-result"))
+    return int(found.group(1)) if found else None
+
+
+def _fill(page, size="", latency="", accuracy=""):
+    for selector, text in (("#filter-size", size), ("#filter-latency", latency), ("#filter-accuracy", accuracy)):
+        page.fill(selector, text)
+
+
+def test_budget_filter_picks_what_best_picks_and_its_command_exports_it(report_page, hostile_run, tmp_path):
+    page, problems, _ = report_page
+    run = load_run(hostile_run)
+    cands = run.candidates.sort_values("size_bytes")
+    assert cands["accuracy"].nunique() < len(cands)  # accuracy ties: the tie-breaks are exercised
+    second = int(cands["size_bytes"].iloc[1])
+    fastest = float(cands["latency_ms"].min())
+    budgets = [("", "", ""), (f"{second} B", "", ""), (f"{second / 1024:.4f}KiB", f"{fastest * 1000:.4f}us", "40%"),
+               ("", f"{fastest * 2:.6f}ms", "0.3"), ("1MB", "1s", "1")]
+    for size, latency, accuracy in budgets:
+        _fill(page, size, latency, accuracy)
+        budget = Budget.parse(max_size=size or None, max_latency=latency or None, min_accuracy=accuracy or None)
+        within = [budget.feasible(row) for _, row in run.candidates.iterrows()]
+        rings = page.evaluate("document.getElementById('plot-size')._fullData.find(t => t.name === 'within the budget').x.length")
+        assert rings == sum(within), budget
+        try:
+            expected = run.best(budget=budget).number
+        except NothingFeasible:
+            expected = None
+        assert _pick_shown(page) == expected, budget
+        command = page.inner_text("#filter-command")
+        if expected is None:
+            assert "--export" not in command and "No full-fidelity candidate meets this budget" in page.inner_text("#filter-result")
+        else:
+            assert _selected_trial(page) == expected and command.endswith(f"--export shipped/trial-{expected}")
+    # the budget filter in use, for a person to look at
+    _fill(page, f"{second} B", "", "40%")
+    expected = run.best(budget=Budget.parse(max_size=f"{second} B", min_accuracy="40%")).number
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "report-budget-filter.png"), full_page=True)
+    command = shlex.split(page.inner_text("#filter-command"))
+    assert command[:3] == ["autocompress", "best", str(hostile_run)] and f"{second}B" in command
+    proc = run_cli(*command[1:], cwd=tmp_path)  # the command as shown, run as a user would
+    assert proc.returncode == 0, proc.stderr
+    assert f"trial {expected}" in proc.stdout
+    shipped = tmp_path / "shipped" / f"trial-{expected}" / "model.onnx"
+    assert shipped.read_bytes() == run.candidate(expected).artifact.read_bytes()
+    assert problems == []
+
+
+def test_budget_filter_nothing_feasible_and_bad_input(report_page, hostile_run):
+    page, problems, dialogs = report_page
+    _fill(page, "1B")
+    assert _pick_shown(page) is None and "--export" not in page.inner_text("#filter-command")
+    assert "No full-fidelity candidate meets this budget" in page.inner_text("#filter-result")
+    assert page.evaluate("document.getElementById('plot-size')._fullData.find(t => t.name === \"best's pick\").x.length") == 0
+    hostile = "<img src=x onerror=alert(3)>KB"
+    _fill(page, "5 XB", "", hostile)
+    with pytest.raises(UsageError) as size_error:
+        parse_size("5 XB")
+    with pytest.raises(UsageError) as accuracy_error:
+        parse_accuracy(hostile)
+    assert page.inner_text("#filter-error") == f"{size_error.value}; {accuracy_error.value}"
+    assert page.get_attribute("#filter-size", "class") == "invalid" and page.get_attribute("#filter-latency", "class") in ("", None)
+    assert page.inner_text("#filter-command") == "" and page.locator("#budget-filter img").count() == 0
+    page.click("#filter-run-budget")
+    assert page.inner_text("#filter-error") == "" and _pick_shown(page) == load_run(hostile_run).best(
+        budget=Budget(**load_run(hostile_run).info["settings"]["budget"])).number
+    assert problems == [] and dialogs == []
+
+
+PARSE_CASES = {
+    "size": (parse_size, ["50KB", "1.5 MiB", "800b", "2e3B", "0.5KiB", " 7 kb ", "2.5B", "3.5B", ".5MB", "abc", "5 XB",
+                          "-1KB", "0B", "1e400B", "KB", "1,000B", "5.", "12"]),
+    "latency": (parse_latency, ["2ms", "250us", "0.01s", "1e-3s", "1.5 MS", "3", "ms", "0ms", "2 min", "0.0155ms"]),
+    "accuracy": (parse_accuracy, ["0.97", "97%", "1", "0", "1.5", "abc", "97%%", " 0.5 ", "1e-1", "nan", "inf",
+                                  "0.9_7", "+0.5", "50 %", "", "0x1", ".5"]),
+}
+
+
+@pytest.mark.parametrize("axis", PARSE_CASES)
+def test_the_page_parses_budgets_as_the_cli_does(report_page, axis):
+    page, _, _ = report_page
+    parse, texts = PARSE_CASES[axis]
+    shown = page.evaluate(f"""texts => texts.map(t => {{
+        try {{ return {{value: window.autocompressReport.parse.{axis}(t)}}; }} catch (e) {{ return {{error: e.message}}; }} }})""",
+                          texts)
+    for text, answer in zip(texts, shown):
+        try:
+            assert answer == {"value": parse(text)}, text
+        except UsageError as exc:
+            assert answer == {"error": str(exc)}, text

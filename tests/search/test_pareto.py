@@ -36,3 +36,30 @@ def test_hypervolume_matches_optunas_on_random_fronts():
         inside = points[np.all(points < ref, axis=1)]
         expected = compute_hypervolume(inside, ref) if len(inside) else 0.0
         assert abs(hypervolume(points, tuple(ref)) - expected) < 1e-9
+
+
+def test_dominated_agrees_with_the_front_on_random_trials():
+    import numpy as np
+
+    from autocompress.search.pareto import dominated
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        n = int(rng.integers(1, 12))
+        frame = pd.DataFrame({"accuracy": rng.choice([0.8, 0.9, 0.95], n), "size_bytes": rng.choice([10, 20, 30], n),
+                              "latency_ms": rng.choice([1.0, 2.0], n)})
+        mask = pareto_mask(frame)
+        for i in range(n):
+            assert dominated(frame.iloc[i], frame.drop(index=i)) == (not mask[i])
+    assert not dominated({"accuracy": 0.5, "size_bytes": 1, "latency_ms": 1.0}, frame.iloc[:0])
+
+
+def test_normalized_hypervolume_is_teacher_relative_and_ignores_dominated_trials():
+    from autocompress.search.pareto import HV_REFERENCE, hypervolume, normalized_hypervolume
+
+    teacher = {"accuracy": 0.9, "size_bytes": 1000, "latency_ms": 2.0}
+    front = pd.DataFrame({"accuracy": [0.9, 0.882], "size_bytes": [500, 100], "latency_ms": [1.0, 1.5]})
+    expected = hypervolume([[0.0, 0.5, 0.5], [0.02, 0.1, 0.75]], HV_REFERENCE)
+    assert abs(normalized_hypervolume(front, teacher) - expected) < 1e-12 and expected > 0
+    worse = pd.concat([front, pd.DataFrame({"accuracy": [0.85], "size_bytes": [600], "latency_ms": [1.9]})])
+    assert normalized_hypervolume(worse, teacher) == normalized_hypervolume(front, teacher)

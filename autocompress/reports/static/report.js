@@ -7,6 +7,7 @@
   const teacher = data.teacher;
   const row = new Map(T.number.map((n, i) => [n, i]));
   let selected = null;
+  let budget = { size: null, latency: null, accuracy: null };  // the budget filter, parsed
 
   function el(tag, text, cls) {
     const e = document.createElement(tag);
@@ -25,7 +26,7 @@
   document.getElementById("headline").textContent =
     `${front.length} Pareto candidate${front.length === 1 ? "" : "s"} among ${T.number.length} complete trials (${data.failed.length} failed or stopped). ` +
     `Teacher: accuracy ${fixed(teacher.accuracy, 4)}, ${bytes(teacher.size_bytes)}, ${fixed(teacher.latency_ms, 4)} ms. ` +
-    `Budget: ${data.budget}.`;
+    `Budget of the search: ${data.budget}.`;
   document.getElementById("footer").textContent = `Generated ${data.generated_at} by autocompress from the run's stored results.`;
 
   // plots
@@ -37,9 +38,18 @@
     Plotly.newPlot(div, fig.data, fig.layout, config);
     plots[key] = div;
   }
-  const marker = { size: 20, color: "rgba(0,0,0,0)", line: { color: "#e4572e", width: 3 } };
+  // overlays drawn by the page, after the figure's own traces: the selected trial, the trials
+  // within the budget filter, and the one `best` picks for it
+  const ring = (color, size, width, symbol) => ({ size: size, symbol: symbol || "circle", line: { color: color, width: width },
+                                                   color: symbol ? color : "rgba(0,0,0,0)" });  // an open symbol's line takes color
+  const overlay = {};
   for (const key of ["size", "latency"]) {
-    Plotly.addTraces(plots[key], { x: [], y: [], mode: "markers", name: "selected", marker: marker, hoverinfo: "skip" });
+    const first = plots[key].data.length;
+    overlay[key] = { selected: first, within: first + 1, pick: first + 2 };
+    Plotly.addTraces(plots[key], [
+      { x: [], y: [], mode: "markers", name: "selected", marker: ring("#e4572e", 20, 3), hoverinfo: "skip" },
+      { x: [], y: [], mode: "markers", name: "within the budget", marker: ring(data.budget_color, 14, 2), hoverinfo: "skip" },
+      { x: [], y: [], mode: "markers", name: "best's pick", marker: ring(data.budget_color, 26, 3, "diamond-open"), hoverinfo: "skip" }]);
   }
   for (const key of ["size", "latency", "pareto3d"]) {
     plots[key].on("plotly_click", (event) => {
@@ -54,8 +64,14 @@
     card.append(el("div", key, "k"), el("div", value, "v"), el("div", ratio, "r"));
     return card;
   }
+  const percent = (v) => `${Math.round(v * 1000) / 10}%`;
+  function keptText(j, plan) {  // "37.5% (3 of 8)"; "all" when nothing is removed
+    const total = data.layer_info.channels[j];
+    if (plan.kept[j] >= 1) return total ? `all ${total}` : "all";
+    return percent(plan.kept[j]) + (plan.channels[j] !== null && total ? ` (${plan.channels[j]} of ${total})` : "");
+  }
   function shade(kind, value) {
-    if (kind === "prune" && value > 0) return `rgba(230,120,30,${(0.15 + value).toFixed(2)})`;
+    if (kind === "kept" && value < 1) return `rgba(230,120,30,${(0.15 + (1 - value)).toFixed(2)})`;
     if (kind === "bits" && value) return `rgba(31,95,191,${({ 8: 0.2, 4: 0.45, 2: 0.75 })[value] || 0.2})`;
     if (kind === "rank" && value !== null && value < 1) return `rgba(130,60,170,${(0.15 + 0.8 * (1 - value)).toFixed(2)})`;
     return "";
@@ -67,7 +83,7 @@
     selected = number;
     const level = T.full[i] ? "full fidelity" : `screening (${T.level[i]})`;
     document.getElementById("cand-title").textContent =
-      `trial ${number} (${level}${T.on_front[i] ? ", on the Pareto front" : ""}${T.feasible[i] ? ", within budget" : ""})`;
+      `trial ${number} (${level}${T.on_front[i] ? ", on the Pareto front" : ""}${T.full[i] && within(i, budget) ? ", within the budget" : ""})`;
     const cards = document.getElementById("cand-ratios");
     cards.replaceChildren(
       ratioCard("accuracy", fixed(T.accuracy[i], 4), `${points(T.accuracy[i])} vs teacher (${fixed(T.accuracy[i] / teacher.accuracy, 4)} of it)`),
@@ -82,22 +98,26 @@
     const body = document.querySelector("#cand-layers tbody");
     body.replaceChildren(...data.layers.map((name, j) => {
       const tr = el("tr");
+      tr.dataset.layer = name;
       const dropped = plan.dropped[j];
       tr.append(el("td", dropped ? `${name} (block dropped)` : name, dropped ? "text dropped" : "text"));
-      const cells = [["prune", plan.prune[j], plan.prune[j] ? `${Math.round(plan.prune[j] * 1000) / 10}%` : "-"],
+      const cells = [["kept", plan.kept[j], keptText(j, plan)],
                      ["bits", plan.bits[j], plan.bits[j] ? `int${plan.bits[j]}` : "float32"],
-                     ["rank", plan.rank[j], plan.rank[j] === null ? "full" : String(plan.rank[j])]];
+                     ["rank", plan.rank[j], plan.rank[j] === null ? "full" : percent(plan.rank[j])]];
       for (const [kind, value, text] of cells) {
         const td = el("td", text, dropped ? "dropped" : "");
+        td.dataset.kind = kind;
         if (!dropped) td.style.background = shade(kind, value);
         tr.append(td);
       }
+      const group = data.layer_info.group[j];
+      if (group !== null && group !== name && plan.kept[j] < 1) tr.children[1].append(" ", el("span", `via ${group}`, "via"));
       return tr;
     }));
     for (const key of ["size", "latency"]) {
       const div = plots[key];
       const x = key === "size" ? T.size_bytes[i] : T.latency_ms[i];
-      Plotly.restyle(div, { x: [[x]], y: [[T.accuracy[i]]] }, [div.data.length - 1]);
+      Plotly.restyle(div, { x: [[x]], y: [[T.accuracy[i]]] }, [overlay[key].selected]);
     }
     for (const tr of document.querySelectorAll("#front-table tbody tr")) {
       tr.classList.toggle("selected", Number(tr.dataset.trial) === number);
@@ -113,7 +133,7 @@
     ["smaller", (i) => teacher.size_bytes / T.size_bytes[i], (v) => v.toFixed(1) + "x"],
     ["latency (ms)", (i) => T.latency_ms[i], (v) => fixed(v, 4)],
     ["faster", (i) => teacher.latency_ms / T.latency_ms[i], (v) => v.toFixed(2) + "x"],
-    ["in budget", (i) => (T.feasible[i] ? 1 : 0), (v) => (v ? "yes" : "no")],
+    ["in budget", (i) => (within(i, budget) ? 1 : 0), (v) => (v ? "yes" : "no")],
     ["plan", (i) => T.summary[i], (v) => v],
   ];
   const table = document.getElementById("front-table");
@@ -125,7 +145,9 @@
   });
   table.tHead.append(headRow);
   let frontRows = T.number.map((n, i) => i).filter((i) => T.on_front[i]);
+  let sorted = [1, -1];
   function sortBy(c, direction) {
+    sorted = [c, direction];
     const key = columns[c][1];
     frontRows.sort((a, b) => {
       const x = key(a), y = key(b);
@@ -170,9 +192,174 @@
     if (navigator.clipboard) navigator.clipboard.writeText(text).catch(() => {});
   });
 
-  // start with the most accurate Pareto candidate (or any complete trial)
+  // The budget filter. Parsing follows autocompress/search/budget.py (same units, rounding and
+  // messages); the pick follows best.select with prefer "accurate": among complete full-fidelity
+  // trials within the budget, the most accurate, ties smaller, then faster, then first stored.
+  const SIZE_UNITS = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+  const TIME_UNITS = { us: 1e-3, ms: 1.0, s: 1000.0 };
+  const NUMBER = /^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*$/;
+  const quoted = (text) => `'${text}'`;
+  function withUnit(text, units, what, example) {
+    const match = NUMBER.exec(String(text).toLowerCase());
+    if (!match) throw new Error(`${what} ${quoted(text)} is not a positive number with a unit; e.g. ${example}`);
+    const value = Number(match[1]), unit = match[2];
+    if (!Object.hasOwn(units, unit)) {
+      throw new Error(`${what} ${quoted(text)}: unknown unit ${quoted(unit)}; use one of ${Object.keys(units).join(", ")} (e.g. ${example})`);
+    }
+    if (!Number.isFinite(value) || value <= 0) throw new Error(`${what} ${quoted(text)} must be a positive number (e.g. ${example})`);
+    return value * units[unit];
+  }
+  function roundHalfEven(x) {  // Python's round()
+    const r = Math.round(x);
+    return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+  }
+  const parseSize = (text) => roundHalfEven(withUnit(text, SIZE_UNITS, "--max-size", "50KB or 1.5MiB"));
+  const parseLatency = (text) => withUnit(text, TIME_UNITS, "--max-latency", "2ms or 250us");
+  function pythonFloat(text) {  // float(text) in Python; null where it raises
+    const t = text.trim(), digits = "[0-9](?:_?[0-9])*";
+    if (/^[+-]?(inf|infinity)$/i.test(t)) return t.startsWith("-") ? -Infinity : Infinity;
+    if (/^[+-]?nan$/i.test(t)) return NaN;
+    const form = new RegExp(`^[+-]?(?:${digits}(?:\\.(?:${digits})?)?|\\.${digits})(?:e[+-]?${digits})?$`, "i");
+    return form.test(t) ? Number(t.replace(/_/g, "")) : null;
+  }
+  function parseAccuracy(text) {
+    const raw = String(text).trim();
+    let value = pythonFloat(raw.replace(/%+$/, ""));
+    if (value === null) throw new Error(`--min-accuracy ${quoted(text)} is not a number; e.g. 0.97 or 97%`);
+    value = value / (raw.endsWith("%") ? 100 : 1);
+    if (!Number.isFinite(value) || !(value > 0 && value <= 1)) throw new Error(`--min-accuracy ${quoted(text)} must be in (0, 1], e.g. 0.97 or 97%`);
+    return value;
+  }
+  function within(i, b) {  // Budget.feasible: no limit missed (constraint value > 0)
+    return !((b.size !== null && T.size_bytes[i] - b.size > 0) || (b.latency !== null && T.latency_ms[i] - b.latency > 0) ||
+             (b.accuracy !== null && b.accuracy - T.accuracy[i] > 0));
+  }
+  function preferred(i, j) {  // whether trial row i comes before row j for prefer "accurate"
+    if (T.accuracy[i] !== T.accuracy[j]) return T.accuracy[i] > T.accuracy[j];
+    if (T.size_bytes[i] !== T.size_bytes[j]) return T.size_bytes[i] < T.size_bytes[j];
+    return T.latency_ms[i] < T.latency_ms[j];
+  }
+  const candidateRows = T.number.map((n, i) => i).filter((i) => T.full[i] && T.accuracy[i] !== null);
+  function bestPick(b) {
+    let pick = null;
+    for (const i of candidateRows) if (within(i, b) && (pick === null || preferred(i, pick))) pick = i;
+    return pick;
+  }
+
+  const inputs = { size: document.getElementById("filter-size"), latency: document.getElementById("filter-latency"),
+                   accuracy: document.getElementById("filter-accuracy") };
+  const parsers = { size: parseSize, latency: parseLatency, accuracy: parseAccuracy };
+  const flags = { size: "--max-size", latency: "--max-latency", accuracy: "--min-accuracy" };
+  function sizeText(b) {
+    return b % 1e6 === 0 ? `${b / 1e6}MB` : b % 1e3 === 0 ? `${b / 1e3}KB` : `${b}B`;
+  }
+  function fillFilter(limits) {
+    inputs.size.value = limits.max_size_bytes === null ? "" : sizeText(limits.max_size_bytes);
+    inputs.latency.value = limits.max_latency_ms === null ? "" : `${limits.max_latency_ms}ms`;
+    inputs.accuracy.value = limits.min_accuracy === null ? "" : String(limits.min_accuracy);
+  }
+  function budgetShapes(key, b) {
+    const x = key === "size" ? T.size_bytes : T.latency_ms;
+    const teacherX = key === "size" ? teacher.size_bytes : teacher.latency_ms;
+    const limit = key === "size" ? b.size : b.latency;
+    const values = [teacherX, ...x.filter((v) => v !== null)];
+    const left = Math.min(...values) / 2, right = Math.max(...values) * 2;  // the region ends just beyond the points
+    const line = { color: data.budget_color, dash: "dash", width: 1.5 };
+    const shapes = [], notes = [];
+    if (limit === null && b.accuracy === null) return [shapes, notes];
+    const shown = limit !== null && limit < right;
+    if (shown) {
+      shapes.push({ type: "line", xref: "x", yref: "paper", x0: limit, x1: limit, y0: 0, y1: 1, line: line });
+      notes.push({ xref: "x", yref: "paper", x: key === "size" ? Math.log10(limit) : limit, y: 1, text: `max ${key}`,
+                   showarrow: false, xanchor: "right", yanchor: "top", font: { color: data.budget_color } });
+    }
+    if (b.accuracy !== null) {
+      shapes.push({ type: "line", xref: "paper", yref: "y", x0: 0, x1: 1, y0: b.accuracy, y1: b.accuracy, line: line });
+      notes.push({ xref: "paper", yref: "y", x: 0, y: b.accuracy, text: "min accuracy", showarrow: false,
+                   xanchor: "left", yanchor: "bottom", font: { color: data.budget_color } });
+    }
+    // data coordinates where a limit binds, the whole plot (paper coordinates) where it does not
+    const xs = limit !== null ? { xref: "x", x0: left, x1: Math.min(limit, right) } : { xref: "paper", x0: 0, x1: 1 };
+    const ys = b.accuracy !== null ? { yref: "y", y0: b.accuracy, y1: 1 } : { yref: "paper", y0: 0, y1: 1 };
+    shapes.push({ type: "rect", ...xs, ...ys, fillcolor: data.budget_color, opacity: 0.08, line: { width: 0 }, layer: "below" });
+    return [shapes, notes];
+  }
+  function showBudget(b, pick) {
+    const rows = candidateRows.filter((i) => within(i, b));
+    for (const key of ["size", "latency"]) {
+      const x = key === "size" ? T.size_bytes : T.latency_ms;
+      const [shapes, annotations] = budgetShapes(key, b);
+      Plotly.relayout(plots[key], { shapes: shapes, annotations: annotations });
+      Plotly.restyle(plots[key], { x: [rows.map((i) => x[i]), pick === null ? [] : [x[pick]]],
+                                   y: [rows.map((i) => T.accuracy[i]), pick === null ? [] : [T.accuracy[pick]]] },
+                     [overlay[key].within, overlay[key].pick]);
+    }
+    return rows.length;
+  }
+  // Read the inputs; show the region, the trials within it and best's pick (and select it).
+  // Returns the picked trial number, or null.
+  function applyFilter() {
+    const parsed = {}, errors = [];
+    for (const [axis, input] of Object.entries(inputs)) {
+      const text = input.value.trim();
+      try {
+        parsed[axis] = text === "" ? null : parsers[axis](text);
+        input.classList.remove("invalid");
+      } catch (error) {
+        errors.push(error.message);
+        input.classList.add("invalid");
+      }
+    }
+    document.getElementById("filter-error").textContent = errors.join("; ");
+    const result = document.getElementById("filter-result"), command = document.getElementById("filter-command");
+    if (errors.length) {
+      result.textContent = "Fix the budget above to see what fits it.";
+      command.textContent = "";
+      return null;
+    }
+    budget = parsed;
+    const pick = bestPick(budget);
+    const count = showBudget(budget, pick);
+    sortBy(sorted[0], sorted[1]);
+    const limits = Object.keys(inputs).filter((axis) => budget[axis] !== null);
+    const args = limits.map((axis) => {  // what the user typed where the shell takes it as is
+      const text = inputs[axis].value.trim();
+      const word = /^[0-9A-Za-z.+%-]+$/.test(text) ? text
+        : axis === "size" ? `${budget.size}B` : axis === "latency" ? `${budget.latency}ms` : String(budget.accuracy);
+      return `${flags[axis]} ${word}`;
+    });
+    if (pick === null) {
+      result.textContent = candidateRows.length
+        ? `No full-fidelity candidate meets this budget (of ${candidateRows.length}); \`autocompress best\` lists the nearest.`
+        : "No complete full-fidelity trials yet.";
+      command.textContent = [data.export_command, ...args].join(" ");
+      return null;
+    }
+    const n = T.number[pick];
+    result.textContent = `${count} of ${candidateRows.length} full-fidelity candidates meet this budget; best picks trial ${n}: ` +
+      `accuracy ${fixed(T.accuracy[pick], 4)}, ${bytes(T.size_bytes[pick])}, ${fixed(T.latency_ms[pick], 4)} ms.`;
+    command.textContent = [data.export_command, ...args, "--export", `shipped/trial-${n}`].join(" ");
+    select(n);
+    return n;
+  }
+  for (const input of Object.values(inputs)) input.addEventListener("input", applyFilter);
+  document.getElementById("budget-filter").addEventListener("submit", (event) => { event.preventDefault(); applyFilter(); });
+  document.getElementById("filter-run-budget").addEventListener("click", () => { fillFilter(data.budget_limits); applyFilter(); });
+  document.getElementById("filter-clear").addEventListener("click", () => {
+    fillFilter({ max_size_bytes: null, max_latency_ms: null, min_accuracy: null });
+    applyFilter();
+  });
+  document.getElementById("copy-filter").addEventListener("click", () => {
+    const text = document.getElementById("filter-command").textContent;
+    if (navigator.clipboard && text) navigator.clipboard.writeText(text).catch(() => {});
+  });
+
+  // start with the trial `best` picks for the run's budget, else the most accurate Pareto
+  // candidate (or any complete trial)
+  fillFilter(data.budget_limits);
+  const picked = applyFilter();
   const first = frontRows.length ? T.number[frontRows[0]] : T.number[0];
-  if (first !== undefined) select(first);
-  else document.getElementById("cand-title").textContent = "none yet (no complete trials)";
-  window.autocompressReport = { select: select, data: data };
+  if (picked === null && first !== undefined) select(first);
+  else if (picked === null) document.getElementById("cand-title").textContent = "none yet (no complete trials)";
+  window.autocompressReport = { select: select, data: data, parse: { size: parseSize, latency: parseLatency, accuracy: parseAccuracy } };
 })();
