@@ -59,7 +59,7 @@ def collect(run: Run) -> ReportData:
     trials["summary"] = [plans[int(n)].summary() if int(n) in plans else "" for n in trials["number"]]
     notes = trials["notes"] if "notes" in trials else []
     return ReportData(run=run, trials=trials, plans=plans, layers=layers, stages=stages, groups=groups,
-                      channels=channels_from_notes(notes, groups),
+                      channels={**channels_from_notes(notes, groups), **run.info.get("model", {}).get("channels", {})},
                       progress=hypervolume_progress(trials, run.info["teacher"]),
                       budget=Budget(**run.info["settings"].get("budget", {})))
 

@@ -33,19 +33,11 @@ from ray.tune.search import Searcher
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
 from autocompress.search.budget import Budget
+from autocompress.search.pareto import dominated
 from autocompress.spaces.space import SearchSpace
 
 State = optuna.trial.TrialState
 DEFAULT_GAIN, PAIRS_NEEDED = 0.05, 3
-
-
-def _dominated(point: dict, others: pd.DataFrame) -> bool:
-    """Whether a row of ``others`` is at least as good on every objective and better on one."""
-    better_eq = ((others["accuracy"] >= point["accuracy"]) & (others["size_bytes"] <= point["size_bytes"])
-                 & (others["latency_ms"] <= point["latency_ms"]))
-    strictly = ((others["accuracy"] > point["accuracy"]) | (others["size_bytes"] < point["size_bytes"])
-                | (others["latency_ms"] < point["latency_ms"]))
-    return bool((better_eq & strictly).any())
 
 
 @dataclass(frozen=True)
@@ -179,7 +171,7 @@ class StudySearcher(Searcher):
             if plan in self.promoted:
                 continue
             hopeful = {**metrics, "accuracy": metrics["accuracy"] + max(gain, 0.0)}
-            if full.empty or not _dominated(hopeful, full):
+            if not dominated(hopeful, full):
                 self.promoted.add(plan)
                 self.queue.insert(0, (plan, True))
 
