@@ -37,6 +37,15 @@ class UsageError(ValueError):
     """Bad input from the user: the CLI prints its message as one line and exits with 2."""
 
 
+def one_line(text: object) -> str:
+    """``text`` with its whitespace runs (newlines included) made single spaces, for a one-line error.
+
+    >>> one_line("shape mismatch:\\n  expected 3\\n")
+    'shape mismatch: expected 3'
+    """
+    return " ".join(str(text).split())
+
+
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy of class logits (N, C) against integer labels (N,).
 
@@ -197,7 +206,7 @@ def _factory_errors(spec: str):
             raise UsageError(f"task factory {spec!r} called sys.exit({exc.code!r}); raise an exception for a "
                              "problem instead, or return the Task: the factory runs inside autocompress") from exc
         except Exception as exc:  # the user's code: report it in one line
-            raise UsageError(f"task factory {spec!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise UsageError(f"task factory {spec!r} failed: {type(exc).__name__}: {one_line(exc)}") from exc
 
 
 def import_factory(spec: str) -> Callable[..., Task]:
@@ -210,7 +219,7 @@ def import_factory(spec: str) -> Callable[..., Task]:
     try:
         module = importlib.import_module(module_name)
     except (Exception, SystemExit) as exc:
-        raise UsageError(f"cannot import {module_name!r} for --task {spec}: {type(exc).__name__}: {exc}; "
+        raise UsageError(f"cannot import {module_name!r} for --task {spec}: {type(exc).__name__}: {one_line(exc)}; "
                          "check the module path and that its folder is on PYTHONPATH") from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
@@ -226,7 +235,7 @@ def check_teacher_runs(task: Task) -> None:
             out = task.teacher(task.example_inputs)
     except Exception as exc:
         raise UsageError(f"task {task.name!r}: the teacher's forward failed on example_inputs "
-                         f"{tuple(task.example_inputs.shape)}: {type(exc).__name__}: {exc}") from exc
+                         f"{tuple(task.example_inputs.shape)}: {type(exc).__name__}: {one_line(exc)}") from exc
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise UsageError(f"task {task.name!r}: the teacher must return logits of shape (batch, classes), "
                          f"got {getattr(out, 'shape', type(out).__name__)}")
