@@ -18,8 +18,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import inspect
+import signal
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -31,6 +35,15 @@ from torch.utils.data import Dataset
 
 class UsageError(ValueError):
     """Bad input from the user: the CLI prints its message as one line and exits with 2."""
+
+
+def one_line(text: object) -> str:
+    """``text`` with its whitespace runs (newlines included) made single spaces, for a one-line error.
+
+    >>> one_line("shape mismatch:\\n  expected 3\\n")
+    'shape mismatch: expected 3'
+    """
+    return " ".join(str(text).split())
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -90,10 +103,33 @@ class Task:
         return len(getattr(self, split))
 
 
-def _builtin_tasks() -> dict[str, Callable[..., Task]]:
-    from autocompress.tasks import BUILTIN_TASKS
+BUILTIN_TASK_SPECS = {  # name -> factory, loaded the way a user's package.module:function is
+    "digits": "autocompress.tasks.digits:make_digits_task",
+    "mnist-lenet5": "autocompress.tasks.mnist:make_mnist_task",
+    "cifar10-resnet20": "autocompress.tasks.cifar:make_resnet20_task",
+    "cifar10-resnet56": "autocompress.tasks.cifar:make_resnet56_task",
+    "sst2-transformer": "autocompress.tasks.sst2:make_sst2_task",
+    "sst2-minilm": "autocompress.tasks.minilm:make_minilm_task",
+}
 
-    return BUILTIN_TASKS
+_supplied: contextvars.ContextVar[dict | None] = contextvars.ContextVar("supplied_teacher_state", default=None)
+
+
+@contextlib.contextmanager
+def supplied_teacher(state: dict | None):
+    """Within this block, built-in tasks use ``state`` as their teacher's weights instead of their
+    cache or training (``tasks.cache.cached_weights`` asks ``supplied_teacher_state``): a worker
+    rebuilding a task gets the driver's teacher, never trains its own."""
+    token = _supplied.set(state)
+    try:
+        yield
+    finally:
+        _supplied.reset(token)
+
+
+def supplied_teacher_state() -> dict | None:
+    """The teacher weights supplied by the enclosing ``supplied_teacher`` block, if any."""
+    return _supplied.get()
 
 
 def load_task(spec: str, *, data_dir: str | None = None, teacher_state: dict | None = None) -> Task:
@@ -102,31 +138,23 @@ def load_task(spec: str, *, data_dir: str | None = None, teacher_state: dict | N
     The factory may accept a ``data_dir`` keyword. ``teacher_state`` (a state dict) replaces the
     teacher's weights, and built-in tasks then skip training (Ray workers get the driver's
     teacher this way). The teacher is checked by running it on the task's example inputs;
-    every problem is a UsageError naming the fix.
+    every problem is a UsageError naming the fix, a factory that calls ``sys.exit`` included.
 
     >>> load_task("no-such-task")
     Traceback (most recent call last):
     ...
     autocompress.task.UsageError: unknown task 'no-such-task'; built-in tasks: digits, mnist-lenet5, cifar10-resnet20, cifar10-resnet56, sst2-transformer, sst2-minilm (or give package.module:function)
     """
-    builtins = _builtin_tasks()
-    if spec in builtins:
-        factory = builtins[spec]
+    if spec in BUILTIN_TASK_SPECS:
+        factory = import_factory(BUILTIN_TASK_SPECS[spec])
     elif ":" in spec:
-        factory = _import_factory(spec)
+        factory = import_factory(spec)
     else:
-        raise UsageError(f"unknown task {spec!r}; built-in tasks: {', '.join(builtins)} "
+        raise UsageError(f"unknown task {spec!r}; built-in tasks: {', '.join(BUILTIN_TASK_SPECS)} "
                          "(or give package.module:function)")
     kwargs = {"data_dir": data_dir} if "data_dir" in inspect.signature(factory).parameters else {}
-    from autocompress.tasks.cache import supplied_teacher
-
-    try:
-        with supplied_teacher(teacher_state):
-            task = factory(**kwargs)
-    except UsageError:
-        raise
-    except Exception as exc:  # the user's code: report it in one line
-        raise UsageError(f"task factory {spec!r} failed: {type(exc).__name__}: {exc}") from exc
+    with _factory_errors(spec), supplied_teacher(teacher_state):
+        task = factory(**kwargs)
     if not isinstance(task, Task):
         raise UsageError(f"task factory {spec!r} returned {type(task).__name__}, not autocompress.Task; "
                          "return Task(name=..., teacher=..., train=..., val=..., test=..., example_inputs=...)")
@@ -136,12 +164,62 @@ def load_task(spec: str, *, data_dir: str | None = None, teacher_state: dict | N
     return task
 
 
-def _import_factory(spec: str) -> Callable[..., Task]:
+@contextlib.contextmanager
+def _ctrl_c_watch():
+    """Yields a list that records each SIGINT (Ctrl-C) arriving within the block, which is then
+    handled as before; yields None where that cannot be watched (not the main thread, or SIGINT
+    not handled by Python code)."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield None
+        return
+    seen: list[int] = []
+
+    def record(signum, frame):
+        seen.append(signum)
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, record)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _factory_errors(spec: str):
+    """Whatever a task factory raises becomes one UsageError. ``sys.exit`` in a factory would end
+    autocompress (or a Ray worker) silently, so it is reported as a fault of the factory. A
+    KeyboardInterrupt the factory raised itself is reported too; one from a real Ctrl-C goes on
+    as a KeyboardInterrupt: the user asked to stop, and nothing is wrong with the factory."""
+    with _ctrl_c_watch() as ctrl_c:
+        try:
+            yield
+        except UsageError:
+            raise
+        except KeyboardInterrupt as exc:
+            if ctrl_c is None or ctrl_c:
+                raise
+            raise UsageError(f"task factory {spec!r} raised KeyboardInterrupt (no Ctrl-C was pressed); "
+                             "raise an ordinary exception for a problem, or return the Task") from exc
+        except SystemExit as exc:
+            raise UsageError(f"task factory {spec!r} called sys.exit({exc.code!r}); raise an exception for a "
+                             "problem instead, or return the Task: the factory runs inside autocompress") from exc
+        except Exception as exc:  # the user's code: report it in one line
+            raise UsageError(f"task factory {spec!r} failed: {type(exc).__name__}: {one_line(exc)}") from exc
+
+
+def import_factory(spec: str) -> Callable[..., Task]:
+    """The function a ``package.module:function`` spec names.
+
+    >>> import_factory("autocompress.tasks.digits:make_digits_task").__name__
+    'make_digits_task'
+    """
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise UsageError(f"cannot import {module_name!r} for --task {spec}: {type(exc).__name__}: {exc}; "
+    except (Exception, SystemExit) as exc:
+        raise UsageError(f"cannot import {module_name!r} for --task {spec}: {type(exc).__name__}: {one_line(exc)}; "
                          "check the module path and that its folder is on PYTHONPATH") from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
@@ -157,7 +235,7 @@ def check_teacher_runs(task: Task) -> None:
             out = task.teacher(task.example_inputs)
     except Exception as exc:
         raise UsageError(f"task {task.name!r}: the teacher's forward failed on example_inputs "
-                         f"{tuple(task.example_inputs.shape)}: {type(exc).__name__}: {exc}") from exc
+                         f"{tuple(task.example_inputs.shape)}: {type(exc).__name__}: {one_line(exc)}") from exc
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise UsageError(f"task {task.name!r}: the teacher must return logits of shape (batch, classes), "
                          f"got {getattr(out, 'shape', type(out).__name__)}")

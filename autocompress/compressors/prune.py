@@ -20,18 +20,13 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from autocompress.compressors.heads import projection_names
-from autocompress.spaces.layers import COMPRESSIBLE_TYPES
+from autocompress.spaces.layers import coupled_channels, out_channels
 
 
 def _importance(kind: str):
     if kind == "taylor":
         return tp.importance.TaylorImportance()
     return tp.importance.MagnitudeImportance(p=1 if kind == "l1" else 2)
-
-
-def _out_channels(module: nn.Module) -> int:
-    return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
 
 
 def _prune_fn(module: nn.Module):
@@ -47,9 +42,7 @@ def prune_groups(model: nn.Module, example_inputs: torch.Tensor, *, keep: dict[s
     name). Returns {group: (channels before, channels after)} for the groups that changed.
     """
     group_of = group_of or {}
-    modules = dict(model.named_modules())
-    names = {m: n for n, m in modules.items()}
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
+    graph, groups = coupled_channels(model, example_inputs, head=head)
     scorer = _importance(importance)
     if importance == "taylor":
         if batch is None:
@@ -57,16 +50,12 @@ def prune_groups(model: nn.Module, example_inputs: torch.Tensor, *, keep: dict[s
         model.zero_grad()
         nn.functional.cross_entropy(model(batch[0]), batch[1]).backward()
     decisions = []
-    ignored = [modules[head]] + [modules[n] for n in projection_names(model)]  # heads: compressors/heads.py
-    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=COMPRESSIBLE_TYPES):
-        members = [names[dep.target.module] for dep, _ in group if dep.target.module in names
-                   and isinstance(dep.target.module, COMPRESSIBLE_TYPES)
-                   and graph.is_out_channel_pruning_fn(dep.handler)]  # layers whose outputs are these channels
+    for group, members in groups:
         group_name = next((group_of.get(m, m) for m in members if group_of.get(m, m) in keep), None)
         if group_name is None:
             continue
         root = group[0].dep.target.module
-        channels = _out_channels(root)
+        channels = out_channels(root)
         kept = max(1, round(channels * keep[group_name]))
         if kept >= channels:
             continue

@@ -22,10 +22,11 @@ from autocompress.compressors.distill import DistillConfig
 from autocompress.compressors.pipeline import Compressed, compress
 from autocompress.compressors.quantize import freeze
 from autocompress.evaluators.export import export_onnx
-from autocompress.evaluators.measure import latency_ms, onnx_metric, onnx_session, params_and_macs, size_bytes
+from autocompress.evaluators.measure import (MetricError, latency_ms, onnx_metric, onnx_session, params_and_macs,
+                                             size_bytes)
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
-from autocompress.task import Task
+from autocompress.task import Task, UsageError
 
 ARTIFACT_NAME, PLAN_NAME = "model.onnx", "plan.json"
 
@@ -76,5 +77,11 @@ def evaluate(task: Task, plan: Plan, *, out_dir: str | os.PathLike, config: Dist
 
 
 def evaluate_teacher(task: Task, *, out_dir: str | os.PathLike, latency: LatencyMeter = local_latency) -> Metrics:
-    """The teacher, exported (BatchNorm folded, as ONNX Runtime would run it) and measured the same way."""
-    return evaluate(task, Plan(), out_dir=out_dir, config=DistillConfig(steps=0), latency=latency)
+    """The teacher, exported (BatchNorm folded, as ONNX Runtime would run it) and measured the same way.
+    A metric that fails on the teacher is the user's to fix (a UsageError); on a candidate, the
+    same MetricError fails that candidate only."""
+    try:
+        return evaluate(task, Plan(), out_dir=out_dir, config=DistillConfig(steps=0), latency=latency)
+    except MetricError as exc:
+        raise UsageError(f"task {task.name!r}: on the teacher's validation outputs, {exc}; make Task.metric "
+                         "return a finite number for logits (N, classes) and labels (N,), higher is better") from exc

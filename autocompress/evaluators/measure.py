@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import time
 from typing import Callable
@@ -27,6 +29,8 @@ import torch
 import torch_pruning as tp
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+from autocompress.task import one_line
 
 LATENCY_THREADS = 1
 
@@ -81,8 +85,39 @@ def onnx_logits(session: ort.InferenceSession, data: Dataset, *, batch_size: int
     return np.concatenate(outputs), np.concatenate(labels)
 
 
+class MetricError(ValueError):
+    """The task's metric raised, or returned something that is not a finite number."""
+
+
+def metric_value(metric: Callable, logits: np.ndarray, labels: np.ndarray) -> float:
+    """``metric(logits, labels)`` as a float, or a MetricError naming the metric and what it did.
+
+    >>> metric_value(lambda logits, labels: float("nan"), np.zeros((2, 3)), np.zeros(2))
+    Traceback (most recent call last):
+    ...
+    autocompress.evaluators.measure.MetricError: the task's metric <lambda> returned nan, not a finite number
+    """
+    name = getattr(metric, "__name__", None) or type(metric).__name__
+    try:
+        value = metric(logits, labels)
+    except Exception as exc:
+        raise MetricError(f"the task's metric {name} raised {type(exc).__name__}: {one_line(exc)}") from exc
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise MetricError(f"the task's metric {name} returned {type(value).__name__} {one_line(value)[:40]!r}, "
+                          "not a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise MetricError(f"the task's metric {name} returned {number}, not a finite number")
+    return number
+
+
 def onnx_metric(session: ort.InferenceSession, data: Dataset, metric: Callable) -> float:
-    return float(metric(*onnx_logits(session, data)))
+    """The task's metric of the artifact's outputs on ``data`` (a MetricError if it has none)."""
+    return metric_value(metric, *onnx_logits(session, data))
 
 
 def predict(path: str, inputs) -> np.ndarray:

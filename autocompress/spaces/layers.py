@@ -22,7 +22,8 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from autocompress.compressors.heads import attention_modules, projection_names
+from autocompress.modules import attention_modules, projection_names
+from autocompress.task import UsageError
 
 COMPRESSIBLE_TYPES = (nn.Conv2d, nn.Linear)
 
@@ -95,9 +96,16 @@ def _rank_knob(module: nn.Module, shape: tuple[int, ...]) -> tuple[tuple[float, 
 
 
 def find_head(model: nn.Module, example_inputs: torch.Tensor) -> str:
-    """The output layer: the Conv2d/Linear whose output is the model's output, else the last Linear."""
-    outputs: dict[str, torch.Tensor] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: outputs.__setitem__(n, out))
+    """The output layer: the nn.Linear that gives the class logits. It is the Conv2d/Linear whose
+    output is the model's output, else the last one the forward pass runs (a softmax or a scale
+    may follow it); a teacher whose output layer is not an nn.Linear with one output per class
+    is refused with a UsageError.
+
+    >>> find_head(nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1)), torch.randn(1, 4))
+    '0'
+    """
+    calls: list[tuple[str, torch.Tensor]] = []
+    hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: calls.append((n, out)))
              for n, m in model.named_modules() if isinstance(m, COMPRESSIBLE_TYPES)]
     try:
         with torch.no_grad():
@@ -105,16 +113,41 @@ def find_head(model: nn.Module, example_inputs: torch.Tensor) -> str:
     finally:
         for h in hooks:
             h.remove()
-    for name, out in outputs.items():
-        if out is final:
-            return name
-    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError("cannot find the output layer: the model has no Linear layer producing its output")
-    return linears[-1]
+    rule = "the teacher's last layer must be nn.Linear (the class logits)"
+    fix = "end the model with nn.Linear(features, classes), pooling and flattening before it"
+    if not calls:
+        raise UsageError(f"{rule}, but it runs no Conv2d or Linear layer; {fix}")
+    name, out = next(((n, o) for n, o in calls if o is final), calls[-1])
+    module = model.get_submodule(name)
+    shape, classes = tuple(getattr(out, "shape", ())), tuple(getattr(final, "shape", ()))[-1:]
+    if not isinstance(module, nn.Linear) or shape[-1:] != classes:
+        raise UsageError(f"{rule}, but the last Conv2d/Linear layer it runs is {name!r} "
+                         f"({type(module).__name__}, output shape {shape}) and the model returns shape "
+                         f"{tuple(getattr(final, 'shape', ()))}; {fix}")
+    return name
 
 
-def _outputs(module: nn.Module) -> int:
+def coupled_channels(model: nn.Module, example_inputs: torch.Tensor, *, head: str
+                     ) -> tuple[tp.DependencyGraph, list[tuple[tp.Group, tuple[str, ...]]]]:
+    """Torch-Pruning's dependency walk, in one place for discovery and pruning: the graph and,
+    for each group of coupled output channels, the Conv2d/Linear layers whose outputs those
+    channels are, in module order. The head's outputs and the q/k/v outputs of attention
+    modules (pruned as whole heads, ``compressors.heads``) are left out."""
+    modules = dict(model.named_modules())
+    names = {m: n for n, m in modules.items()}
+    order = {n: i for i, n in enumerate(modules)}
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
+    ignored = [modules[head]] + [modules[n] for n in projection_names(model)]
+    found = []
+    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=COMPRESSIBLE_TYPES):
+        members = {names[dep.target.module] for dep, _ in group
+                   if isinstance(dep.target.module, COMPRESSIBLE_TYPES) and dep.target.module in names
+                   and graph.is_out_channel_pruning_fn(dep.handler)}
+        found.append((group, tuple(sorted(members, key=order.__getitem__))))
+    return graph, found
+
+
+def out_channels(module: nn.Module) -> int:
     return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
 
 
@@ -125,27 +158,17 @@ def dependency_groups(model: nn.Module, example_inputs: torch.Tensor, *, head: s
     Torch-Pruning cannot map channel by channel (such as a zero-padding "option A" shortcut).
     The q/k/v outputs of attention modules are not channel groups: ``attention_groups`` has
     their heads."""
-    names = {m: n for n, m in model.named_modules()}
     modules = dict(model.named_modules())
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
     order = {n: i for i, n in enumerate(modules)}
     groups, refused = [], {}
-    ignored = [modules[head]] + [modules[n] for n in projection_names(model)]
-    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=COMPRESSIBLE_TYPES):
-        members = []
-        for dep, _ in group:
-            module = dep.target.module
-            if (isinstance(module, COMPRESSIBLE_TYPES) and graph.is_out_channel_pruning_fn(dep.handler)
-                    and module in names):
-                members.append(names[module])
-        members = sorted(set(members), key=order.__getitem__)
-        channels = _outputs(group[0].dep.target.module)
-        if any(_outputs(modules[m]) != channels for m in members):
+    for group, members in coupled_channels(model, example_inputs, head=head)[1]:
+        channels = out_channels(group[0].dep.target.module)
+        if any(out_channels(modules[m]) != channels for m in members):
             refused[f"{members[0]} (outputs)"] = (
                 f"not pruned: coupled with {len(members) - 1} layers of other widths through an operation "
                 "Torch-Pruning cannot map channel by channel (e.g. a zero-padding shortcut)")
             continue
-        groups.append(Group(name=members[0], members=tuple(members), channels=channels))
+        groups.append(Group(name=members[0], members=members, channels=channels))
     return sorted(groups, key=lambda g: order[g.name]), refused
 
 

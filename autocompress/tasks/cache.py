@@ -15,8 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import hashlib
 import json
 import os
@@ -27,19 +25,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-
-_supplied: contextvars.ContextVar[dict | None] = contextvars.ContextVar("supplied_teacher_state", default=None)
-
-
-@contextlib.contextmanager
-def supplied_teacher(state: dict | None):
-    """Within this block, ``cached_weights`` uses ``state`` instead of its cache or training:
-    a worker rebuilding a task gets the driver's teacher, never trains its own."""
-    token = _supplied.set(state)
-    try:
-        yield
-    finally:
-        _supplied.reset(token)
+from autocompress.task import supplied_teacher_state
 
 
 def cache_root() -> Path:
@@ -70,8 +56,8 @@ def cached_weights(build: Callable[[], nn.Module], *, train: Callable[[nn.Module
     path = folder / f"{name}-{recipe_key(recipe)}.pt"
     checksum = path.with_suffix(".sha256")
     model = build()
-    if _supplied.get() is not None:
-        model.load_state_dict(_supplied.get())
+    if supplied_teacher_state() is not None:
+        model.load_state_dict(supplied_teacher_state())
         return model.eval()
     if path.exists() and checksum.exists():
         try:

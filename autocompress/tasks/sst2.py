@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from autocompress.compressors.heads import SelfAttention
+from autocompress.modules import SelfAttention
 from autocompress.task import Task, UsageError
 from autocompress.tasks.cache import cached_weights
 from autocompress.tasks.data_files import require_files

@@ -8,9 +8,10 @@ from torch.utils.data import TensorDataset
 
 from autocompress import LayerPlan, Plan
 from autocompress.compressors import DistillConfig, compress
-from autocompress.compressors.heads import SelfAttention, attention_modules, prune_heads
+from autocompress.compressors.heads import prune_heads
 from autocompress.evaluators import export_artifact
 from autocompress.evaluators.measure import onnx_session
+from autocompress.modules import SelfAttention, attention_modules
 from autocompress.spaces.layers import discover
 from autocompress.task import Task
 from autocompress.tasks.sst2 import TextEncoder

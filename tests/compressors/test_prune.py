@@ -41,3 +41,22 @@ def test_taylor_importance_uses_gradients(digits_task):
                            importance="taylor", batch=(x, y))
     assert changed == {"stage2.0.conv1": (64, 16)}
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_pruning_removes_exactly_the_channels_of_the_group_discovery_found(digits_task):
+    """Discovery and pruning share one dependency walk: every group discovery reports, pruned by
+    its name, shrinks exactly its members, and no other layer's outputs."""
+    import copy
+
+    from autocompress.spaces.layers import discover
+
+    info = discover(copy.deepcopy(digits_task.teacher), digits_task.example_inputs, blocks=digits_task.blocks)
+    group_of = {member: g.name for g in info.groups for member in g.members}
+    for group in info.groups:
+        model = copy.deepcopy(digits_task.teacher)
+        before = {n: m.weight.shape[0] for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+        changed = prune_groups(model, digits_task.example_inputs, keep={group.name: 0.5}, head=info.head,
+                               group_of=group_of)
+        after = {n: m.weight.shape[0] for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+        assert changed == {group.name: (group.channels, group.channels // 2)}
+        assert {n for n in before if after[n] != before[n]} == set(group.members)

@@ -3,7 +3,8 @@
 import torch
 from torch import nn
 
-from autocompress.tasks.cache import cached_weights, supplied_teacher
+from autocompress.task import supplied_teacher
+from autocompress.tasks.cache import cached_weights
 
 
 def _build():

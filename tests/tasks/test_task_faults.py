@@ -1,0 +1,78 @@
+"""A user's task that misbehaves gets one clear line naming the fix (exit 2, no traceback):
+a metric that raises or returns NaN, a factory that calls sys.exit or raises KeyboardInterrupt,
+a teacher without a Linear output layer. A real Ctrl-C is not the factory's fault."""
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from autocompress.spaces.layers import discover, find_head
+from autocompress.task import UsageError, load_task
+from tests.conftest import run_cli
+
+FIXTURES = "tests.fixtures.user_tasks"
+
+
+def _one_clear_line(proc):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("autocompress: error: "), proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("factory,expected", [
+    ("metric_raises", "the task's metric macro_f1 raised ZeroDivisionError: no positive labels in this split"),
+    ("metric_nan", "the task's metric nan_score returned nan, not a finite number"),
+    ("metric_not_a_number", "the task's metric text_score returned str 'high', not a number"),
+])
+def test_a_metric_that_fails_on_the_teacher_is_the_users_to_fix(tmp_path, factory, expected):
+    line = _one_clear_line(run_cli("search", "--task", f"{FIXTURES}:{factory}", "--trials", "1", "--steps", "1",
+                                   "--out", str(tmp_path / "run")))
+    assert expected in line and "on the teacher's validation outputs" in line and "make Task.metric" in line
+
+
+def test_a_metric_that_fails_on_a_candidate_fails_that_trial_only(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("search", "--task", f"{FIXTURES}:metric_fails_on_candidates", "--trials", "2", "--steps", "2",
+                   "--out", str(out), "--no-warm-start")
+    assert proc.returncode == 0, proc.stderr
+    trials = pd.read_csv(out / "trials.csv")
+    failed = trials[trials["state"] == "FAIL"]
+    assert len(trials) == 2 and len(failed) >= 1
+    assert failed["error"].str.contains("the task's metric TeacherOnlyMetric raised ValueError").all()
+
+
+@pytest.mark.parametrize("factory,expected", [
+    ("exits", f"task factory '{FIXTURES}:exits' called sys.exit(3); raise an exception"),
+    ("interrupts", f"task factory '{FIXTURES}:interrupts' raised KeyboardInterrupt (no Ctrl-C was pressed)"),
+])
+def test_a_factory_that_exits_or_interrupts_itself_is_one_clear_line(factory, expected):
+    line = _one_clear_line(run_cli("inspect", "--task", f"{FIXTURES}:{factory}"))
+    assert expected in line
+
+
+def test_ctrl_c_while_a_factory_runs_stops_loading_and_is_not_blamed_on_the_factory():
+    with pytest.raises(KeyboardInterrupt):
+        load_task(f"{FIXTURES}:ctrl_c")
+
+
+@pytest.mark.parametrize("command", ["inspect", "search"])
+def test_a_teacher_without_a_linear_output_layer_is_refused_with_the_fix(tmp_path, command):
+    extra = ["--trials", "1", "--steps", "1", "--out", str(tmp_path / "run")] if command == "search" else []
+    line = _one_clear_line(run_cli(command, "--task", f"{FIXTURES}:conv_head", *extra))
+    assert "the teacher's last layer must be nn.Linear (the class logits)" in line
+    assert "'classes' (Conv2d, output shape (1, 3, 6, 6))" in line
+    assert "end the model with nn.Linear(features, classes)" in line
+
+
+def test_the_output_layer_is_the_linear_giving_the_logits():
+    softmaxed = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3), nn.Softmax(dim=1))
+    assert find_head(softmaxed, torch.randn(1, 4)) == "2"
+    assert discover(softmaxed, torch.randn(1, 4)).head == "2"
+    wrong_width = nn.Sequential(nn.Linear(4, 6), nn.Unflatten(1, (2, 3)), nn.Flatten(0, 1))
+    with pytest.raises(UsageError, match=r"'0' \(Linear, output shape \(1, 6\)\) and the model returns shape \(2, 3\)"):
+        find_head(wrong_width, torch.randn(1, 4))
+    with pytest.raises(UsageError, match="runs no Conv2d or Linear layer"):
+        find_head(nn.Sequential(nn.Flatten()), torch.randn(1, 4))
