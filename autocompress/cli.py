@@ -403,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"autocompress: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before a search started storing anything (a search handles its own)
+        print("autocompress: stopped (Ctrl-C)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

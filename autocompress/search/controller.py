@@ -192,9 +192,9 @@ def _resumed_settings(stored: dict, given: SearchSettings | None, task: Task) ->
 
 
 def _space(task: Task, settings: SearchSettings) -> SearchSpace:
+    discovery = task_context(task).discovery  # a model that cannot be searched says why itself
     try:
-        return SearchSpace(task_context(task).discovery, importance=settings.importance,
-                           techniques=settings.techniques)
+        return SearchSpace(discovery, importance=settings.importance, techniques=settings.techniques)
     except ValueError as exc:
         raise SettingError("techniques", str(exc)) from exc
 
