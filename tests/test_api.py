@@ -91,3 +91,20 @@ def test_run_export_refuses_another_task_naming_the_keyword(small_run, tmp_path,
     with pytest.raises(UsageError, match="give task= or data_dir=, not both"):
         run.export(0, tmp_path / "shipped", task=tiny_task, data_dir="data")
     assert not list(tmp_path.iterdir())
+
+
+def test_an_export_is_all_or_nothing_even_when_the_target_fills_up_meanwhile(tmp_path):
+    from autocompress.evaluators.verify import staged_folder
+
+    target = tmp_path / "shipped"
+    with pytest.raises(UsageError, match="could not be written"):
+        with staged_folder(target, run_dir=tmp_path / "run") as staging:
+            (staging / "model.onnx").write_bytes(b"ours")
+            target.mkdir()
+            (target / "theirs.txt").write_text("written by someone else meanwhile")
+    assert [p.name for p in tmp_path.iterdir()] == ["shipped"]
+    assert [p.name for p in target.iterdir()] == ["theirs.txt"]
+    with pytest.raises(RuntimeError, match="measurement failed"):
+        with staged_folder(tmp_path / "other", run_dir=tmp_path / "run"):
+            raise RuntimeError("measurement failed")
+    assert [p.name for p in tmp_path.iterdir()] == ["shipped"]

@@ -88,10 +88,13 @@ def check_target(target: str | Path, *, run_dir: str | Path) -> Path:
 def staged_folder(target: str | Path, *, run_dir: str | Path) -> Iterator[Path]:
     """A hidden folder beside ``target`` to write into; it becomes ``target`` only when the block
     finishes without an error, and is removed otherwise."""
-    target = check_target(target, run_dir=run_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = check_target(target, run_dir=run_dir).resolve()  # "." or "x/.." get a real name and parent
     staging = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
-    staging.mkdir()
+    try:
+        staging.mkdir(parents=True)
+    except OSError as exc:
+        raise UsageError(f"export target {target} cannot be created ({exc.strerror}); give a folder you can "
+                         "write to") from None
     try:
         yield staging
         try:
