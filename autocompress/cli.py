@@ -168,37 +168,31 @@ def cmd_tasks(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from autocompress import load_task
-    from autocompress.compressors.pipeline import task_context
-    from autocompress.spaces.space import SearchSpace
+    from autocompress.spaces.inspection import inspect_task
 
-    task = load_task(args.task, data_dir=args.data_dir)
-    info = task_context(task).discovery
-    space = SearchSpace(info)
-    params = sum(p.numel() for p in task.teacher.parameters())
-    print(f"task {task.name}: {task.description or task.name}")
-    print(f"teacher: {params:,} parameters; splits train {task.num_examples('train')}, "
-          f"val {task.num_examples('val')}, test {task.num_examples('test')}\n")
+    info = inspect_task(args.task, data_dir=args.data_dir)
+    task = info["task"]
+    print(f"task {task['name']}: {task['description'] or task['name']}")
+    splits = task["splits"]
+    print(f"teacher: {task['params']:,} parameters; splits train {splits['train']}, val {splits['val']}, "
+          f"test {splits['test']}\n")
     print("compressible layers:")
     print(f"  {'layer':<22} {'kind':<7} {'weight shape':<18} {'prune group':<18} rank ratios")
-    for layer in info.layers:
-        ranks = ", ".join(f"{r:g}" for r in layer.rank_ratios) or f"none ({layer.rank_reason})"
-        print(f"  {layer.name:<22} {layer.kind:<7} {str(layer.shape):<18} {layer.group or '-':<18} {ranks}")
+    for layer in info["layers"]:
+        ranks = ", ".join(f"{r:g}" for r in layer["rank_ratios"]) or f"none ({layer['rank_reason']})"
+        print(f"  {layer['name']:<22} {layer['kind']:<7} {str(tuple(layer['shape'])):<18} "
+              f"{layer['group'] or '-':<18} {ranks}")
     print("\ndependency groups (output channels, or attention heads, pruned together):")
-    for group in info.groups:
-        print(f"  {group.name:<22} {group.channels:>5} {group.unit:<8} {', '.join(group.members)}")
+    for group in info["groups"]:
+        print(f"  {group['name']:<22} {group['channels']:>5} {group['unit']:<8} {', '.join(group['members'])}")
     print("\nstudent depth (droppable residual blocks per stage):")
-    for stage, blocks in info.stages.items() or {"-": ()}.items():
+    for stage, blocks in (info["stages"] or {"-": []}).items():
         print(f"  {stage:<22} {', '.join(blocks) or 'none declared (Task.blocks)'}")
     print("\nnot compressed:")
-    for name, why in (info.not_compressible or {"-": "nothing"}).items():
+    for name, why in (info["not_compressed"] or {"-": "nothing"}).items():
         print(f"  {name:<22} {why}")
-    print(f"\nsearch space: {len(space.param_names())} parameters")
-    for name, dist in space.distributions().items():
-        values = getattr(dist, "choices", None)
-        if values is None:
-            step = getattr(dist, "step", 1) or 1
-            values = [round(dist.low + i * step, 4) for i in range(int(round((dist.high - dist.low) / step)) + 1)]
+    print(f"\nsearch space: {len(info['space'])} parameters")
+    for name, values in info["space"].items():
         shown = ["float" if v == 32 and name.startswith("bits/") else f"{v:g}" for v in values]
         print(f"  {name:<32} {{{', '.join(shown)}}}")
     return 0
@@ -290,13 +284,13 @@ def cmd_search(args) -> int:
 
 
 def cmd_best(args) -> int:
-    from autocompress import load_task
-    from autocompress.evaluators.verify import export_candidate
-    from autocompress.reports import model_card
+    from autocompress.evaluators.verify import check_target
     from autocompress.search.best import NothingFeasible, load_run
 
     budget = _budget(args)
     run = load_run(args.run_dir)
+    if args.export:
+        check_target(args.export, run_dir=run.path)  # refused before anything is chosen or measured
     try:
         best = run.best(budget=budget, prefer=args.prefer) if args.trial is None else _chosen(run, args)
     except NothingFeasible as exc:
@@ -326,13 +320,10 @@ def cmd_best(args) -> int:
             flags = [f"--trial {args.trial}"]
         print(f"  ship it: autocompress best {shlex.join([args.run_dir])} {' '.join(flags)} --export DIR")
         return 0
-    task = load_task(run.info["task"]["spec"], data_dir=args.data_dir or run.info["task"].get("data_dir"))
-    report = export_candidate(task, run, best, args.export)
-    chosen = budget.describe() if args.trial is None else f"trial {args.trial}, chosen by hand"
-    (Path(args.export) / "MODEL_CARD.md").write_text(model_card(run.info, report, budget=chosen))
+    report = run.export(best, args.export, data_dir=args.data_dir)
     m, r = report["measured"], report["recorded"]
     print(f"exported to {args.export}: model.onnx, plan.json, metrics.json, MODEL_CARD.md; re-measured here:")
-    print(f"  size      {m['size_bytes']:,} B (recorded {r['size_bytes']:,} B)")
+    print(f"  size      {m['size_bytes']:,} B, as recorded")
     print(f"  accuracy  {m['accuracy_val']:.4f} on validation (recorded {r['accuracy_val']:.4f}); "
           f"{m['accuracy_test']:.4f} on the test split the search never saw (teacher "
           f"{report['teacher']['accuracy_test']:.4f})")

@@ -25,7 +25,7 @@ BIT_WIDTHS = (2, 4, 8)  # weight bit-widths ONNX stores natively (INT2/INT4/INT8
 IMPORTANCES = ("l1", "l2", "taylor")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LayerPlan:
     """What to do to one layer. The defaults leave the layer alone.
 
@@ -52,7 +52,7 @@ class LayerPlan:
         return self.prune == 0.0 and self.bits is None and self.rank in (None, 1.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Plan:
     """One candidate: per-layer plans + student architecture. Frozen and hashable.
 

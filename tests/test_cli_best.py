@@ -1,6 +1,7 @@
 """Budgets in, the best model out: a real digits search with a budget, then `best` and `--export`."""
 
 import json
+import shutil
 
 import numpy as np
 import optuna
@@ -71,3 +72,103 @@ def test_bad_budget_input_is_one_line(budget_run, tmp_path, args, expected):
     proc = run_cli(*[a.format(run=budget_run, tmp=tmp_path) for a in args])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert expected in proc.stderr
+
+
+# --- `best --export` checks what it ships: a battery of damaged runs and refused targets -------------
+
+def _damaged_copy(budget_run, tmp_path):
+    """A copy of the run (to damage) and the artifact folder of the trial `best --max-size 250KB` ships."""
+    copy = tmp_path / "run"
+    shutil.copytree(budget_run, copy)
+    artifact = autocompress.load_run(budget_run).best(max_size_bytes=250_000).artifact
+    return copy, copy / artifact.relative_to(budget_run).parent
+
+
+def _garble_same_size(path):
+    path.write_bytes(b"\x00" * path.stat().st_size)
+
+
+DAMAGES = {  # what is done to the copy -> what the one-line error must say
+    "model.onnx deleted": (lambda run, art: (art / "model.onnx").unlink(), "model.onnx is missing"),
+    "model.onnx one byte longer": (lambda run, art: (art / "model.onnx").open("ab").write(b"\x00"),
+                                   "B were recorded: the file changed after it was measured"),
+    "model.onnx garbage of the same size": (lambda run, art: _garble_same_size(art / "model.onnx"),
+                                            "is not a model ONNX Runtime can load"),
+    "plan.json deleted": (lambda run, art: (art / "plan.json").unlink(), "plan.json (the plan of trial"),
+    "plan.json garbage": (lambda run, art: (art / "plan.json").write_text("{not json"), "is not a plan"),
+    "plan.json of another kind": (lambda run, art: (art / "plan.json").write_text('{"colour": 1}'), "is not a plan"),
+    "trials.csv deleted": (lambda run, art: (run / "trials.csv").unlink(), "trials.csv (the table of trials) is missing"),
+    "trials.csv empty": (lambda run, art: (run / "trials.csv").write_text(""), "trials.csv is not a table of trials"),
+    "trials.csv of another table": (lambda run, art: (run / "trials.csv").write_text("a,b\n1,2\n"),
+                                    "trials.csv is not a table of trials (no column number"),
+    "run.json garbage": (lambda run, art: (run / "run.json").write_text("{"), "run.json is not valid JSON"),
+    "run.json without the teacher": (lambda run, art: (run / "run.json").write_text('{"settings": {}}'),
+                                      "lacks the teacher's metrics"),
+    "run.json deleted": (lambda run, art: (run / "run.json").unlink(), "is not a run directory (no run.json)"),
+    "teacher deleted": (lambda run, art: (run / "teacher" / "model.onnx").unlink(),
+                        "(the teacher, measured again for the comparison) is missing"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_export_of_a_damaged_run_is_one_line_and_leaves_no_folder(budget_run, tmp_path, damage):
+    run, artifact = _damaged_copy(budget_run, tmp_path)
+    harm, expected = DAMAGES[damage]
+    harm(run, artifact)
+    proc = run_cli("best", str(run), "--max-size", "250KB", "--export", str(tmp_path / "shipped"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and expected in proc.stderr, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no target, no half-written folder beside it
+
+
+def test_trials_csv_missing_is_not_reported_as_run_json_missing(budget_run, tmp_path):
+    run, _ = _damaged_copy(budget_run, tmp_path)
+    (run / "trials.csv").unlink()
+    proc = run_cli("best", str(run))
+    assert proc.returncode == 2 and "trials.csv" in proc.stderr and "no run.json" not in proc.stderr
+
+
+@pytest.mark.parametrize("where,expected", [
+    ("non-empty", "is not empty"),
+    ("file", "is a file"),
+    ("run artifacts", "is inside the run directory"),
+    ("run subfolder", "is inside the run directory"),
+    ("run itself", "is inside the run directory"),
+])
+def test_export_target_must_be_new_or_empty_and_outside_the_run(budget_run, tmp_path, where, expected):
+    run, artifact = _damaged_copy(budget_run, tmp_path)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    target = {"non-empty": tmp_path / "shipped", "file": tmp_path / "shipped", "run artifacts": artifact,
+              "run subfolder": run / "shipped", "run itself": run}[where]
+    if where == "non-empty":
+        target.mkdir()
+        (target / "model.onnx").write_bytes(b"someone else's model")
+    if where == "file":
+        target.write_text("a file")
+    proc = run_cli("best", str(run), "--max-size", "250KB", "--export", str(target))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and expected in proc.stderr, proc.stderr
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # the run is untouched
+    if where == "non-empty":
+        assert (target / "model.onnx").read_bytes() == b"someone else's model"
+    assert not [p for p in tmp_path.rglob("*.partial")]
+
+
+def test_export_into_an_existing_empty_folder_with_a_hostile_task_name(budget_run, tmp_path):
+    """An empty target is fine; the card shows user strings as text, never as Markdown or HTML."""
+    run, artifact = _damaged_copy(budget_run, tmp_path)
+    info = json.loads((run / "run.json").read_text())
+    info["task"]["name"] = "<script>alert(1)</script> *x* | y"
+    (run / "run.json").write_text(json.dumps(info))
+    plan = json.loads((artifact / "plan.json").read_text())
+    plan["layers"]["fc|<b>evil</b>"] = {"prune": 0.0, "bits": 8, "rank": None}
+    (artifact / "plan.json").write_text(json.dumps(plan))
+    target = tmp_path / "shipped"
+    target.mkdir()
+    proc = run_cli("best", str(run), "--max-size", "250KB", "--export", str(target))
+    assert proc.returncode == 0, proc.stderr
+    card = (target / "MODEL_CARD.md").read_text()
+    assert card.splitlines()[0].startswith(r"# &lt;script&gt;alert(1)&lt;/script&gt; \*x\* \| y: trial ")
+    assert r"| fc\|&lt;b&gt;evil&lt;/b&gt; | 0% | 8 | full |" in card
+    assert "<script>" not in card and "<b>" not in card
+    assert sorted(p.name for p in target.iterdir()) == ["MODEL_CARD.md", "metrics.json", "model.onnx", "plan.json"]

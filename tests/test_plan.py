@@ -36,3 +36,14 @@ def test_plan_rejects_bad_fields():
 def test_metrics_round_trip():
     m = Metrics(accuracy=0.5, size_bytes=10, latency_ms=1.5, params=3, macs=4, fidelity="f")
     assert Metrics.from_dict(json.loads(json.dumps(m.to_dict()))) == m
+
+
+@pytest.mark.parametrize("build", [
+    lambda: LayerPlan(0.5, 8),
+    lambda: Plan({"fc": LayerPlan(bits=8)}),
+    lambda: Metrics(0.5, 10, 1.5, 3, 4, "f"),
+], ids=["LayerPlan", "Plan", "Metrics"])
+def test_core_types_take_keyword_arguments_only(build):
+    """Like Task: a positional call could silently swap prune and bits, or size and latency."""
+    with pytest.raises(TypeError, match="positional"):
+        build()

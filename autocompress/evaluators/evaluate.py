@@ -1,11 +1,15 @@
 """Evaluate one plan: compress, export the artifact, measure that file.
 
 Example:
-    >>> from autocompress import Plan, load_task
-    >>> task = load_task("digits")                                          # doctest: +SKIP
-    >>> metrics = evaluate(task, Plan(), out_dir="artifacts/0")             # doctest: +SKIP
-    >>> metrics.size_bytes == os.path.getsize("artifacts/0/model.onnx")     # doctest: +SKIP
+    >>> import os, tempfile
+    >>> from autocompress import DistillConfig, LayerPlan, Plan, load_task
+    >>> task, out = load_task("digits"), tempfile.mkdtemp()
+    >>> plan = Plan(layers={"stem.0": LayerPlan(prune=0.5), "fc": LayerPlan(bits=8)})
+    >>> metrics = evaluate(task, plan, out_dir=out, config=DistillConfig(steps=0))
+    >>> metrics.size_bytes == os.path.getsize(os.path.join(out, "model.onnx"))   # the file's own bytes
     True
+    >>> metrics.fidelity, Plan.from_json(open(os.path.join(out, "plan.json")).read()) == plan
+    ('steps=0,data=1,onnx-val', True)
 """
 
 from __future__ import annotations

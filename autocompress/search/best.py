@@ -3,32 +3,61 @@
 Only complete trials at the run's full fidelity are candidates (screening results never are).
 Preferences: ``accurate`` (highest accuracy, ties by size then latency), ``smallest`` (size,
 then accuracy, then latency), ``fastest`` (latency, then accuracy, then size).
+``Run.export`` ships a candidate: the copy is measured again and checked against the record.
 
-Example:
-    >>> run = load_run("runs/digits")                                         # doctest: +SKIP
-    >>> best = run.best(max_latency_ms=0.03, min_accuracy=0.98)               # doctest: +SKIP
-    >>> best.number, best.accuracy, best.size_bytes                           # doctest: +SKIP
+Example (``autocompress search`` writes run directories; to stay fast, this one is assembled
+from the teacher and two plans of the digits task evaluated here, without fine-tuning):
+    >>> import json, tempfile
+    >>> from autocompress import DistillConfig, LayerPlan, Plan, evaluate, load_task
+    >>> task, out, config = load_task("digits"), Path(tempfile.mkdtemp()) / "run", DistillConfig(steps=0)
+    >>> teacher = evaluate(task, Plan(), out_dir=out / "teacher", config=config)
+    >>> plans = [Plan(layers={"fc": LayerPlan(bits=8)}), Plan(layers={"fc": LayerPlan(bits=2)})]
+    >>> rows = [{"number": n, "state": "COMPLETE", **evaluate(task, plan, out_dir=out / "artifacts" / str(n),
+    ...          config=config).to_dict()} for n, plan in enumerate(plans)]
+    >>> pd.DataFrame(rows).to_csv(out / "trials.csv", index=False)
+    >>> _ = (out / "run.json").write_text(json.dumps({"task": {"name": "digits", "spec": "digits"},
+    ...      "teacher": teacher.to_dict(), "settings": {"fidelity": teacher.fidelity}}))
+    >>> run = load_run(out)
+    >>> best = run.best(prefer="smallest")
+    >>> best.number, best.plan == plans[1], best.artifact.stat().st_size == best.size_bytes
+    (1, True, True)
+    >>> run.best(max_size_bytes=1)
+    Traceback (most recent call last):
+    autocompress.search.best.NothingFeasible: no candidate meets the budget (size <= 1 B) among 2 complete trials
+    >>> report = run.export(best, out.parent / "shipped")  # copied, measured again, checked; with a model card
+    >>> report["measured"]["size_bytes"] == best.size_bytes
+    True
+    >>> sorted(p.name for p in (out.parent / "shipped").iterdir())
+    ['MODEL_CARD.md', 'metrics.json', 'model.onnx', 'plan.json']
+    >>> (out.parent / "shipped" / "MODEL_CARD.md").read_text().splitlines()[0]
+    '# digits: trial 1, compressed by autocompress'
 """
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
+from numbers import Real
 from pathlib import Path
 
 import pandas as pd
 
+from autocompress.evaluators.evaluate import ARTIFACT_NAME, PLAN_NAME
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
 from autocompress.search import rundir
 from autocompress.search.budget import Budget
-from autocompress.search.pareto import pareto_front
-from autocompress.task import UsageError
+from autocompress.search.pareto import OBJECTIVES, pareto_front
+from autocompress.task import Task, UsageError
 
 PREFERENCES = {
     "accurate": (["accuracy", "size_bytes", "latency_ms"], [False, True, True]),
     "smallest": (["size_bytes", "accuracy", "latency_ms"], [True, False, True]),
     "fastest": (["latency_ms", "accuracy", "size_bytes"], [True, False, True]),
 }
+PREFERRED = {"accurate": "most accurate", "smallest": "smallest", "fastest": "fastest"}
+TRIAL_COLUMNS = ("number", "state", "fidelity", *OBJECTIVES)
 NEAREST = 3
 
 
@@ -40,12 +69,18 @@ class NothingFeasible(UsageError):
         self.nearest = nearest
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Candidate:
+    """A stored trial that may be shipped: its recorded metrics, its plan and its ONNX file.
+
+    chosen: how it was chosen (written into MODEL_CARD.md when it is exported).
+    """
+
     number: int
     metrics: Metrics
     plan: Plan
     artifact: Path
+    chosen: str = ""
 
     @property
     def accuracy(self) -> float:
@@ -88,36 +123,116 @@ class Run:
 
     def best(self, *, max_size_bytes: int | None = None, max_latency_ms: float | None = None,
              min_accuracy: float | None = None, prefer: str = "accurate", budget: Budget | None = None) -> Candidate:
-        """The preferred feasible candidate; raises NothingFeasible (with the nearest) if none."""
-        budget = budget or Budget(max_size_bytes=max_size_bytes, max_latency_ms=max_latency_ms,
-                                  min_accuracy=min_accuracy)
-        return self.candidate(int(select(self.candidates, budget, prefer=prefer)["number"]))
+        """The preferred feasible candidate under the limits given as keywords, or as one ``budget``
+        (not both); raises NothingFeasible (with the nearest candidates) when none meets them."""
+        limits = {"max_size_bytes": max_size_bytes, "max_latency_ms": max_latency_ms, "min_accuracy": min_accuracy}
+        given = [f"{name}=" for name, value in limits.items() if value is not None]
+        if budget is not None and given:
+            raise UsageError(f"Run.best got both budget= and {', '.join(given)}; give the limits one way: "
+                             "either a Budget or the keywords")
+        budget = budget or _checked_budget(**limits)
+        row = select(self.candidates, budget, prefer=prefer)
+        chosen = f"the {PREFERRED[prefer]} of the run's full-fidelity candidates under: {budget.describe()}"
+        return self._candidate(row, chosen=chosen)
 
     def candidate(self, number: int) -> Candidate:
-        rows = self.trials[self.trials["number"] == number]
-        if rows.empty or rows.iloc[0]["state"] != "COMPLETE":
-            raise UsageError(f"trial {number} is not a complete trial of {self.path}")
-        row = rows.iloc[0]
-        source = row.get("duplicate_of")
+        """Trial ``number``, which must be a complete trial at the run's full fidelity."""
+        rows = self.candidates[self.candidates["number"] == number]
+        if rows.empty:
+            shown = ", ".join(str(int(n)) for n in self.candidates["number"][:20])
+            raise UsageError(f"number={number}: not a complete full-fidelity trial of {self.path} (screening and "
+                             f"failed trials cannot be shipped); candidates: {shown or 'none'}")
+        return self._candidate(rows.iloc[0], chosen=f"trial {number}, picked by hand")
+
+    def _candidate(self, row: pd.Series, *, chosen: str) -> Candidate:
+        number, source = int(row["number"]), row.get("duplicate_of")
         folder = self.path / rundir.ARTIFACTS / str(int(source) if pd.notna(source) else number)
         metrics = Metrics.from_dict({k: (v if pd.notna(v) else "") for k, v in row.items()
                                      if k in Metrics.__dataclass_fields__})
-        return Candidate(number, metrics, Plan.from_json((folder / "plan.json").read_text()), folder / "model.onnx")
+        return Candidate(number=number, metrics=metrics, plan=_read_plan(folder / PLAN_NAME, number),
+                         artifact=folder / ARTIFACT_NAME, chosen=chosen)
+
+    def export(self, candidate: Candidate | int, out_dir: str | Path, *, task: Task | None = None,
+               data_dir: str | None = None) -> dict:
+        """Ship ``candidate`` (or trial number) into ``out_dir``, a new or empty folder outside the
+        run: model.onnx measured again (its size must equal the record), plan.json, metrics.json
+        (recorded vs measured) and MODEL_CARD.md; nothing is left behind when a check fails. The
+        task is rebuilt from run.json (with ``data_dir`` if given) unless ``task`` is passed."""
+        from autocompress.evaluators.verify import export_candidate
+
+        if not isinstance(candidate, Candidate):
+            candidate = self.candidate(candidate)
+        return export_candidate(self, candidate, out_dir, task=task, data_dir=data_dir)
+
+
+def _checked_budget(*, max_size_bytes, max_latency_ms, min_accuracy) -> Budget:
+    for name, value in (("max_size_bytes", max_size_bytes), ("max_latency_ms", max_latency_ms),
+                        ("min_accuracy", min_accuracy)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0:
+            raise UsageError(f"{name}={value!r}: give a positive number, or None for no limit")
+    if min_accuracy is not None and min_accuracy > 1:
+        raise UsageError(f"min_accuracy={min_accuracy!r}: give a fraction in (0, 1], e.g. 0.97")
+    return Budget(max_size_bytes=max_size_bytes, max_latency_ms=max_latency_ms, min_accuracy=min_accuracy)
+
+
+def _damaged(path: Path, problem: str) -> UsageError:
+    return UsageError(f"{path} {problem}; the run directory is damaged: restore it from a copy, or run the search again")
+
+
+def _one_line(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
+
+
+def _read_plan(path: Path, number: int) -> Plan:
+    try:
+        return Plan.from_json(path.read_text())
+    except FileNotFoundError:
+        raise _damaged(path, f"(the plan of trial {number}) is missing") from None
+    except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise _damaged(path, f"(the plan of trial {number}) is not a plan ({_one_line(exc)})") from None
 
 
 def load_run(path: str | Path) -> Run:
-    """Read a run directory (run.json + trials.csv)."""
+    """Read a run directory (run.json + trials.csv); a missing or damaged file is named in the error."""
     path = Path(path)
-    if not rundir.is_run_dir(path) or not (path / rundir.TRIALS_CSV).exists():
-        raise UsageError(f"{path} is not a run directory (no {rundir.RUN_JSON} and {rundir.TRIALS_CSV}); "
-                         "give the --out of a search")
-    return Run(path, rundir.read_run_json(path), pd.read_csv(path / rundir.TRIALS_CSV))
+    if not path.is_dir():
+        raise UsageError(f"{path} is not a run directory (no such folder); give the folder a search wrote (its --out)")
+    if not rundir.is_run_dir(path):
+        raise UsageError(f"{path} is not a run directory (no {rundir.RUN_JSON}); "
+                         "give the folder a search wrote (its --out)")
+    return Run(path, _read_info(path / rundir.RUN_JSON), _read_trials(path / rundir.TRIALS_CSV))
+
+
+def _read_info(path: Path) -> dict:
+    try:
+        info = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _damaged(path, f"is not valid JSON ({_one_line(exc)})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("teacher"), dict) \
+            or not isinstance(info.get("settings"), dict) or "fidelity" not in info["settings"]:
+        raise _damaged(path, "lacks the teacher's metrics or settings.fidelity")
+    return info
+
+
+def _read_trials(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise _damaged(path, f"(the table of trials) is missing although {rundir.RUN_JSON} is there")
+    try:
+        trials = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' EmptyDataError and ParserError are ValueErrors
+        raise _damaged(path, f"is not a table of trials ({_one_line(exc)})") from None
+    missing = [c for c in TRIAL_COLUMNS if c not in trials.columns]
+    if missing:
+        raise _damaged(path, f"is not a table of trials (no column {', '.join(missing)})")
+    return trials
 
 
 def select(candidates: pd.DataFrame, budget: Budget, *, prefer: str = "accurate") -> pd.Series:
     """The preferred row of ``candidates`` within ``budget``."""
     if prefer not in PREFERENCES:
-        raise UsageError(f"--prefer {prefer!r}: choose one of {', '.join(PREFERENCES)}")
+        raise UsageError(f"prefer={prefer!r}: choose one of {', '.join(PREFERENCES)}")
     if candidates.empty:
         raise NothingFeasible("no complete full-fidelity trials in this run yet", candidates)
     feasible = candidates[[budget.feasible(row) for _, row in candidates.iterrows()]]

@@ -78,3 +78,60 @@ def test_impossible_budget_names_the_nearest_candidates_per_violated_axis():
 def test_not_a_run_directory(tmp_path):
     with pytest.raises(UsageError, match="is not a run directory"):
         load_run(tmp_path)
+
+
+def test_budget_and_limit_keywords_together_are_refused_naming_the_keywords(run_dir):
+    """Run.best(budget=..., max_size_bytes=...) used to ignore the keywords silently."""
+    with pytest.raises(ValueError, match=r"both budget= and max_size_bytes=, min_accuracy="):
+        load_run(run_dir).best(budget=Budget(max_latency_ms=1.0), max_size_bytes=500, min_accuracy=0.9)
+
+
+@pytest.mark.parametrize("kwargs,expected", [
+    ({"max_size_bytes": -5}, "max_size_bytes=-5: give a positive number"),
+    ({"max_size_bytes": "50KB"}, "max_size_bytes='50KB': give a positive number"),
+    ({"max_latency_ms": float("nan")}, "max_latency_ms=nan"),
+    ({"min_accuracy": 97}, "min_accuracy=97: give a fraction in (0, 1]"),
+    ({"prefer": "cheapest"}, "prefer='cheapest': choose one of accurate, smallest, fastest"),
+])
+def test_errors_to_python_callers_name_the_keyword_not_the_flag(run_dir, kwargs, expected):
+    with pytest.raises(ValueError) as err:
+        load_run(run_dir).best(**kwargs)
+    assert expected in str(err.value) and "--" not in str(err.value)
+
+
+def test_a_screening_or_failed_trial_is_not_a_candidate(run_dir):
+    run = load_run(run_dir)
+    assert run.candidate(2).chosen == "trial 2, picked by hand"
+    for number in (3, 4, 99):
+        with pytest.raises(UsageError, match=rf"number={number}: not a complete full-fidelity trial .* "
+                                             r"candidates: 0, 1, 2, 5"):
+            run.candidate(number)
+
+
+def test_best_says_how_it_was_chosen(run_dir):
+    best = load_run(run_dir).best(max_size_bytes=500, prefer="fastest")
+    assert best.chosen == "the fastest of the run's full-fidelity candidates under: size <= 500 B"
+
+
+@pytest.mark.parametrize("damage,expected", [
+    (lambda d: (d / "trials.csv").unlink(), "trials.csv (the table of trials) is missing although run.json is there"),
+    (lambda d: (d / "trials.csv").write_text(""), "trials.csv is not a table of trials (EmptyDataError"),
+    (lambda d: (d / "trials.csv").write_text("number,state\n0,COMPLETE\n"),
+     "is not a table of trials (no column fidelity, accuracy, size_bytes, latency_ms)"),
+    (lambda d: (d / "run.json").write_text("[1, 2"), "run.json is not valid JSON"),
+    (lambda d: (d / "run.json").write_text('{"teacher": {}}'), "lacks the teacher's metrics or settings.fidelity"),
+    (lambda d: (d / "run.json").unlink(), "is not a run directory (no run.json)"),
+], ids=["no trials.csv", "empty trials.csv", "other table", "bad run.json", "run.json lacks keys", "no run.json"])
+def test_a_damaged_run_directory_names_what_is_wrong(run_dir, damage, expected):
+    damage(run_dir)
+    with pytest.raises(UsageError) as err:
+        load_run(run_dir)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("content", [None, "{broken", '{"layers": {"fc": {"bits": 3}}}'])
+def test_a_missing_or_bad_plan_is_named(run_dir, content):
+    plan = run_dir / "artifacts" / "2" / "plan.json"
+    plan.unlink() if content is None else plan.write_text(content)
+    with pytest.raises(UsageError, match="plan.json \\(the plan of trial 2\\) is (missing|not a plan)"):
+        load_run(run_dir).best(max_size_bytes=500)

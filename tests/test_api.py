@@ -1,0 +1,110 @@
+"""The Python API: what `autocompress` exports, `inspect_task`, and `Run.export` called from Python."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import autocompress
+from autocompress import DistillConfig, LayerPlan, Plan, Task, UsageError
+from tests.conftest import run_cli
+
+
+class ConvOnly(nn.Module):
+    """A teacher without a Linear output layer: a 1x1 conv head, then global average pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.head = nn.Conv2d(8, 3, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.stem(x))).mean(dim=(2, 3))
+
+
+def conv_only_task():
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.rand(24, 1, 6, 6, generator=g), torch.randint(0, 3, (24,), generator=g))
+    return Task(name="conv-only", teacher=ConvOnly().eval(), train=data, val=data, test=data,
+                example_inputs=data.tensors[0][:1])
+
+
+def test_the_public_names_are_exported():
+    for name in ("Candidate", "NothingFeasible", "Run", "inspect_task", "load_run", "Plan", "LayerPlan", "Metrics"):
+        assert name in autocompress.__all__ and getattr(autocompress, name)
+
+
+def test_inspect_task_describes_the_space_the_cli_prints(digits_task):
+    info = autocompress.inspect_task(digits_task)
+    json.dumps(info)  # plain data
+    assert info["head"] == "fc" and info["task"]["splits"] == {"train": 1078, "val": 359, "test": 360}
+    assert {layer["name"] for layer in info["layers"]} >= {"stem.0", "fc"}
+    assert info["space"]["bits/fc"] == [32, 8, 4, 2]
+    proc = run_cli("inspect", "--task", "digits")
+    assert proc.returncode == 0, proc.stderr
+    assert f"search space: {len(info['space'])} parameters" in proc.stdout
+    assert all(layer["name"] in proc.stdout for layer in info["layers"])
+
+
+def test_a_teacher_without_a_linear_output_layer_is_one_line():
+    with pytest.raises(UsageError, match="cannot find the output layer.*; end the teacher's forward with"):
+        autocompress.inspect_task(conv_only_task())
+    proc = run_cli("inspect", "--task", "tests.test_api:conv_only_task")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "cannot find the output layer" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, digits_task):
+    """A run directory assembled from the teacher and two plans evaluated here (no Ray, no fine-tuning)."""
+    out, config = tmp_path_factory.mktemp("api") / "run", DistillConfig(steps=0)
+    teacher = autocompress.evaluate(digits_task, Plan(), out_dir=out / "teacher", config=config)
+    plans = [Plan(layers={"fc": LayerPlan(bits=8)}), Plan(layers={"fc": LayerPlan(bits=4)})]
+    rows = [{"number": n, "state": "COMPLETE", **autocompress.evaluate(
+        digits_task, plan, out_dir=out / "artifacts" / str(n), config=config).to_dict()} for n, plan in enumerate(plans)]
+    pd.DataFrame(rows).to_csv(out / "trials.csv", index=False)
+    (out / "run.json").write_text(json.dumps({"task": {"name": "digits", "spec": "digits"},
+                                              "teacher": teacher.to_dict(), "settings": {"fidelity": teacher.fidelity}}))
+    return out
+
+
+def test_run_export_from_python_checks_and_writes_the_card(small_run, tmp_path, digits_task):
+    run = autocompress.load_run(small_run)
+    report = run.export(1, tmp_path / "shipped", task=digits_task)
+    shipped = tmp_path / "shipped"
+    assert (shipped / "model.onnx").read_bytes() == run.candidate(1).artifact.read_bytes()
+    assert report["measured"]["size_bytes"] == report["recorded"]["size_bytes"] == run.candidate(1).size_bytes
+    assert report["measured"]["accuracy_val"] == report["recorded"]["accuracy_val"]  # same file, same data
+    assert json.loads((shipped / "metrics.json").read_text()) == json.loads(json.dumps(report))
+    card = (shipped / "MODEL_CARD.md").read_text()
+    assert card.startswith("# digits: trial 1, compressed by autocompress") and "Chosen: trial 1, picked by hand." in card
+    assert autocompress.Plan.from_json((shipped / "plan.json").read_text()) == run.candidate(1).plan
+
+
+def test_run_export_refuses_another_task_naming_the_keyword(small_run, tmp_path, tiny_task):
+    run = autocompress.load_run(small_run)
+    with pytest.raises(UsageError, match=r"task='tiny' is not the task of .* \('digits'\)"):
+        run.export(0, tmp_path / "shipped", task=tiny_task)
+    with pytest.raises(UsageError, match="give task= or data_dir=, not both"):
+        run.export(0, tmp_path / "shipped", task=tiny_task, data_dir="data")
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_export_is_all_or_nothing_even_when_the_target_fills_up_meanwhile(tmp_path):
+    from autocompress.evaluators.verify import staged_folder
+
+    target = tmp_path / "shipped"
+    with pytest.raises(UsageError, match="could not be written"):
+        with staged_folder(target, run_dir=tmp_path / "run") as staging:
+            (staging / "model.onnx").write_bytes(b"ours")
+            target.mkdir()
+            (target / "theirs.txt").write_text("written by someone else meanwhile")
+    assert [p.name for p in tmp_path.iterdir()] == ["shipped"]
+    assert [p.name for p in target.iterdir()] == ["theirs.txt"]
+    with pytest.raises(RuntimeError, match="measurement failed"):
+        with staged_folder(tmp_path / "other", run_dir=tmp_path / "run"):
+            raise RuntimeError("measurement failed")
+    assert [p.name for p in tmp_path.iterdir()] == ["shipped"]
