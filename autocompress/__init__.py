@@ -27,7 +27,7 @@ from autocompress.search import Execution, SearchResult, SearchSettings, search
 from autocompress.search.best import Candidate, NothingFeasible, Run, load_run
 from autocompress.search.budget import Budget
 from autocompress.evaluators.measure import predict
-from autocompress.spaces.inspection import inspect_task
+from autocompress.inspection import inspect_task
 from autocompress.task import Task, UsageError, accuracy, load_task
 
 __all__ = ["Budget", "Candidate", "Compressed", "DistillConfig", "Execution", "LayerPlan", "Metrics", "NothingFeasible",

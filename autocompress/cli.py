@@ -59,19 +59,28 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     sub.add_parser("tasks", help="list the built-in tasks")
 
-    def task_args(p):
-        p.add_argument("--task", required=True,
-                       help="a built-in task name (see 'autocompress tasks') or package.module:function "
-                            "returning an autocompress.Task")
-        p.add_argument("--data-dir", default=None, help="folder with the task's data files (built-ins that need them)")
-
     inspect_p = sub.add_parser("inspect", help="show the compressible layers, dependency groups and search space")
-    task_args(inspect_p)
+    _task_args(inspect_p)
 
+    _add_search(sub)
+    _add_best(sub)
+    _add_report_and_dashboard(sub)
+    return parser
+
+
+def _task_args(p) -> None:
+    p.add_argument("--task", required=True,
+                   help="a built-in task name (see 'autocompress tasks') or package.module:function "
+                        "returning an autocompress.Task")
+    p.add_argument("--data-dir", default=None, help="folder with the task's data files (built-ins that need them)")
+
+
+
+def _add_search(sub) -> None:
     search_p = sub.add_parser("search", help="run a joint compression search and print the Pareto front",
                               description="Run a joint compression search; every trial is stored the moment it "
                                           "finishes. One search per --out at a time.")
-    task_args(search_p)
+    _task_args(search_p)
     search_p.add_argument("--trials", type=int, default=40,
                           help="number of candidates to evaluate (with --resume: continue until this many)")
     settings = search_p.add_argument_group(
@@ -120,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="database URL for the study (e.g. postgresql://USER:PASSWORD@HOST/DB); default: "
                           "study.db in the run directory. A resume gives the same URL again (the password is never "
                           "stored)")
+
+
+def _add_best(sub) -> None:
     best_p = sub.add_parser("best", help="the best stored candidate under a budget; --export ships it, re-measured")
     best_p.add_argument("run_dir", metavar="RUN_DIR", help="the --out of a search")
     budget_args(best_p)
@@ -131,6 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     best_p.add_argument("--trial", type=int, default=None, metavar="N",
                         help="take trial N (e.g. picked in the report) instead of choosing under a budget")
     best_p.add_argument("--data-dir", default=None, help="the task's data folder, if it needs one")
+
+
+def _add_report_and_dashboard(sub) -> None:
     report_p = sub.add_parser("report", help="write the interactive HTML report of a run (one offline file)")
     report_p.add_argument("run_dir", metavar="RUN_DIR", help="the --out of a search")
     report_p.add_argument("-o", "--output", default=None, metavar="FILE",
@@ -144,7 +159,6 @@ def _parser() -> argparse.ArgumentParser:
                         help="interface to bind (default 127.0.0.1: reach it from a laptop through an SSH tunnel)")
     dash_p.add_argument("--storage", default=None, metavar="URL",
                         help="the study's database URL, when the search used --storage (its password is not stored)")
-    return parser
 
 
 def budget_args(group) -> None:
@@ -168,7 +182,7 @@ def cmd_tasks(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from autocompress.spaces.inspection import inspect_task
+    from autocompress.inspection import inspect_task
 
     info = inspect_task(args.task, data_dir=args.data_dir)
     task = info["task"]
@@ -238,7 +252,7 @@ def _refresh_report(out: Path) -> None:
 def cmd_search(args) -> int:
     from autocompress import load_task
     from autocompress.search import front_table, search
-    from autocompress.search.rundir import read_run_json
+    from autocompress.search.rundir import REPORT_HTML, read_run_json
     from autocompress.search.settings import Execution, SearchSettings, SettingError
     from autocompress.search.storage import redact_argv, write_failure
     from autocompress.task import UsageError
@@ -278,8 +292,9 @@ def cmd_search(args) -> int:
           f"{result.teacher.latency_ms:.4f} ms")
     print(front_table(result.pareto, result.teacher))
     print(f"\nrun directory: {result.run_dir} (trials.csv, pareto.csv, artifacts/<trial>/model.onnx)")
-    if (result.run_dir / "report.html").is_file():
-        print(f"report: {result.run_dir / 'report.html'} (open it in a browser; it works offline)")
+    report = result.run_dir / REPORT_HTML
+    if report.is_file():
+        print(f"report: {report} (open it in a browser; it works offline)")
     return 0 if result.finished else 130
 
 
@@ -312,6 +327,7 @@ def cmd_best(args) -> int:
     print(f"  {'latency':<10} {teacher.latency_ms:>11.4f} ms {best.latency_ms:>11.4f} ms  "
           f"{teacher.latency_ms / best.latency_ms:.2f}x faster")
     print(f"  plan: {best.plan.summary()}")
+    _print_layers(run, best.plan)
     if not args.export:
         flags = [f"--{name.replace('_', '-')} {value}" for name, value in
                  (("max_size", args.max_size), ("max_latency", args.max_latency), ("min_accuracy", args.min_accuracy),
@@ -331,6 +347,26 @@ def cmd_best(args) -> int:
     print(f"  speed-up over the teacher measured now, side by side: {report['speedup']['now']:.2f}x "
           f"(recorded {report['speedup']['recorded']:.2f}x)")
     return 0
+
+
+def _print_layers(run, plan) -> None:
+    """Every layer's real effect: output channels kept (through its pruning group and the
+    student width), weight bits, rank kept, and whether the student drops its block."""
+    from autocompress.reports.layer_plan import layer_plan
+
+    model = run.info.get("model") or {}
+    if not model.get("layers"):
+        return
+    rows = layer_plan(plan, layers=model["layers"], stages=model.get("stages"), groups=model.get("groups"),
+                      channels=model.get("channels"))
+    width = max(len(row.name) for row in rows) + 2
+    print(f"  {'layer':<{width}} {'output channels kept':<28} {'weights':<8} rank kept")
+    for row in rows:
+        kept = f"{row.channels[1]} of {row.channels[0]}" if row.channels else f"{row.kept:.0%}"
+        via = f" via {row.group}" if row.group and row.group != row.name and row.kept < 1 else ""
+        kept = "dropped block" if row.dropped else kept + via
+        rank = "full" if row.rank in (None, 1.0) else f"{row.rank:.0%}"
+        print(f"  {row.name:<{width}} {kept:<28} {f'int{row.bits}' if row.bits else 'float32':<8} {rank}")
 
 
 def _chosen(run, args):

@@ -48,11 +48,11 @@ from typing import Iterator
 from autocompress.evaluators.evaluate import ARTIFACT_NAME, PLAN_NAME, local_latency, measure_artifact
 from autocompress.evaluators.measure import onnx_metric, onnx_session, size_bytes
 from autocompress.metrics import Metrics
-from autocompress.reports.model_card import model_card
+from autocompress.evaluators.model_card import model_card
 from autocompress.task import Task, UsageError, load_task
 
 LATENCY_TOLERANCE = 0.10  # relative difference always treated as noise, on top of the run's own spread
-METRICS_JSON, MODEL_CARD, TEACHER_DIR = "metrics.json", "MODEL_CARD.md", "teacher"
+METRICS_JSON, MODEL_CARD = "metrics.json", "MODEL_CARD.md"
 DAMAGED = "the run directory is damaged: restore it from a copy, or run the search again"
 
 
@@ -162,7 +162,7 @@ def export_candidate(run, candidate, out_dir: str | Path, *, task: Task | None =
     with staged_folder(out_dir, run_dir=run.path) as staging:
         measured = ship_artifact(task, candidate.artifact, staging, recorded=candidate.metrics)
         (staging / PLAN_NAME).write_text(candidate.plan.to_json())
-        teacher_test, teacher_latency = _teacher_now(task, run.path / TEACHER_DIR / ARTIFACT_NAME)
+        teacher_test, teacher_latency = _teacher_now(task, run.teacher_artifact)
         teacher = run.teacher
         noise = run.info.get("latency_noise", {}).get("relative_spread", 0.0)
         ok, sentence = latency_verdict(candidate.latency_ms, measured["latency_ms"], noise)

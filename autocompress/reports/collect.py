@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from autocompress.evaluators.evaluate import PLAN_NAME
 from autocompress.plan import Plan
 from autocompress.reports.layer_plan import channels_from_notes
 from autocompress.search import rundir
@@ -87,7 +88,7 @@ def _plan(run: Run, row: pd.Series, layers: list[str], stages: dict) -> Plan:
     parameters describe."""
     source = row.get("duplicate_of")
     number = int(source) if pd.notna(source) else int(row["number"])
-    stored = run.path / rundir.ARTIFACTS / str(number) / "plan.json"
+    stored = run.path / rundir.ARTIFACTS / str(number) / PLAN_NAME
     if stored.is_file():
         return Plan.from_json(stored.read_text())
     params = {k: v for k, v in row.items() if k.startswith(KNOB_PREFIXES) and pd.notna(v)}

@@ -28,9 +28,9 @@ from autocompress.reports.collect import ReportData, collect, run_facts
 from autocompress.reports.importance import objective_importances
 from autocompress.reports.layer_plan import layer_plan
 from autocompress.search.best import Run, load_run
+from autocompress.search.rundir import REPORT_HTML
 from autocompress.task import UsageError
 
-REPORT_HTML = "report.html"
 _PLACEHOLDER = re.compile(r"__(TITLE|CSS|PLOTLY_JS|DATA|JS)__")
 
 

@@ -108,6 +108,11 @@ class Run:
         return Metrics.from_dict(self.info["teacher"])
 
     @property
+    def teacher_artifact(self) -> Path:
+        """The teacher's ONNX file as the search measured it."""
+        return self.path / rundir.TEACHER / ARTIFACT_NAME
+
+    @property
     def fidelity(self) -> str:
         return self.info["settings"]["fidelity"]
 

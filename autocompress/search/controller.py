@@ -34,7 +34,7 @@ import optuna
 import pandas as pd
 
 from autocompress.compressors.pipeline import task_context, with_task_lr
-from autocompress.evaluators.evaluate import evaluate_teacher, fidelity_label, local_latency
+from autocompress.evaluators.evaluate import ARTIFACT_NAME, evaluate_teacher, fidelity_label, local_latency
 from autocompress.evaluators.measure import LATENCY_THREADS
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
@@ -265,7 +265,7 @@ def _measure_teacher(session: _Session, latency, *, where: str) -> tuple[Metrics
     session.progress(f"measuring the teacher of {task.name!r} {where} (ONNX Runtime, batch 1, "
                      f"{LATENCY_THREADS} thread)")
     teacher = evaluate_teacher(task, out_dir=session.out / rundir.TEACHER, latency=latency)
-    return teacher, _latency_noise(task, session.out / rundir.TEACHER / "model.onnx", latency), where
+    return teacher, _latency_noise(task, session.out / rundir.TEACHER / ARTIFACT_NAME, latency), where
 
 
 def _latency_noise(task: Task, path: Path, latency) -> dict:

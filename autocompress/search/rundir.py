@@ -31,6 +31,7 @@ from autocompress.spaces.space import applied_params
 from autocompress.task import UsageError
 
 RUN_JSON, TRIALS_CSV, PARETO_CSV, STUDY_DB = "run.json", "trials.csv", "pareto.csv", "study.db"
+REPORT_HTML = "report.html"
 ARTIFACTS, TEACHER, STUDY_NAME, LOCK = "artifacts", "teacher", "autocompress", ".lock"
 RUN_SCHEMA = 1  # run.json's layout; 0 = written before it carried a schema (readable, not resumable)
 RUN_KEYS = ("task", "teacher", "settings", "study")
