@@ -50,11 +50,11 @@ def test_inspect_task_describes_the_space_the_cli_prints(digits_task):
 
 
 def test_a_teacher_without_a_linear_output_layer_is_one_line():
-    with pytest.raises(UsageError, match="cannot find the output layer.*; end the teacher's forward with"):
+    with pytest.raises(UsageError, match="the teacher's last layer must be nn.Linear.*; end the model with"):
         autocompress.inspect_task(conv_only_task())
     proc = run_cli("inspect", "--task", "tests.test_api:conv_only_task")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "cannot find the output layer" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "the teacher's last layer must be nn.Linear" in proc.stderr
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,6 @@ from the teacher and two plans of the digits task evaluated here, without fine-t
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from numbers import Real
@@ -211,13 +210,9 @@ def load_run(path: str | Path) -> Run:
 
 
 def _read_info(path: Path) -> dict:
-    try:
-        info = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _damaged(path, f"is not valid JSON ({_one_line(exc)})") from None
-    if not isinstance(info, dict) or not isinstance(info.get("teacher"), dict) \
-            or not isinstance(info.get("settings"), dict) or "fidelity" not in info["settings"]:
-        raise _damaged(path, "lacks the teacher's metrics or settings.fidelity")
+    info = rundir.read_run_json(path.parent)  # damaged or of a newer schema: one line
+    if "fidelity" not in info["settings"]:
+        raise _damaged(path, "lacks settings.fidelity")
     return info
 
 

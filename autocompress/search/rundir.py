@@ -34,7 +34,8 @@ RUN_JSON, TRIALS_CSV, PARETO_CSV, STUDY_DB = "run.json", "trials.csv", "pareto.c
 REPORT_HTML = "report.html"
 ARTIFACTS, TEACHER, STUDY_NAME, LOCK = "artifacts", "teacher", "autocompress", ".lock"
 RUN_SCHEMA = 1  # run.json's layout; 0 = written before it carried a schema (readable, not resumable)
-RUN_KEYS = ("task", "teacher", "settings", "study")
+RUN_KEYS = ("teacher", "settings")  # what every reader needs; a resume also needs RESUME_KEYS
+RESUME_KEYS = ("task", "study", "space")
 INTERRUPTED = "interrupted: the search stopped while it ran"
 METRIC_COLUMNS = ["params", "macs", "fidelity", "level", "latency_spread_ms", "duration_s", "started_at",
                   "finished_at", "node", "duplicate_of", "error", "notes"]
@@ -132,9 +133,13 @@ def read_run_json(path: Path, *, resume: bool = False) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{file} is damaged ({type(exc).__name__}: {str(exc)[:120]}); restore it from a backup, "
                          "or start a new --out") from None
-    missing = [key for key in RUN_KEYS if key not in run] if isinstance(run, dict) else list(RUN_KEYS)
+    needed = RUN_KEYS + (RESUME_KEYS if resume else ())
+    missing = [key for key in needed if not isinstance(run, dict) or key not in run]
     if missing:
         raise UsageError(f"{file} is damaged (no {', '.join(missing)}); restore it from a backup, or start a new --out")
+    if not all(isinstance(run[key], dict) for key in needed if key != "space"):
+        raise UsageError(f"{file} is damaged (its {', '.join(needed)} are not all objects); restore it from a "
+                         "backup, or start a new --out")
     schema = run.get("schema", 0)
     if not isinstance(schema, int) or schema > RUN_SCHEMA:
         raise UsageError(f"{file} was written by a newer autocompress (schema {schema}; this one reads up to "

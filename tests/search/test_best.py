@@ -118,8 +118,8 @@ def test_best_says_how_it_was_chosen(run_dir):
     (lambda d: (d / "trials.csv").write_text(""), "trials.csv is not a table of trials (EmptyDataError"),
     (lambda d: (d / "trials.csv").write_text("number,state\n0,COMPLETE\n"),
      "is not a table of trials (no column fidelity, accuracy, size_bytes, latency_ms)"),
-    (lambda d: (d / "run.json").write_text("[1, 2"), "run.json is not valid JSON"),
-    (lambda d: (d / "run.json").write_text('{"teacher": {}}'), "lacks the teacher's metrics or settings.fidelity"),
+    (lambda d: (d / "run.json").write_text("[1, 2"), "run.json is damaged (JSONDecodeError"),
+    (lambda d: (d / "run.json").write_text('{"teacher": {}}'), "run.json is damaged (no settings)"),
     (lambda d: (d / "run.json").unlink(), "is not a run directory (no run.json)"),
 ], ids=["no trials.csv", "empty trials.csv", "other table", "bad run.json", "run.json lacks keys", "no run.json"])
 def test_a_damaged_run_directory_names_what_is_wrong(run_dir, damage, expected):
