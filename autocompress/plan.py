@@ -11,6 +11,10 @@ Example:
     ...             depth={"stage2": 1}, width=0.75)
     >>> Plan.from_json(plan.to_json()) == plan
     True
+    >>> Plan.from_dict({**plan.to_dict(), "schema": 99})
+    Traceback (most recent call last):
+    ...
+    ValueError: the plan was written by a newer autocompress (schema 99; this one reads up to 1); upgrade autocompress to read it
     >>> plan.layer("fc").bits, plan.layer("missing").bits
     (8, None)
 """
@@ -21,6 +25,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+PLAN_SCHEMA = 1  # the layout of a plan's JSON (plan.json, trials' stored plans)
 BIT_WIDTHS = (2, 4, 8)  # weight bit-widths ONNX stores natively (INT2/INT4/INT8)
 IMPORTANCES = ("l1", "l2", "taylor")
 
@@ -91,6 +96,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "schema": PLAN_SCHEMA,
             "layers": {k: {"prune": v.prune, "bits": v.bits, "rank": v.rank} for k, v in self.layers},
             "depth": dict(self.depth),
             "width": self.width,
@@ -99,9 +105,13 @@ class Plan:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Plan":
-        unknown = set(data) - {"layers", "depth", "width", "importance"}
+        unknown = set(data) - {"schema", "layers", "depth", "width", "importance"}
         if unknown:
             raise ValueError(f"unknown plan fields {sorted(unknown)}")
+        schema = data.get("schema", 0)  # 0: written before plans carried a schema (the same fields)
+        if not isinstance(schema, int) or schema > PLAN_SCHEMA:
+            raise ValueError(f"the plan was written by a newer autocompress (schema {schema}; this one reads up to "
+                             f"{PLAN_SCHEMA}); upgrade autocompress to read it")
         return cls(
             layers={k: LayerPlan(**v) for k, v in data.get("layers", {}).items()},
             depth=data.get("depth", {}),
