@@ -37,3 +37,28 @@ def run_cli(*args, cwd=None, timeout=600):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-m", "autocompress.cli", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)
+
+
+class CliResult:
+    """What a CLI call run in this process gave: returncode, stdout, stderr (as subprocess would)."""
+
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the CLI in this process (no interpreter start-up: for the many calls that fail fast).
+    Use run_cli for anything that starts Ray or must be a separate process."""
+    from autocompress.cli import main
+
+    def call(*args):
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return call

@@ -111,11 +111,11 @@ DAMAGES = {  # what is done to the copy -> what the one-line error must say
 
 
 @pytest.mark.parametrize("damage", list(DAMAGES))
-def test_export_of_a_damaged_run_is_one_line_and_leaves_no_folder(budget_run, tmp_path, damage):
+def test_export_of_a_damaged_run_is_one_line_and_leaves_no_folder(budget_run, tmp_path, damage, cli):
     run, artifact = _damaged_copy(budget_run, tmp_path)
     harm, expected = DAMAGES[damage]
     harm(run, artifact)
-    proc = run_cli("best", str(run), "--max-size", "250KB", "--export", str(tmp_path / "shipped"))
+    proc = cli("best", str(run), "--max-size", "250KB", "--export", str(tmp_path / "shipped"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and expected in proc.stderr, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no target, no half-written folder beside it

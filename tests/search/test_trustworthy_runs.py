@@ -39,12 +39,12 @@ def elsewhere_run(tmp_path_factory):
     return out, url
 
 
-def test_resume_without_the_runs_storage_is_refused_and_overwrites_nothing(elsewhere_run):
+def test_resume_without_the_runs_storage_is_refused_and_overwrites_nothing(elsewhere_run, cli):
     out, url = elsewhere_run
     before = _snapshot(out)
-    proc = run_cli("search", "--task", TINY, "--trials", "4", "--out", str(out), "--resume")
+    proc = cli("search", "--task", TINY, "--trials", "4", "--out", str(out), "--resume")
     _one_line_refusal(proc, "this run's study lives in", f"--storage {url}")
-    proc = run_cli("search", "--task", TINY, "--trials", "4", "--out", str(out), "--resume",
+    proc = cli("search", "--task", TINY, "--trials", "4", "--out", str(out), "--resume",
                    "--storage", f"sqlite:///{out / 'other.db'}")
     _one_line_refusal(proc, "is not this run's storage")
     assert _snapshot(out) == before
@@ -55,10 +55,10 @@ def test_resume_without_the_runs_storage_is_refused_and_overwrites_nothing(elsew
                                                  ("--steps", "4", "3"), ("--seed", "1", "0"),
                                                  ("--techniques", "prune", "'prune', 'quant'"),
                                                  ("--min-accuracy", "0.5", "None")])
-def test_resume_with_a_setting_that_differs_from_the_stored_one_is_refused(elsewhere_run, flag, value, stored):
+def test_resume_with_a_setting_that_differs_from_the_stored_one_is_refused(elsewhere_run, flag, value, stored, cli):
     out, url = elsewhere_run
     before = _snapshot(out)
-    proc = run_cli("search", "--task", TINY, "--out", str(out), "--storage", url, "--resume", flag, value)
+    proc = cli("search", "--task", TINY, "--out", str(out), "--storage", url, "--resume", flag, value)
     _one_line_refusal(proc, f"{flag} ", "differs from this run's stored value", stored)
     assert _snapshot(out) == before
 
@@ -87,7 +87,7 @@ def test_run_json_records_settings_schema_and_storage_without_secrets(elsewhere_
 
 
 @pytest.mark.parametrize("damage", ["newer schema", "not json", "no settings"])
-def test_a_damaged_or_newer_run_json_is_one_line_for_best_report_and_resume(elsewhere_run, tmp_path, damage):
+def test_a_damaged_or_newer_run_json_is_one_line_for_best_report_and_resume(elsewhere_run, tmp_path, damage, cli):
     import shutil
 
     out = tmp_path / "copy"
@@ -103,11 +103,11 @@ def test_a_damaged_or_newer_run_json_is_one_line_for_best_report_and_resume(else
     expected = "newer autocompress" if damage == "newer schema" else "is damaged"
     for args in (["best", str(out)], ["report", str(out), "-o", str(tmp_path / "r.html")],
                  ["search", "--task", TINY, "--out", str(out), "--resume"]):
-        _one_line_refusal(run_cli(*args), expected)
+        _one_line_refusal(cli(*args), expected)
     assert not (tmp_path / "r.html").exists()
 
 
-def test_a_run_from_before_the_schema_is_read_but_not_resumed(elsewhere_run, tmp_path):
+def test_a_run_from_before_the_schema_is_read_but_not_resumed(elsewhere_run, tmp_path, cli):
     import shutil
 
     out = tmp_path / "old"
@@ -115,15 +115,15 @@ def test_a_run_from_before_the_schema_is_read_but_not_resumed(elsewhere_run, tmp
     run = json.loads((out / rundir.RUN_JSON).read_text())
     del run["schema"]
     (out / rundir.RUN_JSON).write_text(json.dumps(run))
-    assert run_cli("best", str(out)).returncode == 0
-    _one_line_refusal(run_cli("search", "--task", TINY, "--out", str(out), "--resume", "--storage",
+    assert cli("best", str(out)).returncode == 0
+    _one_line_refusal(cli("search", "--task", TINY, "--out", str(out), "--resume", "--storage",
                               elsewhere_run[1]), "older autocompress (schema 0)")
 
 
 def test_a_second_search_in_a_run_directory_in_use_is_refused(elsewhere_run):
     out, url = elsewhere_run
     before = _snapshot(out)
-    with rundir.locked(out):  # what a running search holds
+    with rundir.locked(out):  # what a running search holds (another process, as a user would meet it)
         proc = run_cli("search", "--task", TINY, "--trials", "5", "--out", str(out), "--storage", url, "--resume")
     _one_line_refusal(proc, "another search is running in")
     assert _snapshot(out) == before
