@@ -172,3 +172,31 @@ def test_export_into_an_existing_empty_folder_with_a_hostile_task_name(budget_ru
     assert r"| fc\|&lt;b&gt;evil&lt;/b&gt; | 0% | 8 | full |" in card
     assert "<script>" not in card and "<b>" not in card
     assert sorted(p.name for p in target.iterdir()) == ["MODEL_CARD.md", "metrics.json", "model.onnx", "plan.json"]
+
+
+def test_best_shows_every_layers_real_effect(budget_run, cli):
+    """One row per layer of the model: channels kept through its group and the width (e.g. the
+    stage1 convolutions that share the stem's channels), weight bits and rank, as the plan applies."""
+    from autocompress.plan import Plan
+    from autocompress.reports.layer_plan import layer_plan
+
+    proc = cli("best", budget_run)
+    assert proc.returncode == 0, proc.stderr
+    model = json.loads((budget_run / "run.json").read_text())["model"]
+    number = int(proc.stdout.split("trial ", 1)[1].split()[0].rstrip(":"))
+    plan = Plan.from_json((budget_run / "artifacts" / str(number) / "plan.json").read_text())
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if "output channels kept" in line)
+    rows = {line.split()[0]: line for line in lines[header + 1:] if "ship it:" not in line}
+    assert set(rows) >= set(model["layers"])
+    assert set(model["groups"]["stem.0"]) >= {"stem.0", "stage1.0.conv2"}  # the coupling the table must show
+    for effect in layer_plan(plan, layers=model["layers"], stages=model["stages"], groups=model["groups"],
+                             channels=model["channels"]):
+        line = rows[effect.name]
+        assert ("int%d" % effect.bits if effect.bits else "float32") in line
+        if effect.dropped:
+            assert "dropped block" in line
+        elif effect.channels:  # a layer of a pruning group
+            assert f"{effect.channels[1]} of {effect.channels[0]}" in line
+        else:  # the output layer: its outputs are the classes
+            assert f"{effect.kept:.0%}" in line
