@@ -39,6 +39,15 @@ def run_cli(*args, cwd=None, timeout=600):
                           cwd=cwd, env=env, timeout=timeout)
 
 
+def one_clear_line(proc) -> str:
+    """The one line a refused command prints: exit code 2, no traceback, 'autocompress: error: ...'."""
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("autocompress: error: "), proc.stderr
+    return lines[0]
+
+
 class CliResult:
     """What a CLI call run in this process gave: returncode, stdout, stderr (as subprocess would)."""
 

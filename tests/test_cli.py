@@ -6,15 +6,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
-
-
-def _one_clear_line(proc):
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("autocompress: error: "), proc.stderr
-    return lines[0]
+from tests.conftest import one_clear_line, run_cli
 
 
 def test_tasks_lists_digits():
@@ -91,16 +83,16 @@ def test_user_task_factory_runs(tmp_path):
     (["--task", "tests.fixtures.user_tasks:tiny", "--techniques", "prune,distill"],
      "--techniques must be a non-empty subset of prune, quant, lowrank, student"),
 ])
-def test_bad_input_is_one_clear_line(tmp_path, args, expected, cli):
-    line = _one_clear_line(cli("search", *args, "--out", str(tmp_path / "out")))
+def test_bad_input_isone_clear_line(tmp_path, args, expected, cli):
+    line = one_clear_line(cli("search", *args, "--out", str(tmp_path / "out")))
     assert expected in line
 
 
 def test_out_that_is_not_a_run_directory_is_refused(tmp_path, cli):
     (tmp_path / "notes.txt").write_text("mine")
-    line = _one_clear_line(cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--out", str(tmp_path)))
+    line = one_clear_line(cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--out", str(tmp_path)))
     assert "exists and is not an empty folder" in line
     assert (tmp_path / "notes.txt").read_text() == "mine"
-    line = _one_clear_line(cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--resume",
+    line = one_clear_line(cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--resume",
                                    "--out", str(tmp_path / "nothing")))
     assert "is not a run directory" in line

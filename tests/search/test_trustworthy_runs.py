@@ -10,16 +10,15 @@ import pytest
 from autocompress.plan import LayerPlan, Plan
 from autocompress.search import rundir
 from autocompress.search.searcher import counts_toward_total, requeue_interrupted
-from tests.conftest import run_cli
+from tests.conftest import one_clear_line, run_cli
 
 TINY = "tests.fixtures.user_tasks:tiny"
 
 
 def _one_line_refusal(proc, *needles):
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    line = one_clear_line(proc)
     for needle in needles:
-        assert needle in proc.stderr, proc.stderr
+        assert needle in line, line
 
 
 def _snapshot(out):

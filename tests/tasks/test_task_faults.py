@@ -9,17 +9,9 @@ from torch import nn
 
 from autocompress.spaces.layers import discover, find_head
 from autocompress.task import UsageError, load_task
-from tests.conftest import run_cli
+from tests.conftest import one_clear_line, run_cli
 
 FIXTURES = "tests.fixtures.user_tasks"
-
-
-def _one_clear_line(proc):
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("autocompress: error: "), proc.stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize("factory,expected", [
@@ -28,7 +20,7 @@ def _one_clear_line(proc):
     ("metric_not_a_number", "the task's metric text_score returned str 'high', not a number"),
 ])
 def test_a_metric_that_fails_on_the_teacher_is_the_users_to_fix(tmp_path, factory, expected):
-    line = _one_clear_line(run_cli("search", "--task", f"{FIXTURES}:{factory}", "--trials", "1", "--steps", "1",
+    line = one_clear_line(run_cli("search", "--task", f"{FIXTURES}:{factory}", "--trials", "1", "--steps", "1",
                                    "--out", str(tmp_path / "run")))
     assert expected in line and "on the teacher's validation outputs" in line and "make Task.metric" in line
 
@@ -48,8 +40,8 @@ def test_a_metric_that_fails_on_a_candidate_fails_that_trial_only(tmp_path):
     ("exits", f"task factory '{FIXTURES}:exits' called sys.exit(3); raise an exception"),
     ("interrupts", f"task factory '{FIXTURES}:interrupts' raised KeyboardInterrupt (no Ctrl-C was pressed)"),
 ])
-def test_a_factory_that_exits_or_interrupts_itself_is_one_clear_line(factory, expected):
-    line = _one_clear_line(run_cli("inspect", "--task", f"{FIXTURES}:{factory}"))
+def test_a_factory_that_exits_or_interrupts_itself_isone_clear_line(factory, expected):
+    line = one_clear_line(run_cli("inspect", "--task", f"{FIXTURES}:{factory}"))
     assert expected in line
 
 
@@ -61,7 +53,7 @@ def test_ctrl_c_while_a_factory_runs_stops_loading_and_is_not_blamed_on_the_fact
 @pytest.mark.parametrize("command", ["inspect", "search"])
 def test_a_teacher_without_a_linear_output_layer_is_refused_with_the_fix(tmp_path, command):
     extra = ["--trials", "1", "--steps", "1", "--out", str(tmp_path / "run")] if command == "search" else []
-    line = _one_clear_line(run_cli(command, "--task", f"{FIXTURES}:conv_head", *extra))
+    line = one_clear_line(run_cli(command, "--task", f"{FIXTURES}:conv_head", *extra))
     assert "the teacher's last layer must be nn.Linear (the class logits)" in line
     assert "'classes' (Conv2d, output shape (1, 3, 6, 6))" in line
     assert "end the model with nn.Linear(features, classes)" in line
