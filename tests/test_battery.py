@@ -6,7 +6,7 @@ that need Ray running (a trial that could never be scheduled)."""
 import pytest
 
 from autocompress.cli import main
-from tests.conftest import run_cli
+from tests.conftest import one_clear_line, run_cli
 
 TINY = "tests.fixtures.user_tasks:tiny"
 
@@ -79,21 +79,44 @@ def test_out_in_a_place_that_cannot_be_written_is_one_line(tmp_path, capsys):
     assert code == 2 and "cannot write there" in err and len(err.strip().splitlines()) == 1, err
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real 150 KB file system (tmpfs), where a search runs out of space."""
+def _mounted_tmpfs(folder, options: str):
+    """A real tmpfs mounted on ``folder`` (root only: .ci/run runs as root, where it must work)."""
     import os
     import subprocess
 
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=150k", "tmpfs", str(mount)], capture_output=True)
+    folder.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
     if made.returncode != 0:
         if os.geteuid() == 0:
             pytest.fail(f"root could not mount a tmpfs: {made.stderr.decode()}")
-        pytest.skip("mounting a small file system needs root (.ci/run runs as root)")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+        pytest.skip("mounting a file system needs root (.ci/run runs as root)")
+    return folder
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 150 KB file system, where a search runs out of space."""
+    import subprocess
+
+    yield _mounted_tmpfs(tmp_path / "disk", "size=150k")
+    subprocess.run(["umount", "-l", str(tmp_path / "disk")], check=False)
+
+
+def test_out_on_a_read_only_file_system_is_one_line(tmp_path, cli):
+    import subprocess
+
+    disk = _mounted_tmpfs(tmp_path / "ro", "ro,size=1m")  # read-only even for root
+    try:
+        line = one_clear_line(cli("search", "--task", TINY, "--out", disk / "run"))
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    assert "cannot write there" in line and "Read-only file system" in line
+
+
+def test_address_auto_without_a_cluster_is_one_line_and_leaves_no_run_directory(tmp_path):
+    proc = run_cli("search", "--task", TINY, "--address", "auto", "--out", str(tmp_path / "run"))
+    assert "--address auto" in one_clear_line(proc)
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_full_disk_during_a_search_is_one_line_that_says_how_to_continue(small_disk):

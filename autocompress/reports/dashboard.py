@@ -20,6 +20,7 @@ import threading
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from autocompress.search.best import Run
+from autocompress.search.rundir import STUDY_DB
 from autocompress.search.storage import sqlite_url
 from autocompress.task import UsageError
 
@@ -32,8 +33,8 @@ def study_storage(run: Run, storage: str | None) -> str:
     if storage:
         return storage
     stored = run.info["study"]["storage"]
-    if stored == "study.db":
-        if not (run.path / "study.db").is_file():
+    if stored == STUDY_DB:
+        if not (run.path / STUDY_DB).is_file():
             raise UsageError(f"{run.path} has no study.db; give the study's database with --storage URL")
         return sqlite_url(run.path)
     raise UsageError(f"the study of {run.path} lives in {stored}; give that URL with its password as --storage URL")
