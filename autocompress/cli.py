@@ -82,7 +82,7 @@ def _add_search(sub) -> None:
                                           "finishes. One search per --out at a time.")
     _task_args(search_p)
     search_p.add_argument("--trials", type=int, default=40,
-                          help="number of candidates to evaluate (with --resume: continue until this many)")
+                          help="number of candidates to evaluate (default: 40; with --resume: continue until this many)")
     settings = search_p.add_argument_group(
         "settings (they shape the results; run.json stores them and --resume restores them: give them again "
         "on --resume only with the stored values)")
