@@ -59,7 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     sub.add_parser("tasks", help="list the built-in tasks")
 
-    inspect_p = sub.add_parser("inspect", help="show the compressible layers, dependency groups and search space")
+    inspect_p = sub.add_parser("inspect", help="show the compressible layers, dependency groups and search space",
+                               description="Show what a search of the task would compress: the Conv2d/Linear "
+                                           "layers, the groups whose channels are pruned together, the droppable "
+                                           "blocks, what is not compressed and why, and every search parameter.")
     _task_args(inspect_p)
 
     _add_search(sub)
@@ -132,21 +135,29 @@ def _add_search(sub) -> None:
 
 
 def _add_best(sub) -> None:
-    best_p = sub.add_parser("best", help="the best stored candidate under a budget; --export ships it, re-measured")
+    best_p = sub.add_parser("best", help="the best stored candidate under a budget; --export ships it, re-measured",
+                            description="Answer a budget from a run's stored results without re-running anything: "
+                                        "the preferred complete full-fidelity candidate within it, against the "
+                                        "teacher, with every layer's plan. Budgets: size of the ONNX file, median "
+                                        "batch-1 latency in ONNX Runtime (1 pinned thread), validation accuracy.")
     best_p.add_argument("run_dir", metavar="RUN_DIR", help="the --out of a search")
     budget_args(best_p)
     best_p.add_argument("--prefer", default="accurate", choices=["accurate", "smallest", "fastest"],
                         help="among feasible candidates: highest accuracy (ties: smaller, then faster), "
-                             "smallest, or fastest")
+                             "smallest, or fastest (default: accurate)")
     best_p.add_argument("--export", metavar="DIR", default=None,
-                        help="write model.onnx, plan.json, metrics.json and MODEL_CARD.md there, re-measured")
+                        help="write model.onnx, plan.json, metrics.json and MODEL_CARD.md into DIR (new or empty, "
+                             "outside the run directory), measured again: the file must be the one recorded")
     best_p.add_argument("--trial", type=int, default=None, metavar="N",
                         help="take trial N (e.g. picked in the report) instead of choosing under a budget")
     best_p.add_argument("--data-dir", default=None, help="the task's data folder, if it needs one")
 
 
 def _add_report_and_dashboard(sub) -> None:
-    report_p = sub.add_parser("report", help="write the interactive HTML report of a run (one offline file)")
+    report_p = sub.add_parser("report", help="write the interactive HTML report of a run (one offline file)",
+                              description="Write the run's report: Pareto plots, a budget filter, per-layer plans, "
+                                          "search progress and run facts, in one HTML file that works offline "
+                                          "(also for a search still running).")
     report_p.add_argument("run_dir", metavar="RUN_DIR", help="the --out of a search")
     report_p.add_argument("-o", "--output", default=None, metavar="FILE",
                           help="where to write it (default: RUN_DIR/report.html)")
@@ -328,13 +339,9 @@ def cmd_best(args) -> int:
           f"{teacher.latency_ms / best.latency_ms:.2f}x faster")
     print(f"  plan: {best.plan.summary()}")
     _print_layers(run, best.plan)
-    if not args.export:
-        flags = [f"--{name.replace('_', '-')} {value}" for name, value in
-                 (("max_size", args.max_size), ("max_latency", args.max_latency), ("min_accuracy", args.min_accuracy),
-                  ("prefer", None if args.prefer == "accurate" else args.prefer)) if value is not None]
-        if args.trial is not None:
-            flags = [f"--trial {args.trial}"]
-        print(f"  ship it: autocompress best {shlex.join([args.run_dir])} {' '.join(flags)} --export DIR")
+    if not args.export:  # the trial itself: the same budget may pick another once the run grows
+        print(f"  ship it: {shlex.join(['autocompress', 'best', args.run_dir, '--trial', str(best.number)])} "
+              "--export DIR")
         return 0
     report = run.export(best, args.export, data_dir=args.data_dir)
     m, r = report["measured"], report["recorded"]
@@ -366,7 +373,12 @@ def _print_layers(run, plan) -> None:
         via = f" via {row.group}" if row.group and row.group != row.name and row.kept < 1 else ""
         kept = "dropped block" if row.dropped else kept + via
         rank = "full" if row.rank in (None, 1.0) else f"{row.rank:.0%}"
-        print(f"  {row.name:<{width}} {kept:<28} {f'int{row.bits}' if row.bits else 'float32':<8} {rank}")
+        bits = f"int{row.bits}" if row.bits else "float32"
+        if row.dropped:  # its knobs apply to nothing
+            bits, rank = "-", "-"
+        elif row.group is None:
+            kept = "all (not prunable)"
+        print(f"  {row.name:<{width}} {kept:<28} {bits:<8} {rank}")
 
 
 def _chosen(run, args):
@@ -430,6 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"autocompress: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `autocompress best RUN | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:  # Ctrl-C before a search started storing anything (a search handles its own)
         print("autocompress: stopped (Ctrl-C)", file=sys.stderr)
         return 130

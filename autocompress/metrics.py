@@ -26,6 +26,7 @@ class Metrics:
     fidelity: str
     latency_spread_ms: float = 0.0  # interquartile range of the latency runs
     notes: str = ""
+    sha256: str = ""  # of the ONNX file measured: an export ships exactly that file or refuses
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -34,5 +35,5 @@ class Metrics:
     def from_dict(cls, data: dict) -> "Metrics":
         """From a dict (or a trials.csv row): known fields only, numbers cast to their types."""
         kinds = {"size_bytes": int, "params": int, "macs": int, "accuracy": float, "latency_ms": float,
-                 "latency_spread_ms": float, "fidelity": str, "notes": str}
+                 "latency_spread_ms": float, "fidelity": str, "notes": str, "sha256": str}
         return cls(**{k: kinds[k](data[k]) for k in cls.__dataclass_fields__ if k in data})

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import autocompress
-from tests.conftest import run_cli
+from tests.conftest import one_clear_line, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +88,32 @@ def _garble_same_size(path):
     path.write_bytes(b"\x00" * path.stat().st_size)
 
 
+def _change_one_weight(path):
+    """The same file with one float weight changed: still a valid model of the same size."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    for init in model.graph.initializer:
+        weights = numpy_helper.to_array(init)
+        if weights.dtype == np.float32 and weights.size > 1:
+            changed = weights.copy()
+            changed.flat[0] += 1.0
+            init.CopyFrom(numpy_helper.from_array(changed, init.name))
+            break
+    before = path.stat().st_size
+    onnx.save(model, str(path))
+    assert path.stat().st_size == before
+
+
 DAMAGES = {  # what is done to the copy -> what the one-line error must say
     "model.onnx deleted": (lambda run, art: (art / "model.onnx").unlink(), "model.onnx is missing"),
     "model.onnx one byte longer": (lambda run, art: (art / "model.onnx").open("ab").write(b"\x00"),
                                    "B were recorded: the file changed after it was measured"),
     "model.onnx garbage of the same size": (lambda run, art: _garble_same_size(art / "model.onnx"),
-                                            "is not a model ONNX Runtime can load"),
+                                            "is not the file that was measured"),
+    "model.onnx with one weight changed": (lambda run, art: _change_one_weight(art / "model.onnx"),
+                                           "is not the file that was measured"),
     "plan.json deleted": (lambda run, art: (art / "plan.json").unlink(), "plan.json (the plan of trial"),
     "plan.json garbage": (lambda run, art: (art / "plan.json").write_text("{not json"), "is not a plan"),
     "plan.json of another kind": (lambda run, art: (art / "plan.json").write_text('{"colour": 1}'), "is not a plan"),
@@ -193,10 +213,43 @@ def test_best_shows_every_layers_real_effect(budget_run, cli):
     for effect in layer_plan(plan, layers=model["layers"], stages=model["stages"], groups=model["groups"],
                              channels=model["channels"]):
         line = rows[effect.name]
+        if effect.dropped:  # its knobs apply to nothing
+            assert "dropped block" in line and "int" not in line and "float32" not in line
+            continue
         assert ("int%d" % effect.bits if effect.bits else "float32") in line
-        if effect.dropped:
-            assert "dropped block" in line
-        elif effect.channels:  # a layer of a pruning group
+        if effect.channels:  # a layer of a pruning group
             assert f"{effect.channels[1]} of {effect.channels[0]}" in line
         else:  # the output layer: its outputs are the classes
-            assert f"{effect.kept:.0%}" in line
+            assert "all (not prunable)" in line
+
+
+@pytest.mark.parametrize("damage", ["teacher accuracy NaN", "teacher size negative", "trial size negative",
+                                    "trial accuracy empty"])
+def test_numbers_no_measurement_gives_are_one_line_for_best_and_report(budget_run, tmp_path, damage, cli):
+    run, _ = _damaged_copy(budget_run, tmp_path)
+    if damage.startswith("teacher"):
+        info = json.loads((run / "run.json").read_text())
+        info["teacher"]["accuracy" if "accuracy" in damage else "size_bytes"] = float("nan") \
+            if "NaN" in damage else -5
+        (run / "run.json").write_text(json.dumps(info))
+    else:
+        trials = pd.read_csv(run / "trials.csv")
+        first = trials.index[trials["state"] == "COMPLETE"][0]
+        trials.loc[first, "size_bytes" if "size" in damage else "accuracy"] = -100 if "size" in damage else None
+        trials.to_csv(run / "trials.csv", index=False)
+    for args in (["best", run, "--prefer", "smallest"], ["report", run, "-o", tmp_path / "r.html"]):
+        line = one_clear_line(cli(*args))
+        assert "holds" in line and "no measurement gives" in line
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_best_into_a_closed_pipe_is_quiet(budget_run):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.run(f"{sys.executable} -m autocompress.cli best {budget_run} | head -1", shell=True,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr and proc.stdout.startswith("best of")

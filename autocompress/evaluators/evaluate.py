@@ -26,8 +26,8 @@ from autocompress.compressors.distill import DistillConfig
 from autocompress.compressors.pipeline import Compressed, compress
 from autocompress.compressors.quantize import freeze
 from autocompress.evaluators.export import export_onnx
-from autocompress.evaluators.measure import (MetricError, latency_ms, onnx_metric, onnx_session, params_and_macs,
-                                             size_bytes)
+from autocompress.evaluators.measure import (MetricError, file_sha256, latency_ms, onnx_metric, onnx_session,
+                                             params_and_macs, size_bytes)
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
 from autocompress.task import Task, UsageError
@@ -77,7 +77,8 @@ def evaluate(task: Task, plan: Plan, *, out_dir: str | os.PathLike, config: Dist
     metric, median, spread = measure_artifact(task, path, latency=latency)
     params, macs = params_and_macs(plain, task.example_inputs)
     return Metrics(accuracy=metric, size_bytes=size_bytes(path), latency_ms=median, params=params, macs=macs,
-                   fidelity=fidelity_label(config), latency_spread_ms=spread, notes="; ".join(compressed.notes))
+                   fidelity=fidelity_label(config), latency_spread_ms=spread, notes="; ".join(compressed.notes),
+                   sha256=file_sha256(path))
 
 
 def evaluate_teacher(task: Task, *, out_dir: str | os.PathLike, latency: LatencyMeter = local_latency) -> Metrics:

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import os
@@ -37,6 +38,15 @@ LATENCY_THREADS = 1
 
 def size_bytes(path: str) -> int:
     return os.path.getsize(path)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, in hex: what an export checks it ships."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def onnx_session(path: str, *, threads: int = LATENCY_THREADS) -> ort.InferenceSession:

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Iterator
 
 from autocompress.evaluators.evaluate import ARTIFACT_NAME, PLAN_NAME, local_latency, measure_artifact
-from autocompress.evaluators.measure import onnx_metric, onnx_session, size_bytes
+from autocompress.evaluators.measure import file_sha256, onnx_metric, onnx_session, size_bytes
 from autocompress.metrics import Metrics
 from autocompress.evaluators.model_card import model_card
 from autocompress.task import Task, UsageError, load_task
@@ -125,6 +125,9 @@ def ship_artifact(task: Task, source: str | Path, folder: str | Path, *, recorde
     if size != recorded.size_bytes:
         raise UsageError(f"{source} holds {size:,} B but {recorded.size_bytes:,} B were recorded: the file changed "
                          f"after it was measured; {DAMAGED}")
+    if recorded.sha256 and file_sha256(shipped) != recorded.sha256:
+        raise UsageError(f"{source} is not the file that was measured (its SHA-256 differs from the one recorded, "
+                         f"though its size is the same): the file changed after it was measured; {DAMAGED}")
     session = _session(shipped, source)
     val, latency, spread = measure_artifact(task, str(shipped), split="val")
     return {"accuracy_val": val, "accuracy_test": onnx_metric(session, task.test, task.metric), "size_bytes": size,

@@ -360,6 +360,7 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
                              screening=screening, timeout_s=execution.trial_timeout_s, retries=execution.retries,
                              budget=settings.budget)
     checkpoint.searcher = searcher
+    checkpoint.tables()  # trials.csv exists from the start: best and report can read a run before its first trial
     searcher.queue += queue
     job = Job(task_spec=task_spec, data_dir=data_dir, task=None if task_spec else session.task,
               teacher_state=session.task.teacher.state_dict(), distill=settings.distill, out_dir=str(out.resolve()),

@@ -38,7 +38,7 @@ RUN_KEYS = ("teacher", "settings")  # what every reader needs; a resume also nee
 RESUME_KEYS = ("task", "study", "space")
 INTERRUPTED = "interrupted: the search stopped while it ran"
 METRIC_COLUMNS = ["params", "macs", "fidelity", "level", "latency_spread_ms", "duration_s", "started_at",
-                  "finished_at", "node", "duplicate_of", "error", "notes"]
+                  "finished_at", "node", "duplicate_of", "error", "notes", "sha256"]
 
 
 def is_run_dir(path: Path) -> bool:
