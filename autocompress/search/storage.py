@@ -87,8 +87,21 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if parsed.password:
             reason = reason.replace(parsed.password, "***")
-        raise UsageError(f"--storage {redact(url)}: cannot open the database ({reason[:200]}); check the host, "
-                         "port, user and that the server is running") from exc
+        raise UsageError(f"--storage {redact(url)}: cannot open the database ({reason[:200]}); "
+                         f"{_storage_hint(parsed.get_backend_name(), reason)}") from exc
+
+
+def _storage_hint(backend: str, reason: str) -> str:
+    """What to check, by kind of database.
+
+    >>> print(_storage_hint("sqlite", "unable to open database file"))
+    check that the SQLite file's folder exists and can be written (sqlite:////absolute/path/study.db)
+    """
+    if "Can't load plugin" in reason:
+        return "that kind of database is unknown; use postgresql://USER:PASSWORD@HOST:5432/DB or sqlite:///PATH"
+    if backend == "sqlite":
+        return "check that the SQLite file's folder exists and can be written (sqlite:////absolute/path/study.db)"
+    return "check the host, port, user and that the server is running"
 
 
 WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
