@@ -312,9 +312,14 @@ def cmd_search(args) -> int:
 def cmd_best(args) -> int:
     from autocompress.evaluators.verify import check_target
     from autocompress.search.best import NothingFeasible, load_run
+    from autocompress.search.budget import Budget
 
     budget = _budget(args)
     run = load_run(args.run_dir)
+    whose = ""
+    if budget.is_empty and args.trial is None:  # no limits given: those the search was run under
+        budget = Budget(**run.info["settings"].get("budget", {}))
+        whose = "the run's budget: " if not budget.is_empty else ""
     if args.export:
         check_target(args.export, run_dir=run.path)  # refused before anything is chosen or measured
     try:
@@ -327,7 +332,7 @@ def cmd_best(args) -> int:
         return 2
     teacher = run.teacher
     if args.trial is None:
-        print(f"best of {run.path} under {budget.describe()} (prefer {args.prefer}): trial {best.number}")
+        print(f"best of {run.path} under {whose}{budget.describe()} (prefer {args.prefer}): trial {best.number}")
     else:
         print(f"trial {best.number} of {run.path}, as chosen")
     print(f"  {'':<10} {'teacher':>14} {'trial ' + str(best.number):>14}  ratio")

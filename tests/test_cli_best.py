@@ -253,3 +253,12 @@ def test_best_into_a_closed_pipe_is_quiet(budget_run):
     proc = subprocess.run(f"{sys.executable} -m autocompress.cli best {budget_run} | head -1", shell=True,
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0 and "Traceback" not in proc.stderr and proc.stdout.startswith("best of")
+
+
+def test_best_without_limits_answers_the_budget_the_search_ran_under(budget_run, cli):
+    proc = cli("best", budget_run)
+    assert proc.returncode == 0, proc.stderr
+    assert "under the run's budget: size <= 250,000 B, accuracy >= 0.5" in proc.stdout
+    number = int(proc.stdout.split("): trial ", 1)[1].split()[0])
+    row = pd.read_csv(budget_run / "trials.csv").set_index("number").loc[number]
+    assert row["size_bytes"] <= 250_000 and row["accuracy"] >= 0.5
