@@ -65,7 +65,8 @@ def techniques_used(plan: Plan) -> set[str]:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """The knobs of one model; ``suggest`` draws a Plan from an Optuna trial.
+    """The knobs of one model: ``distributions()`` for Optuna (``study.ask(fixed_distributions=...)``),
+    ``plan_from_params`` for the Plan a trial's values describe.
 
     techniques: the knob families searched (default all: one joint space); the others stay at
     the teacher's (no pruning, float weights, full rank, the teacher's architecture).
@@ -107,18 +108,6 @@ class SearchSpace:
 
     def param_names(self) -> list[str]:
         return list(self.distributions())
-
-    def suggest(self, trial: optuna.Trial) -> Plan:
-        """Sample every parameter (a fixed set) and build the plan."""
-        params = {}
-        for name, dist in self.distributions().items():
-            if isinstance(dist, optuna.distributions.CategoricalDistribution):
-                params[name] = trial.suggest_categorical(name, dist.choices)
-            elif isinstance(dist, optuna.distributions.IntDistribution):
-                params[name] = trial.suggest_int(name, dist.low, dist.high)
-            else:
-                params[name] = trial.suggest_float(name, dist.low, dist.high, step=dist.step)
-        return self.plan_from_params(params)
 
     def plan_from_params(self, params: dict[str, Any]) -> Plan:
         unknown = set(params) - set(self.distributions())
