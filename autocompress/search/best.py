@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from numbers import Real
 from pathlib import Path
 
 import pandas as pd
@@ -134,7 +133,7 @@ class Run:
         if budget is not None and given:
             raise UsageError(f"Run.best got both budget= and {', '.join(given)}; give the limits one way: "
                              "either a Budget or the keywords")
-        budget = budget or _checked_budget(**limits)
+        budget = budget or Budget(**limits)
         row = select(self.candidates, budget, prefer=prefer)
         chosen = f"the {PREFERRED[prefer]} of the run's full-fidelity candidates under: {budget.describe()}"
         return self._candidate(row, chosen=chosen)
@@ -167,18 +166,6 @@ class Run:
         if not isinstance(candidate, Candidate):
             candidate = self.candidate(candidate)
         return export_candidate(self, candidate, out_dir, task=task, data_dir=data_dir)
-
-
-def _checked_budget(*, max_size_bytes, max_latency_ms, min_accuracy) -> Budget:
-    for name, value in (("max_size_bytes", max_size_bytes), ("max_latency_ms", max_latency_ms),
-                        ("min_accuracy", min_accuracy)):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0:
-            raise UsageError(f"{name}={value!r}: give a positive number, or None for no limit")
-    if min_accuracy is not None and min_accuracy > 1:
-        raise UsageError(f"min_accuracy={min_accuracy!r}: give a fraction in (0, 1], e.g. 0.97")
-    return Budget(max_size_bytes=max_size_bytes, max_latency_ms=max_latency_ms, min_accuracy=min_accuracy)
 
 
 def _damaged(path: Path, problem: str) -> UsageError:

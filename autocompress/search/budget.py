@@ -79,15 +79,16 @@ class Budget:
     min_accuracy: float | None = None
 
     def __post_init__(self):
-        checks = {"max_size_bytes": (self.max_size_bytes, "a whole number of bytes, at least 1"),
-                  "max_latency_ms": (self.max_latency_ms, "a finite number of milliseconds above 0"),
-                  "min_accuracy": (self.min_accuracy, "a fraction in (0, 1]")}
-        good = {"max_size_bytes": lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1,
-                "max_latency_ms": lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v > 0,
-                "min_accuracy": lambda v: isinstance(v, (int, float)) and math.isfinite(v) and 0 < v <= 1}
-        for name, (value, what) in checks.items():
-            if value is not None and not good[name](value):
-                raise UsageError(f"budget {name} must be {what}, got {value!r}")
+        """Each limit a positive finite number (accuracy a fraction), named by its keyword."""
+        for name in ("max_size_bytes", "max_latency_ms", "min_accuracy"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+                    or value <= 0:
+                raise UsageError(f"{name}={value!r}: give a positive number, or None for no limit")
+        if self.min_accuracy is not None and self.min_accuracy > 1:
+            raise UsageError(f"min_accuracy={self.min_accuracy!r}: give a fraction in (0, 1], e.g. 0.97")
 
     @classmethod
     def parse(cls, *, max_size=None, max_latency=None, min_accuracy=None) -> "Budget":

@@ -425,7 +425,7 @@ def _finish(session: _Session, searcher, clock: float, checkpoint: _Checkpoint) 
     elif searcher.finished < session.trials:
         session.progress(f"stopped after {searcher.finished} of {session.trials} trials (all stored in "
                          f"{session.out}); continue with: {resume_command(session)}")
-    run = rundir.read_run_json(session.out)
+    run = session.run  # what run.json holds (written at the start, or read for the resume)
     run["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     run["settings"]["trials"] = session.trials
     run.setdefault("sessions", []).append({"wall_s": round(time.perf_counter() - clock, 2), "workers": session.workers,
