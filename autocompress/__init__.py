@@ -25,7 +25,7 @@ from autocompress.modules import SelfAttention
 from autocompress.plan import LayerPlan, Plan
 from autocompress.search import Execution, SearchResult, SearchSettings, search
 from autocompress.search.best import Candidate, NothingFeasible, Run, load_run
-from autocompress.search.budget import Budget
+from autocompress.budget import Budget
 from autocompress.evaluators.measure import predict
 from autocompress.inspection import inspect_task
 from autocompress.task import Task, UsageError, accuracy, load_task

@@ -179,7 +179,7 @@ def budget_args(group) -> None:
 
 
 def _budget(args):
-    from autocompress.search.budget import Budget
+    from autocompress.budget import Budget
 
     return Budget.parse(max_size=args.max_size, max_latency=args.max_latency, min_accuracy=args.min_accuracy)
 
@@ -231,7 +231,7 @@ SETTING_FLAGS = {"sampler": "sampler", "seed": "seed", "steps": "distill.steps",
 
 def _settings(args, base):
     """``base`` (defaults, or the stored settings on --resume) with the setting flags given."""
-    from autocompress.search.budget import Budget
+    from autocompress.budget import Budget
     from autocompress.search.settings import SearchSettings, distill_config
 
     data = base.to_dict()
@@ -312,7 +312,7 @@ def cmd_search(args) -> int:
 def cmd_best(args) -> int:
     from autocompress.evaluators.verify import check_target
     from autocompress.search.best import NothingFeasible, load_run
-    from autocompress.search.budget import Budget
+    from autocompress.budget import Budget
 
     budget = _budget(args)
     run = load_run(args.run_dir)

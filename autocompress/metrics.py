@@ -27,6 +27,7 @@ class Metrics:
     latency_spread_ms: float = 0.0  # interquartile range of the latency runs
     notes: str = ""
     sha256: str = ""  # of the ONNX file measured: an export ships exactly that file or refuses
+    steps: int = 0  # fine-tuning steps the candidate received (0: over a hard budget, or post-training)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -35,5 +36,12 @@ class Metrics:
     def from_dict(cls, data: dict) -> "Metrics":
         """From a dict (or a trials.csv row): known fields only, numbers cast to their types."""
         kinds = {"size_bytes": int, "params": int, "macs": int, "accuracy": float, "latency_ms": float,
-                 "latency_spread_ms": float, "fidelity": str, "notes": str, "sha256": str}
-        return cls(**{k: kinds[k](data[k]) for k in cls.__dataclass_fields__ if k in data})
+                 "latency_spread_ms": float, "fidelity": str, "notes": str, "sha256": str, "steps": int}
+        optional = {"latency_spread_ms", "notes", "sha256", "steps"}  # absent in older runs: their defaults
+        return cls(**{k: kinds[k](data[k]) for k in cls.__dataclass_fields__
+                      if k in data and not (k in optional and _missing(data[k]))})
+
+
+def _missing(value) -> bool:
+    """None, an empty string or NaN (a trials.csv cell left empty)."""
+    return value is None or value == "" or (isinstance(value, float) and value != value)

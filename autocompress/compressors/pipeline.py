@@ -80,11 +80,10 @@ def with_task_lr(config: DistillConfig, task: Task) -> DistillConfig:
     return dataclasses.replace(config, lr=config.lr or task.distill_lr or DEFAULT_LR)
 
 
-def compress(task: Task, plan: Plan, *, config: DistillConfig = DistillConfig(),
-             on_step: Callable[[int], None] | None = None) -> Compressed:
-    """Apply ``plan`` to a copy of the teacher and fine-tune it; the teacher is not changed."""
-    context = task_context(task)
-    info = context.discovery
+def build(task: Task, plan: Plan) -> Compressed:
+    """The structure ``plan`` describes, built on a copy of the teacher and calibrated, not yet
+    fine-tuned: its exported file already has the final size and latency."""
+    info = task_context(task).discovery
     model = copy.deepcopy(task.teacher).eval()
     notes = []
     dropped = drop_blocks(model, plan, info.stages)
@@ -108,11 +107,26 @@ def compress(task: Task, plan: Plan, *, config: DistillConfig = DistillConfig(),
     notes += [f"low-rank skipped for {name}: {why}" for name, why in skipped.items()]
     prepare_qat(model, {name: lp.bits for name, lp in plan.layers if lp.bits})
     calibrate(model, [x for x, _ in _train_batches(task, CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE)])
-    losses = []
+    return Compressed(model.eval(), notes)
+
+
+def fine_tune(task: Task, built: Compressed, *, config: DistillConfig = DistillConfig(),
+              on_step: Callable[[int], None] | None = None) -> Compressed:
+    """Fine-tune a built candidate in place by distillation from the teacher (``config.steps``
+    steps; none: post-training, calibration only)."""
     if config.steps:
         config = with_task_lr(config, task)
-        losses = distill(model, task.train, context.targets(task), config, head=info.head, on_step=on_step)
-    return Compressed(model.eval(), notes, losses)
+        info = task_context(task).discovery
+        built.losses = distill(built.model, task.train, task_context(task).targets(task), config, head=info.head,
+                               on_step=on_step)
+    built.model.eval()
+    return built
 
 
-__all__ = ["Compressed", "compress", "task_context"]
+def compress(task: Task, plan: Plan, *, config: DistillConfig = DistillConfig(),
+             on_step: Callable[[int], None] | None = None) -> Compressed:
+    """Apply ``plan`` to a copy of the teacher and fine-tune it; the teacher is not changed."""
+    return fine_tune(task, build(task, plan), config=config, on_step=on_step)
+
+
+__all__ = ["Compressed", "build", "compress", "fine_tune", "task_context"]

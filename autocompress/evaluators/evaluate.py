@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from pathlib import Path
 from typing import Callable
@@ -23,13 +24,14 @@ import torch
 from torch import nn
 
 from autocompress.compressors.distill import DistillConfig
-from autocompress.compressors.pipeline import Compressed, compress
+from autocompress.compressors.pipeline import Compressed, build, fine_tune
 from autocompress.compressors.quantize import freeze
 from autocompress.evaluators.export import export_onnx
 from autocompress.evaluators.measure import (MetricError, file_sha256, latency_ms, onnx_metric, onnx_session,
                                              params_and_macs, size_bytes)
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
+from autocompress.budget import Budget
 from autocompress.task import Task, UsageError
 
 ARTIFACT_NAME, PLAN_NAME = "model.onnx", "plan.json"
@@ -65,20 +67,40 @@ def measure_artifact(task: Task, path: str, *, split: str = "val",
 
 
 def evaluate(task: Task, plan: Plan, *, out_dir: str | os.PathLike, config: DistillConfig = DistillConfig(),
-             latency: LatencyMeter = local_latency, on_step: Callable[[int], None] | None = None) -> Metrics:
+             latency: LatencyMeter = local_latency, on_step: Callable[[int], None] | None = None,
+             limits: Budget | None = None) -> Metrics:
     """Compress ``task.teacher`` by ``plan``, write ``out_dir/model.onnx`` + ``plan.json``, measure.
-    ``latency`` measures the file (default: here); ``on_step`` hears fine-tuning progress."""
+
+    Structure first: the candidate is built, exported and measured for size and latency before
+    any fine-tuning. When that breaks a hard size or latency limit in ``limits``, it is not
+    fine-tuned: its metrics are those of the untuned file (``steps`` 0, fidelity ``steps=0``).
+    ``latency`` measures the file (default: here); ``on_step`` hears fine-tuning progress.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / PLAN_NAME).write_text(plan.to_json())
-    compressed = compress(task, plan, config=config, on_step=on_step)
     path = str(out / ARTIFACT_NAME)
-    plain = export_artifact(compressed, task.example_inputs, path)
+    built = build(task, plan)
+    export_artifact(built, task.example_inputs, path)
+    structure = {"size_bytes": size_bytes(path), "latency_ms": latency(path, task.example_inputs)[0]}
+    over = (limits or Budget()).structural().violations(structure)
+    if over:
+        built.notes.append("not fine-tuned: over the budget's " + " and ".join(
+            {"size_bytes": "size", "latency_ms": "latency"}[axis] for axis in over))
+        return _measured(task, built, path, config=dataclasses.replace(config, steps=0), latency=latency)
+    if config.steps:
+        fine_tune(task, built, config=config, on_step=on_step)
+        export_artifact(built, task.example_inputs, path)
+    return _measured(task, built, path, config=config, latency=latency)
+
+
+def _measured(task: Task, built: Compressed, path: str, *, config: DistillConfig, latency: LatencyMeter) -> Metrics:
+    """The metrics of the exported file at ``path``, made from ``built`` with ``config``."""
     metric, median, spread = measure_artifact(task, path, latency=latency)
-    params, macs = params_and_macs(plain, task.example_inputs)
+    params, macs = params_and_macs(freeze(copy.deepcopy(built.model))[0], task.example_inputs)
     return Metrics(accuracy=metric, size_bytes=size_bytes(path), latency_ms=median, params=params, macs=macs,
-                   fidelity=fidelity_label(config), latency_spread_ms=spread, notes="; ".join(compressed.notes),
-                   sha256=file_sha256(path))
+                   fidelity=fidelity_label(config), latency_spread_ms=spread, notes="; ".join(built.notes),
+                   sha256=file_sha256(path), steps=config.steps)
 
 
 def evaluate_teacher(task: Task, *, out_dir: str | os.PathLike, latency: LatencyMeter = local_latency) -> Metrics:

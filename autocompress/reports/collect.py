@@ -22,7 +22,7 @@ from autocompress.plan import Plan
 from autocompress.reports.layer_plan import channels_from_notes
 from autocompress.search import rundir
 from autocompress.search.best import Run
-from autocompress.search.budget import Budget
+from autocompress.budget import Budget
 from autocompress.search.pareto import OBJECTIVES, dominated, normalized_hypervolume, pareto_mask
 from autocompress.spaces.space import KNOB_PREFIXES, plan_from_params
 

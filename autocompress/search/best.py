@@ -45,7 +45,7 @@ from autocompress.evaluators.evaluate import ARTIFACT_NAME, PLAN_NAME
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
 from autocompress.search import rundir
-from autocompress.search.budget import Budget
+from autocompress.budget import Budget
 from autocompress.search.pareto import OBJECTIVES, pareto_front
 from autocompress.task import Task, UsageError
 

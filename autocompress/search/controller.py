@@ -90,12 +90,15 @@ def _progress_line(done: int, total: int, frozen: optuna.trial.FrozenTrial, teac
     seconds = attrs.get("duration_s", 0.0)
     if "metrics" not in attrs:
         return f"{head} FAILED  {seconds:5.1f}s  {attrs.get('error', '')}"
+    if "duplicate_of" in attrs:
+        return f"{head} same plan as trial {attrs['duplicate_of']}: answered from it, not counted"
     metrics = Metrics.from_dict(attrs["metrics"])
     plan = Plan.from_dict(attrs["plan"]) if "plan" in attrs else None
     return (f"{head} acc {metrics.accuracy:.4f} ({(metrics.accuracy - teacher.accuracy) * 100:+.1f} pt)  "
             f"size {metrics.size_bytes / 1024:7.1f} KB ({teacher.size_bytes / metrics.size_bytes:4.1f}x)  "
             f"latency {metrics.latency_ms:.4f} ms ({teacher.latency_ms / metrics.latency_ms:4.2f}x)  "
-            f"{seconds:5.1f}s  {plan.summary() if plan else ''}")
+            f"{seconds:5.1f}s  {plan.summary() if plan else ''}"
+            + ("  (over the budget: not fine-tuned)" if "not fine-tuned" in metrics.notes else ""))
 
 
 @dataclass
@@ -364,7 +367,8 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
     searcher.queue += queue
     job = Job(task_spec=task_spec, data_dir=data_dir, task=None if task_spec else session.task,
               teacher_state=session.task.teacher.state_dict(), distill=settings.distill, out_dir=str(out.resolve()),
-              threads=max(1, int(execution.cpus_per_trial)), run_id=session.run_id, latency_actor=session.actor)
+              threads=max(1, int(execution.cpus_per_trial)), run_id=session.run_id, latency_actor=session.actor,
+              budget=settings.budget)
     try:
         run_trials(searcher=searcher, job=job, workers=session.workers, cpus_per_trial=execution.cpus_per_trial,
                    gpus_per_trial=execution.gpus_per_trial, timeout_s=execution.trial_timeout_s,
@@ -414,6 +418,8 @@ class _Checkpoint:
 
 def _finish(session: _Session, searcher, clock: float, checkpoint: _Checkpoint) -> SearchResult:
     """Step 4: store what still runs as interrupted, write the tables, record the session."""
+    from autocompress.search.searcher import DUPLICATES_IN_A_ROW
+
     interrupted = searcher.interrupt_running(rundir.INTERRUPTED)
     trial_table, front = checkpoint.tables()
     budget_s = session.execution.time_budget_s
@@ -422,6 +428,10 @@ def _finish(session: _Session, searcher, clock: float, checkpoint: _Checkpoint) 
         session.progress(f"time budget of {budget_s:g} s spent after {searcher.finished} trials"
                          + (f"; {interrupted} interrupted trial(s) run again with: {resume_command(session)}"
                             if interrupted else ""))
+    elif searcher.exhausted:
+        session.progress(f"stopped after {searcher.finished} of {session.trials} trials: the last "
+                         f"{DUPLICATES_IN_A_ROW} plans proposed had all run before (the search space holds few "
+                         "plans; search more --techniques, or ask for fewer --trials)")
     elif searcher.finished < session.trials:
         session.progress(f"stopped after {searcher.finished} of {session.trials} trials (all stored in "
                          f"{session.out}); continue with: {resume_command(session)}")
@@ -433,7 +443,7 @@ def _finish(session: _Session, searcher, clock: float, checkpoint: _Checkpoint) 
     rundir.write_json(session.out / rundir.RUN_JSON, run)
     checkpoint.call()
     return SearchResult(session.out, session.teacher, trial_table, front,
-                        finished=searcher.finished >= session.trials or out_of_time)
+                        finished=searcher.finished >= session.trials or out_of_time or searcher.exhausted)
 
 
 def front_table(front: pd.DataFrame, teacher: Metrics) -> str:

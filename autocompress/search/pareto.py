@@ -53,8 +53,11 @@ def dominated(point, others: pd.DataFrame) -> bool:
 
 
 def pareto_front(trials: pd.DataFrame, *, fidelity: str | None = None) -> pd.DataFrame:
-    """The non-dominated complete trials (of one fidelity when given), most accurate first."""
+    """The non-dominated complete trials (of one fidelity when given), most accurate first; a
+    duplicate (a plan answered from an earlier trial) never joins: its first trial does."""
     done = trials[trials["state"] == "COMPLETE"]
+    if "duplicate_of" in done:
+        done = done[done["duplicate_of"].isna()]
     if fidelity is not None:
         done = done[done["fidelity"] == fidelity]
     done = done.dropna(subset=list(OBJECTIVES))

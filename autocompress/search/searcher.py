@@ -30,14 +30,15 @@ import optuna
 import pandas as pd
 from ray.tune.search import Searcher
 
+from autocompress.budget import Budget
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
-from autocompress.search.budget import Budget
 from autocompress.search.pareto import dominated
 from autocompress.spaces.space import SearchSpace
 
 State = optuna.trial.TrialState
 DEFAULT_GAIN, PAIRS_NEEDED = 0.05, 3
+DUPLICATES_IN_A_ROW = 100  # proposals that all repeat earlier plans: the space holds no new one
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,9 @@ def was_interrupted(trial: optuna.trial.FrozenTrial) -> bool:
 
 
 def counts_toward_total(trial: optuna.trial.FrozenTrial) -> bool:
-    """Finished trials count, except those stopped by an interruption (they are re-run)."""
-    return trial.state.is_finished() and not was_interrupted(trial)
+    """Finished trials count, except those stopped by an interruption (they are re-run) and
+    duplicates (answered from the earlier trial of the same plan)."""
+    return trial.state.is_finished() and not was_interrupted(trial) and "duplicate_of" not in trial.user_attrs
 
 
 class StudySearcher(Searcher):
@@ -75,6 +77,8 @@ class StudySearcher(Searcher):
         self.promoted: set[Plan] = {Plan.from_dict(t.user_attrs["plan"]) for t in study.get_trials(deepcopy=False)
                                     if t.user_attrs.get("level") == "full" and "plan" in t.user_attrs}
         self.finished = sum(counts_toward_total(t) for t in study.get_trials(deepcopy=False))
+        self.repeats = 0  # duplicates proposed since the last new plan
+        self.exhausted = False  # DUPLICATES_IN_A_ROW proposals in a row were duplicates
 
     def __getstate__(self) -> dict:
         """Ray Tune pickles its searcher into the run directory (tune/): keep the study, whose
@@ -83,7 +87,7 @@ class StudySearcher(Searcher):
         return {"total": self.total}
 
     def suggest(self, trial_id: str):
-        while self.finished + len(self.running) < self.total:
+        while not self.exhausted and self.finished + len(self.running) < self.total:
             full = self.screening is None
             if self.queue:  # enqueued right before ask, so ask returns exactly this plan
                 plan, full = self.queue.pop(0)
@@ -95,18 +99,27 @@ class StudySearcher(Searcher):
             trial.set_user_attr("plan", plan.to_dict())
             trial.set_user_attr("level", level)
             previous = self.seen.get((plan, level))
-            if previous is not None:  # the same candidate at the same fidelity: reuse its numbers
-                trial.set_user_attr("metrics", previous.user_attrs["metrics"])
-                trial.set_user_attr("duplicate_of", previous.number)
-                metrics = Metrics.from_dict(previous.user_attrs["metrics"])
-                self._finish(self._tell_complete(trial, metrics), plan, level)
+            if previous is not None:
+                self._answer_duplicate(trial, previous)
                 continue
+            self.repeats = 0
             self.running[trial_id] = (trial, plan, level)
             config = {"number": trial.number, "plan": plan.to_dict()}
             if self.screening is not None:
                 config["distill"] = {"steps": self.screening.full_steps if full else self.screening.steps}
             return config
         return Searcher.FINISHED if not self.running else None
+
+    def _answer_duplicate(self, trial: optuna.Trial, previous: optuna.trial.FrozenTrial) -> None:
+        """The same applied plan at the same fidelity ran before: store its numbers under this
+        trial too (the sampler learns it), marked ``duplicate_of``; it does not count toward the
+        total and never joins the front. Too many in a row: the space is exhausted."""
+        trial.set_user_attr("metrics", previous.user_attrs["metrics"])
+        trial.set_user_attr("duplicate_of", previous.number)
+        frozen = self._tell_complete(trial, Metrics.from_dict(previous.user_attrs["metrics"]))
+        self.repeats += 1
+        self.exhausted = self.repeats >= DUPLICATES_IN_A_ROW
+        self.on_finished(frozen)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.running:
@@ -168,8 +181,8 @@ class StudySearcher(Searcher):
         gain = float(np.median(gains)) if len(gains) >= PAIRS_NEEDED else DEFAULT_GAIN
         full = pd.DataFrame(list(by_level["full"].values()))
         for plan, metrics in by_level["screen"].items():
-            if plan in self.promoted:
-                continue
+            if plan in self.promoted or not self.budget.structural().feasible(metrics):
+                continue  # over a size or latency limit: more fine-tuning cannot help it
             hopeful = {**metrics, "accuracy": metrics["accuracy"] + max(gain, 0.0)}
             if not dominated(hopeful, full):
                 self.promoted.add(plan)

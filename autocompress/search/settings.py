@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from autocompress.compressors.distill import DistillConfig
 from autocompress.plan import IMPORTANCES
-from autocompress.search.budget import Budget
+from autocompress.budget import Budget
 from autocompress.spaces.space import TECHNIQUES
 from autocompress.task import UsageError
 

@@ -31,6 +31,7 @@ from typing import Any
 import ray
 import torch
 
+from autocompress.budget import Budget
 from autocompress.compressors.distill import DistillConfig
 from autocompress.evaluators.evaluate import evaluate, local_latency
 from autocompress.plan import Plan
@@ -51,6 +52,7 @@ class Job:
     threads: int
     run_id: str = "default"  # names the node-local flag that pauses training during measurements
     latency_actor: Any = None  # a LatencyActor handle, or None to measure in the trial
+    budget: Budget | None = None  # plans over its size or latency limit are not fine-tuned
 
 
 _tasks: dict[tuple, Task] = {}
@@ -163,7 +165,7 @@ def evaluate_trial(config: dict, job: Job) -> None:
                 tune.report({**base, "final": False, "step": step})
 
         metrics = evaluate(task, plan, out_dir=os.path.join(job.out_dir, ARTIFACTS, str(config["number"])),
-                           config=distill, latency=latency, on_step=on_step)
+                           config=distill, latency=latency, on_step=on_step, limits=job.budget)
         result = {"metrics_json": json.dumps(metrics.to_dict())}  # Tune flattens nested dicts
     except Exception as exc:  # the candidate failed, not the worker
         result = {"error": f"{type(exc).__name__}: {exc}".strip()[:1000]}

@@ -113,8 +113,41 @@ class SearchSpace:
         unknown = set(params) - set(self.distributions())
         if unknown:
             raise ValueError(f"parameters {sorted(unknown)} are not in this search space")
-        return plan_from_params(params, layers=[layer.name for layer in self.discovery.layers],
-                                stages=list(self.discovery.stages), importance=self.importance)
+        return self.applied(plan_from_params(params, layers=[layer.name for layer in self.discovery.layers],
+                                             stages=list(self.discovery.stages), importance=self.importance))
+
+    def applied(self, plan: Plan) -> Plan:
+        """``plan`` as it acts on the model: knobs of layers in dropped blocks removed (and the
+        pruning of a group whose layers are all dropped), depths that keep every block removed.
+        Two plans that build the same model are then equal.
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from autocompress.spaces.layers import discover
+        >>> net = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Linear(4, 4)), nn.Linear(4, 2))
+        >>> space = SearchSpace(discover(net, torch.randn(1, 4), blocks=["1"]))
+        >>> plan = Plan(layers={"1.0": LayerPlan(bits=4), "2": LayerPlan(bits=8)}, depth={"1": 0})
+        >>> space.applied(plan) == Plan(layers={"2": LayerPlan(bits=8)}, depth={"1": 0})
+        True
+        >>> space.applied(Plan(depth={"1": 1})) == Plan()
+        True
+        """
+        stages = self.discovery.stages
+        depth = {stage: kept for stage, kept in plan.depth if kept < len(stages.get(stage, ()))}
+        dropped = tuple(f"{block}." for stage, blocks in stages.items()
+                        for block in blocks[plan.blocks_kept(stage, len(blocks)):])
+        if not dropped:
+            return Plan(layers=dict(plan.layers), depth=depth, width=plan.width, importance=plan.importance)
+        all_dropped = {g.name for g in self.discovery.groups if all(m.startswith(dropped) for m in g.members)}
+        layers = {}
+        for name, layer in plan.layers:
+            gone = name.startswith(dropped)
+            prune = 0.0 if name in all_dropped or (gone and not self._names_group(name)) else layer.prune
+            layers[name] = LayerPlan(prune=prune, bits=None if gone else layer.bits, rank=None if gone else layer.rank)
+        return Plan(layers=layers, depth=depth, width=plan.width, importance=plan.importance)
+
+    def _names_group(self, name: str) -> bool:
+        return any(g.name == name for g in self.discovery.groups)
 
     def params_from_plan(self, plan: Plan) -> dict[str, Any]:
         """The parameter values that describe ``plan`` (for enqueueing known plans)."""

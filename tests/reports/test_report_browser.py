@@ -9,7 +9,7 @@ import pytest
 
 from autocompress.reports.layer_plan import channels_from_notes
 from autocompress.search.best import NothingFeasible, load_run
-from autocompress.search.budget import Budget, parse_accuracy, parse_latency, parse_size
+from autocompress.budget import Budget, parse_accuracy, parse_latency, parse_size
 from autocompress.task import UsageError
 from tests.conftest import run_cli
 

@@ -7,7 +7,7 @@ import pytest
 
 from autocompress import LayerPlan, Plan
 from autocompress.search.best import NothingFeasible, load_run, select
-from autocompress.search.budget import Budget
+from autocompress.budget import Budget
 from autocompress.task import UsageError
 
 FULL, CHEAP = "steps=300,data=1,onnx-val", "steps=60,data=1,onnx-val"

@@ -192,7 +192,7 @@
     if (navigator.clipboard) navigator.clipboard.writeText(text).catch(() => {});
   });
 
-  // The budget filter. Parsing follows autocompress/search/budget.py (same units, rounding and
+  // The budget filter. Parsing follows autocompress/budget.py (same units, rounding and
   // messages); the pick follows best.select with prefer "accurate": among complete full-fidelity
   // trials within the budget, the most accurate, ties smaller, then faster, then first stored.
   const SIZE_UNITS = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };

@@ -111,6 +111,10 @@ class Budget:
             values["accuracy"] = float(self.min_accuracy - metrics["accuracy"])
         return values
 
+    def structural(self) -> "Budget":
+        """The limits known before fine-tuning (size and latency), without the accuracy one."""
+        return Budget(max_size_bytes=self.max_size_bytes, max_latency_ms=self.max_latency_ms)
+
     def violations(self, metrics: dict) -> dict[str, float]:
         """By how much each limit is missed (only the axes that are)."""
         return {axis: value for axis, value in self.constraints(metrics).items() if value > 0}

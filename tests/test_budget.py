@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from autocompress.search.budget import Budget, parse_accuracy, parse_latency, parse_size
+from autocompress.budget import Budget, parse_accuracy, parse_latency, parse_size
 from autocompress.task import UsageError
 
 

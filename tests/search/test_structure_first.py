@@ -1,0 +1,117 @@
+"""Issue #13 item 1: structure first (over-budget plans are not fine-tuned), duplicates not
+counted and never twice on the front, the ``steps`` column. Real torch, ONNX Runtime, Optuna, Ray."""
+
+import json
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from autocompress import Budget, DistillConfig, LayerPlan, Plan, SearchSettings, search
+from autocompress.evaluators.evaluate import ARTIFACT_NAME, evaluate
+from autocompress.metrics import Metrics
+from autocompress.search import rundir
+from autocompress.search.pareto import pareto_front
+from autocompress.search.searcher import StudySearcher, counts_toward_total
+from autocompress.spaces.space import SearchSpace
+from autocompress.compressors.pipeline import task_context
+
+
+def test_a_plan_over_the_size_limit_is_measured_but_never_fine_tuned(tiny_task, tmp_path):
+    steps_heard = []
+    plan = Plan(layers={"fc": LayerPlan(bits=8)})
+    metrics = evaluate(tiny_task, plan, out_dir=tmp_path / "over", config=DistillConfig(steps=25),
+                       on_step=steps_heard.append, limits=Budget(max_size_bytes=100))
+    assert steps_heard == [] and metrics.steps == 0
+    assert metrics.fidelity.startswith("steps=0,") and "not fine-tuned: over the budget's size" in metrics.notes
+    assert metrics.size_bytes == (tmp_path / "over" / ARTIFACT_NAME).stat().st_size > 100  # measured all the same
+    assert metrics.latency_ms > 0
+
+
+def test_a_plan_within_the_limits_is_fine_tuned_and_says_how_long(tiny_task, tmp_path):
+    steps_heard = []
+    roomy = Budget(max_size_bytes=10**9, max_latency_ms=1000.0, min_accuracy=0.99)  # accuracy unknown before
+    metrics = evaluate(tiny_task, Plan(layers={"fc": LayerPlan(bits=8)}), out_dir=tmp_path / "in",
+                       config=DistillConfig(steps=7), on_step=steps_heard.append, limits=roomy)
+    assert steps_heard == list(range(1, 8)) and metrics.steps == 7
+    assert metrics.fidelity.startswith("steps=7,") and "not fine-tuned" not in metrics.notes
+
+
+def test_the_applied_plan_ignores_knobs_of_dropped_blocks(tiny_task):
+    space = SearchSpace(task_context(tiny_task).discovery)
+    shallow = {"use/student": 1, "use/quant": 1, "arch/depth/block": 0, "bits/fc": 8}
+    a = space.plan_from_params({**shallow, "bits/block.0": 4})
+    b = space.plan_from_params({**shallow, "bits/block.0": 2})
+    assert a == b and a.layer("block.0").bits is None and a.layer("fc").bits == 8
+
+
+def _tell(searcher: StudySearcher, trial_id: str, accuracy: float) -> None:
+    metrics = Metrics(accuracy=accuracy, size_bytes=100, latency_ms=1.0, params=1, macs=1, fidelity="steps=1")
+    searcher.on_trial_complete(trial_id, {"final": True, "metrics_json": json.dumps(metrics.to_dict())})
+
+
+def test_a_duplicate_plan_is_answered_not_counted_and_not_on_the_front(tiny_task):
+    space = SearchSpace(task_context(tiny_task).discovery)
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    finished = []
+    searcher = StudySearcher(study=study, space=space, total=2, seen={}, on_finished=finished.append)
+    plan = Plan(layers={"fc": LayerPlan(bits=8)})
+    searcher.queue += [(plan, True), (plan, True), (Plan(layers={"stem": LayerPlan(bits=4)}), True)]
+    assert Plan.from_dict(searcher.suggest("a")["plan"]) == plan
+    _tell(searcher, "a", 0.5)
+    second = searcher.suggest("b")  # the repeat is answered at once; the next new plan is returned
+    assert Plan.from_dict(second["plan"]) == Plan(layers={"stem": LayerPlan(bits=4)})
+    assert searcher.finished == 1 and len(searcher.running) == 1  # the duplicate did not count
+    duplicate = finished[-1]
+    assert duplicate.user_attrs["duplicate_of"] == 0 and not counts_toward_total(duplicate)
+    _tell(searcher, "b", 0.4)
+    assert searcher.finished == 2 and searcher.suggest("c") == StudySearcher.FINISHED
+    trials = rundir.trials_frame(study)
+    front = pareto_front(trials)
+    assert 1 not in front["number"].tolist() and front["number"].is_unique
+    # a resumed search counts the same way
+    assert StudySearcher(study=study, space=space, total=2, seen={}, on_finished=print).finished == 2
+
+
+def test_a_space_with_no_new_plan_stops_the_search_instead_of_spinning(tiny_task):
+    space = SearchSpace(task_context(tiny_task).discovery, techniques=("quant",))
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    searcher = StudySearcher(study=study, space=space, total=5, seen={}, on_finished=lambda t: None)
+    plan = Plan(layers={"fc": LayerPlan(bits=8)})
+    searcher.queue += [(plan, True)] * 200
+    searcher.suggest("a")
+    _tell(searcher, "a", 0.5)
+    assert searcher.suggest("b") == StudySearcher.FINISHED and searcher.exhausted and searcher.finished == 1
+
+
+@pytest.fixture(scope="module")
+def tight_search(tmp_path_factory):
+    """A real search (Ray) of the tiny task's student space with a size limit only small
+    students meet; a seeded random sampler proposes repeats in this 6-plan space."""
+    from tests.fixtures.user_tasks import tiny
+
+    out = tmp_path_factory.mktemp("tight") / "run"
+    settings = SearchSettings(sampler="random", seed=0, techniques=("student",), warm_start=False,
+                              distill=DistillConfig(steps=10), budget=Budget(max_size_bytes=2500))
+    result = search(tiny(), settings=settings, trials=5, out=out, task_spec="tests.fixtures.user_tasks:tiny",
+                    progress=lambda line: None)
+    return result, pd.read_csv(out / rundir.TRIALS_CSV)
+
+
+def test_over_budget_trials_show_zero_steps_and_the_others_were_fine_tuned(tight_search):
+    _, trials = tight_search
+    over = trials[trials["size_bytes"] > 2500]
+    assert len(over) and (over["steps"] == 0).all() and not over["feasible"].any()
+    assert (trials[trials["size_bytes"] <= 2500]["steps"] == 10).all()
+
+
+def test_duplicates_in_a_real_search_neither_count_nor_join_the_front(tight_search):
+    result, trials = tight_search
+    duplicates = trials[trials["duplicate_of"].notna()]
+    assert len(duplicates) > 0  # this seed proposes repeats (the test would be vacuous otherwise)
+    assert (trials["duplicate_of"].isna()).sum() == 5  # five counted trials, as asked
+    front = result.pareto
+    assert front["number"].is_unique and not set(front["number"]) & set(duplicates["number"])
+    for number in front["number"]:
+        assert (Path(result.run_dir) / rundir.ARTIFACTS / str(int(number)) / ARTIFACT_NAME).is_file()
