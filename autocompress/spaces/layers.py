@@ -1,9 +1,9 @@
 """Layer discovery: which layers can be compressed, how channels are coupled, and why not.
 
 Pruning ratios belong to dependency groups (Torch-Pruning's DepGraph): a residual add ties the
-output channels of several convolutions together, so they are pruned together. A group is
-named after its first member layer in module order, which stays stable when a student drops
-blocks.
+output channels of several convolutions together, so they are pruned together; through a
+concatenation, each branch's channels map by index to their slice of it. A group is named after
+its first member layer in module order, which stays stable when a student drops blocks.
 
 Example:
     >>> from torch import nn
@@ -154,11 +154,17 @@ def _rooted_at_widest(graph: tp.DependencyGraph, group: tp.Group, names: dict[nn
     return graph.get_pruning_group(widest, handler, list(range(out_channels(widest))))
 
 
+def _pads_channels(grad_fn) -> bool:
+    """Whether an autograd node is a constant padding of dimension 1 of a 4-D tensor (channels)."""
+    pad = tuple(getattr(grad_fn, "_saved_pad", ())) if type(grad_fn).__name__.startswith("ConstantPadNd") else ()
+    return any(pad[4:6])
+
+
 def _why_unmapped(group: tp.Group, root: str, members: tuple[str, ...], modules: dict[str, nn.Module]) -> str:
     others = [m for m in members if m != root]
     named = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
     widths = " of other widths" if len({out_channels(modules[m]) for m in members}) > 1 else ""
-    padded = any("ConstantPadNd" in type(getattr(item.dep.target, "grad_fn", None)).__name__ for item in group)
+    padded = any(_pads_channels(getattr(item.dep.target, "grad_fn", None)) for item in group)
     through = ("a zero-padding of channels (torch.nn.functional.pad, as in an option-A shortcut), which "
                "Torch-Pruning cannot map channel by channel" if padded else
                "an operation Torch-Pruning cannot map channel by channel (e.g. a zero-padding shortcut, or "
