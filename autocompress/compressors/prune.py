@@ -2,7 +2,10 @@
 
 Each group keeps ``round(channels * width * (1 - prune))`` channels (at least one), ranked by
 L1 or L2 magnitude or by first-order Taylor importance (|weight x gradient|, gradients from
-one batch of training data). All groups are scored before any is pruned.
+one batch of training data). All groups are scored before any is pruned. Channels coupled
+through a concatenation are removed by index: the branch that produced a channel loses it, and
+the layers consuming the concatenation lose that input at its offset; each branch keeps at
+least one channel.
 
 Example:
     >>> import torch
@@ -20,7 +23,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from autocompress.spaces.layers import coupled_channels, out_channels
+from autocompress.spaces.layers import COMPRESSIBLE_TYPES, coupled_channels, out_channels
 
 
 def _importance(kind: str):
@@ -29,8 +32,23 @@ def _importance(kind: str):
     return tp.importance.MagnitudeImportance(p=1 if kind == "l1" else 2)
 
 
-def _prune_fn(module: nn.Module):
-    return tp.prune_conv_out_channels if isinstance(module, nn.Conv2d) else tp.prune_linear_out_channels
+def _drops(scores: torch.Tensor, group: tp.Group, graph: tp.DependencyGraph, count: int) -> list[int]:
+    """The ``count`` lowest-scored root channels of ``group``, skipping any whose removal would
+    leave one of its layers with no channel: a branch concatenated into a wider tensor owns
+    only its slice of the root's channels, and keeps at least one of them."""
+    owners = [set(item.root_idxs) for item in group if isinstance(item.dep.target.module, COMPRESSIBLE_TYPES)
+              and graph.is_out_channel_pruning_fn(item.dep.handler)]
+    left = [len(owned) for owned in owners]
+    drop = []
+    for idx in torch.argsort(scores).tolist():
+        if len(drop) == count:
+            break
+        mine = [i for i, owned in enumerate(owners) if idx in owned]
+        if all(left[i] > 1 for i in mine):
+            drop.append(idx)
+            for i in mine:
+                left[i] -= 1
+    return sorted(drop)
 
 
 def prune_groups(model: nn.Module, example_inputs: torch.Tensor, *, keep: dict[str, float], head: str,
@@ -42,7 +60,7 @@ def prune_groups(model: nn.Module, example_inputs: torch.Tensor, *, keep: dict[s
     name). Returns {group: (channels before, channels after)} for the groups that changed.
     """
     group_of = group_of or {}
-    graph, groups = coupled_channels(model, example_inputs, head=head)
+    graph, groups, _ = coupled_channels(model, example_inputs, head=head)
     scorer = _importance(importance)
     if importance == "taylor":
         if batch is None:
@@ -54,8 +72,7 @@ def prune_groups(model: nn.Module, example_inputs: torch.Tensor, *, keep: dict[s
         group_name = next((group_of.get(m, m) for m in members if group_of.get(m, m) in keep), None)
         if group_name is None:
             continue
-        root = group[0].dep.target.module
-        channels = out_channels(root)
+        channels = out_channels(group[0].dep.target.module)
         kept = max(1, round(channels * keep[group_name]))
         if kept >= channels:
             continue
@@ -63,11 +80,12 @@ def prune_groups(model: nn.Module, example_inputs: torch.Tensor, *, keep: dict[s
             scores = scorer(group)
         if scores is None:  # no gradient reached this group: fall back to magnitude
             scores = _importance("l1")(group)
-        drop = torch.argsort(scores)[: channels - kept].tolist()
-        decisions.append((root, group_name, channels, kept, sorted(drop)))
+        drop = _drops(scores, group, graph, channels - kept)
+        if drop:
+            decisions.append((group, group_name, channels, drop))
     changed = {}
-    for root, group_name, channels, kept, drop in decisions:
-        graph.get_pruning_group(root, _prune_fn(root), drop).prune()
-        changed[group_name] = (channels, kept)
+    for group, group_name, channels, drop in decisions:  # each walk again: earlier prunings moved offsets
+        graph.get_pruning_group(group[0].dep.target.module, group[0].dep.handler, drop).prune()
+        changed[group_name] = (channels, channels - len(drop))
     model.zero_grad(set_to_none=True)
     return changed

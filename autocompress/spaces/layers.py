@@ -1,9 +1,9 @@
 """Layer discovery: which layers can be compressed, how channels are coupled, and why not.
 
 Pruning ratios belong to dependency groups (Torch-Pruning's DepGraph): a residual add ties the
-output channels of several convolutions together, so they are pruned together. A group is
-named after its first member layer in module order, which stays stable when a student drops
-blocks.
+output channels of several convolutions together, so they are pruned together; through a
+concatenation, each branch's channels map by index to their slice of it. A group is named after
+its first member layer in module order, which stays stable when a student drops blocks.
 
 Example:
     >>> from torch import nn
@@ -127,48 +127,103 @@ def find_head(model: nn.Module, example_inputs: torch.Tensor) -> str:
     return name
 
 
+def out_channels(module: nn.Module) -> int:
+    return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+
+
+def _layer_outputs(graph: tp.DependencyGraph, group: tp.Group, names: dict[nn.Module, str]) -> list:
+    """The items of ``group`` that prune output channels of Conv2d/Linear layers of the model."""
+    return [item for item in group if isinstance(item.dep.target.module, COMPRESSIBLE_TYPES)
+            and item.dep.target.module in names and graph.is_out_channel_pruning_fn(item.dep.handler)]
+
+
+def _maps_every_channel(graph: tp.DependencyGraph, group: tp.Group, names: dict[nn.Module, str]) -> bool:
+    """Whether Torch-Pruning's index mapping (through concatenations, residual adds ...) reaches
+    every output channel of every layer of ``group`` exactly once. It does not where an operation
+    it passes channels through unchanged really moves them, such as a zero-padding of channels:
+    there a 16-channel root reaches only channels 0-15 of a 32-channel layer."""
+    return all(sorted(item.idxs) == list(range(out_channels(item.dep.target.module)))
+               for item in _layer_outputs(graph, group, names))
+
+
+def _rooted_at_widest(graph: tp.DependencyGraph, group: tp.Group, names: dict[nn.Module, str]) -> tp.Group:
+    """``group`` walked again from its widest layer: rooted at one branch of a concatenation that
+    is added to a wider tensor, a walk reaches only that branch's part of the wider layer."""
+    widest = max((item.dep.target.module for item in _layer_outputs(graph, group, names)), key=out_channels)
+    handler = graph.get_pruner_of_module(widest).prune_out_channels
+    return graph.get_pruning_group(widest, handler, list(range(out_channels(widest))))
+
+
+def _pads_channels(grad_fn) -> bool:
+    """Whether an autograd node is a constant padding of dimension 1 of a 4-D tensor (channels)."""
+    pad = tuple(getattr(grad_fn, "_saved_pad", ())) if type(grad_fn).__name__.startswith("ConstantPadNd") else ()
+    return any(pad[4:6])
+
+
+def _why_unmapped(group: tp.Group, root: str, members: tuple[str, ...], modules: dict[str, nn.Module]) -> str:
+    others = [m for m in members if m != root]
+    named = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+    widths = " of other widths" if len({out_channels(modules[m]) for m in members}) > 1 else ""
+    padded = any(_pads_channels(getattr(item.dep.target, "grad_fn", None)) for item in group)
+    through = ("a zero-padding of channels (torch.nn.functional.pad, as in an option-A shortcut), which "
+               "Torch-Pruning cannot map channel by channel" if padded else
+               "an operation Torch-Pruning cannot map channel by channel (e.g. a zero-padding shortcut, or "
+               "concatenations whose channels do not line up)")
+    count = f"{len(others)} layer{'s' if len(others) != 1 else ''}"
+    return f"not pruned: coupled with {count}{widths} ({named}) through {through}"
+
+
 def coupled_channels(model: nn.Module, example_inputs: torch.Tensor, *, head: str
-                     ) -> tuple[tp.DependencyGraph, list[tuple[tp.Group, tuple[str, ...]]]]:
-    """Torch-Pruning's dependency walk, in one place for discovery and pruning: the graph and,
-    for each group of coupled output channels, the Conv2d/Linear layers whose outputs those
-    channels are, in module order. The head's outputs and the q/k/v outputs of attention
-    modules (pruned as whole heads, ``compressors.heads``) are left out."""
+                     ) -> tuple[tp.DependencyGraph, list[tuple[tp.Group, tuple[str, ...]]], dict[str, str]]:
+    """Torch-Pruning's dependency walk, in one place for discovery and pruning: the graph; for
+    each group of coupled output channels, the Torch-Pruning group and the Conv2d/Linear layers
+    whose outputs those channels are, in module order; and the groups refused, with why.
+
+    Channels coupled through a concatenation are mapped by index (Torch-Pruning's concat index
+    mapping): branches concatenated and added to a wider tensor form one group whose channels
+    are the wider tensor's, each branch owning its slice. A group is refused where that mapping
+    does not reach every output channel of each of its layers exactly once (a zero-padding
+    shortcut). The head's outputs and the q/k/v outputs of attention modules (pruned as whole
+    heads, ``compressors.heads``) are left out."""
     modules = dict(model.named_modules())
     names = {m: n for n, m in modules.items()}
     order = {n: i for i, n in enumerate(modules)}
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
     ignored = [modules[head]] + [modules[n] for n in projection_names(model)]
-    found = []
+
+    def members_of(group: tp.Group) -> tuple[str, ...]:
+        return tuple(sorted({names[item.dep.target.module] for item in _layer_outputs(graph, group, names)},
+                            key=order.__getitem__))
+
+    found: dict[tuple[str, ...], tp.Group] = {}
+    refused: dict[tuple[str, ...], tuple[str, str]] = {}  # members -> (root, why)
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=COMPRESSIBLE_TYPES):
-        members = {names[dep.target.module] for dep, _ in group
-                   if isinstance(dep.target.module, COMPRESSIBLE_TYPES) and dep.target.module in names
-                   and graph.is_out_channel_pruning_fn(dep.handler)}
-        found.append((group, tuple(sorted(members, key=order.__getitem__))))
-    return graph, found
-
-
-def out_channels(module: nn.Module) -> int:
-    return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+        members = members_of(group)
+        if not _maps_every_channel(graph, group, names):
+            rerooted = _rooted_at_widest(graph, group, names)
+            if not _maps_every_channel(graph, rerooted, names) or any(
+                    item.dep.target.module in ignored for item in _layer_outputs(graph, rerooted, names)):
+                root = names[group[0].dep.target.module]
+                refused[members] = (root, _why_unmapped(group, root, members, modules))
+                continue
+            group, members = rerooted, members_of(rerooted)
+        found.setdefault(members, group)
+    taken = {m for members in found for m in members}
+    why = {f"{root} (outputs)": reason for members, (root, reason) in refused.items() if not set(members) <= taken}
+    return graph, [(group, members) for members, group in found.items()], why
 
 
 def dependency_groups(model: nn.Module, example_inputs: torch.Tensor, *, head: str
                       ) -> tuple[list[Group], dict[str, str]]:
     """The prunable channel groups of ``model`` (the head's outputs excluded), and the groups
-    refused with why: members with different output counts are coupled through an operation
-    Torch-Pruning cannot map channel by channel (such as a zero-padding "option A" shortcut).
+    refused with why (``coupled_channels``). A group's channels are those of the root of its
+    Torch-Pruning walk: for branches concatenated and added to a wider tensor, the wider one's.
     The q/k/v outputs of attention modules are not channel groups: ``attention_groups`` has
     their heads."""
-    modules = dict(model.named_modules())
-    order = {n: i for i, n in enumerate(modules)}
-    groups, refused = [], {}
-    for group, members in coupled_channels(model, example_inputs, head=head)[1]:
-        channels = out_channels(group[0].dep.target.module)
-        if any(out_channels(modules[m]) != channels for m in members):
-            refused[f"{members[0]} (outputs)"] = (
-                f"not pruned: coupled with {len(members) - 1} layers of other widths through an operation "
-                "Torch-Pruning cannot map channel by channel (e.g. a zero-padding shortcut)")
-            continue
-        groups.append(Group(name=members[0], members=members, channels=channels))
+    order = {n: i for i, n in enumerate(dict(model.named_modules()))}
+    _, found, refused = coupled_channels(model, example_inputs, head=head)
+    groups = [Group(name=members[0], members=members, channels=out_channels(group[0].dep.target.module))
+              for group, members in found]
     return sorted(groups, key=lambda g: order[g.name]), refused
 
 
