@@ -26,6 +26,7 @@ import optuna
 import pandas as pd
 
 from autocompress.metrics import Metrics
+from autocompress.plan import Plan
 from autocompress.search.pareto import OBJECTIVES, pareto_front
 from autocompress.spaces.space import applied_params
 from autocompress.task import UsageError
@@ -162,7 +163,8 @@ def trials_frame(study: optuna.Study, budget=None) -> pd.DataFrame:
         row.update({name: metrics.get(name, trial.user_attrs.get(name)) for name in METRIC_COLUMNS})
         if trial.state == optuna.trial.TrialState.FAIL and not row["error"]:
             row["error"] = INTERRUPTED  # its driver died while it ran
-        row.update(dict(sorted(applied_params(trial.params, trial.distributions).items())))
+        plan = Plan.from_dict(trial.user_attrs["plan"]) if "plan" in trial.user_attrs else None
+        row.update(dict(sorted(applied_params(trial.params, trial.distributions, plan).items())))
         rows.append(row)
     columns = ["number", "state", *OBJECTIVES, "feasible", *METRIC_COLUMNS]
     return pd.DataFrame(rows, columns=columns + sorted({k for r in rows for k in r} - set(columns)))

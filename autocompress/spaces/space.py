@@ -151,22 +151,7 @@ class SearchSpace:
 
     def params_from_plan(self, plan: Plan) -> dict[str, Any]:
         """The parameter values that describe ``plan`` (for enqueueing known plans)."""
-        params: dict[str, Any] = {}
-        used = techniques_used(plan)
-        for name in self.distributions():
-            kind, _, target = name.partition("/")
-            if name.startswith(GATE_PREFIX):
-                params[name] = int(target in used)
-            elif kind == "arch":
-                params[name] = plan.width if target == "width" else plan.blocks_kept(
-                    target.removeprefix("depth/"), len(self.discovery.stages[target.removeprefix("depth/")]))
-            elif kind == "prune":
-                params[name] = plan.layer(target).prune
-            elif kind == "bits":
-                params[name] = plan.layer(target).bits or FLOAT_BITS
-            elif kind == "rank":
-                params[name] = plan.layer(target).rank or 1.0
-        return params
+        return params_of_plan(plan, self.distributions())
 
     def warm_start_plans(self) -> list[Plan]:
         """A few well-known recipes tried first, so that short searches start from good points:
@@ -216,16 +201,49 @@ class SearchSpace:
         return {name: repr(dist) for name, dist in self.distributions().items()}
 
 
-def applied_params(params: dict[str, Any], distributions: dict[str, optuna.distributions.BaseDistribution]
-                   ) -> dict[str, Any]:
+def params_of_plan(plan: Plan, distributions: dict[str, optuna.distributions.BaseDistribution]) -> dict[str, Any]:
+    """The values of the parameters in ``distributions`` that describe ``plan`` (a gate is 1
+    when the plan uses its technique).
+
+    >>> dists = {"bits/fc": optuna.distributions.CategoricalDistribution((32, 8)),
+    ...          "arch/depth/s1": optuna.distributions.IntDistribution(0, 3), "use/quant": None}
+    >>> params_of_plan(Plan(layers={"fc": LayerPlan(bits=8)}), dists)
+    {'bits/fc': 8, 'arch/depth/s1': 3, 'use/quant': 1}
+    """
+    used = techniques_used(plan)
+    params: dict[str, Any] = {}
+    for name in distributions:
+        kind, _, target = name.partition("/")
+        if name.startswith(GATE_PREFIX):
+            params[name] = int(target in used)
+        elif name == "arch/width":
+            params[name] = plan.width
+        elif kind == "arch":
+            params[name] = dict(plan.depth).get(target.removeprefix("depth/"), distributions[name].high)
+        elif kind == "prune":
+            params[name] = plan.layer(target).prune
+        elif kind == "bits":
+            params[name] = plan.layer(target).bits or FLOAT_BITS
+        elif kind == "rank":
+            params[name] = plan.layer(target).rank or 1.0
+    return params
+
+
+def applied_params(params: dict[str, Any], distributions: dict[str, optuna.distributions.BaseDistribution],
+                   plan: Plan | None = None) -> dict[str, Any]:
     """The knob values a trial's plan applies: a knob of a technique gated off reads as the
-    teacher's value (no pruning, float, full rank, full width and depth), not the value sampled.
+    teacher's value (no pruning, float, full rank, full width and depth), not the value sampled;
+    given the trial's (applied) ``plan``, every knob reads as the plan has it (so a knob of a
+    block the student drops reads as the teacher's too); gates read as sampled.
 
     >>> dists = {"bits/fc": optuna.distributions.CategoricalDistribution((32, 8)),
     ...          "arch/depth/s1": optuna.distributions.IntDistribution(0, 3)}
     >>> applied_params({"bits/fc": 8, "arch/depth/s1": 1, "use/quant": 0, "use/student": 0}, dists)
     {'bits/fc': 32, 'arch/depth/s1': 3, 'use/quant': 0, 'use/student': 0}
     """
+    if plan is not None:
+        from_plan = params_of_plan(plan, distributions)
+        return {name: sampled if name.startswith(GATE_PREFIX) else from_plan[name] for name, sampled in params.items()}
     off = _gated_off(params)
 
     def value(name: str, sampled: Any) -> Any:
