@@ -169,7 +169,9 @@ def _constant(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
 def drop_relu_after_dequantize(model: onnx.ModelProto) -> None:
     """Remove each Relu that reads a uint8 DequantizeLinear with zero point 0: its input is never
     negative, so it changes nothing, and without it the DequantizeLinear reaches the next int8
-    kernel (the quantized model applies its ReLUs after such quantizers, where they are no-ops)."""
+    kernel (the quantized model applies its ReLUs after such quantizers, where they are no-ops).
+    A Shape of a DequantizeLinear's output reads the quantized tensor instead (same shape, no
+    dequantized copy made just for it)."""
     graph = model.graph
     made_by = {out: node for node in graph.node for out in node.output}
     outputs = {o.name for o in graph.output}
@@ -182,6 +184,10 @@ def drop_relu_after_dequantize(model: onnx.ModelProto) -> None:
         zero_point = _constant(graph, source.input[2])
         if zero_point is not None and zero_point.dtype == np.uint8 and not zero_point.any():
             dropped[node.output[0]] = node.input[0]
+    for node in graph.node:  # a shape needs no dequantized copy: read it off the quantized tensor
+        source = made_by.get(node.input[0]) if node.op_type == "Shape" else None
+        if source is not None and source.op_type == "DequantizeLinear":
+            node.input[0] = source.input[0]
     kept = [node for node in graph.node if not (node.op_type == "Relu" and node.output[0] in dropped)]
     for node in kept:
         for i, name in enumerate(node.input):
