@@ -5,8 +5,8 @@
 
 Layers: a Conv (3x3 64->64 on 32x32, 1x1 64->64 on 32x32, depthwise 3x3 on 64x32x32) or a Linear
 (768->768 on 128 tokens, 512->512) alone, quantized at 8, 4 and 2 bits the way a trial exports it
-(calibrated, frozen, exported): its latency over the float layer's and its file bytes over the
-int8 file's. Models: each task's teacher and its uniform-int8 plan (the search's first warm-start
+(calibrated, frozen, exported): its latency over the float layer's, and its file bytes (and the
+bytes of its stored weights alone) over the int8 file's. Models: each task's teacher and its uniform-int8 plan (the search's first warm-start
 recipe, calibration only: DistillConfig(steps=0)), exported by this code ("after") and by the code
 at the branch ``main`` ("before", extracted with ``git archive`` and run in a subprocess): the
 speed-up over float of each, and the validation metric of each file.
@@ -65,10 +65,17 @@ def _spread(values: list[float]) -> float:
     return float((max(values) - min(values)) / np.median(values))
 
 
+def _weight_bytes(path: str) -> int:
+    """Bytes of the stored integer weights alone (the file also holds scales, bias, graph)."""
+    import onnx
+
+    return sum(len(t.raw_data) for t in onnx.load(path).graph.initializer if t.name.endswith("weight_quantized"))
+
+
 def export_layer(make, shape, bits: int | None, path: str) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(make()).eval()
-    x = torch.randn(shape) if len(shape) != 3 else torch.randn(shape)
+    x = torch.randn(shape)
     specs = None
     if bits:
         prepare_qat(model, {"0": bits})
@@ -89,7 +96,8 @@ def layer_results(out_dir: Path) -> dict:
             "latency_ms": latency,
             "latency_vs_float": {k: latency[k] / latency["float"] for k in paths if k != "float"},
             "bytes": {k: os.path.getsize(p) for k, p in paths.items()},
-            "bytes_vs_int8": {k: os.path.getsize(p) / os.path.getsize(paths["int8"]) for k in ("int4", "int2")},
+            "bytes_vs_int8": {k: os.path.getsize(paths[k]) / os.path.getsize(paths["int8"]) for k in ("int4", "int2")},
+            "weight_bytes_vs_int8": {k: _weight_bytes(paths[k]) / _weight_bytes(paths["int8"]) for k in ("int4", "int2")},
         }
         print(f"{name:26s} latency vs float " + " ".join(f"{k} {v:.2f}x" for k, v in
                                                           results[name]["latency_vs_float"].items())

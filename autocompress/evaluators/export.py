@@ -97,19 +97,20 @@ def _dequantized_weight(tag: str, integers: np.ndarray, scale: np.ndarray, bits:
         int8 = f"{tag}.weight_int8"
         nodes.append(helper.make_node("Cast", [f"{tag}.weight_quantized"], [int8], to=TensorProto.INT8))
     nodes.append(helper.make_node("DequantizeLinear", [int8, f"{tag}.weight_scale", f"{tag}.weight_zero_point"],
-                                  [f"{tag}.weight_dq"], axis=axis))
+                                  [f"{tag}.weight_dq"], axis=axis))  # the zero point: QGemm fusion needs it
     return nodes, stored
 
 
-def _dequantized_bias(tag: str, bias: np.ndarray, scale: np.ndarray) -> tuple[list, list]:
-    """int32 bias at input_scale x weight_scale, dequantized: what int8 kernels add."""
-    stored = [numpy_helper.from_array(np.round(bias / scale.astype(np.float64)).astype(np.int32),
+def _dequantized_bias(tag: str, bias: np.ndarray, scale: np.ndarray, input_scale: float) -> tuple[list, list]:
+    """int32 bias at input_scale x weight_scale, dequantized: what int8 kernels add. The bias
+    scale is a Mul of two constants, folded at load: the file does not store it."""
+    stored = [numpy_helper.from_array(np.round(bias / (scale.astype(np.float64) * input_scale)).astype(np.int32),
                                       f"{tag}.bias_quantized"),
-              numpy_helper.from_array(scale, f"{tag}.bias_scale"),
-              numpy_helper.from_array(np.zeros(len(scale), np.int32), f"{tag}.bias_zero_point")]
-    node = helper.make_node("DequantizeLinear", [f"{tag}.bias_quantized", f"{tag}.bias_scale",
-                                                f"{tag}.bias_zero_point"], [f"{tag}.bias_dq"], axis=0)
-    return [node], stored
+              numpy_helper.from_array(np.array(input_scale, np.float32), f"{tag}.input_scale")]
+    nodes = [helper.make_node("Mul", [f"{tag}.weight_scale", f"{tag}.input_scale"], [f"{tag}.bias_scale"]),
+             helper.make_node("DequantizeLinear", [f"{tag}.bias_quantized", f"{tag}.bias_scale"],
+                              [f"{tag}.bias_dq"], axis=0)]
+    return nodes, stored
 
 
 def insert_quantized_weights(model: onnx.ModelProto, specs: dict[str, QuantSpec]) -> None:
@@ -142,7 +143,7 @@ def insert_quantized_weights(model: onnx.ModelProto, specs: dict[str, QuantSpec]
         node.input[1] = f"{tag}.weight_dq"
         if len(node.input) > 2 and node.input[2] in initializers:
             bias = numpy_helper.to_array(initializers[node.input[2]]).astype(np.float64)
-            bias_nodes, bias_inits = _dequantized_bias(tag, bias, (scale * np.float32(spec.input_qparams[0])))
+            bias_nodes, bias_inits = _dequantized_bias(tag, bias, scale, spec.input_qparams[0])
             nodes, inits = nodes + bias_nodes, inits + bias_inits
             dropped.add(node.input[2])
             node.input[2] = f"{tag}.bias_dq"
