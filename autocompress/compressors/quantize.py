@@ -230,6 +230,7 @@ def calibrate(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
         place_quantizers(model, batches[0])
         for layer in layers:
             layer.placed = True
+        model.eval()  # the new quantizers too
     quants = activation_quants(model)
     for module in layers + quants:
         module.observing = True
