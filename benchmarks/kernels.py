@@ -33,11 +33,12 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from autocompress.compressors.quantize import calibrate, freeze, prepare_qat  # noqa: E402
 from autocompress.evaluators.export import export_onnx  # noqa: E402
 from autocompress.evaluators.measure import latency_ms, onnx_session  # noqa: E402
+from kernel_tasks import STAND_INS  # noqa: E402
 
 LAYERS = {
     "conv3x3 64->64 @32x32": (lambda: nn.Conv2d(64, 64, 3, padding=1), (1, 64, 32, 32)),
@@ -93,6 +94,7 @@ def layer_results(out_dir: Path) -> dict:
             export_layer(make, shape, bits, path)
         latency = side_by_side(paths, torch.randn(shape))
         results[name] = {
+            "teacher": f"stand-in {spec} (see benchmarks/kernel_tasks.py)" if name in stand_ins else "the task's own",
             "latency_ms": latency,
             "latency_vs_float": {k: latency[k] / latency["float"] for k in paths if k != "float"},
             "bytes": {k: os.path.getsize(p) for k, p in paths.items()},
@@ -122,25 +124,28 @@ if len(sys.argv) > 4:
 
 def export_models(code_dir: Path, task: str, data_dir: str | None, int8: str, float_path: str | None = None) -> None:
     """Export the uniform-int8 plan (and the float teacher) of ``task`` with the code in ``code_dir``."""
-    env = dict(os.environ, PYTHONPATH=str(code_dir))
+    env = dict(os.environ, PYTHONPATH=f"{code_dir}{os.pathsep}{ROOT / 'benchmarks'}")
     args = [sys.executable, "-c", EXPORT_SCRIPT, task, data_dir or "", int8] + ([float_path] if float_path else [])
     subprocess.run(args, env=env, check=True, cwd=code_dir)
 
 
-def model_results(tasks: list[str], data_dir: str | None, out_dir: Path, before_dir: Path) -> dict:
+def model_results(tasks: list[str], data_dir: str | None, out_dir: Path, before_dir: Path,
+                  stand_ins: list[str]) -> dict:
     from autocompress import load_task
     from autocompress.evaluators.measure import onnx_metric
 
     results = {}
     for name in tasks:
         clock = time.perf_counter()
+        spec = STAND_INS[name] if name in stand_ins else name
         paths = {k: str(out_dir / f"{name}-{k}.onnx") for k in ("float", "before", "after")}
-        export_models(ROOT, name, data_dir, paths["after"], paths["float"])
-        export_models(before_dir, name, data_dir, paths["before"])
-        task = load_task(name, data_dir=data_dir)
+        export_models(ROOT, spec, data_dir, paths["after"], paths["float"])
+        export_models(before_dir, spec, data_dir, paths["before"])
+        task = load_task(spec, data_dir=data_dir)
         latency = side_by_side(paths, task.example_inputs)
         metric = {k: onnx_metric(onnx_session(p), task.val, task.metric) for k, p in paths.items()}
         results[name] = {
+            "teacher": f"stand-in {spec} (see benchmarks/kernel_tasks.py)" if name in stand_ins else "the task's own",
             "latency_ms": latency,
             "int8_speedup_vs_float": {k: latency["float"] / latency[k] for k in ("before", "after")},
             "bytes": {k: os.path.getsize(p) for k, p in paths.items()},
@@ -159,6 +164,8 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "kernels.json"))
     parser.add_argument("--tasks", nargs="*", default=list(TASKS))
     parser.add_argument("--skip-layers", action="store_true")
+    parser.add_argument("--stand-ins", nargs="*", default=[], choices=sorted(STAND_INS),
+                        help="tasks measured on a stand-in teacher (same architecture, no training run)")
     args = parser.parse_args(argv)
     import onnxruntime
 
@@ -166,7 +173,7 @@ def main(argv=None) -> None:
                                  check=True).stdout.strip()
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout.strip()
-    payload = {"onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "cpus": os.cpu_count(),
+    payload = {"command": " ".join(sys.argv), "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "cpus": os.cpu_count(),
                "load_average_at_start": os.getloadavg(), "before_commit": main_commit, "after_commit": head,
                "method": f"{ROUNDS} interleaved rounds x {RUNS} runs of latency_ms (batch 1, 1 thread, pinned); "
                          "median of round medians"}
@@ -177,7 +184,7 @@ def main(argv=None) -> None:
         subprocess.run(["tar", "-x", "-C", str(before_dir)], input=archive, check=True)
         if not args.skip_layers:
             payload["layers"] = layer_results(out_dir)
-        payload["models"] = model_results(args.tasks, args.data_dir, out_dir, before_dir)
+        payload["models"] = model_results(args.tasks, args.data_dir, out_dir, before_dir, args.stand_ins)
     payload["load_average_at_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
