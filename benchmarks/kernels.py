@@ -2,14 +2,19 @@
 
     python benchmarks/kernels.py [--data-dir ../shared/data] [--out benchmarks/results/kernels.json]
                                  [--tasks digits mnist-lenet5 cifar10-resnet20 sst2-transformer]
+                                 [--stand-ins TASK ...] [--skip-layers]
 
 Layers: a Conv (3x3 64->64 on 32x32, 1x1 64->64 on 32x32, depthwise 3x3 on 64x32x32) or a Linear
 (768->768 on 128 tokens, 512->512) alone, quantized at 8, 4 and 2 bits the way a trial exports it
 (calibrated, frozen, exported): its latency over the float layer's, and its file bytes (and the
-bytes of its stored weights alone) over the int8 file's. Models: each task's teacher and its uniform-int8 plan (the search's first warm-start
-recipe, calibration only: DistillConfig(steps=0)), exported by this code ("after") and by the code
-at the branch ``main`` ("before", extracted with ``git archive`` and run in a subprocess): the
-speed-up over float of each, and the validation metric of each file.
+bytes of its stored weights alone) over the int8 file's.
+
+Models: each task's teacher and its uniform-int8 plan (the search's first warm-start recipe,
+calibration only: DistillConfig(steps=0)), and the same plan at 4 and at 2 bits, exported by
+this code ("after") and by the code at the branch ``main`` ("before", extracted with ``git
+archive`` and run in a subprocess): the speed-up over float of each, and the validation metric
+of each file. ``--stand-ins`` measures a task on a stand-in teacher of the same architecture
+that needs no training run (benchmarks/kernel_tasks.py), for when the real one is not cached.
 
 Every latency ratio comes from one process measuring its files side by side: rounds of
 ``latency_ms`` (batch 1, 1 thread, pinned; 100 runs each) interleaved over the files, the median
@@ -94,7 +99,6 @@ def layer_results(out_dir: Path) -> dict:
             export_layer(make, shape, bits, path)
         latency = side_by_side(paths, torch.randn(shape))
         results[name] = {
-            "teacher": f"stand-in {spec} (see benchmarks/kernel_tasks.py)" if name in stand_ins else "the task's own",
             "latency_ms": latency,
             "latency_vs_float": {k: latency[k] / latency["float"] for k in paths if k != "float"},
             "bytes": {k: os.path.getsize(p) for k, p in paths.items()},
@@ -110,23 +114,25 @@ def layer_results(out_dir: Path) -> dict:
 
 EXPORT_SCRIPT = """
 import sys
-from autocompress import DistillConfig, Plan, load_task
+from autocompress import DistillConfig, LayerPlan, Plan, load_task
 from autocompress.compressors.pipeline import compress, task_context
 from autocompress.evaluators.evaluate import export_artifact
 from autocompress.spaces.space import SearchSpace
 task = load_task(sys.argv[1], data_dir=sys.argv[2] or None)
-plan = SearchSpace(task_context(task).discovery).warm_start_plans()[0]
-export_artifact(compress(task, plan, config=DistillConfig(steps=0)), task.example_inputs, sys.argv[3])
-if len(sys.argv) > 4:
-    export_artifact(compress(task, Plan(), config=DistillConfig(steps=0)), task.example_inputs, sys.argv[4])
+int8 = SearchSpace(task_context(task).discovery).warm_start_plans()[0]
+for bits, path in zip((8, 4, 2, None), sys.argv[3:]):
+    plan = Plan() if bits is None else Plan(layers={name: LayerPlan(bits=bits) for name, _ in int8.layers},
+                                            importance=int8.importance)
+    export_artifact(compress(task, plan, config=DistillConfig(steps=0)), task.example_inputs, path)
 """
 
 
-def export_models(code_dir: Path, task: str, data_dir: str | None, int8: str, float_path: str | None = None) -> None:
-    """Export the uniform-int8 plan (and the float teacher) of ``task`` with the code in ``code_dir``."""
+def export_models(code_dir: Path, task: str, data_dir: str | None, paths: list[str]) -> None:
+    """Export the uniform int8, int4, int2 plans and the float teacher of ``task`` (as many as
+    ``paths`` names, in that order) with the code in ``code_dir``."""
     env = dict(os.environ, PYTHONPATH=f"{code_dir}{os.pathsep}{ROOT / 'benchmarks'}")
-    args = [sys.executable, "-c", EXPORT_SCRIPT, task, data_dir or "", int8] + ([float_path] if float_path else [])
-    subprocess.run(args, env=env, check=True, cwd=code_dir)
+    subprocess.run([sys.executable, "-c", EXPORT_SCRIPT, task, data_dir or "", *paths], env=env, check=True,
+                   cwd=code_dir)
 
 
 def model_results(tasks: list[str], data_dir: str | None, out_dir: Path, before_dir: Path,
@@ -138,9 +144,10 @@ def model_results(tasks: list[str], data_dir: str | None, out_dir: Path, before_
     for name in tasks:
         clock = time.perf_counter()
         spec = STAND_INS[name] if name in stand_ins else name
-        paths = {k: str(out_dir / f"{name}-{k}.onnx") for k in ("float", "before", "after")}
-        export_models(ROOT, spec, data_dir, paths["after"], paths["float"])
-        export_models(before_dir, spec, data_dir, paths["before"])
+        kinds = ("float", "before", "after", "before-int4", "after-int4", "before-int2", "after-int2")
+        paths = {k: str(out_dir / f"{name}-{k}.onnx") for k in kinds}
+        export_models(ROOT, spec, data_dir, [paths[k] for k in ("after", "after-int4", "after-int2", "float")])
+        export_models(before_dir, spec, data_dir, [paths[k] for k in ("before", "before-int4", "before-int2")])
         task = load_task(spec, data_dir=data_dir)
         latency = side_by_side(paths, task.example_inputs)
         metric = {k: onnx_metric(onnx_session(p), task.val, task.metric) for k, p in paths.items()}
@@ -148,13 +155,14 @@ def model_results(tasks: list[str], data_dir: str | None, out_dir: Path, before_
             "teacher": f"stand-in {spec} (see benchmarks/kernel_tasks.py)" if name in stand_ins else "the task's own",
             "latency_ms": latency,
             "int8_speedup_vs_float": {k: latency["float"] / latency[k] for k in ("before", "after")},
+            "int4_int2_speedup_vs_float": {k: latency["float"] / latency[k] for k in kinds[3:]},
             "bytes": {k: os.path.getsize(p) for k, p in paths.items()},
             "val_metric": metric,
             "seconds": time.perf_counter() - clock,
         }
-        print(f"{name:18s} uniform int8 vs float: before {results[name]['int8_speedup_vs_float']['before']:.2f}x, "
-              f"after {results[name]['int8_speedup_vs_float']['after']:.2f}x; val metric "
-              + " ".join(f"{k} {v:.4f}" for k, v in metric.items()), flush=True)
+        speedups = {k: latency["float"] / latency[k] for k in kinds[1:]}
+        print(f"{name:18s} speed-up over float: " + " ".join(f"{k} {v:.2f}x" for k, v in speedups.items())
+              + "; val metric " + " ".join(f"{k} {v:.4f}" for k, v in metric.items()), flush=True)
     return results
 
 
