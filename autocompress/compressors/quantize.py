@@ -1,21 +1,35 @@
 """Quantization-aware fine-tuning: weights symmetric per-channel at 2/4/8 bits, activations uint8.
 
-A quantized layer is wrapped in ``FakeQuantLayer``: its input and output are fake-quantized to
-uint8 with ranges observed during calibration and fine-tuning (running min/max), its weight is
-fake-quantized per output channel (scale = max|w| / (2^(b-1) - 1)) and its bias to int32 at
-scale input_scale x weight_scale, exactly as the exported ONNX graph will compute it. Gradients
-pass straight through the rounding. ``freeze`` turns the wrappers back into plain layers whose
-float weights are the dequantized integers, and returns the integers for the exporter.
+A quantized layer is wrapped in ``FakeQuantLayer``: its weight is fake-quantized per output
+channel (scale = max|w| / (2^(b-1) - 1)), its bias to int32 at input_scale x weight_scale, and
+the tensors around it to uint8 (``ActivationQuant``, ranges observed by min/max in calibration
+and a running average in fine-tuning). Gradients pass straight through the rounding.
+
+One tensor, one set of qparams, quantized once where it is produced: ``calibrate`` first
+traces one batch and places each quantized layer's input quantizer as far up as the values
+stay on the uint8 grid -- through ReLU (the quantizer then has zero point 0, so the ReLU
+is a no-op ONNX Runtime drops), max-pooling and reshapes -- onto the output of the quantized
+layer or module that produced it. Every consumer then sees the same quantized tensor: in
+``conv1 -> relu -> conv2`` the Q/DQ after the ReLU is conv1's output and conv2's input, so
+ONNX Runtime runs QLinearConv -> QLinearConv; a residual block's output is quantized once
+and feeds the next block's conv and its shortcut, so the Add runs as QLinearAdd. A Conv2d
+whose output is quantized by nobody downstream gets its own output quantizer (QLinearConv
+needs one). The exporter traces this very model, so the ONNX graph computes what it computes.
+
+``freeze`` puts the dequantized integers into the float weights (the quantizers stay, to be
+exported as QuantizeLinear/DequantizeLinear) and returns the integers for the exporter.
 
 Example:
     >>> import torch
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-    >>> prepare_qat(net, {"0": 4})
-    ['0']
+    >>> prepare_qat(net, {"0": 4, "2": 8})
+    ['0', '2']
     >>> calibrate(net, [torch.randn(16, 4)])
-    >>> plain, specs = freeze(net)
-    >>> specs["0.weight"].bits, int(specs["0.weight"].weight.abs().max()) <= 7
+    >>> net[2].input_quant is net[0].output_quant   # the ReLU's output is quantized once, by layer 0
+    True
+    >>> frozen, specs = freeze(net)
+    >>> specs["0.layer.weight"].bits, int(specs["0.layer.weight"].weight.abs().max()) <= 7
     (4, True)
 """
 
@@ -27,6 +41,8 @@ from typing import Iterable
 import numpy as np
 import torch
 from torch import nn
+
+from autocompress.compressors.placement import Placement, trace_dataflow
 
 ACT_QMIN, ACT_QMAX = 0, 255  # activations: asymmetric uint8
 
@@ -45,25 +61,70 @@ def activation_qparams(lo: float, hi: float) -> tuple[float, int]:
 
 @dataclass(frozen=True)
 class QuantSpec:
-    """What the exporter needs for one quantized layer (keyed by its weight's name)."""
+    """What the exporter needs for one quantized layer (keyed by its weight's parameter name)."""
 
     bits: int
     weight: torch.Tensor  # integer values, same shape as the float weight
     weight_scale: torch.Tensor  # per output channel
     input_qparams: tuple[float, int]
-    output_qparams: tuple[float, int]
+    output_qparams: tuple[float, int] | None  # None: the layer's output stays float
+
+
+class ActivationQuant(nn.Module):
+    """uint8 fake quantization of one tensor. ``nonnegative``: the range starts at 0 (the tensor
+    is quantized before a ReLU, which the zero point 0 makes a no-op)."""
+
+    def __init__(self, *, nonnegative: bool = False, momentum: float = 0.05):
+        super().__init__()
+        self.nonnegative, self.momentum = nonnegative, momentum
+        self.register_buffer("range", torch.zeros(2))
+        self.register_buffer("observed", torch.zeros((), dtype=torch.bool))
+        self.observing = False  # calibration: widen the range, do not quantize
+
+    def qparams(self) -> tuple[float, int]:
+        return activation_qparams(0.0 if self.nonnegative else float(self.range[0]), float(self.range[1]))
+
+    def _observe(self, x: torch.Tensor) -> None:
+        lo, hi = x.detach().min().clamp_max(0), x.detach().max().clamp_min(0)
+        if self.observing or not bool(self.observed):  # widen (from [0, 0]: lo <= 0 <= hi)
+            self.range[0] = torch.minimum(self.range[0], lo)
+            self.range[1] = torch.maximum(self.range[1], hi)
+            if not self.observing:
+                self.observed.fill_(True)
+        else:
+            self.range.mul_(1 - self.momentum).add_(torch.stack([lo, hi]) * self.momentum)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.observing or self.training:
+            self._observe(x)
+        if self.observing:
+            return x
+        scale, zero_point = self.qparams()
+        return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, ACT_QMIN, ACT_QMAX)
+
+
+class OutputHook:
+    """A forward hook quantizing a module's output (a block's output, a LayerNorm's ...)."""
+
+    def __init__(self, quant: ActivationQuant):
+        self.quant = quant
+
+    def __call__(self, module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:
+        return self.quant(output)
 
 
 class FakeQuantLayer(nn.Module):
-    """A Conv2d or Linear whose weight, bias, input and output are fake-quantized."""
+    """A Conv2d or Linear whose weight and bias are fake-quantized, and its input (unless it
+    arrives quantized from upstream: ``quantize_input`` False) and output (if ``output_quant``)."""
 
-    def __init__(self, layer: nn.Module, bits: int, momentum: float = 0.05):
+    def __init__(self, layer: nn.Module, bits: int):
         super().__init__()
-        self.layer, self.bits, self.momentum = layer, bits, momentum
-        self.register_buffer("input_range", torch.zeros(2))
-        self.register_buffer("output_range", torch.zeros(2))
-        self.register_buffer("observed", torch.zeros((), dtype=torch.bool))
-        self.observing = False  # calibration: widen the ranges, do not quantize
+        self.layer, self.bits = layer, bits
+        self.input_quant = ActivationQuant()
+        self.quantize_input = True
+        self.output_quant: ActivationQuant | None = None
+        self.observing = False  # calibration: float weights
+        self.frozen = False  # after ``freeze``: the weights already are the dequantized integers
 
     def weight_scale(self) -> torch.Tensor:
         w = self.layer.weight.detach()
@@ -76,42 +137,24 @@ class FakeQuantLayer(nn.Module):
     def _per_channel(self, scale: torch.Tensor) -> torch.Tensor:
         return scale.reshape(-1, *([1] * (self.layer.weight.dim() - 1)))
 
-    def _observe(self, buffer: torch.Tensor, x: torch.Tensor) -> None:
-        lo, hi = x.detach().min().clamp_max(0), x.detach().max().clamp_min(0)
-        if self.observing or not bool(self.observed):
-            buffer[0] = torch.minimum(buffer[0], lo) if bool(self.observed) else lo
-            buffer[1] = torch.maximum(buffer[1], hi) if bool(self.observed) else hi
-        else:
-            buffer.mul_(1 - self.momentum).add_(torch.stack([lo, hi]) * self.momentum)
-
-    def _fake_quant_activation(self, x: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
-        scale, zero_point = activation_qparams(float(buffer[0]), float(buffer[1]))
-        return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, ACT_QMIN, ACT_QMAX)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.observing:
-            self._observe(self.input_range, x)
-            y = self.layer(x)
-            self._observe(self.output_range, y)
-            return y
-        if self.training:
-            self._observe(self.input_range, x)
-        x = self._fake_quant_activation(x, self.input_range)
+    def _quantized_forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = self.weight_scale()
         qmax = weight_qmax(self.bits)
         weight = torch.fake_quantize_per_channel_affine(
             self.layer.weight, scale, torch.zeros_like(scale, dtype=torch.int32), 0, -qmax - 1, qmax)
         bias = self.layer.bias
         if bias is not None:  # int32 at input_scale * weight_scale, as ONNX Runtime computes it
-            bias_scale = scale * activation_qparams(float(self.input_range[0]), float(self.input_range[1]))[0]
+            bias_scale = scale * self.input_quant.qparams()[0]
             bias = bias + (torch.round(bias.detach() / bias_scale) * bias_scale - bias.detach())
         if isinstance(self.layer, nn.Conv2d):
-            y = self.layer._conv_forward(x, weight, bias)
-        else:
-            y = nn.functional.linear(x, weight, bias)
-        if self.training:
-            self._observe(self.output_range, y)
-        return self._fake_quant_activation(y, self.output_range)
+            return self.layer._conv_forward(x, weight, bias)
+        return nn.functional.linear(x, weight, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.quantize_input:
+            x = self.input_quant(x)
+        y = self.layer(x) if self.observing or self.frozen else self._quantized_forward(x)
+        return y if self.output_quant is None else self.output_quant(y)
 
 
 def prepare_qat(model: nn.Module, bits: dict[str, int]) -> list[str]:
@@ -132,37 +175,90 @@ def fake_quant_layers(model: nn.Module) -> list[FakeQuantLayer]:
     return [m for m in model.modules() if isinstance(m, FakeQuantLayer)]
 
 
-@torch.no_grad()
-def calibrate(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
-    """Observe activation ranges on a few batches (min/max), before fine-tuning."""
+def activation_quants(model: nn.Module) -> list[ActivationQuant]:
+    return [m for m in model.modules() if isinstance(m, ActivationQuant)]
+
+
+def place_quantizers(model: nn.Module, example: torch.Tensor) -> None:
+    """Share and move the layers' activation quantizers so each tensor is quantized once, where
+    it is produced (see the module docstring). Called by ``calibrate`` on its first batch."""
     layers = fake_quant_layers(model)
-    if not layers:
-        return
-    model.eval()
     for layer in layers:
         layer.observing = True
-    for x in batches:
-        model(x)
+    placements: list[Placement] = trace_dataflow(model, example, layers)
     for layer in layers:
         layer.observing = False
-        layer.observed.fill_(True)
+    shared: dict[int, ActivationQuant] = {}
+    for p in placements:
+        placed = p.key in shared
+        quant = shared.setdefault(p.key, ActivationQuant(nonnegative=p.nonnegative))
+        p.consumer.input_quant = quant
+        p.consumer.quantize_input = p.requantize or not (p.producer_layer or p.producer_module or p.producer_node)
+        if placed:
+            continue
+        if p.producer_layer is not None:
+            p.producer_layer.output_quant = quant
+        elif p.producer_module is not None:
+            p.producer_module.register_forward_hook(OutputHook(quant))
+        elif p.producer_node is not None:
+            _insert_after(model, p.producer_node, quant)
+    for layer in layers:  # QLinearConv needs its output quantized
+        if layer.output_quant is None and isinstance(layer.layer, nn.Conv2d):
+            layer.output_quant = ActivationQuant()
+
+
+def _insert_after(model: torch.fx.GraphModule, node: torch.fx.Node, quant: ActivationQuant) -> None:
+    """Quantize the output of an fx node (a residual Add, a ReLU) for all its users."""
+    name = f"activation_quant_{sum(isinstance(m, ActivationQuant) for m in model.children())}"
+    model.add_submodule(name, quant)
+    with model.graph.inserting_after(node):
+        new = model.graph.call_module(name, (node,))
+    node.replace_all_uses_with(new, delete_user_cb=lambda user: user is not new)
+    model.recompile()
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
+    """Place the activation quantizers (first calibration only), then observe their ranges (min/max)
+    on a few batches, before fine-tuning."""
+    batches = list(batches)
+    layers = fake_quant_layers(model)
+    if not layers or not batches:
+        return
+    model.eval()
+    if not any(getattr(layer, "placed", False) for layer in layers):
+        place_quantizers(model, batches[0])
+        for layer in layers:
+            layer.placed = True
+        model.eval()  # the new quantizers too
+    quants = activation_quants(model)
+    for module in layers + quants:
+        module.observing = True
+    for x in batches:
+        model(x)
+    for module in layers + quants:
+        module.observing = False
+    for quant in quants:
+        quant.observed.fill_(True)
 
 
 @torch.no_grad()
 def freeze(model: nn.Module) -> tuple[nn.Module, dict[str, QuantSpec]]:
-    """Replace every FakeQuantLayer by its plain layer holding the dequantized weights."""
+    """Put the dequantized integers into every FakeQuantLayer's weights (its quantizers stay, to be
+    exported as Q/DQ); returns the model and the integers, keyed by weight parameter name."""
     specs = {}
     for name, module in list(model.named_modules()):
-        if not isinstance(module, FakeQuantLayer):
+        if not isinstance(module, FakeQuantLayer) or module.frozen:
             continue
         layer, scale = module.layer, module.weight_scale()
         integers = module.quantized_weight()
-        input_qparams = activation_qparams(float(module.input_range[0]), float(module.input_range[1]))
+        input_qparams = module.input_quant.qparams()
         layer.weight.copy_(integers * module._per_channel(scale))
         if layer.bias is not None:
             bias_scale = scale * input_qparams[0]
             layer.bias.copy_(torch.round(layer.bias / bias_scale) * bias_scale)
-        output_qparams = activation_qparams(float(module.output_range[0]), float(module.output_range[1]))
-        specs[f"{name}.weight"] = QuantSpec(module.bits, integers.to(torch.int8), scale, input_qparams, output_qparams)
-        model.set_submodule(name, layer)
+        output_qparams = None if module.output_quant is None else module.output_quant.qparams()
+        specs[f"{name}.layer.weight"] = QuantSpec(module.bits, integers.to(torch.int8), scale, input_qparams,
+                                                  output_qparams)
+        module.frozen = True
     return model.eval(), specs

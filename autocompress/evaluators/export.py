@@ -1,11 +1,14 @@
 """The artifact exporter: one ONNX file per candidate, stored the way it is measured.
 
-The float graph is exported by torch.onnx (TorchScript exporter: ~0.1 s per model here, vs
-~2.5 s and larger files with metadata for the dynamo exporter). Then every quantized layer is
-rewritten to QDQ form: its weight becomes an INT8/INT4/INT2 initializer (raw-packed) feeding
-DequantizeLinear (per output channel), its bias an int32 initializer, and its input and
-output pass through uint8 QuantizeLinear/DequantizeLinear so ONNX Runtime can fuse int8
-kernels. INT2 needs opset 25; otherwise opset 21. Doc strings are stripped: the file holds
+The model is exported by torch.onnx (TorchScript exporter: ~0.1 s per model here, vs ~2.5 s
+and larger files with metadata for the dynamo exporter). A quantized model is exported as it
+was fine-tuned and frozen (``compressors.quantize``): its activation quantizers become uint8
+QuantizeLinear/DequantizeLinear pairs where the model quantizes (each tensor once, where it
+is produced), so the graph computes what the fake-quantized model computes. Then every
+quantized layer's weight becomes an INT8/INT4/INT2 initializer (raw-packed; 4 and 2 bits
+widened by a Cast that ONNX Runtime folds at load) feeding a per-channel DequantizeLinear,
+its bias an int32 initializer: the patterns ONNX Runtime fuses into int8 kernels (QLinearConv
+chains, QLinearAdd, QGemm). INT2 needs opset 25; otherwise opset 21. Doc strings are stripped: the file holds
 the model, nothing else.
 
 Example:
@@ -58,22 +61,9 @@ def integer_tensor(name: str, values: np.ndarray, bits: int) -> TensorProto:
     return tensor
 
 
-def _scalar(name: str, value, dtype) -> TensorProto:
-    return numpy_helper.from_array(np.array(value, dtype=dtype), name)
-
-
-def _qdq(tensor: str, tag: str, qparams: tuple[float, int], out: str) -> tuple[list, list]:
-    """Nodes and initializers of a uint8 Quantize->Dequantize pair from ``tensor`` to ``out``."""
-    scale, zero_point = f"{tag}_scale", f"{tag}_zero_point"
-    inits = [_scalar(scale, qparams[0], np.float32), _scalar(zero_point, qparams[1], np.uint8)]
-    nodes = [helper.make_node("QuantizeLinear", [tensor, scale, zero_point], [f"{tag}_quantized"]),
-             helper.make_node("DequantizeLinear", [f"{tag}_quantized", scale, zero_point], [out])]
-    return nodes, inits
-
-
 def _locate_weights(graph: onnx.GraphProto, specs: dict[str, QuantSpec]) -> dict[str, tuple[str, bool]]:
-    """{weight name: (initializer name, stored transposed)}. A bias-free Linear is exported as
-    MatMul with a transposed copy of its weight under a generated name: found by value."""
+    """{weight name: (initializer name, stored transposed)}. A Linear applied to a 3-d input is
+    exported as MatMul with a transposed copy of its weight under a generated name: found by value."""
     initializers = {t.name: t for t in graph.initializer}
     located = {}
     for weight, spec in specs.items():
@@ -91,33 +81,42 @@ def _locate_weights(graph: onnx.GraphProto, specs: dict[str, QuantSpec]) -> dict
 
 def _dequantized_weight(tag: str, integers: np.ndarray, scale: np.ndarray, bits: int, *, axis: int
                         ) -> tuple[list, list]:
-    """Nodes and initializers producing ``{tag}.weight_dq`` from the stored integers.
+    """Nodes and initializers producing ``{tag}.weight_dq`` from the integers stored at ``bits``.
 
-    INT8/INT4: one per-channel DequantizeLinear, the pattern ONNX Runtime fuses into int8
-    kernels. INT2: DequantizeLinear at scale 1, then Mul by the per-channel scales, because
-    ONNX Runtime 1.32 fuses DQ(INT2)->Conv->Q into a QLinearConv that rejects INT2 and the
-    session fails to load. The file stores the same integers and scales either way.
+    One per-channel DequantizeLinear of INT8 values: the pattern ONNX Runtime fuses into int8
+    kernels (QLinearConv, QGemm, ...). INT4 and INT2 weights are stored packed and widened by a
+    Cast to INT8 first: ONNX Runtime folds that Cast of a constant once, at session load (it
+    does not fold DequantizeLinear, which would otherwise run at every inference), so a low-bit
+    layer runs the same int8 kernel as an int8 one while its file holds 4 or 2 bits a weight.
     """
-    out = f"{tag}.weight_dq"
-    stored = [integer_tensor(f"{tag}.weight_quantized", integers, bits)]
-    if bits != 2:
-        stored += [numpy_helper.from_array(scale, f"{tag}.weight_scale"),
-                   integer_tensor(f"{tag}.weight_zero_point", np.zeros(len(scale), np.int8), bits)]
-        return [helper.make_node("DequantizeLinear", [f"{tag}.weight_quantized", f"{tag}.weight_scale",
-                                                      f"{tag}.weight_zero_point"], [out], axis=axis)], stored
-    shape = [1] * integers.ndim
-    shape[axis] = len(scale)
-    stored += [_scalar(f"{tag}.weight_unit_scale", 1.0, np.float32),
-               integer_tensor(f"{tag}.weight_zero_point", np.zeros((), np.int8), bits),
-               numpy_helper.from_array(scale.reshape(shape), f"{tag}.weight_scale")]
-    nodes = [helper.make_node("DequantizeLinear", [f"{tag}.weight_quantized", f"{tag}.weight_unit_scale",
-                                                   f"{tag}.weight_zero_point"], [f"{tag}.weight_levels"]),
-             helper.make_node("Mul", [f"{tag}.weight_levels", f"{tag}.weight_scale"], [out])]
+    stored = [integer_tensor(f"{tag}.weight_quantized", integers, bits),
+              numpy_helper.from_array(scale, f"{tag}.weight_scale"),
+              integer_tensor(f"{tag}.weight_zero_point", np.zeros(len(scale), np.int8), 8)]
+    nodes, int8 = [], f"{tag}.weight_quantized"
+    if bits != 8:
+        int8 = f"{tag}.weight_int8"
+        nodes.append(helper.make_node("Cast", [f"{tag}.weight_quantized"], [int8], to=TensorProto.INT8))
+    nodes.append(helper.make_node("DequantizeLinear", [int8, f"{tag}.weight_scale", f"{tag}.weight_zero_point"],
+                                  [f"{tag}.weight_dq"], axis=axis))  # the zero point: QGemm fusion needs it
     return nodes, stored
 
 
-def insert_qdq(model: onnx.ModelProto, specs: dict[str, QuantSpec]) -> None:
-    """Rewrite the layers whose weights are named in ``specs`` to QDQ form, in place."""
+def _dequantized_bias(tag: str, bias: np.ndarray, scale: np.ndarray, input_scale: float) -> tuple[list, list]:
+    """int32 bias at input_scale x weight_scale, dequantized: what int8 kernels add. The bias
+    scale is a Mul of two constants, folded at load: the file does not store it."""
+    stored = [numpy_helper.from_array(np.round(bias / (scale.astype(np.float64) * input_scale)).astype(np.int32),
+                                      f"{tag}.bias_quantized"),
+              numpy_helper.from_array(np.array(input_scale, np.float32), f"{tag}.input_scale")]
+    nodes = [helper.make_node("Mul", [f"{tag}.weight_scale", f"{tag}.input_scale"], [f"{tag}.bias_scale"]),
+             helper.make_node("DequantizeLinear", [f"{tag}.bias_quantized", f"{tag}.bias_scale"],
+                              [f"{tag}.bias_dq"], axis=0)]
+    return nodes, stored
+
+
+def insert_quantized_weights(model: onnx.ModelProto, specs: dict[str, QuantSpec]) -> None:
+    """Replace the float weights (and biases) of the layers named in ``specs`` by their stored
+    integers and DequantizeLinear, in place. The activations' QuantizeLinear/DequantizeLinear
+    are already in the graph: traced from the model's own quantizers."""
     graph = model.graph
     initializers = {t.name: t for t in graph.initializer}
     located = _locate_weights(graph, specs)
@@ -130,46 +129,73 @@ def insert_qdq(model: onnx.ModelProto, specs: dict[str, QuantSpec]) -> None:
     missing = set(specs) - set(consumers)
     if missing:
         raise RuntimeError(f"quantized weights {sorted(missing)} are not in the exported graph")
-    before, after, new_inits, dropped = {}, {}, [], set()
+    new_nodes, new_inits, dropped = [], [], set()
     for weight, spec in specs.items():
         node, index = consumers[weight]
         initializer, transposed = located[weight]
         if node.op_type not in ("Conv", "Gemm", "MatMul") or index != 1:
             raise RuntimeError(f"cannot quantize {weight}: used by {node.op_type} input {index}")
-        tag = weight.removesuffix(".weight")
+        tag = weight.removesuffix(".weight").removesuffix(".layer")
         scale = spec.weight_scale.numpy().astype(np.float32)
         integers = spec.weight.numpy().T if transposed else spec.weight.numpy()
         nodes, inits = _dequantized_weight(tag, integers, scale, spec.bits, axis=1 if transposed else 0)
-        new_inits += inits
         dropped.add(initializer)
         node.input[1] = f"{tag}.weight_dq"
         if len(node.input) > 2 and node.input[2] in initializers:
-            bias_name = node.input[2]
-            bias = numpy_helper.to_array(initializers[bias_name]).astype(np.float64)
-            bias_scale = (scale.astype(np.float64) * spec.input_qparams[0]).astype(np.float32)
-            new_inits += [numpy_helper.from_array(np.round(bias / bias_scale).astype(np.int32), f"{tag}.bias_quantized"),
-                          numpy_helper.from_array(bias_scale, f"{tag}.bias_scale"),
-                          numpy_helper.from_array(np.zeros(len(scale), np.int32), f"{tag}.bias_zero_point")]
-            nodes.append(helper.make_node("DequantizeLinear", [f"{tag}.bias_quantized", f"{tag}.bias_scale",
-                                                              f"{tag}.bias_zero_point"], [f"{tag}.bias_dq"], axis=0))
-            dropped.add(bias_name)
+            bias = numpy_helper.to_array(initializers[node.input[2]]).astype(np.float64)
+            bias_nodes, bias_inits = _dequantized_bias(tag, bias, scale, spec.input_qparams[0])
+            nodes, inits = nodes + bias_nodes, inits + bias_inits
+            dropped.add(node.input[2])
             node.input[2] = f"{tag}.bias_dq"
-        qdq_nodes, qdq_inits = _qdq(node.input[0], f"{tag}.input", spec.input_qparams, f"{tag}.input_dq")
-        node.input[0] = f"{tag}.input_dq"
-        output = node.output[0]
-        node.output[0] = f"{tag}.output_raw"
-        out_nodes, out_inits = _qdq(f"{tag}.output_raw", f"{tag}.output", spec.output_qparams, output)
-        before[id(node)] = nodes + qdq_nodes
-        after[id(node)] = out_nodes
-        new_inits += qdq_inits + out_inits
-    ordered = []
-    for node in graph.node:
-        ordered += before.get(id(node), []) + [node] + after.get(id(node), [])
+        new_nodes += nodes
+        new_inits += inits
+    ordered = new_nodes + list(graph.node)  # the new nodes read initializers only
     del graph.node[:]
     graph.node.extend(ordered)
     kept = [t for t in graph.initializer if t.name not in dropped]
     del graph.initializer[:]
     graph.initializer.extend(kept + new_inits)
+
+
+def _constant(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
+    for tensor in graph.initializer:
+        if tensor.name == name:
+            return numpy_helper.to_array(tensor)
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output[0] == name and node.attribute[0].name == "value":
+            return numpy_helper.to_array(node.attribute[0].t)
+    return None
+
+
+def drop_relu_after_dequantize(model: onnx.ModelProto) -> None:
+    """Remove each Relu that reads a uint8 DequantizeLinear with zero point 0: its input is never
+    negative, so it changes nothing, and without it the DequantizeLinear reaches the next int8
+    kernel (the quantized model applies its ReLUs after such quantizers, where they are no-ops).
+    A Shape of a DequantizeLinear's output reads the quantized tensor instead (same shape, no
+    dequantized copy made just for it)."""
+    graph = model.graph
+    made_by = {out: node for node in graph.node for out in node.output}
+    outputs = {o.name for o in graph.output}
+    dropped = {}
+    for node in graph.node:
+        source = made_by.get(node.input[0]) if node.op_type == "Relu" else None
+        if source is None or source.op_type != "DequantizeLinear" or len(source.input) < 3 or \
+                node.output[0] in outputs:
+            continue
+        zero_point = _constant(graph, source.input[2])
+        if zero_point is not None and zero_point.dtype == np.uint8 and not zero_point.any():
+            dropped[node.output[0]] = node.input[0]
+    for node in graph.node:  # a shape needs no dequantized copy: read it off the quantized tensor
+        source = made_by.get(node.input[0]) if node.op_type == "Shape" else None
+        if source is not None and source.op_type == "DequantizeLinear":
+            node.input[0] = source.input[0]
+    kept = [node for node in graph.node if not (node.op_type == "Relu" and node.output[0] in dropped)]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            if name in dropped:
+                node.input[i] = dropped[name]
+    del graph.node[:]
+    graph.node.extend(kept)
 
 
 def _strip_doc_strings(model: onnx.ModelProto) -> None:
@@ -181,7 +207,8 @@ def _strip_doc_strings(model: onnx.ModelProto) -> None:
 
 def export_onnx(model: nn.Module, example_inputs: torch.Tensor, path: str,
                 specs: dict[str, QuantSpec] | None = None) -> None:
-    """Write ``model`` (float, eval mode) to ``path`` as ONNX, quantized layers in QDQ form."""
+    """Write ``model`` (eval mode; frozen by ``quantize.freeze`` if quantized) to ``path`` as ONNX,
+    quantized layers in QDQ form (``specs``: what ``freeze`` returned)."""
     buffer = io.BytesIO()
     model.eval()
     with warnings.catch_warnings(), torch.no_grad():
@@ -191,7 +218,8 @@ def export_onnx(model: nn.Module, example_inputs: torch.Tensor, path: str,
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
     proto = onnx.load_from_string(buffer.getvalue())
     if specs:
-        insert_qdq(proto, specs)
+        insert_quantized_weights(proto, specs)
+        drop_relu_after_dequantize(proto)
         if any(spec.bits == 2 for spec in specs.values()):
             for opset in proto.opset_import:
                 if opset.domain in ("", "ai.onnx"):

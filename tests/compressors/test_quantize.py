@@ -29,3 +29,49 @@ def test_fake_quant_training_passes_gradients_through_rounding():
     net.train()
     net(torch.randn(8, 4)).sum().backward()
     assert net[0].layer.weight.grad is not None and net[0].layer.weight.grad.abs().sum() > 0
+
+
+def test_a_relu_output_is_quantized_once_by_the_layer_that_produces_it():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
+    prepare_qat(net, {"0": 8, "2": 8})
+    calibrate(net, [torch.randn(4, 3, 10, 10)])
+    assert net[2].input_quant is net[0].output_quant and not net[2].quantize_input
+    assert net[0].output_quant.qparams()[1] == 0  # zero point 0: the ReLU after it changes nothing
+    with torch.no_grad():
+        x = torch.randn(2, 3, 10, 10)
+        quantized = net[0](x)
+        assert torch.equal(torch.relu(quantized), quantized)
+
+
+def test_max_pooling_between_layers_keeps_one_set_of_qparams():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
+    prepare_qat(net, {"0": 8, "4": 4})
+    calibrate(net, [torch.randn(4, 1, 10, 10)])
+    assert net[4].input_quant is net[0].output_quant and net[4].quantize_input  # again, at the same qparams
+
+
+class _Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2, self.conv3 = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), \
+            nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = torch.relu(x + self.conv2(torch.relu(self.conv1(x))))
+        return self.conv3(y) + y
+
+
+def test_a_residual_sum_in_an_fx_graph_is_quantized_once_for_all_its_readers():
+    model = torch.fx.symbolic_trace(_Residual())
+    prepare_qat(model, {"conv1": 8, "conv2": 8, "conv3": 8})
+    calibrate(model, [torch.randn(4, 4, 6, 6)])
+    inserted = [n for n in model.graph.nodes if n.op == "call_module" and n.target.startswith("activation_quant")]
+    assert len(inserted) == 1  # the sum (after its ReLU), read by conv3 and by the output's sum
+    assert model.conv3.input_quant is getattr(model, inserted[0].target) and not model.conv3.quantize_input
+    assert model.conv1.quantize_input  # the model's input: quantized by the layer that reads it
+    with torch.no_grad():  # every reader of the sum sees the one quantized tensor
+        x = torch.randn(2, 4, 6, 6)
+        y = torch.relu(x + model.conv2(torch.relu(model.conv1(x))))
+        assert torch.allclose(model(x), model.conv3(getattr(model, inserted[0].target)(y)) +
+                              getattr(model, inserted[0].target)(y))
