@@ -64,8 +64,9 @@ def model_card(run: dict, report: dict) -> str:
     lines += [
         "",
         "Layers not listed are unchanged. Quantized layers store their weights as INT8/INT4/INT2 "
-        "initializers (symmetric, per output channel) feeding DequantizeLinear, with uint8 "
-        "activations around them.",
+        "initializers (symmetric, per output channel; INT4/INT2 widened to INT8 once when ONNX Runtime "
+        "loads the file) feeding DequantizeLinear; they read uint8 activations, each tensor quantized once "
+        "where it is produced.",
         "",
         *_measurement_notes(run, task, report),
     ]
