@@ -81,8 +81,11 @@ def with_task_lr(config: DistillConfig, task: Task) -> DistillConfig:
 
 
 def compress(task: Task, plan: Plan, *, config: DistillConfig = DistillConfig(),
-             on_step: Callable[[int], None] | None = None) -> Compressed:
-    """Apply ``plan`` to a copy of the teacher and fine-tune it; the teacher is not changed."""
+             on_step: Callable[[int], None] | None = None, checkpoint: str | None = None) -> Compressed:
+    """Apply ``plan`` to a copy of the teacher and fine-tune it; the teacher is not changed.
+    ``checkpoint``: a file the fine-tuning continues from if it exists and is saved to (see
+    ``distill``). With ``config.augment`` and a task that augments, the teacher runs on every
+    augmented batch; otherwise its outputs are cached once per task."""
     context = task_context(task)
     info = context.discovery
     model = copy.deepcopy(task.teacher).eval()
@@ -111,7 +114,10 @@ def compress(task: Task, plan: Plan, *, config: DistillConfig = DistillConfig(),
     losses = []
     if config.steps:
         config = with_task_lr(config, task)
-        losses = distill(model, task.train, context.targets(task), config, head=info.head, on_step=on_step)
+        augment = task.augment if config.augment else None
+        teacher = task.teacher if augment is not None else context.targets(task)
+        losses = distill(model, task.train, teacher, config, head=info.head, on_step=on_step, augment=augment,
+                         checkpoint=checkpoint)
     return Compressed(model.eval(), notes, losses)
 
 
