@@ -92,8 +92,15 @@ def run(args) -> dict:
     config = dataclasses.replace(config, steps=steps)
     stamps = []
     start = time.perf_counter()
-    metrics = evaluate(task, plan, out_dir=out / "candidate", config=config,
-                       on_step=lambda step: stamps.append(time.perf_counter()))
+
+    def progress(step: int) -> None:
+        stamps.append(time.perf_counter())
+        if step % 100 == 0 or step == steps:
+            print(f"step {step}/{steps}: {probe_s + stamps[-1] - start:.0f} s of fine-tuning "
+                  f"(cap {cap_s:.0f} s)", flush=True)
+
+    print(f"probe: {step_s:.3f} s/step; fine-tuning {steps} steps", flush=True)
+    metrics = evaluate(task, plan, out_dir=out / "candidate", config=config, on_step=progress)
     fine_tune_s = probe_s + (stamps[-1] - start)
     paths = {name: str(out / name / ARTIFACT_NAME) for name in ("teacher", "candidate")}
     test = {name: onnx_metric(onnx_session(path), task.test, task.metric) for name, path in paths.items()}
