@@ -99,6 +99,13 @@ def _add_search(sub) -> None:
                           help="channel importance for structured pruning (default: l1)")
     settings.add_argument("--feature-distill", type=float, default=None, metavar="WEIGHT",
                           help="weight of feature-based distillation (inputs of the output layer); default 0 = off")
+    settings.add_argument("--optimizer", default=None, choices=["adamw", "sgd"],
+                          help="fine-tuning optimizer: adamw, or sgd with Nesterov momentum 0.9 (default: adamw)")
+    settings.add_argument("--warmup", type=float, default=None, metavar="FRACTION",
+                          help="fraction of the fine-tuning steps spent warming the learning rate up before its "
+                               "cosine decay (default: 0.05)")
+    settings.add_argument("--no-augment", action="store_const", const=True, default=None,
+                          help="fine-tune without the task's training augmentation (e.g. CIFAR crops and flips)")
     settings.add_argument("--techniques", default=None, metavar="LIST",
                           help="knob families to search, comma-separated: prune, quant (bit-widths), lowrank, "
                                "student (depth and width); default all, jointly")
@@ -226,7 +233,8 @@ def cmd_inspect(args) -> int:
 # search flag (its argparse dest) -> the SearchSettings keyword it sets
 SETTING_FLAGS = {"sampler": "sampler", "seed": "seed", "steps": "distill.steps", "lr": "distill.lr",
                  "importance": "importance", "feature_distill": "distill.feature_weight", "techniques": "techniques",
-                 "no_warm_start": "warm_start", "screen_steps": "screen_steps"}
+                 "no_warm_start": "warm_start", "screen_steps": "screen_steps", "optimizer": "distill.optimizer",
+                 "warmup": "distill.warmup_fraction", "no_augment": "distill.augment"}
 
 
 def _settings(args, base):
@@ -242,7 +250,7 @@ def _settings(args, base):
         if dest == "techniques":
             value = [t.strip() for t in value.split(",") if t.strip()]
         part, _, name = keyword.rpartition(".")
-        (data[part] if part else data)[name] = (not value) if dest == "no_warm_start" else value
+        (data[part] if part else data)[name] = (not value) if dest in ("no_warm_start", "no_augment") else value
     given = {k: v for k, v in _budget(args).to_dict().items() if v is not None}
     data["budget"].update(given)
     return SearchSettings(**{**data, "techniques": tuple(data["techniques"]), "distill": distill_config(data["distill"]),

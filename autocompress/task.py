@@ -70,6 +70,11 @@ class Task:
     description: one line for ``autocompress tasks``.
     distill_lr: learning rate for fine-tuning candidates when none is given (a pretrained
         network usually wants a smaller one than the default 2e-3).
+    augment: training augmentation for fine-tuning candidates, or None: ``augment(x, generator)``
+        takes a batch of inputs (as the train split gives them, stacked) and returns a batch of
+        the same shape, drawing all its randomness from ``generator`` (so a seeded fine-tuning
+        is repeatable). The teacher's soft targets are then computed on the augmented batch.
+        Example: random crops and flips of images (the CIFAR tasks).
     """
 
     name: str
@@ -83,6 +88,7 @@ class Task:
     description: str = ""
     recipe: dict = field(default_factory=dict)  # how the task was built; recorded in run.json
     distill_lr: float | None = None
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
 
     def __post_init__(self):
         if not isinstance(self.teacher, nn.Module):
@@ -98,6 +104,9 @@ class Task:
             raise UsageError(f"task {self.name!r}: blocks {missing} are not modules of the teacher; "
                              "use names from teacher.named_modules()")
         object.__setattr__(self, "blocks", tuple(self.blocks))
+        if self.augment is not None and not callable(self.augment):
+            raise UsageError(f"task {self.name!r}: augment must be a function (batch, generator) -> batch or None, "
+                             f"got {type(self.augment).__name__}")
 
     def num_examples(self, split: str) -> int:
         return len(getattr(self, split))

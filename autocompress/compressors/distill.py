@@ -4,9 +4,27 @@ Loss = alpha * T^2 * KL(teacher soft targets || student) at temperature T
      + (1 - alpha) * cross-entropy with the hard labels
      + feature_weight * MSE(projection(student features), teacher features),
 where "features" are the inputs of the output layer and the projection is a learned Linear
-(discarded after training). Teacher outputs are computed once per task (no augmentation).
+(discarded after training).
+
+Teacher outputs come either from a cache computed once per task on unaugmented data
+(``TeacherTargets``), or, when the batches are augmented (``augment``, the task's own
+augmentation), from the teacher module run under ``no_grad`` on the very batch the student sees.
+
+Learning rate (``learning_rate``): linear warm-up over the first ``warmup_fraction`` of the
+steps, then cosine decay towards 0 (``schedule="cosine"``) or constant (``"constant"``); it is
+a function of (step, total steps) only.
+
+Checkpoints: ``distill(..., checkpoint=path)`` saves the student's state dict (every buffer,
+fake-quant ranges included), the optimizer's state, the step reached, the sampling RNG and
+torch's RNG to ``path`` when it ends; given a ``path`` that exists, it first restores all of
+that and continues to ``config.steps`` instead of starting again. When the total grows (200,
+then 400 steps), the continued steps follow the learning rate of the new total from the step
+reached: step 200 of a 400-step schedule, i.e. the rate rises back to where a 400-step run
+would be at step 200 and decays to 0 by step 400. Only ``steps`` may differ from the
+settings that made the checkpoint.
 
 Example:
+    >>> import os, tempfile
     >>> import torch
     >>> from torch import nn
     >>> from torch.utils.data import TensorDataset
@@ -16,27 +34,49 @@ Example:
     >>> losses = distill(nn.Linear(4, 2), TensorDataset(x, y), targets, DistillConfig(steps=3), head="")
     >>> len(losses)
     3
+    >>> path, student = os.path.join(tempfile.mkdtemp(), "checkpoint.pt"), nn.Linear(4, 2)
+    >>> first = distill(student, TensorDataset(x, y), teacher, DistillConfig(steps=2), head="", checkpoint=path)
+    >>> later = distill(student, TensorDataset(x, y), teacher, DistillConfig(steps=5), head="", checkpoint=path)
+    >>> len(later), later[:2] == first   # three more steps, after the two it had
+    (5, True)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from autocompress.task import UsageError, one_line
 
 DEFAULT_LR = 2e-3
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "constant")
+CHECKPOINT_FORMAT = 1
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 @dataclass(frozen=True, kw_only=True)
 class DistillConfig:
     """How a candidate is fine-tuned. ``steps`` = 0 means post-training (calibration only).
-    ``lr`` None: the task's ``distill_lr`` (pretrained networks want a smaller one), else
-    DEFAULT_LR."""
+
+    lr: peak learning rate; None: the task's ``distill_lr`` (pretrained networks want a
+        smaller one), else DEFAULT_LR.
+    optimizer: "adamw" (decoupled weight decay) or "sgd" (Nesterov momentum 0.9).
+    weight_decay: of every parameter.
+    schedule: "cosine" (decay to 0) or "constant", after a linear warm-up over
+        ``warmup_fraction`` of the steps.
+    augment: use the task's training augmentation (``Task.augment``) where it has one; the
+        teacher then runs on every augmented batch.
+    """
 
     steps: int = 300
     batch_size: int = 64
@@ -46,6 +86,11 @@ class DistillConfig:
     feature_weight: float = 0.0
     data_fraction: float = 1.0
     seed: int = 0
+    optimizer: str = "adamw"
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    warmup_fraction: float = 0.05
+    augment: bool = True
 
     def __post_init__(self):
         if self.lr is not None and self.lr <= 0:
@@ -54,12 +99,35 @@ class DistillConfig:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
         if not 0 < self.data_fraction <= 1 or not 0 <= self.alpha <= 1 or self.temperature <= 0:
             raise ValueError("need 0 < data_fraction <= 1, 0 <= alpha <= 1, temperature > 0")
+        if self.optimizer not in OPTIMIZERS or self.schedule not in SCHEDULES:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)} and schedule one of "
+                             f"{', '.join(SCHEDULES)}, got {self.optimizer!r} and {self.schedule!r}")
+        if not 0 <= self.warmup_fraction < 1 or not self.weight_decay >= 0:
+            raise ValueError(f"need 0 <= warmup_fraction < 1 and weight_decay >= 0, got "
+                             f"{self.warmup_fraction} and {self.weight_decay}")
 
 
 @dataclass(frozen=True)
 class TeacherTargets:
     logits: torch.Tensor  # (N, classes) on the train split
     features: torch.Tensor  # (N, features): inputs of the output layer
+
+
+def learning_rate(step: int, *, total: int, config: DistillConfig) -> float:
+    """The learning rate of step ``step`` (0-based) of a ``total``-step fine-tuning.
+
+    >>> config = DistillConfig(lr=1.0, warmup_fraction=0.25)
+    >>> [round(learning_rate(s, total=8, config=config), 3) for s in range(8)]
+    [0.5, 1.0, 1.0, 0.933, 0.75, 0.5, 0.25, 0.067]
+    """
+    peak = config.lr or DEFAULT_LR
+    warmup = math.ceil(config.warmup_fraction * total)
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if config.schedule == "constant":
+        return peak
+    progress = (step - warmup) / max(total - warmup, 1)
+    return peak * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def _capture_head_input(model: nn.Module, head: str, store: list):
@@ -87,54 +155,196 @@ def _batch(data: Dataset, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return torch.stack(x), torch.as_tensor(y)
 
 
-def distill(student: nn.Module, train: Dataset, targets: TeacherTargets, config: DistillConfig, *,
-            head: str, on_step: Callable[[int], None] | None = None) -> list[float]:
-    """Fine-tune ``student`` in place; returns the loss of every step. NaN loss raises.
-    ``on_step(step)`` is called after every step (a Ray trial reports progress and yields the
-    CPU to latency measurements from there)."""
+class _Teacher:
+    """Soft targets and features of a batch: looked up in the cache, or the teacher run on it."""
+
+    def __init__(self, teacher: nn.Module | TeacherTargets, head: str, *, features: bool):
+        self.teacher, self.store = teacher, []
+        self.hook = None
+        if isinstance(teacher, nn.Module):
+            teacher.eval()
+            if features:
+                self.hook = _capture_head_input(teacher, head, self.store)
+
+    @torch.no_grad()
+    def __call__(self, idx: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if isinstance(self.teacher, TeacherTargets):
+            return self.teacher.logits[idx], self.teacher.features[idx]
+        self.store.clear()
+        logits = self.teacher(x)
+        return logits, (self.store[-1] if self.store else None)
+
+    def close(self) -> None:
+        if self.hook is not None:
+            self.hook.remove()
+
+
+def _optimizer(params: list, config: DistillConfig) -> torch.optim.Optimizer:
+    lr = config.lr or DEFAULT_LR
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+
+
+def _projection(student: nn.Module, teacher: _Teacher, sample: torch.Tensor, features: list) -> nn.Linear:
+    """The learned map from the student's features to the teacher's (sizes from one example)."""
+    with torch.no_grad():
+        features.clear()
+        student.eval()
+        student(sample)
+        _, target = teacher(torch.zeros(1, dtype=torch.long), sample)
+    return nn.Linear(features[-1].shape[1], target.shape[1])
+
+
+@dataclass
+class _State:
+    """Everything a continued fine-tuning needs besides the structure its caller rebuilds."""
+
+    student: nn.Module
+    projection: nn.Linear | None
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    losses: list[float]
+
+    def save(self, path: Path, config: DistillConfig) -> None:
+        state = {"format": CHECKPOINT_FORMAT, "step": len(self.losses), "student": self.student.state_dict(),
+                 "projection": self.projection.state_dict() if self.projection is not None else {},
+                 "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
+                 "torch_rng": torch.get_rng_state(), "losses": torch.tensor(self.losses, dtype=torch.float64),
+                 "settings": _resumable(config)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
+    def restore(self, path: Path, config: DistillConfig) -> None:
+        state = _read_checkpoint(path)
+        _check_fits(path, state, self, config)
+        self.student.load_state_dict(state["student"])
+        if self.projection is not None:
+            self.projection.load_state_dict(state["projection"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.losses = state["losses"].tolist()
+
+
+def _resumable(config: DistillConfig) -> dict:
+    """The settings a continued fine-tuning must share with its checkpoint: all but ``steps``."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k != "steps"}
+
+
+def _read_checkpoint(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise UsageError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {one_line(exc)[:200]}); "
+                         "delete it to fine-tune from the start") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise UsageError(f"checkpoint {path} is not a fine-tuning checkpoint of format {CHECKPOINT_FORMAT}; "
+                         "delete it to fine-tune from the start")
+    return state
+
+
+def _mismatch(saved: dict, current: dict) -> str | None:
+    """The first difference between two state dicts' names and shapes, in words; None if none."""
+    for name in sorted(saved.keys() ^ current.keys()):
+        where = "checkpoint only" if name in saved else "student only"
+        return f"{name} is in the {where}"
+    for name, tensor in current.items():
+        if tuple(saved[name].shape) != tuple(tensor.shape):
+            return f"{name} is {tuple(saved[name].shape)} there, {tuple(tensor.shape)} here"
+    return None
+
+
+def _check_fits(path: Path, state: dict, current: _State, config: DistillConfig) -> None:
+    projection = current.projection.state_dict() if current.projection is not None else {}
+    problem = _mismatch(state["student"], current.student.state_dict()) or _mismatch(state["projection"], projection)
+    if problem:
+        raise UsageError(f"checkpoint {path} does not fit the student ({problem}); rebuild the student from "
+                         "the plan that made it, or delete the checkpoint to fine-tune from the start")
+    settings = _resumable(config)
+    changed = {k: (state["settings"].get(k), v) for k, v in settings.items() if state["settings"].get(k) != v}
+    if changed:
+        name, (before, now) = next(iter(changed.items()))
+        raise UsageError(f"checkpoint {path} was fine-tuned with {name}={before!r}, not {now!r}; continue it with "
+                         "the same settings (only steps may grow), or delete it to fine-tune from the start")
+    if int(state["step"]) > config.steps:
+        raise UsageError(f"checkpoint {path} has {int(state['step'])} steps, more than steps={config.steps}; "
+                         "continue it to at least as many steps")
+
+
+def _loss(logits, y, teacher_logits, config: DistillConfig, projected=None, teacher_features=None):
+    t = config.temperature
+    soft = nn.functional.kl_div(nn.functional.log_softmax(logits / t, dim=1),
+                                nn.functional.log_softmax(teacher_logits / t, dim=1),
+                                log_target=True, reduction="batchmean") * t * t
+    loss = config.alpha * soft + (1 - config.alpha) * nn.functional.cross_entropy(logits, y)
+    if projected is not None:
+        loss = loss + config.feature_weight * nn.functional.mse_loss(projected, teacher_features)
+    return loss
+
+
+def distill(student: nn.Module, train: Dataset, teacher: nn.Module | TeacherTargets, config: DistillConfig, *,
+            head: str, on_step: Callable[[int], None] | None = None, augment: Augment | None = None,
+            checkpoint: str | os.PathLike | None = None) -> list[float]:
+    """Fine-tune ``student`` in place to ``config.steps`` steps; returns the loss of every step
+    (those of a restored checkpoint first). NaN loss raises.
+
+    teacher: the teacher module (run on every batch), or its cached ``TeacherTargets``.
+    augment: ``augment(batch, generator)`` applied to every training batch; needs the module.
+    on_step: ``on_step(step)`` after every step (a Ray trial reports progress and yields the
+        CPU to latency measurements from there).
+    checkpoint: a file to continue from if it exists, and to save the state to at the end.
+    """
+    if augment is not None and isinstance(teacher, TeacherTargets):
+        raise ValueError("augment needs the teacher module (cached teacher targets are of unaugmented data); "
+                         "pass teacher=the module")
     generator = torch.Generator().manual_seed(config.seed)
     n = len(train)
     subset = torch.randperm(n, generator=generator)[: max(config.batch_size, math.ceil(n * config.data_fraction))]
+    source = _Teacher(teacher, head, features=bool(config.feature_weight))
     features: list[torch.Tensor] = []
     hook = _capture_head_input(student, head, features) if config.feature_weight else None
-    projection = None
-    params = list(student.parameters())
-    if hook is not None:
-        with torch.no_grad():
-            features.clear()
-            student.eval()
-            student(train[int(subset[0])][0][None])
-        projection = nn.Linear(features[0].shape[1], targets.features.shape[1])
-        params += list(projection.parameters())
-    optimizer = torch.optim.AdamW(params, lr=config.lr or DEFAULT_LR, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.steps, 1))
-    t = config.temperature
-    losses = []
-    student.train()
     try:
-        for step in range(config.steps):
-            idx = subset[torch.randint(len(subset), (config.batch_size,), generator=generator)]
-            x, y = _batch(train, idx)
-            features.clear()
-            logits = student(x)
-            soft = nn.functional.kl_div(nn.functional.log_softmax(logits / t, dim=1),
-                                        nn.functional.log_softmax(targets.logits[idx] / t, dim=1),
-                                        log_target=True, reduction="batchmean") * t * t
-            loss = config.alpha * soft + (1 - config.alpha) * nn.functional.cross_entropy(logits, y)
-            if projection is not None:
-                loss = loss + config.feature_weight * nn.functional.mse_loss(projection(features[-1]),
-                                                                             targets.features[idx])
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"distillation loss became {loss.item()} at step {step}")
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
-            if on_step is not None:
-                on_step(step + 1)
+        projection = _projection(student, source, train[int(subset[0])][0][None], features) if hook else None
+        params = list(student.parameters()) + (list(projection.parameters()) if projection is not None else [])
+        state = _State(student, projection, _optimizer(params, config), generator, [])
+        path = Path(checkpoint) if checkpoint is not None else None
+        if path is not None and path.exists():
+            state.restore(path, config)
+        start = len(state.losses)
+        _train(state, train, subset, source, config, features, augment, on_step)
+        if path is not None and (len(state.losses) > start or not path.exists()):
+            state.save(path, config)
     finally:
+        source.close()
         if hook is not None:
             hook.remove()
         student.eval()
-    return losses
+    return state.losses
+
+
+def _train(state: _State, train: Dataset, subset: torch.Tensor, teacher: _Teacher, config: DistillConfig,
+           features: list, augment: Augment | None, on_step: Callable[[int], None] | None) -> None:
+    state.student.train()
+    for step in range(len(state.losses), config.steps):
+        idx = subset[torch.randint(len(subset), (config.batch_size,), generator=state.generator)]
+        x, y = _batch(train, idx)
+        if augment is not None:
+            x = augment(x, state.generator)
+        teacher_logits, teacher_features = teacher(idx, x)
+        features.clear()
+        logits = state.student(x)
+        projected = state.projection(features[-1]) if state.projection is not None else None
+        loss = _loss(logits, y, teacher_logits, config, projected, teacher_features)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"distillation loss became {loss.item()} at step {step}")
+        for group in state.optimizer.param_groups:
+            group["lr"] = learning_rate(step, total=config.steps, config=config)
+        state.optimizer.zero_grad()
+        loss.backward()
+        state.optimizer.step()
+        state.losses.append(loss.item())
+        if on_step is not None:
+            on_step(step + 1)

@@ -25,6 +25,38 @@ from torch.fx.experimental.optimization import fuse
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> int:
+    """Re-estimate every BatchNorm's running mean and variance on ``batches`` (an exact average
+    over them), in place; returns how many BatchNorms there were. After pruning or dropping
+    blocks, the statistics the teacher learned no longer describe the inputs a BN now sees
+    (a pruned ResNet-20 falls to chance until they are re-estimated); folding stale statistics
+    would bake that into the weights.
+
+    >>> net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
+    >>> recalibrate_batchnorm(net, [torch.randn(8, 1, 4, 4) * 3 + 5])
+    1
+    >>> bool(net[1].running_mean.abs().sum() > 0), net.training
+    (True, False)
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or not batches:
+        return len(norms)
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the batches
+    model.train()
+    try:
+        for x in batches:
+            model(x)
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        model.eval()
+    return len(norms)
+
+
 def fold_batchnorm(model: nn.Module, example_inputs: torch.Tensor | None = None) -> nn.Module:
     """``model`` with every Conv->BN pair fused (module names are kept)."""
     model.eval()

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from autocompress.compressors.distill import DEFAULT_LR, DistillConfig, TeacherTargets, distill, teacher_targets
-from autocompress.compressors.fold import fold_batchnorm
+from autocompress.compressors.fold import fold_batchnorm, recalibrate_batchnorm
 from autocompress.compressors.heads import prune_heads
 from autocompress.compressors.lowrank import factorize
 from autocompress.compressors.prune import prune_groups
@@ -37,6 +37,7 @@ from autocompress.spaces.layers import Discovery, discover
 from autocompress.task import Task
 
 CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE = 4, 64
+BN_BATCHES = 16  # training batches that re-estimate BatchNorm statistics after a structural change
 
 
 @dataclass
@@ -102,6 +103,8 @@ def build(task: Task, plan: Plan) -> Compressed:
                                group_of={m: g.name for g in info.groups for m in g.members},
                                importance=plan.importance, batch=batches[0])
         notes += [f"pruned {name} {before}->{after}" for name, (before, after) in changed.items()]
+    if dropped or keep or heads:  # the teacher's BN statistics no longer fit the changed structure
+        recalibrate_batchnorm(model, [x for x, _ in _train_batches(task, BN_BATCHES, CALIBRATION_BATCH_SIZE)])
     model = fold_batchnorm(model, task.example_inputs)
     skipped = factorize(model, {name: lp.rank for name, lp in plan.layers if lp.rank not in (None, 1.0)})
     notes += [f"low-rank skipped for {name}: {why}" for name, why in skipped.items()]
@@ -111,22 +114,27 @@ def build(task: Task, plan: Plan) -> Compressed:
 
 
 def fine_tune(task: Task, built: Compressed, *, config: DistillConfig = DistillConfig(),
-              on_step: Callable[[int], None] | None = None) -> Compressed:
+              on_step: Callable[[int], None] | None = None, checkpoint: str | None = None) -> Compressed:
     """Fine-tune a built candidate in place by distillation from the teacher (``config.steps``
-    steps; none: post-training, calibration only)."""
+    steps; none: post-training, calibration only). ``checkpoint``: a file the fine-tuning
+    continues from if it exists and is saved to (see ``distill``). With ``config.augment`` and a
+    task that augments, the teacher runs on every augmented batch; otherwise its outputs are
+    cached once per task."""
     if config.steps:
         config = with_task_lr(config, task)
-        info = task_context(task).discovery
-        built.losses = distill(built.model, task.train, task_context(task).targets(task), config, head=info.head,
-                               on_step=on_step)
+        context = task_context(task)
+        augment = task.augment if config.augment else None
+        teacher = task.teacher if augment is not None else context.targets(task)
+        built.losses = distill(built.model, task.train, teacher, config, head=context.discovery.head,
+                               on_step=on_step, augment=augment, checkpoint=checkpoint)
     built.model.eval()
     return built
 
 
 def compress(task: Task, plan: Plan, *, config: DistillConfig = DistillConfig(),
-             on_step: Callable[[int], None] | None = None) -> Compressed:
+             on_step: Callable[[int], None] | None = None, checkpoint: str | None = None) -> Compressed:
     """Apply ``plan`` to a copy of the teacher and fine-tune it; the teacher is not changed."""
-    return fine_tune(task, build(task, plan), config=config, on_step=on_step)
+    return fine_tune(task, build(task, plan), config=config, on_step=on_step, checkpoint=checkpoint)
 
 
 __all__ = ["Compressed", "build", "compress", "fine_tune", "task_context"]

@@ -30,7 +30,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from autocompress.compressors.distill import DistillConfig
+from autocompress.compressors.distill import OPTIMIZERS, SCHEDULES, DistillConfig
 from autocompress.plan import IMPORTANCES
 from autocompress.budget import Budget
 from autocompress.spaces.space import TECHNIQUES
@@ -40,6 +40,7 @@ SAMPLERS = ("tpe", "nsga2", "random")
 
 # keyword (as SettingError names it) -> the CLI flag that sets it
 FLAGS = {"distill.steps": "--steps", "distill.lr": "--lr", "distill.feature_weight": "--feature-distill",
+         "distill.warmup_fraction": "--warmup", "distill.augment": "--no-augment",
          "warm_start": "--no-warm-start", "budget.max_size_bytes": "--max-size",
          "budget.max_latency_ms": "--max-latency", "budget.min_accuracy": "--min-accuracy",
          "trial_timeout_s": "--trial-timeout", "time_budget_s": "--time-budget"}
@@ -89,6 +90,15 @@ def distill_config(values: dict) -> DistillConfig:
     _number("distill.feature_weight", values.get("feature_weight", 0.0), minimum=0, what=" (0 = off)")
     for name in ("temperature", "batch_size"):
         _number(f"distill.{name}", values.get(name, 1), minimum=0, inclusive=False)
+    _number("distill.weight_decay", values.get("weight_decay", 0.0), minimum=0)
+    if not 0 <= _number("distill.warmup_fraction", values.get("warmup_fraction", 0.0), minimum=0) < 1:
+        raise SettingError("distill.warmup_fraction", f"must be below 1 (a fraction of the steps), "
+                                                      f"got {values['warmup_fraction']!r}")
+    for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
+        if name in values and values[name] not in choices:
+            raise SettingError(f"distill.{name}", f"{values[name]!r} is unknown; choose one of: {', '.join(choices)}")
+    if not isinstance(values.get("augment", True), bool):
+        raise SettingError("distill.augment", f"must be True or False, got {values['augment']!r}")
     try:
         return DistillConfig(**values)
     except (TypeError, ValueError) as exc:

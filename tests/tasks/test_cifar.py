@@ -6,7 +6,7 @@ import torch
 
 from autocompress.spaces.layers import discover
 from autocompress.task import UsageError
-from autocompress.tasks.cifar import CHECKPOINTS, CifarResNet, checkpoint_path, load_checkpoint
+from autocompress.tasks.cifar import CHECKPOINTS, CifarResNet, checkpoint_path, crop_and_flip, load_checkpoint
 from tests.conftest import ROOT, run_cli
 
 SHARED = ROOT.parent / "shared"
@@ -42,3 +42,20 @@ def test_student_drops_blocks_that_keep_their_shape_and_pruning_avoids_padded_sh
     # every block's inner conv is
     assert "other widths" in info.not_compressible["conv1 (outputs)"]
     assert [g.name for g in info.groups] == [f"layer{s}.{i}.conv1" for s in (1, 2, 3) for i in range(3)]
+
+
+def test_crop_and_flip_takes_windows_of_the_padded_images_repeatably():
+    x = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = crop_and_flip(x, torch.Generator().manual_seed(5))
+    assert out.shape == x.shape
+    assert torch.equal(out, crop_and_flip(x, torch.Generator().manual_seed(5)))  # seeded: the same batch
+    assert not torch.equal(out, crop_and_flip(x, torch.Generator().manual_seed(6)))
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    kinds = set()
+    for i in range(len(x)):  # every image is one 8x8 window of its padded self, maybe mirrored
+        windows = [(dy, dx, flip) for dy in range(9) for dx in range(9) for flip in (False, True)
+                   if torch.equal(out[i], padded[i, :, dy:dy + 8, dx:dx + 8].flip(2) if flip
+                                  else padded[i, :, dy:dy + 8, dx:dx + 8])]
+        assert windows, i
+        kinds.add((windows[0][:2] != (4, 4), windows[0][2]))
+    assert {(True, True), (True, False)} <= kinds  # shifted ones, flipped and not
