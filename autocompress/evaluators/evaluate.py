@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -34,7 +35,7 @@ from autocompress.plan import Plan
 from autocompress.budget import Budget
 from autocompress.task import Task, UsageError
 
-ARTIFACT_NAME, PLAN_NAME = "model.onnx", "plan.json"
+ARTIFACT_NAME, PLAN_NAME, CHECKPOINT_NAME = "model.onnx", "plan.json", "checkpoint.pt"
 
 
 def export_artifact(compressed: Compressed, example_inputs, path: str) -> nn.Module:
@@ -68,13 +69,17 @@ def measure_artifact(task: Task, path: str, *, split: str = "val",
 
 def evaluate(task: Task, plan: Plan, *, out_dir: str | os.PathLike, config: DistillConfig = DistillConfig(),
              latency: LatencyMeter = local_latency, on_step: Callable[[int], None] | None = None,
-             limits: Budget | None = None) -> Metrics:
+             limits: Budget | None = None, checkpoint: bool = False,
+             continue_from: str | os.PathLike | None = None) -> Metrics:
     """Compress ``task.teacher`` by ``plan``, write ``out_dir/model.onnx`` + ``plan.json``, measure.
 
     Structure first: the candidate is built, exported and measured for size and latency before
     any fine-tuning. When that breaks a hard size or latency limit in ``limits``, it is not
     fine-tuned: its metrics are those of the untuned file (``steps`` 0, fidelity ``steps=0``).
     ``latency`` measures the file (default: here); ``on_step`` hears fine-tuning progress.
+    ``checkpoint``: keep the fine-tuning state (weights, optimizer, step) in
+    ``out_dir/checkpoint.pt``; ``continue_from``: an earlier candidate's checkpoint of the same
+    plan, whose fine-tuning this one continues up to ``config.steps`` instead of starting again.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,7 +94,10 @@ def evaluate(task: Task, plan: Plan, *, out_dir: str | os.PathLike, config: Dist
             {"size_bytes": "size", "latency_ms": "latency"}[axis] for axis in over))
         return _measured(task, built, path, config=dataclasses.replace(config, steps=0), latency=latency)
     if config.steps:
-        fine_tune(task, built, config=config, on_step=on_step)
+        state = str(out / CHECKPOINT_NAME) if checkpoint or continue_from else None
+        if continue_from is not None and Path(continue_from).resolve() != Path(state).resolve():
+            shutil.copyfile(continue_from, state)
+        fine_tune(task, built, config=config, on_step=on_step, checkpoint=state)
         export_artifact(built, task.example_inputs, path)
     return _measured(task, built, path, config=config, latency=latency)
 

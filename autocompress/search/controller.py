@@ -368,7 +368,7 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
     job = Job(task_spec=task_spec, data_dir=data_dir, task=None if task_spec else session.task,
               teacher_state=session.task.teacher.state_dict(), distill=settings.distill, out_dir=str(out.resolve()),
               threads=max(1, int(execution.cpus_per_trial)), run_id=session.run_id, latency_actor=session.actor,
-              budget=settings.budget)
+              budget=settings.budget, checkpoints=screening is not None)
     try:
         run_trials(searcher=searcher, job=job, workers=session.workers, cpus_per_trial=execution.cpus_per_trial,
                    gpus_per_trial=execution.gpus_per_trial, timeout_s=execution.trial_timeout_s,

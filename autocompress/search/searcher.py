@@ -107,6 +107,9 @@ class StudySearcher(Searcher):
             config = {"number": trial.number, "plan": plan.to_dict()}
             if self.screening is not None:
                 config["distill"] = {"steps": self.screening.full_steps if full else self.screening.steps}
+                screened = self.seen.get((plan, "screen")) if full else None
+                if screened is not None:  # a promotion continues the screened fine-tuning
+                    config["continue_from"] = screened.number
             return config
         return Searcher.FINISHED if not self.running else None
 

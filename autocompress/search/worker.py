@@ -33,7 +33,7 @@ import torch
 
 from autocompress.budget import Budget
 from autocompress.compressors.distill import DistillConfig
-from autocompress.evaluators.evaluate import evaluate, local_latency
+from autocompress.evaluators.evaluate import CHECKPOINT_NAME, evaluate, local_latency
 from autocompress.plan import Plan
 from autocompress.search.rundir import ARTIFACTS
 from autocompress.task import Task, load_task
@@ -53,6 +53,7 @@ class Job:
     run_id: str = "default"  # names the node-local flag that pauses training during measurements
     latency_actor: Any = None  # a LatencyActor handle, or None to measure in the trial
     budget: Budget | None = None  # plans over its size or latency limit are not fine-tuned
+    checkpoints: bool = False  # keep each trial's fine-tuning state (a promotion continues from it)
 
 
 _tasks: dict[tuple, Task] = {}
@@ -139,6 +140,15 @@ def remote_latency(actor):
     return measure
 
 
+def _continued(job: Job, config: dict) -> Path | None:
+    """The checkpoint of the earlier trial this one continues (a screened plan promoted to full
+    fidelity), if it kept one."""
+    if "continue_from" not in config:
+        return None
+    path = Path(job.out_dir) / ARTIFACTS / str(config["continue_from"]) / CHECKPOINT_NAME
+    return path if path.is_file() else None
+
+
 def evaluate_trial(config: dict, job: Job) -> None:
     """The Ray Tune trainable: evaluate ``config['plan']`` and report its metrics.
 
@@ -165,7 +175,8 @@ def evaluate_trial(config: dict, job: Job) -> None:
                 tune.report({**base, "final": False, "step": step})
 
         metrics = evaluate(task, plan, out_dir=os.path.join(job.out_dir, ARTIFACTS, str(config["number"])),
-                           config=distill, latency=latency, on_step=on_step, limits=job.budget)
+                           config=distill, latency=latency, on_step=on_step, limits=job.budget,
+                           checkpoint=job.checkpoints, continue_from=_continued(job, config))
         result = {"metrics_json": json.dumps(metrics.to_dict())}  # Tune flattens nested dicts
     except Exception as exc:  # the candidate failed, not the worker
         result = {"error": f"{type(exc).__name__}: {exc}".strip()[:1000]}

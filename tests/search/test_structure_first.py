@@ -115,3 +115,36 @@ def test_duplicates_in_a_real_search_neither_count_nor_join_the_front(tight_sear
     assert front["number"].is_unique and not set(front["number"]) & set(duplicates["number"])
     for number in front["number"]:
         assert (Path(result.run_dir) / rundir.ARTIFACTS / str(int(number)) / ARTIFACT_NAME).is_file()
+
+
+def test_a_promoted_plan_continues_the_fine_tuning_of_its_screening(tmp_path):
+    """With screening, each trial keeps its fine-tuning state; a plan promoted to full fidelity
+    continues from its screened checkpoint (its first steps are the screened ones) instead of
+    starting again."""
+    import torch
+
+    from autocompress.evaluators.evaluate import CHECKPOINT_NAME
+    from tests.fixtures.user_tasks import tiny
+
+    out = tmp_path / "run"
+    settings = SearchSettings(sampler="random", seed=0, techniques=("quant",), warm_start=False, screen_steps=4,
+                              distill=DistillConfig(steps=9))
+    search(tiny(), settings=settings, trials=4, out=out, task_spec="tests.fixtures.user_tasks:tiny",
+           progress=lambda line: None)
+    trials = pd.read_csv(out / rundir.TRIALS_CSV)
+    trials = trials[trials["duplicate_of"].isna() & (trials["state"] == "COMPLETE")]
+    plans = {int(n): json.loads((out / rundir.ARTIFACTS / str(int(n)) / "plan.json").read_text())
+             for n in trials["number"]}
+    levels = dict(zip(trials["number"].astype(int), trials["level"]))
+    pairs = [(s, f) for s in plans for f in plans
+             if levels[s] == "screen" and levels[f] == "full" and plans[s] == plans[f]]
+    assert pairs, "no screened plan was promoted (the test would prove nothing)"
+
+    def losses(number):
+        state = torch.load(out / rundir.ARTIFACTS / str(number) / CHECKPOINT_NAME, weights_only=True)
+        return state["losses"].tolist()
+
+    for screened, promoted in pairs:
+        assert len(losses(screened)) == 4 and len(losses(promoted)) == 9
+        assert losses(promoted)[:4] == losses(screened)
+        assert int(trials.set_index("number").loc[promoted, "steps"]) == 9
