@@ -69,7 +69,7 @@ def test_a_continued_checkpoint_restores_weights_optimizer_and_rng_exactly(tmp_p
     assert saved_split["optimizer"]["state"]  # the optimizer had state to restore
     assert torch.equal(saved_whole["generator"], saved_split["generator"])
     _same_tensors(other_init.state_dict(), saved_whole["student"])
-    assert any(name.endswith("input_range") for name in saved_whole["student"])  # fake-quant ranges travel
+    assert any(name.endswith("input_quant.range") for name in saved_whole["student"])  # fake-quant ranges travel
 
 
 def test_a_checkpoint_at_the_requested_steps_is_restored_as_saved(tmp_path):
