@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 import warnings
 from pathlib import Path
 
@@ -123,4 +125,9 @@ def run_trials(*, searcher, job, workers: int, cpus_per_trial: float, gpus_per_t
                                   failure_config=tune.FailureConfig(max_failures=retries),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
-    tuner.fit()
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        tuner.fit()
+    finally:  # Ray Tune leaves its own Ctrl-C handler installed: the caller's Ctrl-C must work again
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)

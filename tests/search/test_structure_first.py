@@ -158,3 +158,15 @@ def test_a_promoted_plan_continues_the_fine_tuning_of_its_screening(tmp_path):
         assert len(losses(screened)) == 4 and len(losses(promoted)) == 9
         assert losses(promoted)[:4] == losses(screened)
         assert int(trials.set_index("number").loc[promoted, "steps"]) == 9
+
+
+def test_ctrl_c_raises_again_after_an_in_process_search(tight_search):
+    """Ray Tune installs its own SIGINT handler during a search; afterwards the caller's Ctrl-C
+    must interrupt as before (a Python user's session, and the tests after these searches)."""
+    import os
+    import signal
+    import time
+
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
