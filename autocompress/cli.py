@@ -111,6 +111,11 @@ def _add_search(sub) -> None:
                                "student (depth and width); default all, jointly")
     settings.add_argument("--no-warm-start", action="store_const", const=True, default=None,
                           help="do not try the known recipes (int8; 50%% prune + int8; shallow int4 student) first")
+    settings.add_argument("--no-sensitivity", action="store_const", const=True, default=None,
+                          help="skip the sensitivity scan (each knob value alone, measured before the first trial "
+                               "and stored as sensitivity.csv), e.g. for a baseline search")
+    settings.add_argument("--sensitivity-steps", type=int, default=None, metavar="STEPS",
+                          help="fine-tuning steps of each sensitivity cell (default: 0, calibration only)")
     settings.add_argument("--screen-steps", type=int, default=None, metavar="STEPS",
                           help="multi-fidelity: fine-tune new plans for STEPS steps first and promote those on the "
                                "screening front to a full evaluation (--steps)")
@@ -234,7 +239,9 @@ def cmd_inspect(args) -> int:
 SETTING_FLAGS = {"sampler": "sampler", "seed": "seed", "steps": "distill.steps", "lr": "distill.lr",
                  "importance": "importance", "feature_distill": "distill.feature_weight", "techniques": "techniques",
                  "no_warm_start": "warm_start", "screen_steps": "screen_steps", "optimizer": "distill.optimizer",
-                 "warmup": "distill.warmup_fraction", "no_augment": "distill.augment"}
+                 "warmup": "distill.warmup_fraction", "no_augment": "distill.augment",
+                 "no_sensitivity": "sensitivity", "sensitivity_steps": "sensitivity_steps"}
+NEGATED_FLAGS = ("no_warm_start", "no_augment", "no_sensitivity")  # given: the setting they name is False
 
 
 def _settings(args, base):
@@ -250,7 +257,7 @@ def _settings(args, base):
         if dest == "techniques":
             value = [t.strip() for t in value.split(",") if t.strip()]
         part, _, name = keyword.rpartition(".")
-        (data[part] if part else data)[name] = (not value) if dest in ("no_warm_start", "no_augment") else value
+        (data[part] if part else data)[name] = (not value) if dest in NEGATED_FLAGS else value
     given = {k: v for k, v in _budget(args).to_dict().items() if v is not None}
     data["budget"].update(given)
     return SearchSettings(**{**data, "techniques": tuple(data["techniques"]), "distill": distill_config(data["distill"]),

@@ -370,6 +370,12 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
               threads=max(1, int(execution.cpus_per_trial)), run_id=session.run_id, latency_actor=session.actor,
               budget=settings.budget, checkpoints=screening is not None)
     try:
+        if settings.sensitivity:  # before the first trial; a resume reuses what sensitivity.csv holds
+            from autocompress.search.sensitivity import scan_for_run
+
+            scan_for_run(job=job, space=session.space, out=out, steps=settings.sensitivity_steps,
+                         workers=session.workers, cpus_per_trial=execution.cpus_per_trial,
+                         gpus_per_trial=execution.gpus_per_trial, progress=session.progress)
         run_trials(searcher=searcher, job=job, workers=session.workers, cpus_per_trial=execution.cpus_per_trial,
                    gpus_per_trial=execution.gpus_per_trial, timeout_s=execution.trial_timeout_s,
                    retries=execution.retries, time_budget_s=execution.time_budget_s, storage=out)

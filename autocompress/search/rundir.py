@@ -1,7 +1,8 @@
 """The run directory: one search = one directory.
 
 study.db (the Optuna study, source of truth), run.json (task, space, teacher, versions,
-machine, settings), trials.csv (every trial), pareto.csv (the front), teacher/model.onnx,
+machine, settings), trials.csv (every trial), pareto.csv (the front), sensitivity.csv (each
+knob value alone, measured before the first trial), teacher/model.onnx,
 artifacts/<number>/model.onnx + plan.json.
 
 Example:
@@ -32,7 +33,7 @@ from autocompress.spaces.space import applied_params
 from autocompress.task import UsageError
 
 RUN_JSON, TRIALS_CSV, PARETO_CSV, STUDY_DB = "run.json", "trials.csv", "pareto.csv", "study.db"
-REPORT_HTML = "report.html"
+REPORT_HTML, SENSITIVITY_CSV = "report.html", "sensitivity.csv"
 ARTIFACTS, TEACHER, STUDY_NAME, LOCK = "artifacts", "teacher", "autocompress", ".lock"
 RUN_SCHEMA = 1  # run.json's layout; 0 = written before it carried a schema (readable, not resumable)
 RUN_KEYS = ("teacher", "settings")  # what every reader needs; a resume also needs RESUME_KEYS

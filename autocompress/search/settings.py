@@ -41,7 +41,7 @@ SAMPLERS = ("tpe", "nsga2", "random")
 # keyword (as SettingError names it) -> the CLI flag that sets it
 FLAGS = {"distill.steps": "--steps", "distill.lr": "--lr", "distill.feature_weight": "--feature-distill",
          "distill.warmup_fraction": "--warmup", "distill.augment": "--no-augment",
-         "warm_start": "--no-warm-start", "budget.max_size_bytes": "--max-size",
+         "warm_start": "--no-warm-start", "sensitivity": "--no-sensitivity", "budget.max_size_bytes": "--max-size",
          "budget.max_latency_ms": "--max-latency", "budget.min_accuracy": "--min-accuracy",
          "trial_timeout_s": "--trial-timeout", "time_budget_s": "--time-budget"}
 
@@ -114,7 +114,8 @@ class SearchSettings:
     importance: channel ranking for pruning (l1, l2, taylor). warm_start: try the known
     recipes first. distill: how every candidate is fine-tuned (``lr`` None = the task's).
     screen_steps: multi-fidelity screening steps, or None. budget: the limits that steer the
-    sampler (Optuna constraints).
+    sampler (Optuna constraints). sensitivity: run the sensitivity scan (each knob value alone)
+    before the first trial; sensitivity_steps: its fine-tuning steps per cell (0: calibration only).
     """
 
     sampler: str = "tpe"
@@ -125,6 +126,8 @@ class SearchSettings:
     distill: DistillConfig = field(default_factory=DistillConfig)
     screen_steps: int | None = None
     budget: Budget = field(default_factory=Budget)
+    sensitivity: bool = True
+    sensitivity_steps: int = 0
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -138,8 +141,10 @@ class SearchSettings:
         object.__setattr__(self, "techniques", tuple(dict.fromkeys(techniques)))
         if self.importance not in IMPORTANCES:
             raise SettingError("importance", f"{self.importance!r} is unknown; choose one of: {', '.join(IMPORTANCES)}")
-        if not isinstance(self.warm_start, bool):
-            raise SettingError("warm_start", f"must be True or False, got {self.warm_start!r}")
+        for name in ("warm_start", "sensitivity"):
+            if not isinstance(getattr(self, name), bool):
+                raise SettingError(name, f"must be True or False, got {getattr(self, name)!r}")
+        _number("sensitivity_steps", self.sensitivity_steps, minimum=0, integer=True)
         if not isinstance(self.distill, DistillConfig) or not isinstance(self.budget, Budget):
             raise SettingError("distill", "must be a DistillConfig and budget a Budget")
         distill = distill_config({**dataclasses.asdict(self.distill), "seed": self.seed})
@@ -154,14 +159,17 @@ class SearchSettings:
         return {"sampler": self.sampler, "seed": self.seed, "techniques": list(self.techniques),
                 "importance": self.importance, "warm_start": self.warm_start,
                 "distill": dataclasses.asdict(self.distill), "screen_steps": self.screen_steps,
-                "budget": self.budget.to_dict()}
+                "budget": self.budget.to_dict(), "sensitivity": self.sensitivity,
+                "sensitivity_steps": self.sensitivity_steps}
 
     @classmethod
     def from_dict(cls, data: dict) -> "SearchSettings":
         return cls(sampler=data["sampler"], seed=data["seed"], techniques=tuple(data["techniques"]),
                    importance=data["importance"], warm_start=data["warm_start"],
                    distill=distill_config(data["distill"]), screen_steps=data["screen_steps"],
-                   budget=Budget(**data["budget"]))
+                   budget=Budget(**data["budget"]),
+                   sensitivity=data.get("sensitivity", False),  # runs stored before the scan existed had none
+                   sensitivity_steps=data.get("sensitivity_steps", 0))
 
     def flat(self) -> dict:
         """Every setting as ``keyword: value`` (``distill.steps``, ``budget.min_accuracy``, ...)."""

@@ -1,0 +1,319 @@
+"""The sensitivity scan: every knob value of the search space applied alone, measured like a trial.
+
+For each layer's bit-width and rank, each pruning group's ratio and each student knob (depth
+per stage, width), and each of its values other than the teacher's, a one-knob plan is built
+(calibration included), fine-tuned for ``steps`` steps (default 0: calibration only), exported
+and measured by ``evaluators.evaluate`` (the trials' own path): accuracy on the first
+``samples`` validation examples (a fixed subset), size of the file, latency of the file. The
+teacher is one more row, measured the same way at the same time, and every row carries its
+deltas to it: what a predictor of a plan's accuracy, size and latency combines (issue 14).
+
+A search runs the scan on its Ray workers before its first trial and stores it as
+``sensitivity.csv`` in the run directory; a resumed search reuses the stored rows and only
+computes those missing (a scan stopped half way). A cell that fails is stored with its error.
+
+Example (a tiny model, in this process):
+    >>> import torch
+    >>> from torch import nn
+    >>> from torch.utils.data import TensorDataset
+    >>> from autocompress import Task
+    >>> from autocompress.compressors.pipeline import task_context
+    >>> from autocompress.spaces.space import SearchSpace
+    >>> data = TensorDataset(torch.randn(64, 8), torch.arange(64) % 3)
+    >>> task = Task(name="toy", teacher=nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)),
+    ...             train=data, val=data, test=data, example_inputs=data.tensors[0][:1])
+    >>> space = SearchSpace(task_context(task).discovery, techniques=("quant",))
+    >>> [cell.label for cell in scan_cells(space)]
+    ['teacher', 'bits/0=8', 'bits/0=4', 'bits/0=2', 'bits/2=8', 'bits/2=4', 'bits/2=2']
+    >>> table = scan_in_process(task, space, samples=32)
+    >>> len(table), table.loc[0, "knob"], float(table.loc[0, "accuracy_delta"]), int(table["samples"].max())
+    (7, 'teacher', 0.0, 32)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import optuna
+import pandas as pd
+from torch.utils.data import Subset
+
+from autocompress.compressors.distill import DistillConfig
+from autocompress.evaluators.evaluate import LatencyMeter, evaluate, local_latency
+from autocompress.plan import Plan
+from autocompress.search.rundir import SENSITIVITY_CSV
+from autocompress.spaces.space import GATE_PREFIX, TEACHER_VALUES, SearchSpace
+from autocompress.task import Task, UsageError, one_line
+
+SAMPLES = 512  # the fixed validation subset: its first SAMPLES examples (all of a smaller split)
+CHUNKS_PER_WORKER = 4  # cells go to the workers in this many batches each (a slow cell delays little)
+TEACHER = "teacher"
+COLUMNS = ["knob", "kind", "target", "value", "accuracy", "size_bytes", "latency_ms", "accuracy_delta",
+           "size_delta_bytes", "latency_delta_ms", "latency_spread_ms", "samples", "steps", "duration_s", "sha256",
+           "error"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One knob at one value, every other knob at the teacher's (knob ``teacher``: no change)."""
+
+    knob: str
+    value: float | int | None = None
+
+    @property
+    def label(self) -> str:
+        return TEACHER if self.knob == TEACHER else f"{self.knob}={self.value:g}"
+
+    @property
+    def key(self) -> tuple[str, float | None]:
+        return self.knob, None if self.value is None else round(float(self.value), 6)
+
+
+def _values(dist: optuna.distributions.BaseDistribution) -> list:
+    choices = getattr(dist, "choices", None)
+    if choices is not None:
+        return list(choices)
+    step = dist.step or 1
+    count = int(round((dist.high - dist.low) / step)) + 1
+    return [type(dist.low)(round(dist.low + i * step, 6)) for i in range(count)]
+
+
+def _teacher_value(name: str, dist) -> Any:
+    if name.startswith("arch/depth/"):
+        return dist.high  # every block kept
+    return next(value for prefix, value in TEACHER_VALUES.items() if name.startswith(prefix))
+
+
+def scan_cells(space: SearchSpace) -> list[Cell]:
+    """The teacher, then every knob of ``space`` (gates aside) at each of its non-teacher values."""
+    cells = [Cell(TEACHER)]
+    for name, dist in space.distributions().items():
+        if name.startswith(GATE_PREFIX):
+            continue
+        teacher = _teacher_value(name, dist)
+        cells += [Cell(name, value) for value in _values(dist) if value != teacher]
+    return cells
+
+
+def cell_plan(space: SearchSpace, cell: Cell) -> Plan:
+    """The plan of one cell: its knob set, its technique's gate on, everything else the teacher's."""
+    if cell.knob == TEACHER:
+        return Plan(importance=space.importance)
+    return space.plan_from_params({cell.knob: cell.value})
+
+
+def subset_task(task: Task, samples: int) -> Task:
+    """``task`` whose validation split is its first ``samples`` examples (the scan's fixed subset)."""
+    if task.num_examples("val") <= samples:
+        return task
+    return dataclasses.replace(task, val=Subset(task.val, range(samples)))
+
+
+def evaluate_cell(task: Task, space: SearchSpace, cell: Cell, *, config: DistillConfig,
+                  latency: LatencyMeter = local_latency, on_step: Callable[[int], None] | None = None) -> dict:
+    """One row of the scan (no deltas yet): ``task`` already cut to the subset; a failure is
+    the row's ``error``, never an exception."""
+    kind, _, target = cell.knob.partition("/")
+    row = {"knob": cell.knob, "kind": kind, "target": target, "value": cell.value,
+           "samples": task.num_examples("val"), "steps": config.steps}
+    clock = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="autocompress-sensitivity-") as out:
+            metrics = evaluate(task, cell_plan(space, cell), out_dir=out, config=config, latency=latency,
+                               on_step=on_step)
+        row.update(accuracy=metrics.accuracy, size_bytes=metrics.size_bytes, latency_ms=metrics.latency_ms,
+                   latency_spread_ms=metrics.latency_spread_ms, sha256=metrics.sha256)
+    except Exception as exc:  # the cell failed, not the scan
+        row["error"] = one_line(f"{type(exc).__name__}: {exc}")[:1000]
+    row["duration_s"] = round(time.perf_counter() - clock, 3)
+    return row
+
+
+def evaluate_cells(task: Task, space: SearchSpace, cells: list[Cell], *, samples: int, config: DistillConfig,
+                   latency: LatencyMeter = local_latency, on_step=None) -> list[dict]:
+    subset = subset_task(task, samples)
+    return [evaluate_cell(subset, space, cell, config=config, latency=latency, on_step=on_step) for cell in cells]
+
+
+def with_deltas(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
+    """The scan's table: rows in scan order, each with its deltas to the teacher row (none
+    without one: NaN)."""
+    table = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    teacher = table[table["knob"] == TEACHER]
+    for column, delta in (("accuracy", "accuracy_delta"), ("size_bytes", "size_delta_bytes"),
+                          ("latency_ms", "latency_delta_ms")):
+        reference = teacher[column].iloc[0] if len(teacher) else np.nan
+        table[delta] = table[column] - reference
+    return table.reset_index(drop=True)
+
+
+def read_table(run_dir: str | os.PathLike) -> pd.DataFrame | None:
+    """The stored scan of a run (``sensitivity.csv``), or None when it has none."""
+    path = Path(run_dir) / SENSITIVITY_CSV
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path, dtype={"target": str, "error": str, "sha256": str}, keep_default_na=False,
+                           na_values=[""]).reindex(columns=COLUMNS)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path} is damaged ({type(exc).__name__}); delete it and resume the search to measure "
+                         "it again") from None
+
+
+def write_table(run_dir: Path, table: pd.DataFrame) -> None:
+    tmp = run_dir / (SENSITIVITY_CSV + ".tmp")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, run_dir / SENSITIVITY_CSV)
+
+
+def _stored_keys(table: pd.DataFrame | None) -> set:
+    if table is None:
+        return set()
+    return {Cell(k, None if isinstance(v, float) and math.isnan(v) else v).key
+            for k, v in zip(table["knob"], table["value"])}
+
+
+def _order(table: pd.DataFrame, cells: list[Cell]) -> pd.DataFrame:
+    rank = {cell.key: i for i, cell in enumerate(cells)}
+    keys = [Cell(k, None if pd.isna(v) else v).key for k, v in zip(table["knob"], table["value"])]
+    return table.assign(_rank=[rank.get(key, len(rank)) for key in keys]).sort_values("_rank", kind="stable") \
+        .drop(columns="_rank").reset_index(drop=True)
+
+
+def scan_in_process(task: Task, space: SearchSpace, *, samples: int = SAMPLES, config: DistillConfig | None = None,
+                    progress: Callable[[str], None] = lambda line: None) -> pd.DataFrame:
+    """The whole scan here, one cell after another (``autocompress inspect --sensitivity``)."""
+    config = config or DistillConfig(steps=0)
+    cells = scan_cells(space)
+    progress(f"sensitivity scan: {len(cells)} cells in this process ({samples} validation samples, "
+             f"{config.steps} fine-tuning steps each)")
+    return with_deltas(evaluate_cells(task, space, cells, samples=samples, config=config))
+
+
+def scan_for_run(*, job, space: SearchSpace, out: Path, steps: int, workers: int, cpus_per_trial: float,
+                 gpus_per_trial: float, samples: int = SAMPLES,
+                 progress: Callable[[str], None] = print) -> pd.DataFrame:
+    """The scan of a search: the cells ``out/sensitivity.csv`` does not hold yet, run on the
+    Ray workers (``job``: the search's worker job, its latency actor included), the table
+    rewritten as each batch of cells comes back."""
+    cells = scan_cells(space)
+    stored = read_table(out)
+    missing = [cell for cell in cells if cell.key not in _stored_keys(stored)]
+    if not missing:
+        progress(f"sensitivity scan: {len(cells)} cells reused from {SENSITIVITY_CSV}")
+        return stored
+    progress(f"sensitivity scan: {len(missing)} of {len(cells)} cells (each knob value alone; first {samples} "
+             f"validation samples, {steps} fine-tuning steps) on {workers} worker(s)")
+    clock = time.perf_counter()
+    rows = [] if stored is None else stored.to_dict("records")
+
+    def arrived(batch: list[dict]) -> None:
+        rows.extend(batch)
+        write_table(out, _order(with_deltas(rows), cells))
+
+    _run_on_ray(job=job, space=space, batches=_batches(missing, workers), samples=samples, steps=steps,
+                workers=workers, resources={"num_cpus": cpus_per_trial, "num_gpus": gpus_per_trial}, on_batch=arrived)
+    table = read_table(out)
+    failed = int(table["error"].notna().sum())
+    progress(f"sensitivity scan: {len(missing)} cells in {time.perf_counter() - clock:.1f} s"
+             + (f" ({failed} failed: their errors are in {SENSITIVITY_CSV})" if failed else "")
+             + f"; stored in {out / SENSITIVITY_CSV}")
+    return table
+
+
+def _batches(cells: list[Cell], workers: int) -> list[list[Cell]]:
+    """``cells`` split into about CHUNKS_PER_WORKER batches per worker, the teacher's first."""
+    count = max(1, min(len(cells), workers * CHUNKS_PER_WORKER))
+    return [cells[i::count] for i in range(count)]
+
+
+def _scan_batch(job, space: SearchSpace, cells: list[Cell], samples: int, steps: int) -> list[dict]:
+    """On a Ray worker: evaluate ``cells`` as the search's trials are evaluated (the worker's
+    task, threads and latency actor; fine-tuning pauses while a latency is measured)."""
+    from autocompress.search.worker import _set_threads, quiet_flag, remote_latency, wait_while_measuring, worker_task
+
+    _set_threads(job.threads)
+    flag = quiet_flag(job.run_id)
+    latency = remote_latency(job.latency_actor) if job.latency_actor is not None else local_latency
+    config = dataclasses.replace(job.distill, steps=steps)
+    return evaluate_cells(worker_task(job), space, cells, samples=samples, config=config, latency=latency,
+                          on_step=lambda step: wait_while_measuring(flag))
+
+
+def _run_on_ray(*, job, space: SearchSpace, batches: list[list[Cell]], samples: int, steps: int, workers: int,
+                resources: dict, on_batch: Callable[[list[dict]], None]) -> None:
+    """Each batch as one Ray task, ``workers`` of them at once; a task
+    that dies fails its cells, not the scan. Ctrl-C cancels what has not come back."""
+    import ray
+
+    remote = ray.remote(_scan_batch).options(**resources, max_retries=0)
+    job_ref, space_ref = ray.put(job), ray.put(space)
+    waiting, pending = list(batches), {}
+    try:
+        while waiting or pending:
+            while waiting and len(pending) < workers:
+                batch = waiting.pop(0)
+                pending[remote.remote(job_ref, space_ref, batch, samples, steps)] = batch
+            done, _ = ray.wait(list(pending), num_returns=1)
+            batch = pending.pop(done[0])
+            try:
+                rows = ray.get(done[0])
+            except Exception as exc:  # the worker died (or could not rebuild the task)
+                reason = one_line(f"{type(exc).__name__}: {exc}")[:1000]
+                rows = [{"knob": c.knob, "kind": c.knob.partition("/")[0], "target": c.knob.partition("/")[2],
+                         "value": c.value, "samples": samples, "steps": steps, "error": reason} for c in batch]
+            on_batch(rows)
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+
+
+# -- the table as text (``autocompress inspect --sensitivity``)
+
+def _value_text(kind: str, value) -> str:
+    if kind == "bits":
+        return f"int{int(value)}"
+    if kind in ("prune",):
+        return f"{value:.1%} pruned"
+    if kind == "rank":
+        return f"{value:.0%} rank"
+    return f"{value:g}"
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """One line per cell: the accuracy on the subset and its change, size and latency changes."""
+    teacher = table[table["knob"] == TEACHER]
+    lines = []
+    if len(teacher):
+        t = teacher.iloc[0]
+        lines.append(f"teacher: accuracy {t['accuracy']:.4f} on the first {int(t['samples'])} validation samples, "
+                     f"{int(t['size_bytes']):,} B, {t['latency_ms']:.4f} ms ({int(t['steps'])} fine-tuning steps "
+                     "per cell)")
+    lines.append(f"  {'knob':<32} {'value':<14} {'accuracy':>8} {'change':>9} {'size':>9} {'latency':>9}")
+    for _, row in table[table["knob"] != TEACHER].iterrows():
+        value = _value_text(row["kind"], row["value"])
+        if isinstance(row["error"], str) and row["error"]:
+            lines.append(f"  {row['knob']:<32} {value:<14} FAILED: {row['error'][:160]}")
+            continue
+        lines.append(f"  {row['knob']:<32} {value:<14} {row['accuracy']:>8.4f} {row['accuracy_delta'] * 100:>+6.1f} pt "
+                     f"{_percent(row['size_delta_bytes'], row['size_bytes']):>9} "
+                     f"{_percent(row['latency_delta_ms'], row['latency_ms']):>9}")
+    return "\n".join(lines)
+
+
+def _percent(delta: float, value: float) -> str:
+    """The change as a percentage of the teacher's value (value - delta)."""
+    base = value - delta
+    return f"{delta / base:+.1%}" if base and not math.isnan(base) else "-"
+
+
+__all__ = ["COLUMNS", "Cell", "SAMPLES", "cell_plan", "evaluate_cell", "format_table", "read_table", "scan_cells",
+           "scan_for_run", "scan_in_process", "with_deltas"]
