@@ -62,8 +62,18 @@ def _parser() -> argparse.ArgumentParser:
     inspect_p = sub.add_parser("inspect", help="show the compressible layers, dependency groups and search space",
                                description="Show what a search of the task would compress: the Conv2d/Linear "
                                            "layers, the groups whose channels are pruned together, the droppable "
-                                           "blocks, what is not compressed and why, and every search parameter.")
+                                           "blocks, what is not compressed and why, and every search parameter. "
+                                           "With --sensitivity: how much each knob value alone changes accuracy, "
+                                           "size and latency.")
     _task_args(inspect_p)
+    inspect_p.add_argument("--sensitivity", action="store_true",
+                           help="print the sensitivity scan instead: every knob value applied alone (the rest as "
+                                "the teacher), calibrated, exported and measured like a trial; accuracy on the first "
+                                "512 validation samples, size and latency against the teacher. Computed here (about "
+                                "a minute for digits) unless --run gives a search that stored it")
+    inspect_p.add_argument("--run", default=None, metavar="RUN_DIR",
+                           help="with --sensitivity: print the scan stored in this search's run directory "
+                                "(sensitivity.csv) instead of computing it")
 
     _add_search(sub)
     _add_best(sub)
@@ -206,7 +216,12 @@ def cmd_tasks(args) -> int:
 
 def cmd_inspect(args) -> int:
     from autocompress.inspection import inspect_task
+    from autocompress.task import UsageError
 
+    if args.run is not None and not args.sensitivity:
+        raise UsageError("--run goes with --sensitivity (it names the search whose scan to print); add --sensitivity")
+    if args.sensitivity:
+        return _print_sensitivity(args)
     info = inspect_task(args.task, data_dir=args.data_dir)
     task = info["task"]
     print(f"task {task['name']}: {task['description'] or task['name']}")
@@ -232,6 +247,18 @@ def cmd_inspect(args) -> int:
     for name, values in info["space"].items():
         shown = ["float" if v == 32 and name.startswith("bits/") else f"{v:g}" for v in values]
         print(f"  {name:<32} {{{', '.join(shown)}}}")
+    return 0
+
+
+def _print_sensitivity(args) -> int:
+    from autocompress.inspection import inspect_sensitivity
+    from autocompress.search.sensitivity import format_table
+
+    table = inspect_sensitivity(args.task, data_dir=args.data_dir, run_dir=args.run,
+                                progress=lambda line: print(line, file=sys.stderr, flush=True))
+    where = f"stored in {args.run}" if args.run else "computed here"
+    print(f"sensitivity of {args.task} ({where}): each knob value alone, the rest as the teacher")
+    print(format_table(table))
     return 0
 
 

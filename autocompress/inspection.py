@@ -58,3 +58,32 @@ def inspect_task(task: Task | str, *, data_dir: str | None = None) -> dict:
         "not_compressed": dict(info.not_compressible),
         "space": {name: _values(dist) for name, dist in space.distributions().items()},
     }
+
+
+def inspect_sensitivity(task: str, *, data_dir: str | None = None, run_dir: str | None = None,
+                        progress=lambda line: None):
+    """The sensitivity scan of ``task`` (a built-in name or ``package.module:function``): the one
+    stored in ``run_dir`` (a search's --out) if given, else computed here (each knob value alone,
+    one after another; about a minute for digits).
+
+    >>> inspect_sensitivity("digits", run_dir="/nonexistent")
+    Traceback (most recent call last):
+    ...
+    autocompress.task.UsageError: /nonexistent is not a run directory (no run.json); give the --out of a search
+    """
+    from autocompress.search import sensitivity
+    from autocompress.search.rundir import SENSITIVITY_CSV, read_run_json
+    from autocompress.spaces.space import SearchSpace
+
+    if run_dir is not None:
+        stored = read_run_json(run_dir).get("task") or {}
+        if task not in (stored.get("name"), stored.get("spec")):
+            raise UsageError(f"--run {run_dir} holds a search of task {stored.get('spec') or stored.get('name')!r}, "
+                             f"not {task!r}; give that --task, or drop --run to compute the scan here")
+        table = sensitivity.read_table(run_dir)
+        if table is None:
+            raise UsageError(f"--run {run_dir} has no {SENSITIVITY_CSV} (its search ran with --no-sensitivity, or "
+                             "before the scan existed); drop --run to compute the scan here")
+        return table
+    loaded = load_task(task, data_dir=data_dir)
+    return sensitivity.scan_in_process(loaded, SearchSpace(_discovery(loaded)), progress=progress)

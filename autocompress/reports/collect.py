@@ -24,6 +24,7 @@ from autocompress.search import rundir
 from autocompress.search.best import Run
 from autocompress.budget import Budget
 from autocompress.search.pareto import OBJECTIVES, dominated, normalized_hypervolume, pareto_mask
+from autocompress.search.sensitivity import read_table
 from autocompress.spaces.space import KNOB_PREFIXES, plan_from_params
 
 
@@ -34,7 +35,8 @@ class ReportData:
     trials. layers: layer names in model order; stages: droppable blocks per stage; groups:
     pruning group -> member layers; channels: a group's channel count, where the trials' notes
     tell it. progress: one row per complete full-fidelity trial in the order they finished, with
-    the hypervolume of the front so far."""
+    the hypervolume of the front so far. sensitivity: the run's sensitivity scan
+    (``search.sensitivity``), or None when it has none."""
 
     run: Run
     trials: pd.DataFrame
@@ -45,6 +47,7 @@ class ReportData:
     channels: dict[str, int]
     progress: pd.DataFrame
     budget: Budget
+    sensitivity: pd.DataFrame | None = None
 
 
 def collect(run: Run) -> ReportData:
@@ -62,7 +65,7 @@ def collect(run: Run) -> ReportData:
     return ReportData(run=run, trials=trials, plans=plans, layers=layers, stages=stages, groups=groups,
                       channels={**channels_from_notes(notes, groups), **run.info.get("model", {}).get("channels", {})},
                       progress=hypervolume_progress(trials, run.info["teacher"]),
-                      budget=Budget(**run.info["settings"].get("budget", {})))
+                      budget=Budget(**run.info["settings"].get("budget", {})), sensitivity=read_table(run.path))
 
 
 def _model(run: Run) -> tuple[list[str], dict[str, list[str]], dict[str, list[str]]]:

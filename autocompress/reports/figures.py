@@ -123,3 +123,70 @@ def importance_figure(evaluator: str, importances: dict[str, dict[str, float]]) 
     fig.update_layout(**_layout(barmode="group", height=160 + 45 * len(ranked), margin=dict(l=170, r=20, t=30, b=50),
                                 xaxis_title=f"importance ({evaluator}, normalized per objective)"))
     return fig
+
+
+def _sensitivity_place(row: pd.Series) -> tuple[str, str]:
+    """(heat-map row, column) of a scan cell: layers (and student knobs) x knob values."""
+    kind, target, value = row["kind"], str(row["target"]), row["value"]
+    if kind == "bits":
+        return target, f"int{int(value)}"
+    if kind == "prune":
+        return target, f"prune {value:.1%}"
+    if kind == "rank":
+        return target, f"rank {value:.0%}"
+    if target.startswith("depth/"):
+        return f"depth of {target.removeprefix('depth/')}", f"keep {int(value)} block{'s' * (int(value) != 1)}"
+    return "student width", f"width {value:g}"
+
+
+def _change(delta: float, value: float) -> str:
+    base = value - delta
+    return f"{delta:+,.4g} ({delta / base:+.1%})" if base else f"{delta:+,.4g}"
+
+
+def _sensitivity_hover(row: pd.Series, place: tuple[str, str]) -> str:
+    head = f"<b>{html.escape(place[0])}</b>, {html.escape(place[1])}<br>{html.escape(str(row['knob']))}<br>"
+    if isinstance(row["error"], str) and row["error"]:
+        return head + "FAILED: " + html.escape(row["error"][:300])
+    return (head + f"accuracy {row['accuracy']:.4f} ({row['accuracy_delta'] * 100:+.2f} pt)<br>"
+            f"size {row['size_bytes']:,.0f} B, change {_change(row['size_delta_bytes'], row['size_bytes'])} B<br>"
+            f"latency {row['latency_ms']:.4f} ms, change {_change(row['latency_delta_ms'], row['latency_ms'])} ms")
+
+
+def sensitivity_figure(table: pd.DataFrame, *, layers: list[str]) -> go.Figure:
+    """The sensitivity scan as a heat map: layers (in model order; student knobs below) x knob
+    values; colour = accuracy drop in points against the teacher (same subset); hover = the
+    cell's accuracy, size and latency and their changes; failed cells are blank, their hover
+    says why."""
+    cells = table[table["kind"] != "teacher"]
+    places = [_sensitivity_place(row) for _, row in cells.iterrows()]
+    rows = [name for name in layers if any(p[0] == name for p in places)]
+    rows += sorted({p[0] for p in places} - set(rows), key=lambda r: (r.startswith("student"), r))
+    columns = list(dict.fromkeys(p[1] for p in sorted(places, key=lambda p: _column_order(p[1]))))
+    z = [[None] * len(columns) for _ in rows]
+    text = [[""] * len(columns) for _ in rows]
+    hover = [["not a knob of this row"] * len(columns) for _ in rows]
+    for (_, row), (name, column) in zip(cells.iterrows(), places):
+        i, j = rows.index(name), columns.index(column)
+        hover[i][j] = _sensitivity_hover(row, (name, column))
+        failed = isinstance(row["error"], str) and bool(row["error"])
+        text[i][j] = "failed" if failed else f"{-row['accuracy_delta'] * 100 + 0.0:.1f}"  # + 0.0: no "-0.0"
+        z[i][j] = None if failed else -row["accuracy_delta"] * 100
+    drops = [v for line in z for v in line if v is not None]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=columns, y=[html.escape(r) for r in rows], text=text, texttemplate="%{text}", hovertext=hover,
+        hoverinfo="text", colorscale="Reds", zmin=0, zmax=max([1.0, *drops]), xgap=2, ygap=2,
+        colorbar=dict(title=dict(text="accuracy drop (pt)", side="right"))))
+    fig.update_layout(**_layout(height=140 + 24 * len(rows), margin=dict(l=170, r=20, t=30, b=90),
+                                yaxis=dict(autorange="reversed", type="category"),
+                                xaxis=dict(type="category", tickangle=-40, side="bottom")))
+    return fig
+
+
+def _column_order(column: str) -> tuple:
+    """int8, int4, int2; prune ascending; rank descending; depth; width."""
+    kind, _, number = column.partition(" ")
+    if column.startswith("int"):
+        return 0, -int(column[3:])
+    value = float(number.split()[0].rstrip("%")) if number else 0.0
+    return {"prune": 1, "rank": 2, "keep": 3, "width": 4}.get(kind, 5), -value if kind == "rank" else value

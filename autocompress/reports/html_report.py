@@ -110,6 +110,7 @@ def report_payload(run: Run, *, run_ref: str, data: ReportData | None = None) ->
         "plans": _plans(data),
         "importance": {"evaluator": evaluator, "trials": int(t["full"].sum())},
         "hypervolume": _clean(data.progress["hypervolume"].iloc[-1]) if len(data.progress) else 0.0,
+        "sensitivity": _sensitivity_summary(data),
         "figures": {
             "size": _figure_json(figures.pareto_figure(data, x="size_bytes")),
             "latency": _figure_json(figures.pareto_figure(data, x="latency_ms")),
@@ -117,8 +118,19 @@ def report_payload(run: Run, *, run_ref: str, data: ReportData | None = None) ->
             "progress": _figure_json(figures.progress_figure(data)),
             "fidelity": _figure_json(figures.fidelity_figure(data)),
             "importance": _figure_json(figures.importance_figure(evaluator, importances)),
-        },
+        } | ({"sensitivity": _figure_json(figures.sensitivity_figure(data.sensitivity, layers=data.layers))}
+             if data.sensitivity is not None else {}),
     }
+
+
+def _sensitivity_summary(data: ReportData) -> dict | None:
+    """What the page says about the scan: cells, failures, the subset and steps (None: no scan)."""
+    table = data.sensitivity
+    if table is None:
+        return None
+    cells = table[table["kind"] != "teacher"]
+    return {"cells": len(cells), "failed": int(cells["error"].notna().sum()),
+            "samples": _clean(table["samples"].max()), "steps": _clean(table["steps"].max())}
 
 
 def render_report(run: Run, *, run_ref: str | None = None, data: ReportData | None = None) -> str:

@@ -278,14 +278,18 @@ def _run_on_ray(*, job, space: SearchSpace, batches: list[list[Cell]], samples: 
 
 # -- the table as text (``autocompress inspect --sensitivity``)
 
-def _value_text(kind: str, value) -> str:
+def _value_text(knob: str, value) -> str:
+    """How a knob's value reads, e.g. int4, 37.5% pruned, 25% rank, 1 block kept, width 0.5."""
+    kind = knob.partition("/")[0]
     if kind == "bits":
         return f"int{int(value)}"
-    if kind in ("prune",):
+    if kind == "prune":
         return f"{value:.1%} pruned"
     if kind == "rank":
         return f"{value:.0%} rank"
-    return f"{value:g}"
+    if knob.startswith("arch/depth/"):
+        return f"{int(value)} block{'s' * (int(value) != 1)} kept"
+    return f"width {value:g}"
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -298,8 +302,9 @@ def format_table(table: pd.DataFrame) -> str:
                      f"{int(t['size_bytes']):,} B, {t['latency_ms']:.4f} ms ({int(t['steps'])} fine-tuning steps "
                      "per cell)")
     lines.append(f"  {'knob':<32} {'value':<14} {'accuracy':>8} {'change':>9} {'size':>9} {'latency':>9}")
+    lines.append(f"  {'':<32} {'':<14} {'':>8} {'':>9} {'change':>9} {'change':>9}")
     for _, row in table[table["knob"] != TEACHER].iterrows():
-        value = _value_text(row["kind"], row["value"])
+        value = _value_text(row["knob"], row["value"])
         if isinstance(row["error"], str) and row["error"]:
             lines.append(f"  {row['knob']:<32} {value:<14} FAILED: {row['error'][:160]}")
             continue

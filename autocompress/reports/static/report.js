@@ -185,6 +185,15 @@
     ? `Too few full-fidelity trials (${data.importance.trials}) to say which knobs mattered.`
     : `Optuna's ${data.importance.evaluator} importance over ${data.importance.trials} full-fidelity trials, for each objective: ` +
       "the share of the objective's variation each knob explains (the most important knobs shown).";
+  const S = data.sensitivity;
+  document.getElementById("sensitivity-note").textContent = S === null
+    ? "This run has no sensitivity scan (it was searched with --no-sensitivity, or before the scan existed)."
+    : `Before its first trial the search measured ${S.cells} one-knob plans: each value of each layer's knobs ` +
+      "applied alone, every other knob as the teacher's, calibrated" + (S.steps ? ` and fine-tuned ${S.steps} steps` : "") +
+      `, exported and measured like a trial (accuracy on the first ${S.samples} validation samples). Colour: the ` +
+      "accuracy drop in points against the teacher on the same samples; hover a cell for its size and latency " +
+      `changes.${S.failed ? ` ${S.failed} failed (blank; hover for the reason).` : ""} The table is sensitivity.csv ` +
+      "in the run directory.";
   const facts = document.getElementById("facts-list");
   for (const [label, text] of data.facts) facts.append(el("dt", label), el("dd", text));
   document.getElementById("copy-export").addEventListener("click", () => {
