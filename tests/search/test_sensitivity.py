@@ -1,0 +1,184 @@
+"""The sensitivity scan (real Ray, real ONNX Runtime, digits): every knob value of the space
+alone, stored as sensitivity.csv, equal to a direct evaluation of its cells, reused on resume,
+a failing cell stored with its error while the search goes on, printed by inspect."""
+
+import dataclasses
+import json
+
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import Subset
+
+from autocompress.compressors.pipeline import task_context
+from autocompress import DistillConfig, LayerPlan, Plan, evaluate, inspect_task
+from autocompress.evaluators.measure import onnx_metric, onnx_session
+from autocompress.search.sensitivity import SAMPLES, read_table, scan_for_run, scan_in_process
+from autocompress.spaces.space import SearchSpace
+from tests.conftest import one_clear_line, run_cli
+from tests.fixtures.user_tasks import HOSTILE_ERROR
+
+TEACHER_VALUE = {"bits": 32, "prune": 0.0, "rank": 1.0, "arch/width": 1.0}
+
+
+def _teacher_value(name: str, values: list):
+    if name.startswith("arch/depth/"):
+        return max(values)  # every block kept
+    return TEACHER_VALUE.get(name.partition("/")[0], TEACHER_VALUE.get(name))
+
+
+def _cells(table: pd.DataFrame) -> set:
+    cells = table[table["knob"] != "teacher"]
+    return {(knob, round(float(value), 6)) for knob, value in zip(cells["knob"], cells["value"])}
+
+
+@pytest.fixture(scope="module")
+def scanned_run(digits_task, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sensitivity") / "run"
+    proc = run_cli("search", "--task", "digits", "--trials", "1", "--steps", "10", "--no-warm-start",
+                   "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out, proc.stdout
+
+
+def test_the_scan_covers_every_knob_value_of_the_space_alone(scanned_run, digits_task):
+    out, stdout = scanned_run
+    table = read_table(out)
+    space = inspect_task(digits_task)["space"]  # the space as inspect shows it
+    expected = {(name, round(float(v), 6)) for name, values in space.items() if not name.startswith("use/")
+                for v in values if v != _teacher_value(name, values)}
+    assert len(expected) == 97 and _cells(table) == expected and len(table) == len(expected) + 1
+    assert table["error"].isna().all() and table[["accuracy", "size_bytes", "latency_ms"]].notna().all().all()
+    teacher = table[table["knob"] == "teacher"].iloc[0]
+    assert teacher["size_bytes"] == json.loads((out / "run.json").read_text())["teacher"]["size_bytes"]
+    assert (table["accuracy_delta"] == table["accuracy"] - teacher["accuracy"]).all()
+    assert (table["size_delta_bytes"] == table["size_bytes"] - teacher["size_bytes"]).all()
+    assert (table["latency_delta_ms"] == table["latency_ms"] - teacher["latency_ms"]).all()
+    assert (table["samples"] == min(SAMPLES, digits_task.num_examples("val"))).all() and (table["steps"] == 0).all()
+    # the scan sees what matters: the output layer at a quarter of its rank loses far more than at int8
+    row = table.set_index(["knob", "value"])
+    assert row.loc[("rank/fc", 0.25), "accuracy_delta"] < row.loc[("bits/fc", 8.0), "accuracy_delta"] - 0.1
+    assert "sensitivity scan: 98 of 98 cells" in stdout and json.loads((out / "run.json").read_text())[
+        "settings"]["sensitivity"] is True
+
+
+@pytest.mark.parametrize("knob, value, plan", [
+    ("bits/stem.0", 2, Plan(layers={"stem.0": LayerPlan(bits=2)})),
+    ("prune/down.0", 0.75, Plan(layers={"down.0": LayerPlan(prune=0.75)})),
+])
+def test_a_cell_matches_a_direct_evaluation_of_its_plan(scanned_run, digits_task, tmp_path, knob, value, plan):
+    out, _ = scanned_run
+    table = read_table(out).set_index(["knob", "value"])
+    subset = dataclasses.replace(digits_task, val=Subset(digits_task.val, range(min(SAMPLES, len(digits_task.val)))))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as on the worker
+    try:
+        direct = evaluate(subset, plan, out_dir=tmp_path, config=DistillConfig(steps=0))
+    finally:
+        torch.set_num_threads(threads)
+    cell = table.loc[(knob, value)]
+    assert (cell["accuracy"], cell["size_bytes"], cell["sha256"]) == (direct.accuracy, direct.size_bytes,
+                                                                       direct.sha256)
+
+
+def test_resume_reuses_the_stored_cells_and_measures_only_the_missing_ones(scanned_run, tmp_path):
+    out, _ = scanned_run
+    stored = read_table(out)
+    kept = stored[~stored["knob"].str.startswith("rank/")].copy()
+    kept.loc[kept["knob"] == "bits/fc", "accuracy"] = 0.125  # a value no measurement gives: must survive
+    kept.to_csv(out / "sensitivity.csv", index=False)
+    proc = run_cli("search", "--task", "digits", "--trials", "2", "--out", str(out), "--resume")
+    assert proc.returncode == 0, proc.stderr
+    missing = len(stored) - len(kept)
+    assert f"sensitivity scan: {missing} of {len(stored)} cells" in proc.stdout
+    table = read_table(out)
+    assert _cells(table) == _cells(stored) and len(table) == len(stored)
+    assert (table.loc[table["knob"] == "bits/fc", "accuracy"] == 0.125).all()
+    assert table["error"].isna().all()
+    assert len(pd.read_csv(out / "trials.csv")) == 2
+
+
+def test_a_complete_table_is_reused_without_any_worker(scanned_run, digits_task):
+    out, _ = scanned_run
+    lines = []
+    before = (out / "sensitivity.csv").read_bytes()
+    table = scan_for_run(job=None, space=SearchSpace(task_context(digits_task).discovery), out=out,
+                         steps=0, workers=2, cpus_per_trial=1, gpus_per_trial=0, progress=lines.append)
+    assert lines == ["sensitivity scan: 98 cells reused from sensitivity.csv"] and len(table) == 98
+    assert (out / "sensitivity.csv").read_bytes() == before
+
+
+def test_a_failing_cell_is_stored_with_its_error_and_the_search_goes_on(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:hostile", "--trials", "2", "--steps", "4",
+                   "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    table = read_table(out)
+    failed = table[table["error"].notna()]
+    # the model refuses a stem of fewer than 4 of its 8 channels: 62.5% and 75% pruned
+    assert set(zip(failed["knob"], failed["value"])) == {("prune/stem", 0.625), ("prune/stem", 0.75)}
+    assert all(HOSTILE_ERROR in error for error in failed["error"]) and failed["accuracy"].isna().all()
+    assert table[table["error"].isna()]["accuracy"].notna().all() and len(table) > len(failed) + 5
+    assert "(2 failed: their errors are in sensitivity.csv)" in proc.stdout
+    assert len(pd.read_csv(out / "trials.csv")) == 2
+    shown = run_cli("inspect", "--task", "tests.fixtures.user_tasks:hostile", "--sensitivity", "--run", str(out))
+    assert shown.returncode == 0 and shown.stdout.count("FAILED: RuntimeError: stem too narrow") == 2
+
+
+def test_no_sensitivity_skips_the_scan_and_says_so_in_run_json(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "1", "--steps", "2",
+                   "--no-sensitivity", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert not (out / "sensitivity.csv").exists() and "sensitivity scan" not in proc.stdout
+    assert json.loads((out / "run.json").read_text())["settings"]["sensitivity"] is False
+    line = one_clear_line(run_cli("inspect", "--task", "tests.fixtures.user_tasks:tiny", "--sensitivity",
+                                  "--run", str(out)))
+    assert "has no sensitivity.csv" in line and "--no-sensitivity" in line
+
+
+def test_inspect_prints_the_stored_scan_one_line_per_cell(scanned_run):
+    out, _ = scanned_run
+    proc = run_cli("inspect", "--task", "digits", "--sensitivity", "--run", str(out))
+    assert proc.returncode == 0, proc.stderr
+    table = read_table(out)
+    for knob in set(table["knob"]) - {"teacher"}:
+        assert sum(line.split()[0] == knob for line in proc.stdout.splitlines() if line.strip()) == \
+            (table["knob"] == knob).sum(), knob
+    teacher = table[table["knob"] == "teacher"].iloc[0]
+    assert f"teacher: accuracy {teacher['accuracy']:.4f} on the first {int(teacher['samples'])} validation" \
+        in proc.stdout
+    assert "rank/fc                          25% rank" in proc.stdout
+
+
+def test_inspect_computes_the_scan_here_without_a_run(tiny_task):
+    proc = run_cli("inspect", "--task", "tests.fixtures.user_tasks:tiny", "--sensitivity")
+    assert proc.returncode == 0, proc.stderr
+    table = scan_in_process(tiny_task, SearchSpace(task_context(tiny_task).discovery))
+    assert sum(line.startswith(("  bits/", "  prune/", "  rank/", "  arch/")) for line in proc.stdout.splitlines()) \
+        == len(table) - 1
+    assert "sensitivity scan: " in proc.stderr and "cells in this process" in proc.stderr
+
+
+def test_the_subset_is_the_first_samples_of_the_validation_split(tiny_task, tmp_path):
+    table = scan_in_process(tiny_task, SearchSpace(task_context(tiny_task).discovery,
+                                                   techniques=("quant",)), samples=10)
+    assert (table["samples"] == 10).all()
+    evaluate(tiny_task, Plan(), out_dir=tmp_path, config=DistillConfig(steps=0))
+    first = onnx_metric(onnx_session(str(tmp_path / "model.onnx")), Subset(tiny_task.val, range(10)), tiny_task.metric)
+    assert table.loc[0, "accuracy"] == first
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["inspect", "--task", "digits", "--run", "{tmp}"], "--run goes with --sensitivity"),
+    (["inspect", "--task", "digits", "--sensitivity", "--run", "{tmp}/none"], "is not a run directory"),
+])
+def test_inspect_sensitivity_bad_input_is_one_clear_line(cli, tmp_path, args, expected):
+    line = one_clear_line(cli(*[a.replace("{tmp}", str(tmp_path)) for a in args]))
+    assert expected in line
+
+
+def test_inspect_refuses_the_run_of_another_task(cli, scanned_run):
+    out, _ = scanned_run
+    line = one_clear_line(cli("inspect", "--task", "mnist-lenet5", "--sensitivity", "--run", out))
+    assert "holds a search of task 'digits', not 'mnist-lenet5'" in line
