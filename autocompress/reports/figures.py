@@ -145,9 +145,12 @@ def _change(delta: float, value: float) -> str:
 
 
 def _sensitivity_hover(row: pd.Series, place: tuple[str, str]) -> str:
-    head = f"<b>{html.escape(place[0])}</b>, {html.escape(place[1])}<br>{html.escape(str(row['knob']))}<br>"
+    def text(value) -> str:  # plotly shows &quot; as it is: quotes stay (they cannot open a tag)
+        return html.escape(str(value), quote=False)
+
+    head = f"<b>{text(place[0])}</b>, {text(place[1])}<br>{text(row['knob'])}<br>"
     if isinstance(row["error"], str) and row["error"]:
-        return head + "FAILED: " + html.escape(row["error"][:300])
+        return head + "FAILED: " + text(row["error"][:300])
     return (head + f"accuracy {row['accuracy']:.4f} ({row['accuracy_delta'] * 100:+.2f} pt)<br>"
             f"size {row['size_bytes']:,.0f} B, change {_change(row['size_delta_bytes'], row['size_bytes'])} B<br>"
             f"latency {row['latency_ms']:.4f} ms, change {_change(row['latency_delta_ms'], row['latency_ms'])} ms")
@@ -174,7 +177,7 @@ def sensitivity_figure(table: pd.DataFrame, *, layers: list[str]) -> go.Figure:
         z[i][j] = None if failed else -row["accuracy_delta"] * 100
     drops = [v for line in z for v in line if v is not None]
     fig = go.Figure(go.Heatmap(
-        z=z, x=columns, y=[html.escape(r) for r in rows], text=text, texttemplate="%{text}", hovertext=hover,
+        z=z, x=columns, y=[html.escape(r, quote=False) for r in rows], text=text, texttemplate="%{text}", hovertext=hover,
         hoverinfo="text", colorscale="Reds", zmin=0, zmax=max([1.0, *drops]), xgap=2, ygap=2,
         colorbar=dict(title=dict(text="accuracy drop (pt)", side="right"))))
     fig.update_layout(**_layout(height=140 + 24 * len(rows), margin=dict(l=170, r=20, t=30, b=90),

@@ -223,3 +223,54 @@ def test_the_page_parses_budgets_as_the_cli_does(report_page, axis):
             assert answer == {"value": parse(text)}, text
         except UsageError as exc:
             assert answer == {"error": str(exc)}, text
+
+
+def _hover_cell(page, row: str, column: str) -> str:
+    """Move the mouse onto one heat-map cell; the hover label's text."""
+    x, y = page.evaluate("""([row, column]) => {
+        const div = document.getElementById('plot-sensitivity'), L = div._fullLayout, box = div.getBoundingClientRect();
+        const t = div._fullData[0];
+        return [box.left + L.xaxis._offset + L.xaxis.l2p(t.x.indexOf(column)),
+                box.top + L.yaxis._offset + L.yaxis.l2p(t.y.indexOf(row))]; }""", [row, column])
+    page.mouse.move(0, 0)  # off the plot: the previous label goes
+    page.wait_for_selector("#plot-sensitivity .hoverlayer .hovertext", state="detached")
+    page.mouse.move(x, y)
+    page.wait_for_selector("#plot-sensitivity .hoverlayer .hovertext")
+    return page.locator("#plot-sensitivity .hoverlayer .hovertext").first.text_content()  # SVG: no inner_text
+
+
+def test_sensitivity_heat_map_shows_every_cell_and_hover_tells_size_and_latency(report_page, hostile_run):
+    from autocompress.search.sensitivity import read_table
+
+    page, problems, dialogs = report_page
+    page.locator("#plot-sensitivity").scroll_into_view_if_needed()
+    table = read_table(hostile_run)
+    cells, teacher = table[table["knob"] != "teacher"], table[table["knob"] == "teacher"].iloc[0]
+    trace = page.evaluate("""() => { const t = document.getElementById('plot-sensitivity')._fullData[0];
+        return {type: t.type, x: t.x, y: t.y, z: t.z, hover: t.hovertext}; }""")
+    assert trace["type"] == "heatmap" and page.locator("#plot-sensitivity .main-svg").count() > 0
+    assert trace["y"][:3] == ["stem", "block.0", "fc"] and trace["x"][:3] == ["int8", "int4", "int2"]
+    colored = sorted(v for line in trace["z"] for v in line if v is not None)
+    ok = cells[cells["error"].isna()]
+    assert colored == pytest.approx(sorted(-ok["accuracy_delta"] * 100))  # colour = accuracy drop in points
+    failed = [h for line in trace["hover"] for h in line if "FAILED" in h]
+    assert len(failed) == cells["error"].notna().sum() == 2 and len(colored) + len(failed) == len(cells)
+    stem_int8 = cells[(cells["knob"] == "bits/stem") & (cells["value"] == 8)].iloc[0]
+    text = _hover_cell(page, "stem", "int8")
+    assert f"size {stem_int8['size_bytes']:,.0f} B" in text and f"latency {stem_int8['latency_ms']:.4f} ms" in text
+    change = stem_int8["size_bytes"] - teacher["size_bytes"]
+    assert f"change {change:+,.4g} ({change / teacher['size_bytes']:+.1%}) B" in text
+    assert HOSTILE_ERROR in _hover_cell(page, "stem", "prune 75.0%")  # shown as text, never run
+    assert "2 failed" in page.inner_text("#sensitivity-note")
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.locator("#sensitivity").screenshot(path=str(SCREENSHOTS / "report-sensitivity.png"))
+    assert problems == [] and dialogs == []
+
+
+def test_a_run_without_a_scan_says_so_instead_of_a_heat_map(chromium, synthetic_report):
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(synthetic_report.as_uri())
+    page.wait_for_function("window.autocompressReport !== undefined")
+    assert "has no sensitivity scan" in page.inner_text("#sensitivity-note")
+    assert page.locator("#plot-sensitivity .main-svg").count() == 0
+    page.close()
