@@ -20,6 +20,7 @@ EXAMPLES = """examples:
   autocompress inspect --task digits
   autocompress search --task digits --out runs/digits
   autocompress search --task mypackage.mytask:make_task --trials 100 --sampler nsga2 --out runs/mine
+  autocompress inspect --task digits --sensitivity --run runs/digits
   autocompress best runs/digits --max-size 80KB --min-accuracy 0.98 --export shipped/
   autocompress report runs/digits --png slides/
   autocompress dashboard runs/digits
@@ -76,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
                                 "(sensitivity.csv) instead of computing it")
 
     _add_search(sub)
+    _sensitivity_args(sub.choices["search"])
     _add_best(sub)
     _add_report_and_dashboard(sub)
     return parser
@@ -121,11 +123,6 @@ def _add_search(sub) -> None:
                                "student (depth and width); default all, jointly")
     settings.add_argument("--no-warm-start", action="store_const", const=True, default=None,
                           help="do not try the known recipes (int8; 50%% prune + int8; shallow int4 student) first")
-    settings.add_argument("--no-sensitivity", action="store_const", const=True, default=None,
-                          help="skip the sensitivity scan (each knob value alone, measured before the first trial "
-                               "and stored as sensitivity.csv), e.g. for a baseline search")
-    settings.add_argument("--sensitivity-steps", type=int, default=None, metavar="STEPS",
-                          help="fine-tuning steps of each sensitivity cell (default: 0, calibration only)")
     settings.add_argument("--screen-steps", type=int, default=None, metavar="STEPS",
                           help="multi-fidelity: fine-tune new plans for STEPS steps first and promote those on the "
                                "screening front to a full evaluation (--steps)")
@@ -154,6 +151,16 @@ def _add_search(sub) -> None:
                      help="database URL for the study (e.g. postgresql://USER:PASSWORD@HOST/DB); default: "
                           "study.db in the run directory. A resume gives the same URL again (the password is never "
                           "stored)")
+
+
+def _sensitivity_args(search_p) -> None:
+    settings = search_p.add_argument_group(
+        "sensitivity scan (settings too: run.json stores them; before the first trial, each knob value alone is "
+        "measured like a trial and stored as sensitivity.csv)")
+    settings.add_argument("--no-sensitivity", action="store_const", const=True, default=None,
+                          help="skip the sensitivity scan (e.g. for a baseline search)")
+    settings.add_argument("--sensitivity-steps", type=int, default=None, metavar="STEPS",
+                          help="fine-tuning steps of each sensitivity cell (default: 0, calibration only)")
 
 
 def _add_best(sub) -> None:
