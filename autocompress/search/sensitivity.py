@@ -122,6 +122,8 @@ def evaluate_cell(task: Task, space: SearchSpace, cell: Cell, *, config: Distill
     """One row of the scan (no deltas yet): ``task`` already cut to the subset; a failure is
     the row's ``error``, never an exception."""
     kind, _, target = cell.knob.partition("/")
+    if cell.knob == TEACHER:  # the reference is the teacher as it is, never a fine-tuned copy of it
+        config = dataclasses.replace(config, steps=0)
     row = {"knob": cell.knob, "kind": kind, "target": target, "value": cell.value,
            "samples": task.num_examples("val"), "steps": config.steps}
     clock = time.perf_counter()
@@ -297,10 +299,10 @@ def format_table(table: pd.DataFrame) -> str:
     teacher = table[table["knob"] == TEACHER]
     lines = []
     if len(teacher):
-        t = teacher.iloc[0]
+        t, steps = teacher.iloc[0], int(table["steps"].max())
         lines.append(f"teacher: accuracy {t['accuracy']:.4f} on the first {int(t['samples'])} validation samples, "
-                     f"{int(t['size_bytes']):,} B, {t['latency_ms']:.4f} ms ({int(t['steps'])} fine-tuning steps "
-                     "per cell)")
+                     f"{int(t['size_bytes']):,} B, {t['latency_ms']:.4f} ms; each cell calibrated"
+                     + (f" and fine-tuned {steps} steps" if steps else " (no fine-tuning)"))
     lines.append(f"  {'knob':<32} {'value':<14} {'accuracy':>8} {'change':>9} {'size':>9} {'latency':>9}")
     lines.append(f"  {'':<32} {'':<14} {'':>8} {'':>9} {'change':>9} {'change':>9}")
     for _, row in table[table["knob"] != TEACHER].iterrows():

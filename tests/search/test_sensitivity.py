@@ -13,6 +13,7 @@ from torch.utils.data import Subset
 from autocompress.compressors.pipeline import task_context
 from autocompress import DistillConfig, LayerPlan, Plan, evaluate, inspect_task
 from autocompress.evaluators.measure import onnx_metric, onnx_session
+from autocompress.search.settings import SearchSettings, SettingError, flag_for
 from autocompress.search.sensitivity import SAMPLES, read_table, scan_for_run, scan_in_process
 from autocompress.spaces.space import SearchSpace
 from tests.conftest import one_clear_line, run_cli
@@ -148,7 +149,7 @@ def test_inspect_prints_the_stored_scan_one_line_per_cell(scanned_run):
     teacher = table[table["knob"] == "teacher"].iloc[0]
     assert f"teacher: accuracy {teacher['accuracy']:.4f} on the first {int(teacher['samples'])} validation" \
         in proc.stdout
-    assert "rank/fc                          25% rank" in proc.stdout
+    assert "rank/fc                          25% rank" in proc.stdout and "(no fine-tuning)" in proc.stdout
 
 
 def test_inspect_computes_the_scan_here_without_a_run(tiny_task):
@@ -182,3 +183,23 @@ def test_inspect_refuses_the_run_of_another_task(cli, scanned_run):
     out, _ = scanned_run
     line = one_clear_line(cli("inspect", "--task", "mnist-lenet5", "--sensitivity", "--run", out))
     assert "holds a search of task 'digits', not 'mnist-lenet5'" in line
+
+
+def test_the_scan_settings_are_stored_and_a_run_from_before_them_had_no_scan():
+    settings = SearchSettings(sensitivity=False, sensitivity_steps=5)
+    assert SearchSettings.from_dict(settings.to_dict()) == settings
+    before = {k: v for k, v in SearchSettings().to_dict().items() if not k.startswith("sensitivity")}
+    assert SearchSettings.from_dict(before).sensitivity is False  # its run directory holds no sensitivity.csv
+    with pytest.raises(SettingError) as error:
+        SearchSettings(sensitivity_steps=-1)
+    assert error.value.name == "sensitivity_steps" and flag_for("sensitivity") == "--no-sensitivity"
+
+
+def test_with_fine_tuning_steps_the_reference_is_still_the_teacher_as_it_is(tiny_task):
+    space = SearchSpace(task_context(tiny_task).discovery, techniques=("quant",))
+    plain = scan_in_process(tiny_task, space, samples=16)
+    tuned = scan_in_process(tiny_task, space, samples=16, config=DistillConfig(steps=3, lr=1e-2))
+    assert tuned.loc[0, "knob"] == "teacher" and tuned.loc[0, "steps"] == 0 and (tuned["steps"][1:] == 3).all()
+    assert tuned.loc[0, ["accuracy", "size_bytes", "sha256"]].tolist() == \
+        plain.loc[0, ["accuracy", "size_bytes", "sha256"]].tolist()
+    assert (tuned["sha256"][1:] != plain["sha256"][1:]).all()  # the cells themselves were fine-tuned

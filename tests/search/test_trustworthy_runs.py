@@ -53,7 +53,8 @@ def test_resume_without_the_runs_storage_is_refused_and_overwrites_nothing(elsew
 @pytest.mark.parametrize("flag, value, stored", [("--sampler", "tpe", "'random'"), ("--importance", "l2", "'l1'"),
                                                  ("--steps", "4", "3"), ("--seed", "1", "0"),
                                                  ("--techniques", "prune", "'prune', 'quant'"),
-                                                 ("--min-accuracy", "0.5", "None")])
+                                                 ("--min-accuracy", "0.5", "None"),
+                                                 ("--sensitivity-steps", "2", "0")])
 def test_resume_with_a_setting_that_differs_from_the_stored_one_is_refused(elsewhere_run, flag, value, stored, cli):
     out, url = elsewhere_run
     before = _snapshot(out)
