@@ -4,9 +4,10 @@
 
 Strategies:
   joint         the joint space (prune x quant x low-rank x student), TPE, warm-started (the product's default)
-  random        random sampling over the same joint space
+  random        random sampling over the same joint space (no sensitivity scan: it uses none)
   prune-only, quant-only, lowrank-only, student-only
-                TPE over one technique's knobs (the rest stay at the teacher's), no warm start
+                TPE over one technique's knobs (the rest stay at the teacher's), no warm start, no
+                sensitivity scan
   uniform-int8  one plan: every layer int8, post-training (calibration only, no fine-tuning)
   prune50-int8  one plan: 50% of every group's channels pruned + int8, fine-tuned like a trial
 
@@ -35,11 +36,11 @@ from autocompress.search.pareto import normalized_hypervolume, pareto_front
 ROOT = Path(__file__).resolve().parents[1]
 SEARCHES = {
     "joint": ["--sampler", "tpe"],
-    "random": ["--sampler", "random", "--no-warm-start"],
-    "prune-only": ["--techniques", "prune", "--no-warm-start"],
-    "quant-only": ["--techniques", "quant", "--no-warm-start"],
-    "lowrank-only": ["--techniques", "lowrank", "--no-warm-start"],
-    "student-only": ["--techniques", "student", "--no-warm-start"],
+    "random": ["--sampler", "random", "--no-warm-start", "--no-sensitivity"],
+    "prune-only": ["--techniques", "prune", "--no-warm-start", "--no-sensitivity"],
+    "quant-only": ["--techniques", "quant", "--no-warm-start", "--no-sensitivity"],
+    "lowrank-only": ["--techniques", "lowrank", "--no-warm-start", "--no-sensitivity"],
+    "student-only": ["--techniques", "student", "--no-warm-start", "--no-sensitivity"],
 }
 RECIPES = ("uniform-int8", "prune50-int8")
 
