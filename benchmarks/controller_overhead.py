@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = ["--task", "digits", "--trials", str(args.trials), "--workers", "1", "--sampler", "random",
                "--seed", "0", "--no-warm-start"]
+    load_at_start = os.getloadavg()
     if args.run:
         out = Path(args.run)
         run, trials = json.loads((out / "run.json").read_text()), pd.read_csv(out / "trials.csv")
@@ -72,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if run["sessions"][-1]["workers"] != 1:
         raise SystemExit(f"{args.run}: a run with {run['sessions'][-1]['workers']} workers; the gaps need 1 worker")
     payload = {"command": "autocompress search " + " ".join(command) + " --out RUN", "machine": machine(),
+               "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg(),
                **overhead(run, trials)}
     print(json.dumps(payload, indent=2))
     if not args.no_write:

@@ -17,7 +17,10 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 FIXED = ("uniform-int8", "prune50-int8", "manual")
+TRIAL_THREADS = 1  # torch threads of a search's trial (one CPU per trial by default)
 
 
 def fixed_plans(name: str, task) -> dict:
@@ -38,10 +41,12 @@ def fixed_plans(name: str, task) -> dict:
 
 def run_fixed(name: str, *, task_spec: str, data_dir: str | None, steps: int, seed: int, out: Path) -> dict:
     """Evaluate every plan of strategy ``name`` as a trial (``steps`` of distillation where it
-    fine-tunes); the wall time counts everything from loading the task."""
+    fine-tunes, torch on one thread as in a trial); the wall time counts everything from loading
+    the task."""
     from autocompress import DistillConfig, evaluate, load_task
     from autocompress.evaluators.evaluate import evaluate_teacher, fidelity_label
 
+    torch.set_num_threads(TRIAL_THREADS)
     clock = time.perf_counter()
     task = load_task(task_spec, data_dir=data_dir)
     teacher = evaluate_teacher(task, out_dir=out / "teacher")
