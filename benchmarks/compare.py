@@ -90,9 +90,9 @@ def request(name: str, seed: int, args) -> dict:
             "workers": args.workers if searching else None, "flags": SEARCHES.get(name, [])}
 
 
-def search_cli(name: str, seed: int, args, out: Path) -> list[str]:
+def search_cli(name: str, seed: int, args, out: Path, *, time_budget: float | None = None) -> list[str]:
     data = ["--data-dir", args.data_dir] if args.data_dir else []
-    budget = ["--time-budget", str(args.time_budget)] if args.time_budget else []
+    budget = ["--time-budget", str(time_budget or args.time_budget)] if args.time_budget else []
     return ["--task", args.task, *data, "--trials", str(args.trials), "--steps", str(args.steps), "--seed", str(seed),
             "--workers", str(args.workers), *budget, *SEARCHES[name], "--out", str(out)]
 
@@ -112,13 +112,33 @@ def run_one(name: str, seed: int, args, work: Path) -> dict:
         run = stored_fixed(out)
         return run | {"fidelity": None, "command": f"fixed plans ({name}), {args.steps} fine-tuning steps"}
     cli = search_cli(name, seed, args, out)
-    finished = (out / "run.json").is_file() and "finished_at" in json.loads((out / "run.json").read_text())
-    if not finished:
+    left_s = budget_left(out, args)
+    if left_s is None or left_s > 0:
         wait_until_quiet(timeout_s=args.quiet_timeout)
-        wall = run_search(cli + (["--resume"] if (out / "run.json").is_file() else []))["wall_s"]
-    run = stored_search(out, None if finished else wall)
-    command = "autocompress search " + " ".join(cli[:-2]).replace(f"--seed {seed}", "--seed SEED")
+        if (out / "run.json").is_file():  # a kept run that stopped early continues with what its budget has left
+            cli = search_cli(name, seed, args, out, time_budget=left_s) + ["--resume"]
+        wall = run_search(cli)["wall_s"]
+    run = stored_search(out, None if left_s == 0 else wall)
+    command = "autocompress search " + " ".join(search_cli(name, seed, args, out)[:-2]).replace(
+        f"--seed {seed}", "--seed SEED")
     return run | {"teacher": run["run"]["teacher"], "fidelity": run["run"]["settings"]["fidelity"], "command": command}
+
+
+def searched_s(run: dict) -> float:
+    """Seconds a search's trial phase ran, over all its sessions (what ``--time-budget`` limits)."""
+    return round(sum(session["wall_s"] for session in run.get("sessions", [])), 2)
+
+
+def budget_left(out: Path, args) -> float | None:
+    """Seconds of ``--time-budget`` a kept search has left (0: it is done, nothing to run); None
+    for a new search, or one without a time budget that has not finished."""
+    if not (out / "run.json").is_file():
+        return None
+    run = json.loads((out / "run.json").read_text())
+    if args.time_budget is None:
+        return 0 if "finished_at" in run else None
+    left = args.time_budget - searched_s(run)
+    return 0 if left < 0.02 * args.time_budget else round(left, 1)
 
 
 def strategy_entry(name: str, runs: dict[int, dict], args) -> dict:
@@ -126,7 +146,7 @@ def strategy_entry(name: str, runs: dict[int, dict], args) -> dict:
     entry = {"hypervolume": [], "best_size_ratio_1pt": [], "best_latency_ratio_1pt": [],
              "trials": args.trials if name in SEARCHES else len(runs[args.seeds[0]]["trials"]), "seeds": args.seeds,
              "wall_s": [], "complete_trials": [], "command": runs[args.seeds[0]]["command"],
-             "budget_s": args.time_budget if name in SEARCHES else None}
+             "budget_s": args.time_budget if name in SEARCHES else None, "searched_s": []}
     for seed, run in runs.items():
         s = scores(run["trials"], run["teacher"], run["fidelity"])
         entry["hypervolume"].append(s["hypervolume"])
@@ -134,6 +154,7 @@ def strategy_entry(name: str, runs: dict[int, dict], args) -> dict:
         entry["best_latency_ratio_1pt"].append(s["latency_ratio_1pt"])
         entry["complete_trials"].append(s["complete"])
         entry["wall_s"].append(round(run["wall_s"], 1))
+        entry["searched_s"].append(searched_s(run["run"]) if name in SEARCHES else None)
         print(f"{name:<13} seed {seed}: in-run hypervolume {s['hypervolume']:.5f}, {s['complete']} complete, "
               f"{run['wall_s']:.0f} s", flush=True)
     entry["median_hypervolume"] = statistics.median(entry["hypervolume"])

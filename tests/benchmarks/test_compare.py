@@ -111,6 +111,15 @@ def test_keep_reuses_finished_runs_and_refuses_other_settings(compared):
         compare.main(_argv(tmp, "--steps", "40", "--strategies", "manual"))
 
 
+def test_a_kept_search_continues_only_with_the_budget_it_has_left(compared):
+    tmp, args, _ = compared
+    run_dir = tmp / "keep" / "joint-0"
+    searched = compare.searched_s(json.loads((run_dir / "run.json").read_text()))
+    assert searched >= 30.0 and compare.budget_left(run_dir, args) == 0  # spent: reused as it is
+    longer = compare.parse_args(_argv(tmp, "--time-budget", "90"))
+    assert compare.budget_left(run_dir, longer) == round(90 - searched, 1)
+
+
 def test_manual_plans_remove_30_50_70_percent_of_channels_globally(digits_task):
     """The plans' per-group ratios are exactly those Torch-Pruning's own global magnitude pruner
     leaves, their totals 30/50/70% of the channels, and the product removes those channels."""
