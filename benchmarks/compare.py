@@ -1,7 +1,9 @@
 """The joint search against what a user would do instead, at equal wall-clock budget.
 
-    python benchmarks/compare.py --task mnist-lenet5 --data-dir ../shared/data --time-budget 600 --seeds 0 1 2 \\
+    python benchmarks/compare.py --task mnist-lenet5 --data-dir ../shared/data --time-budget 180 --seeds 0 1 2 \\
         --keep /tmp/cmp-mnist
+    python benchmarks/compare.py --task cifar10-resnet20 --data-dir ../shared/data --time-budget 1800 --steps 1000 \\
+        --seeds 0 --strategy-seeds joint=0,1 random=0,1 --keep /tmp/cmp-cifar     # in pieces: the same command again
 
 Strategies:
   joint         the joint space (prune x quant x low-rank x student), TPE, warm-started (the product's default)
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import sys
@@ -144,8 +147,8 @@ def budget_left(out: Path, args) -> float | None:
 def strategy_entry(name: str, runs: dict[int, dict], args) -> dict:
     """Today's keys of one strategy (in-run scores per seed) plus its ``budget_s``."""
     entry = {"hypervolume": [], "best_size_ratio_1pt": [], "best_latency_ratio_1pt": [],
-             "trials": args.trials if name in SEARCHES else len(runs[args.seeds[0]]["trials"]), "seeds": args.seeds,
-             "wall_s": [], "complete_trials": [], "command": runs[args.seeds[0]]["command"],
+             "trials": args.trials if name in SEARCHES else len(next(iter(runs.values()))["trials"]),
+             "seeds": list(runs), "wall_s": [], "complete_trials": [], "command": next(iter(runs.values()))["command"],
              "budget_s": args.time_budget if name in SEARCHES else None, "searched_s": []}
     for seed, run in runs.items():
         s = scores(run["trials"], run["teacher"], run["fidelity"])
@@ -187,7 +190,7 @@ def add_fronts(strategies: dict, runs: dict, args) -> dict:
     for name, entry in strategies.items():
         entry["front"] = [e for (strategy, _, _), e in entries.items() if strategy == name]
         entry["remeasured_hypervolume"] = [_hypervolume([e for e in entry["front"] if e["seed"] == seed], relative_to)
-                                           for seed in args.seeds]
+                                           for seed in entry["seeds"]]
         entry["median_remeasured_hypervolume"] = statistics.median(entry["remeasured_hypervolume"])
         entry["headline"] = headline(entry["front"])
     return teacher
@@ -205,7 +208,8 @@ def _hypervolume(front: list[dict], teacher: dict) -> float:
 def compare(args) -> dict:
     """Run (or reuse) every strategy and seed, re-measure the fronts, write the results."""
     work = Path(args.keep or tempfile.mkdtemp(prefix=f"autocompress-compare-{args.task}-"))
-    runs = {name: {seed: run_one(name, seed, args, work) for seed in args.seeds} for name in args.strategies}
+    runs = {name: {seed: run_one(name, seed, args, work) for seed in args.seeds_of.get(name, args.seeds)}
+            for name in args.strategies}
     strategies = {name: strategy_entry(name, by_seed, args) for name, by_seed in runs.items()}
     teachers = [run["teacher"] for by_seed in runs.values() for run in by_seed.values()]
     remeasured = add_fronts(strategies, runs, args)
@@ -236,7 +240,7 @@ def write(result: dict, results: Path, work: Path | None, args) -> None:
     (results / f"{args.task}.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     (results / f"{args.task}.md").write_text(markdown(result))
     plot(result, results / f"{args.task}.png")
-    report = work / f"joint-{args.seeds[0]}" / "report.html" if work else None
+    report = work / f"joint-{args.seeds_of.get('joint', args.seeds)[0]}" / "report.html" if work else None
     if report and report.is_file() and args.reports:
         Path(args.reports).mkdir(parents=True, exist_ok=True)
         shutil.copy(report, Path(args.reports) / f"{args.task}.html")
@@ -252,6 +256,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--trials", type=int, default=None,
                         help=f"cap on trials per search (default: {TRIALS_CAP} with --time-budget, else 40)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--strategy-seeds", nargs="+", default=[], metavar="NAME=S,S",
+                        help="other seeds for some strategies, e.g. joint=0,1 random=0,1 (the rest: --seeds)")
     parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps per candidate")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--strategies", nargs="+", default=[*SEARCHES, *FIXED], choices=[*SEARCHES, *FIXED])
@@ -267,7 +273,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.trials is None:
         args.trials = TRIALS_CAP if args.time_budget else 40
     args.argv = list(argv)
+    args.seeds_of = dict(_strategy_seeds(item, parser) for item in args.strategy_seeds)
     return args
+
+
+def _strategy_seeds(item: str, parser) -> tuple[str, list[int]]:
+    name, _, seeds = item.partition("=")
+    if name not in [*SEARCHES, *FIXED] or not re.fullmatch(r"\d+(,\d+)*", seeds):
+        parser.error(f"--strategy-seeds {item!r}: give NAME=SEED[,SEED...] with a strategy name, e.g. joint=0,1")
+    return name, [int(s) for s in seeds.split(",")]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,18 +66,21 @@ def _row(name: str, e: dict, reference: dict | None) -> str:
 def markdown(result: dict) -> str:
     t, r = result["teacher_remeasured"], result["teacher"]
     strategies = result["strategies"]
-    reference = strategies.get("joint")
+    reference = strategies.get("joint")  # the product's default: the headline and the "vs" column are its
     head = result["headline"]
     lines = [f"# {result['task']}: joint search vs alternatives at equal wall-clock budget",
              "",
              f"Command: `{result['command']}`. Machine: {result['machine']['cpus']} CPUs. Fine-tuning: "
-             f"{result['steps']} steps per candidate; each search stopped by a {result['time_budget_s']} s budget.",
+             f"{result['steps']} steps per candidate; "
+             + (f"each search stopped by a {result['time_budget_s']:g} s budget." if result["time_budget_s"] else
+                "no time budget: searches at equal trials, NOT at equal wall-clock time."),
              "",
              f"Teacher: test accuracy {t['test_accuracy']:.4f} (validation {r['accuracy']:.4f}), "
              f"{t['size_bytes']:,} B, {t['latency_ms']:.4f} ms (side by side).",
              "",
              ("**Headline**: " + (f"{head['strategy']}: " + _candidate(head) if head else
-                                  "no candidate within 1 point of the teacher's test accuracy")
+                                  f"{'joint' if reference else 'no strategy'}: no candidate within 1 point of the "
+                                  "teacher's test accuracy")
               + ". One exported file: its size and latency ratios against the teacher's file measured side by "
                 "side in one process after all searches, its accuracy on the test split."),
              "",
