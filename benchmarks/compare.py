@@ -187,6 +187,10 @@ def add_fronts(strategies: dict, runs: dict, args) -> dict:
     teacher, entries = remeasure(task, first["teacher_file"], front_files(runs), rounds=args.rounds, runs=args.runs)
     relative_to = {"accuracy": teacher["test_accuracy"], "size_bytes": teacher["size_bytes"],
                    "latency_ms": teacher["latency_ms"]}
+    for (name, seed, trial), e in entries.items():
+        if name in FIXED:  # which plan: global30, int8, ...
+            table = runs[name][seed]["trials"]
+            e["plan"] = str(table.loc[table["number"] == trial, "name"].iloc[0])
     for name, entry in strategies.items():
         entry["front"] = [e for (strategy, _, _), e in entries.items() if strategy == name]
         entry["remeasured_hypervolume"] = [_hypervolume([e for e in entry["front"] if e["seed"] == seed], relative_to)

@@ -80,8 +80,8 @@ def test_front_numbers_are_those_of_the_exported_files(compared, digits_task):
     assert candidate["size_x"] == pytest.approx(teacher_bytes / path.stat().st_size, rel=1e-3)
     test = onnx_metric(onnx_session(str(path)), digits_task.test, digits_task.metric)
     assert candidate["test_accuracy"] == pytest.approx(test, abs=1e-6)
-    manual_trials = {c["trial"] for c in result["strategies"]["manual"]["front"]}
-    assert manual_trials <= {0, 1, 2}
+    manual_plans = {(c["trial"], c["plan"]) for c in result["strategies"]["manual"]["front"]}
+    assert manual_plans and manual_plans <= {(0, "global30"), (1, "global50"), (2, "global70")}
 
 
 def test_markdown_headline_is_one_candidate(compared):
