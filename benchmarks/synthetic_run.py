@@ -52,7 +52,7 @@ def _trials(count: int, rng: np.random.Generator, start: datetime) -> pd.DataFra
             "feasible": (not failed) and size <= 100_000 and accuracy >= 0.98,
             "params": None, "macs": None,
             "fidelity": "steps=60,data=1,onnx-val" if screen else TEACHER["fidelity"],
-            "rung": 0 if screen else 1, "latency_spread_ms": 0.0005, "duration_s": round(duration, 3),
+            "rung": 0 if screen else 1, "steps": 60 if screen else 300, "latency_spread_ms": 0.0005, "duration_s": round(duration, 3),
             "started_at": started.isoformat(timespec="milliseconds"),
             "finished_at": clock[worker].isoformat(timespec="milliseconds"), "node": "synthetic",
             "duplicate_of": None, "error": "RuntimeError: synthetic failure while fine-tuning" if failed else None,

@@ -100,7 +100,7 @@ def report_payload(run: Run, *, run_ref: str, data: ReportData | None = None) ->
         "budget_color": figures.BUDGET,
         "facts": run_facts(run, trials=t),
         "export_command": shlex.join(["autocompress", "best", run_ref]),
-        "trials": {c: [_clean(v) for v in complete[c]] for c in columns},
+        "trials": {c: [_clean(v) for v in complete.reindex(columns=columns)[c]] for c in columns},
         "failed": [{"number": int(r["number"]), "state": r["state"], "rung": _clean(r.get("rung")),
                     "duration_s": _clean(r.get("duration_s")), "error": str(_clean(r.get("error")) or "")}
                    for _, r in failed.iterrows()],

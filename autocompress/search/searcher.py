@@ -33,11 +33,14 @@ from ray.tune.search import Searcher
 from autocompress.budget import Budget
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
+from autocompress.search.proposals import FIT_MIN_TRIALS, Predictor
 from autocompress.search.rungs import Rungs
 from autocompress.spaces.space import SearchSpace
 
 State = optuna.trial.TrialState
 DUPLICATES_IN_A_ROW = 100  # proposals that all repeat earlier plans: the space holds no new one
+PROPOSAL_EVERY = 2  # with a predictor: new plans alternate between it and the sampler, its first
+PROPOSALS_CONSIDERED = 200  # plans along the predicted front looked through for one not tried
 
 
 def rung_of(trial: optuna.trial.FrozenTrial, rungs: Rungs) -> int:
@@ -63,7 +66,8 @@ def counts_toward_total(trial: optuna.trial.FrozenTrial) -> bool:
 class StudySearcher(Searcher):
     def __init__(self, *, study: optuna.Study, space: SearchSpace, total: int, seen: dict[Plan, optuna.trial.FrozenTrial],
                  on_finished: Callable[[optuna.trial.FrozenTrial], None], rungs: Rungs,
-                 timeout_s: float | None = None, retries: int = 1, budget: Budget | None = None):
+                 timeout_s: float | None = None, retries: int = 1, budget: Budget | None = None,
+                 predictor: Predictor | None = None):
         super().__init__(metric="accuracy", mode="max")
         self.study, self.space, self.total, self.seen = study, space, total, seen
         self.on_finished, self.rungs, self.timeout_s, self.retries = on_finished, rungs, timeout_s, retries
@@ -76,6 +80,8 @@ class StudySearcher(Searcher):
         self.finished = sum(counts_toward_total(t) for t in study.get_trials(deepcopy=False))
         self.repeats = 0  # duplicates proposed since the last new plan
         self.exhausted = False  # DUPLICATES_IN_A_ROW proposals in a row were duplicates
+        self.predictor = predictor  # with one: every PROPOSAL_EVERY-th new plan is the predictor's
+        self.new_plans = 0
 
     def __getstate__(self) -> dict:
         """Ray Tune pickles its searcher into the run directory (tune/): keep the study, whose
@@ -86,6 +92,11 @@ class StudySearcher(Searcher):
     def suggest(self, trial_id: str):
         while not self.exhausted and self.finished + len(self.running) < self.total:
             rung = 0
+            if not self.queue:
+                self.new_plans += 1
+                proposal = self._proposal() if (self.new_plans - 1) % PROPOSAL_EVERY == 0 else None
+                if proposal is not None:
+                    self.queue.append((proposal, 0))
             if self.queue:  # enqueued right before ask, so ask returns exactly this plan
                 plan, rung = self.queue.pop(0)
                 self.study.enqueue_trial(self.space.params_from_plan(plan))
@@ -111,6 +122,24 @@ class StudySearcher(Searcher):
             if below is not None:  # a promotion continues the fine-tuning of the rung below
                 config["continue_from"] = below.number
         return config
+
+    def _proposal(self) -> Plan | None:
+        """The predictor's next plan (``proposals``): refit on the finished trials of the highest
+        rung with enough of them, then the first plan along its predicted front not tried yet."""
+        if self.predictor is None:
+            return None
+        by_rung: dict[int, list] = {}
+        for (plan, rung), frozen in self.seen.items():
+            by_rung.setdefault(rung, []).append((frozen.params, frozen.user_attrs["metrics"]))
+        enough = [r for r, rows in by_rung.items() if len(rows) >= FIT_MIN_TRIALS]
+        if enough:
+            self.predictor = self.predictor.refit(by_rung[max(enough)])
+        tried = {plan for plan, _ in self.seen} | {plan for _, plan, _ in self.running.values()}
+        for params in self.predictor.sweep(count=PROPOSALS_CONSIDERED):
+            plan = self.space.plan_from_params({k: v for k, v in params.items() if k in self.space.distributions()})
+            if plan not in tried:
+                return plan
+        return None
 
     def _answer_duplicate(self, trial: optuna.Trial, previous: optuna.trial.FrozenTrial) -> None:
         """The same applied plan at the same fidelity ran before: store its numbers under this

@@ -58,7 +58,7 @@ def test_a_duplicate_plan_is_answered_not_counted_and_not_on_the_front(tiny_task
     finished = []
     searcher = StudySearcher(study=study, space=space, total=2, seen={}, rungs=Rungs((10,)), on_finished=finished.append)
     plan = Plan(layers={"fc": LayerPlan(bits=8)})
-    searcher.queue += [(plan, True), (plan, True), (Plan(layers={"stem": LayerPlan(bits=4)}), True)]
+    searcher.queue += [(plan, 0), (plan, 0), (Plan(layers={"stem": LayerPlan(bits=4)}), 0)]
     assert Plan.from_dict(searcher.suggest("a")["plan"]) == plan
     _tell(searcher, "a", 0.5)
     second = searcher.suggest("b")  # the repeat is answered at once; the next new plan is returned
@@ -80,7 +80,7 @@ def test_a_space_with_no_new_plan_stops_the_search_instead_of_spinning(tiny_task
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
     searcher = StudySearcher(study=study, space=space, total=5, seen={}, rungs=Rungs((10,)), on_finished=lambda t: None)
     plan = Plan(layers={"fc": LayerPlan(bits=8)})
-    searcher.queue += [(plan, True)] * 200
+    searcher.queue += [(plan, 0)] * 200
     searcher.suggest("a")
     _tell(searcher, "a", 0.5)
     assert searcher.suggest("b") == StudySearcher.FINISHED and searcher.exhausted and searcher.finished == 1
