@@ -123,9 +123,13 @@ def _add_search(sub) -> None:
                                "student (depth and width); default all, jointly")
     settings.add_argument("--no-warm-start", action="store_const", const=True, default=None,
                           help="do not try the known recipes (int8; 50%% prune + int8; shallow int4 student) first")
-    settings.add_argument("--screen-steps", type=int, default=None, metavar="STEPS",
-                          help="multi-fidelity: fine-tune new plans for STEPS steps first and promote those on the "
-                               "screening front to a full evaluation (--steps)")
+    settings.add_argument("--min-steps", type=int, default=None, metavar="STEPS",
+                          help="successive halving: fine-tune every new plan for STEPS steps first (rung 0); the "
+                               "best 1 in --eta of a rung (non-dominated on accuracy, size, latency) continue to "
+                               "STEPS x eta, ... up to --steps, from where they stopped (default: off, every plan "
+                               "gets --steps)")
+    settings.add_argument("--eta", type=int, default=None, metavar="N",
+                          help="successive halving's reduction factor: 1 in N results of a rung goes up (default: 3)")
     search_p.add_argument("--out", default=None, help="run directory (default: runs/<task>)")
     search_p.add_argument("--resume", action="store_true",
                           help="continue the search stored in --out, with its stored settings and storage")
@@ -272,7 +276,7 @@ def _print_sensitivity(args) -> int:
 # search flag (its argparse dest) -> the SearchSettings keyword it sets
 SETTING_FLAGS = {"sampler": "sampler", "seed": "seed", "steps": "distill.steps", "lr": "distill.lr",
                  "importance": "importance", "feature_distill": "distill.feature_weight", "techniques": "techniques",
-                 "no_warm_start": "warm_start", "screen_steps": "screen_steps", "optimizer": "distill.optimizer",
+                 "no_warm_start": "warm_start", "min_steps": "min_steps", "eta": "eta", "optimizer": "distill.optimizer",
                  "warmup": "distill.warmup_fraction", "no_augment": "distill.augment",
                  "no_sensitivity": "sensitivity", "sensitivity_steps": "sensitivity_steps"}
 NEGATED_FLAGS = ("no_warm_start", "no_augment", "no_sensitivity")  # given: the setting they name is False
@@ -445,7 +449,7 @@ def _chosen(run, args):
     rows = run.candidates[run.candidates["number"] == args.trial]
     if rows.empty:
         numbers = run.candidates["number"].astype(int).tolist()
-        raise UsageError(f"--trial {args.trial}: not a complete full-fidelity trial of {run.path} (screening and "
+        raise UsageError(f"--trial {args.trial}: not a complete full-fidelity trial of {run.path} (lower rungs and "
                          f"failed trials cannot be shipped); candidates: {', '.join(map(str, numbers[:20]))}"
                          + (" ..." if len(numbers) > 20 else ""))
     return run.candidate(args.trial)

@@ -39,10 +39,27 @@ def wait_until_quiet(*, timeout_s: float = 120.0, busy_percent: float = 15.0) ->
     return time.perf_counter() - start
 
 
+def plain_json(value):
+    """A NumPy scalar as the Python value it holds (a NumPy bool as a JSON boolean, not the string
+    "False"); anything else JSON cannot hold is an error, never silently a string.
+
+    >>> import numpy as np
+    >>> json.dumps({"ok": np.bool_(False), "n": np.int64(3)}, default=plain_json)
+    '{"ok": false, "n": 3}'
+    """
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON: convert it before writing a result")
+
+
 def write_result(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    path.write_text(json.dumps(payload, indent=2, default=plain_json, allow_nan=False) + "\n")
     return path
 
 
@@ -92,7 +109,7 @@ class MemorySampler:
 def run_search(args: list[str], *, env: dict | None = None, sample_memory: bool = False) -> dict:
     """Run ``autocompress search ARGS`` and return wall time, run.json, trials and memory."""
     start = time.perf_counter()
-    proc = subprocess.Popen(["autocompress", "search", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "autocompress.cli", "search", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, **(env or {})})
     sampler = MemorySampler(proc.pid) if sample_memory else None
     if sampler:

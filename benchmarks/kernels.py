@@ -42,8 +42,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from autocompress.compressors.quantize import calibrate, freeze, prepare_qat  # noqa: E402
 from autocompress.evaluators.export import export_onnx  # noqa: E402
-from autocompress.evaluators.measure import latency_ms, onnx_session  # noqa: E402
+from autocompress.evaluators.measure import onnx_session  # noqa: E402
 from kernel_tasks import STAND_INS  # noqa: E402
+from remeasure import ROUNDS, RUNS, side_by_side  # noqa: E402
 
 LAYERS = {
     "conv3x3 64->64 @32x32": (lambda: nn.Conv2d(64, 64, 3, padding=1), (1, 64, 32, 32)),
@@ -53,18 +54,6 @@ LAYERS = {
     "linear 512->512": (lambda: nn.Linear(512, 512), (1, 512)),
 }
 TASKS = ("digits", "mnist-lenet5", "cifar10-resnet20", "sst2-transformer")
-ROUNDS, RUNS = 15, 100
-
-
-def side_by_side(paths: dict[str, str], example: torch.Tensor, *, rounds: int = ROUNDS, runs: int = RUNS
-                 ) -> dict[str, float]:
-    """Median over interleaved rounds of each file's median latency (ms), measured in this process."""
-    sessions = {name: onnx_session(path) for name, path in paths.items()}
-    medians = {name: [] for name in paths}
-    for _ in range(rounds):
-        for name, session in sessions.items():
-            medians[name].append(latency_ms(session, example, warmup=5, runs=runs)[0])
-    return {name: float(np.median(values)) for name, values in medians.items()}
 
 
 def _spread(values: list[float]) -> float:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import shlex
 import sys
 import time
@@ -87,7 +86,7 @@ def run(args) -> dict:
     plan, config = recipe_plan(task), _config(task, args)
     teacher = evaluate_teacher(task, out_dir=out / "teacher")
     cap_s = args.minutes * 60
-    step_s, probe_s = probe_step_s(task, plan, config) if args.steps is None else (math.nan, 0.0)
+    step_s, probe_s = probe_step_s(task, plan, config) if args.steps is None else (None, 0.0)
     steps = args.steps or int((cap_s - probe_s - args.margin_s) / step_s)
     config = dataclasses.replace(config, steps=steps)
     stamps = []
@@ -99,7 +98,7 @@ def run(args) -> dict:
             print(f"step {step}/{steps}: {probe_s + stamps[-1] - start:.0f} s of fine-tuning "
                   f"(cap {cap_s:.0f} s)", flush=True)
 
-    print(f"probe: {step_s:.3f} s/step; fine-tuning {steps} steps", flush=True)
+    print(f"probe: {f'{step_s:.3f} s/step' if step_s else 'none (--steps)'}; fine-tuning {steps} steps", flush=True)
     metrics = evaluate(task, plan, out_dir=out / "candidate", config=config, on_step=progress)
     fine_tune_s = probe_s + (stamps[-1] - start)
     paths = {name: str(out / name / ARTIFACT_NAME) for name in ("teacher", "candidate")}
@@ -135,8 +134,10 @@ def markdown(result: dict) -> str:
         "",
         f"Gap: {result['gap_points']:.2f} points of test accuracy; {result['size_ratio']:.2f}x smaller, "
         f"{result['latency_ratio']:.2f}x faster.",
-        f"Fine-tuning: {result['steps']} steps ({result['probe_step_s']:.3f} s/step measured by a "
-        f"{PROBE_STEPS}-step probe), {result['fine_tune_wall_s']:.0f} s wall in all, probe included "
+        f"Fine-tuning: {result['steps']} steps ("
+        + (f"{result['probe_step_s']:.3f} s/step measured by a {PROBE_STEPS}-step probe" if result['probe_step_s']
+           else "fixed by --steps, no probe")
+        + f"), {result['fine_tune_wall_s']:.0f} s wall in all, probe included "
         f"(cap {result['cap_s']:.0f} s{'' if result['within_cap'] else ', EXCEEDED'}).",
         f"Settings: {d['optimizer']}, lr {d['lr']:g}, weight decay {d['weight_decay']:g}, batch {d['batch_size']}, "
         f"alpha {d['alpha']:g}, T {d['temperature']:g}, warm-up {d['warmup_fraction']:g} of the steps then "

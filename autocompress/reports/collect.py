@@ -128,6 +128,13 @@ def hypervolume_progress(trials: pd.DataFrame, teacher: dict) -> pd.DataFrame:
                          "elapsed_s": np.asarray(elapsed, float) * np.ones(len(done)), "hypervolume": volumes})
 
 
+def _rungs_fact(settings: dict) -> str:
+    """How the run's rungs were set (successive halving), or nothing for one rung."""
+    if settings.get("min_steps"):
+        return f"; successive halving from {settings['min_steps']} steps, eta {settings.get('eta', 3)}"
+    return f"; screening {settings['screen_steps']} steps" if settings.get("screen_steps") else ""
+
+
 def run_facts(run: Run, *, trials: pd.DataFrame) -> list[tuple[str, str]]:
     """The facts of the run as (label, text) pairs, in the order the report lists them."""
     info, teacher = run.info, run.teacher
@@ -139,8 +146,7 @@ def run_facts(run: Run, *, trials: pd.DataFrame) -> list[tuple[str, str]]:
         ("task", f"{task['name']} (spec {task.get('spec', task['name'])}; train {task.get('train')}, "
                  f"validation {task.get('val')}, test {task.get('test')} examples)"),
         ("teacher", f"accuracy {teacher.accuracy:.4f}, {teacher.size_bytes:,} B, {teacher.latency_ms:.4f} ms"),
-        ("fidelity", f"{run.fidelity}" + (f"; screening {settings['screen_steps']} steps"
-                                          if settings.get("screen_steps") else "")),
+        ("fidelity", f"{run.fidelity}" + _rungs_fact(settings)),
         ("trials", f"{len(trials)} ({', '.join(f'{n} {s.lower()}' for s, n in sorted(states.items()))}); "
                    f"requested {settings.get('trials')}; sampler {settings.get('sampler')}, seed {settings.get('seed')}"),
         ("budget", Budget(**settings.get("budget", {})).describe()),

@@ -6,7 +6,7 @@ plotly, whose labels understand a few HTML tags.
 Example:
     >>> fig = pareto_figure(collect(load_run("runs/digits")), x="size_bytes")  # doctest: +SKIP
     >>> [trace.name for trace in fig.data]                                     # doctest: +SKIP
-    ['screening (lower fidelity)', 'dominated', 'Pareto front', 'teacher']
+    ['lower rungs (fewer fine-tuning steps)', 'dominated', 'Pareto front', 'teacher']
 """
 
 from __future__ import annotations
@@ -30,12 +30,17 @@ def _layout(**extra) -> dict:
                 legend=dict(orientation="h", y=-0.22)) | extra
 
 
+def _rung_text(row) -> str:
+    steps = "" if pd.isna(row.get("steps")) else f"{int(row['steps'])} steps"
+    return ", ".join(filter(None, ["" if pd.isna(row.get("rung")) else f"rung {int(row['rung'])}", steps])) or "full"
+
+
 def hover_texts(data: ReportData, rows: pd.DataFrame) -> list[str]:
     teacher = data.run.teacher
     texts = []
     for _, r in rows.iterrows():
         texts.append(
-            f"<b>trial {int(r['number'])}</b> ({html.escape(str(r.get('level') or 'full'))})<br>"
+            f"<b>trial {int(r['number'])}</b> ({_rung_text(r)})<br>"
             f"accuracy {r['accuracy']:.4f} ({(r['accuracy'] - teacher.accuracy) * 100:+.1f} pt)<br>"
             f"size {r['size_bytes']:,.0f} B ({teacher.size_bytes / r['size_bytes']:.1f}x smaller)<br>"
             f"latency {r['latency_ms']:.4f} ms ({teacher.latency_ms / r['latency_ms']:.2f}x faster)<br>"
@@ -46,7 +51,7 @@ def hover_texts(data: ReportData, rows: pd.DataFrame) -> list[str]:
 def _groups(data: ReportData) -> list[tuple[str, pd.DataFrame, dict]]:
     done = data.trials[data.trials["state"] == "COMPLETE"].dropna(subset=["accuracy", "size_bytes", "latency_ms"])
     return [
-        ("screening (lower fidelity)", done[~done["full"]],
+        ("lower rungs (fewer fine-tuning steps)", done[~done["full"]],
          dict(color=SCREEN, size=6, opacity=0.35, symbol="circle-open")),
         ("dominated", done[done["full"] & ~done["on_front"]], dict(color=DOMINATED, size=7, opacity=0.45)),
         ("Pareto front", done[done["on_front"]],
@@ -105,12 +110,13 @@ def progress_figure(data: ReportData) -> go.Figure:
 
 
 def fidelity_figure(data: ReportData) -> go.Figure:
-    """Trials per fidelity level and state."""
-    t = data.trials.assign(level=data.trials["level"].fillna("full").astype(str))
-    counts = t.groupby(["level", "state"]).size().unstack(fill_value=0)
-    fig = go.Figure([go.Bar(x=[html.escape(str(level)) for level in counts.index], y=counts[state], name=state.lower())
+    """Trials per rung (successive halving) and state."""
+    rung = pd.to_numeric(data.trials["rung"], errors="coerce") if "rung" in data.trials else None
+    t = data.trials.assign(rung=rung.map(lambda r: "?" if pd.isna(r) else f"rung {int(r)}") if rung is not None else "?")
+    counts = t.groupby(["rung", "state"]).size().unstack(fill_value=0)
+    fig = go.Figure([go.Bar(x=[html.escape(str(r)) for r in counts.index], y=counts[state], name=state.lower())
                      for state in counts.columns])
-    fig.update_layout(**_layout(barmode="stack", height=320, yaxis_title="trials", xaxis_title="fidelity level"))
+    fig.update_layout(**_layout(barmode="stack", height=320, yaxis_title="trials", xaxis_title="rung"))
     return fig
 
 

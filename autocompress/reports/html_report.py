@@ -88,7 +88,7 @@ def report_payload(run: Run, *, run_ref: str, data: ReportData | None = None) ->
     t = data.trials
     complete = t[t["state"] == "COMPLETE"]
     evaluator, importances = objective_importances(t[t["full"]])
-    columns = ["number", "accuracy", "size_bytes", "latency_ms", "level", "full", "on_front",
+    columns = ["number", "accuracy", "size_bytes", "latency_ms", "rung", "steps", "full", "on_front",
                "duration_s", "summary"]
     failed = t[t["state"] != "COMPLETE"]
     return {
@@ -100,8 +100,8 @@ def report_payload(run: Run, *, run_ref: str, data: ReportData | None = None) ->
         "budget_color": figures.BUDGET,
         "facts": run_facts(run, trials=t),
         "export_command": shlex.join(["autocompress", "best", run_ref]),
-        "trials": {c: [_clean(v) for v in complete[c]] for c in columns},
-        "failed": [{"number": int(r["number"]), "state": r["state"], "level": _clean(r.get("level")),
+        "trials": {c: [_clean(v) for v in complete.reindex(columns=columns)[c]] for c in columns},
+        "failed": [{"number": int(r["number"]), "state": r["state"], "rung": _clean(r.get("rung")),
                     "duration_s": _clean(r.get("duration_s")), "error": str(_clean(r.get("error")) or "")}
                    for _, r in failed.iterrows()],
         "layers": data.layers,

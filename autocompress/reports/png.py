@@ -22,7 +22,7 @@ PNG_NAMES = ("pareto_size.png", "pareto_latency.png", "hypervolume.png")
 
 def _pareto(ax, data: ReportData, x: str) -> None:
     done = data.trials[data.trials["state"] == "COMPLETE"].dropna(subset=["accuracy", x])
-    groups = [("screening (lower fidelity)", done[~done["full"]], dict(facecolors="none", edgecolors=SCREEN, s=18)),
+    groups = [("lower rungs (fewer fine-tuning steps)", done[~done["full"]], dict(facecolors="none", edgecolors=SCREEN, s=18)),
               ("dominated", done[done["full"] & ~done["on_front"]], dict(color=DOMINATED, alpha=0.5, s=18)),
               ("Pareto front", done[done["on_front"]], dict(color=FRONT, s=40, edgecolors="white", zorder=3))]
     for name, rows, style in groups:

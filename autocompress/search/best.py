@@ -1,6 +1,6 @@
 """The best model under a budget, answered from stored results without re-running anything.
 
-Only complete trials at the run's full fidelity are candidates (screening results never are).
+Only complete trials at the run's full fidelity (the top rung) are candidates (lower rungs never are).
 Preferences: ``accurate`` (highest accuracy, ties by size then latency), ``smallest`` (size,
 then accuracy, then latency), ``fastest`` (latency, then accuracy, then size).
 ``Run.export`` ships a candidate: the copy is measured again and checked against the record.
@@ -143,7 +143,7 @@ class Run:
         rows = self.candidates[self.candidates["number"] == number]
         if rows.empty:
             shown = ", ".join(str(int(n)) for n in self.candidates["number"][:20])
-            raise UsageError(f"number={number}: not a complete full-fidelity trial of {self.path} (screening and "
+            raise UsageError(f"number={number}: not a complete full-fidelity trial of {self.path} (lower rungs and "
                              f"failed trials cannot be shipped); candidates: {shown or 'none'}")
         return self._candidate(rows.iloc[0], chosen=f"trial {number}, picked by hand")
 

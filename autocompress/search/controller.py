@@ -83,10 +83,11 @@ def make_sampler(name: str, *, seed: int | None, trials: int) -> optuna.samplers
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _progress_line(done: int, total: int, frozen: optuna.trial.FrozenTrial, teacher: Metrics) -> str:
+def _progress_line(done: int, total: int, frozen: optuna.trial.FrozenTrial, teacher: Metrics, *, rungs: int = 1
+                   ) -> str:
     attrs = frozen.user_attrs
-    level = attrs.get("level", "")
-    head = f"[{done:>{len(str(total))}}/{total}] trial {frozen.number:<3}" + (f" {level:<6}" if level else "")
+    rung = f"rung {attrs['rung']}" if rungs > 1 and "rung" in attrs else ""
+    head = f"[{done:>{len(str(total))}}/{total}] trial {frozen.number:<3}" + (f" {rung:<6}" if rung else "")
     seconds = attrs.get("duration_s", 0.0)
     if "metrics" not in attrs:
         return f"{head} FAILED  {seconds:5.1f}s  {attrs.get('error', '')}"
@@ -328,39 +329,38 @@ def _new_run_info(session: _Session, teacher_measured, *, task_spec, data_dir, c
     }
 
 
-def _first_trials(session: _Session) -> list[tuple[Plan, bool]]:
+def _first_trials(session: _Session) -> list[tuple[Plan, int]]:
     """Step 2: interrupted trials to run again, then (a new study) the warm-start recipes and TPE's
     one-technique-at-a-time start."""
     from autocompress.search.searcher import requeue_interrupted
 
     study, space, settings = session.study, session.space, session.settings
-    rerun = requeue_interrupted(study)
+    rerun = requeue_interrupted(study, settings.rungs())
     if rerun:
         session.progress(f"resuming: {len(rerun)} interrupted trial(s) will run again")
     first = []
     if not study.trials:
         if settings.warm_start:
-            first += [(plan, False) for plan in space.warm_start_plans()[: max(0, session.trials // 4)]]
+            first += [(plan, 0) for plan in space.warm_start_plans()[: max(0, session.trials // 4)]]
         if settings.sampler == "tpe":
-            first += [(plan, False) for plan in space.startup_plans(startup_trials(session.trials), seed=settings.seed)]
+            first += [(plan, 0) for plan in space.startup_plans(startup_trials(session.trials), seed=settings.seed)]
     return rerun + first
 
 
 def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResult:
     """Step 3: run the trials on Ray until enough have finished, Ctrl-C, or the time budget."""
     from autocompress.search.ray_runner import run_trials
-    from autocompress.search.searcher import Screening, StudySearcher, seen_plans
+    from autocompress.search.searcher import StudySearcher, seen_plans
     from autocompress.search.worker import Job
 
     settings, execution, out = session.settings, session.execution, session.out
     queue = _first_trials(session)
     clock = time.perf_counter()
     checkpoint = _Checkpoint(session, on_checkpoint)
-    screening = Screening(steps=settings.screen_steps, full_steps=settings.distill.steps) \
-        if settings.screen_steps else None
+    rungs = settings.rungs()
     searcher = StudySearcher(study=session.study, space=session.space, total=session.trials,
-                             seen=seen_plans(session.study), on_finished=checkpoint.trial_finished,
-                             screening=screening, timeout_s=execution.trial_timeout_s, retries=execution.retries,
+                             seen=seen_plans(session.study, rungs), on_finished=checkpoint.trial_finished,
+                             rungs=rungs, timeout_s=execution.trial_timeout_s, retries=execution.retries,
                              budget=settings.budget)
     checkpoint.searcher = searcher
     checkpoint.tables()  # trials.csv exists from the start: best and report can read a run before its first trial
@@ -368,7 +368,7 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
     job = Job(task_spec=task_spec, data_dir=data_dir, task=None if task_spec else session.task,
               teacher_state=session.task.teacher.state_dict(), distill=settings.distill, out_dir=str(out.resolve()),
               threads=max(1, int(execution.cpus_per_trial)), run_id=session.run_id, latency_actor=session.actor,
-              budget=settings.budget, checkpoints=screening is not None)
+              budget=settings.budget, checkpoints=rungs.top > 0)
     try:
         if settings.sensitivity:  # before the first trial; a resume reuses what sensitivity.csv holds
             from autocompress.search.sensitivity import scan_for_run
@@ -411,7 +411,8 @@ class _Checkpoint:
 
     def trial_finished(self, frozen: optuna.trial.FrozenTrial) -> None:
         s = self.session
-        s.progress(_progress_line(self.searcher.finished, s.trials, frozen, s.teacher))
+        s.progress(_progress_line(self.searcher.finished, s.trials, frozen, s.teacher,
+                                  rungs=len(self.searcher.rungs.steps)))
         self.tables()
         if time.perf_counter() - self.last >= CHECKPOINT_EVERY_S:
             self.call()

@@ -52,6 +52,38 @@ def dominated(point, others: pd.DataFrame) -> bool:
     return bool(np.any(_dominates(_as_minimized(others), p)))
 
 
+def _crowding(points: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance of each point of one front: the extremes of every objective
+    infinite, the others the summed normalized gap between their neighbours."""
+    distance = np.zeros(len(points))
+    for column in points.T:
+        order = np.argsort(column, kind="stable")
+        span = column[order[-1]] - column[order[0]]
+        if span > 0:  # an objective on which the front does not differ tells nothing apart
+            distance[order[[0, -1]]] = np.inf
+            distance[order[1:-1]] += (column[order[2:]] - column[order[:-2]]) / span
+    return distance
+
+
+def nondominated_order(frame: pd.DataFrame) -> list:
+    """The index labels of ``frame``, best first: its Pareto front, then the front of what is left,
+    and so on (non-dominated sorting); within one front the most isolated first (crowding
+    distance, then accuracy), which keeps the chosen ones spread along the front.
+
+    >>> df = pd.DataFrame({"accuracy": [0.9, 0.8, 0.95, 0.7], "size_bytes": [10, 20, 30, 5],
+    ...                    "latency_ms": [1.0, 2.0, 1.0, 1.0]})
+    >>> nondominated_order(df)
+    [2, 3, 0, 1]
+    """
+    points, left, ordered = _as_minimized(frame), np.arange(len(frame)), []
+    while len(left):
+        front = left[[not np.any(_dominates(points[left], points[i])) for i in left]]
+        crowding = _crowding(points[front])
+        ordered += [front[i] for i in sorted(range(len(front)), key=lambda i: (-crowding[i], points[front[i], 0]))]
+        left = np.setdiff1d(left, front)
+    return [frame.index[i] for i in ordered]
+
+
 def pareto_front(trials: pd.DataFrame, *, fidelity: str | None = None) -> pd.DataFrame:
     """The non-dominated complete trials (of one fidelity when given), most accurate first; a
     duplicate (a plan answered from an earlier trial) never joins: its first trial does."""

@@ -2,10 +2,11 @@
 
 ``suggest`` asks the study for the next plan (duplicates of a finished plan are answered
 from the study at once); ``on_trial_complete`` tells the study the outcome the moment a trial
-ends, so a driver that dies loses nothing finished. With screening (multi-fidelity), new
-plans are evaluated with few fine-tuning steps first, and a screened plan that could still
-land on the full-fidelity front is promoted: evaluated again at full fidelity as its own
-trial (see ``_queue_promotions``).
+ends, so a driver that dies loses nothing finished. With several rungs (successive halving,
+``rungs.Rungs``) every new plan starts on rung 0, and each result may promote plans to the
+next rung: a promotion is its own trial, continuing the fine-tuning of the plan's trial one
+rung below from its checkpoint. Every trial stores its ``rung``; the study is the whole state,
+so a resumed search knows every rung.
 
 Example (the controller builds it; here on a tiny space, with an in-memory study):
     >>> import torch
@@ -13,7 +14,7 @@ Example (the controller builds it; here on a tiny space, with an in-memory study
     >>> from autocompress.spaces.layers import discover
     >>> space = SearchSpace(discover(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)), torch.randn(1, 4)))
     >>> study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
-    >>> searcher = StudySearcher(study=study, space=space, total=2, on_finished=print, seen={})
+    >>> searcher = StudySearcher(study=study, space=space, total=2, on_finished=print, seen={}, rungs=Rungs((100,)))
     >>> config = searcher.suggest("t0")
     >>> config["number"], Plan.from_dict(config["plan"]) == searcher.running["t0"][1]
     (0, True)
@@ -25,7 +26,6 @@ import json
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import optuna
 import pandas as pd
 from ray.tune.search import Searcher
@@ -33,23 +33,22 @@ from ray.tune.search import Searcher
 from autocompress.budget import Budget
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
-from autocompress.search.pareto import dominated
+from autocompress.search.proposals import FIT_MIN_TRIALS, Predictor
+from autocompress.search.rungs import Rungs
 from autocompress.spaces.space import SearchSpace
 
 State = optuna.trial.TrialState
-DEFAULT_GAIN, PAIRS_NEEDED = 0.05, 3
 DUPLICATES_IN_A_ROW = 100  # proposals that all repeat earlier plans: the space holds no new one
+PROPOSAL_EVERY = 2  # with a predictor: new plans alternate between it and the sampler, its first
+PROPOSALS_CONSIDERED = 200  # plans along the predicted front looked through for one not tried
 
 
-@dataclass(frozen=True)
-class Screening:
-    """Multi-fidelity: screen new plans with ``steps`` fine-tuning steps; promote the front."""
-
-    steps: int
-    full_steps: int
-
-    def label(self, full: bool) -> str:
-        return "full" if full else "screen"
+def rung_of(trial: optuna.trial.FrozenTrial, rungs: Rungs) -> int:
+    """The rung a trial ran on (runs made before rungs existed: "screen" was rung 0, and a
+    full-fidelity trial is on the top rung)."""
+    if "rung" in trial.user_attrs:
+        return int(trial.user_attrs["rung"])
+    return 0 if trial.user_attrs.get("level") == "screen" else rungs.top
 
 
 def was_interrupted(trial: optuna.trial.FrozenTrial) -> bool:
@@ -66,19 +65,23 @@ def counts_toward_total(trial: optuna.trial.FrozenTrial) -> bool:
 
 class StudySearcher(Searcher):
     def __init__(self, *, study: optuna.Study, space: SearchSpace, total: int, seen: dict[Plan, optuna.trial.FrozenTrial],
-                 on_finished: Callable[[optuna.trial.FrozenTrial], None], screening: Screening | None = None,
-                 timeout_s: float | None = None, retries: int = 1, budget: Budget | None = None):
+                 on_finished: Callable[[optuna.trial.FrozenTrial], None], rungs: Rungs,
+                 timeout_s: float | None = None, retries: int = 1, budget: Budget | None = None,
+                 predictor: Predictor | None = None):
         super().__init__(metric="accuracy", mode="max")
         self.study, self.space, self.total, self.seen = study, space, total, seen
-        self.on_finished, self.screening, self.timeout_s, self.retries = on_finished, screening, timeout_s, retries
+        self.on_finished, self.rungs, self.timeout_s, self.retries = on_finished, rungs, timeout_s, retries
         self.budget = budget or Budget()
-        self.running: dict[str, tuple[optuna.Trial, Plan, str]] = {}
-        self.queue: list[tuple[Plan, bool]] = []  # plans to run next (warm start, re-runs, promotions): (plan, full)
-        self.promoted: set[Plan] = {Plan.from_dict(t.user_attrs["plan"]) for t in study.get_trials(deepcopy=False)
-                                    if t.user_attrs.get("level") == "full" and "plan" in t.user_attrs}
+        self.running: dict[str, tuple[optuna.Trial, Plan, int]] = {}
+        self.queue: list[tuple[Plan, int]] = []  # plans to run next (warm start, re-runs, promotions): (plan, rung)
+        self.promoted: set[tuple[Plan, int]] = {
+            (Plan.from_dict(t.user_attrs["plan"]), rung_of(t, rungs)) for t in study.get_trials(deepcopy=False)
+            if "plan" in t.user_attrs and rung_of(t, rungs) > 0}
         self.finished = sum(counts_toward_total(t) for t in study.get_trials(deepcopy=False))
         self.repeats = 0  # duplicates proposed since the last new plan
         self.exhausted = False  # DUPLICATES_IN_A_ROW proposals in a row were duplicates
+        self.predictor = predictor  # with one: every PROPOSAL_EVERY-th new plan is the predictor's
+        self.new_plans = 0
 
     def __getstate__(self) -> dict:
         """Ray Tune pickles its searcher into the run directory (tune/): keep the study, whose
@@ -88,30 +91,55 @@ class StudySearcher(Searcher):
 
     def suggest(self, trial_id: str):
         while not self.exhausted and self.finished + len(self.running) < self.total:
-            full = self.screening is None
+            rung = 0
+            if not self.queue:
+                self.new_plans += 1
+                proposal = self._proposal() if (self.new_plans - 1) % PROPOSAL_EVERY == 0 else None
+                if proposal is not None:
+                    self.queue.append((proposal, 0))
             if self.queue:  # enqueued right before ask, so ask returns exactly this plan
-                plan, full = self.queue.pop(0)
-                full = full or self.screening is None
+                plan, rung = self.queue.pop(0)
                 self.study.enqueue_trial(self.space.params_from_plan(plan))
             trial = self.study.ask(fixed_distributions=self.space.distributions())
             plan = self.space.plan_from_params(trial.params)
-            level = "full" if self.screening is None else self.screening.label(full)
             trial.set_user_attr("plan", plan.to_dict())
-            trial.set_user_attr("level", level)
-            previous = self.seen.get((plan, level))
+            trial.set_user_attr("rung", rung)
+            previous = self.seen.get((plan, rung))
             if previous is not None:
                 self._answer_duplicate(trial, previous)
                 continue
             self.repeats = 0
-            self.running[trial_id] = (trial, plan, level)
-            config = {"number": trial.number, "plan": plan.to_dict()}
-            if self.screening is not None:
-                config["distill"] = {"steps": self.screening.full_steps if full else self.screening.steps}
-                screened = self.seen.get((plan, "screen")) if full else None
-                if screened is not None:  # a promotion continues the screened fine-tuning
-                    config["continue_from"] = screened.number
-            return config
+            self.running[trial_id] = (trial, plan, rung)
+            return self._config(trial, plan, rung)
         return Searcher.FINISHED if not self.running else None
+
+    def _config(self, trial: optuna.Trial, plan: Plan, rung: int) -> dict:
+        """What the worker needs: the plan, and with rungs its steps and the trial it continues."""
+        config = {"number": trial.number, "plan": plan.to_dict()}
+        if self.rungs.top:
+            config["distill"] = {"steps": self.rungs.steps[rung]}
+            below = self.seen.get((plan, rung - 1)) if rung else None
+            if below is not None:  # a promotion continues the fine-tuning of the rung below
+                config["continue_from"] = below.number
+        return config
+
+    def _proposal(self) -> Plan | None:
+        """The predictor's next plan (``proposals``): refit on the finished trials of the highest
+        rung with enough of them, then the first plan along its predicted front not tried yet."""
+        if self.predictor is None:
+            return None
+        by_rung: dict[int, list] = {}
+        for (plan, rung), frozen in self.seen.items():
+            by_rung.setdefault(rung, []).append((frozen.params, frozen.user_attrs["metrics"]))
+        enough = [r for r, rows in by_rung.items() if len(rows) >= FIT_MIN_TRIALS]
+        if enough:
+            self.predictor = self.predictor.refit(by_rung[max(enough)])
+        tried = {plan for plan, _ in self.seen} | {plan for _, plan, _ in self.running.values()}
+        for params in self.predictor.sweep(count=PROPOSALS_CONSIDERED):
+            plan = self.space.plan_from_params({k: v for k, v in params.items() if k in self.space.distributions()})
+            if plan not in tried:
+                return plan
+        return None
 
     def _answer_duplicate(self, trial: optuna.Trial, previous: optuna.trial.FrozenTrial) -> None:
         """The same applied plan at the same fidelity ran before: store its numbers under this
@@ -127,7 +155,7 @@ class StudySearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.running:
             return
-        trial, plan, level = self.running.pop(trial_id)
+        trial, plan, rung = self.running.pop(trial_id)
         result = result or {}
         for key in ("node", "started_at", "finished_at", "duration_s"):
             if key in result:
@@ -151,7 +179,7 @@ class StudySearcher(Searcher):
         else:
             trial.set_user_attr("metrics", metrics.to_dict())
             frozen = self._tell_complete(trial, metrics)
-        self._finish(frozen, plan, level)
+        self._finish(frozen, plan, rung)
 
     def _tell_complete(self, trial: optuna.Trial, metrics: Metrics) -> optuna.trial.FrozenTrial:
         """Store the objectives, and the budget as constraints (<= 0 feasible) for the sampler."""
@@ -159,37 +187,26 @@ class StudySearcher(Searcher):
             trial.set_constraint(axis, value)
         return self.study.tell(trial, [metrics.accuracy, metrics.size_bytes, metrics.latency_ms])
 
-    def _finish(self, frozen: optuna.trial.FrozenTrial, plan: Plan, level: str) -> None:
+    def _finish(self, frozen: optuna.trial.FrozenTrial, plan: Plan, rung: int) -> None:
         self.finished += 1
         if frozen.state == State.COMPLETE:
-            self.seen.setdefault((plan, level), frozen)
-            if level == "screen":
+            self.seen.setdefault((plan, rung), frozen)
+            if rung < self.rungs.top:
                 self._queue_promotions()
         self.on_finished(frozen)
 
     def _queue_promotions(self) -> None:
-        """Promote each screened plan that could still land on the full-fidelity front.
-
-        Size and latency do not change with more fine-tuning (same architecture, same file
-        layout); only accuracy does. A screened plan is promoted unless a full-fidelity result
-        already dominates it even after crediting it the typical (median) accuracy gain seen so
-        far from screening to full fidelity (DEFAULT_GAIN until PAIRS_NEEDED promotions finished).
-        """
-        trials = self.study.get_trials(deepcopy=False, states=(State.COMPLETE,))
-        by_level = {"screen": {}, "full": {}}
-        for t in trials:
-            by_level.get(t.user_attrs.get("level"), {})[Plan.from_dict(t.user_attrs["plan"])] = t.user_attrs["metrics"]
-        gains = [by_level["full"][p]["accuracy"] - m["accuracy"] for p, m in by_level["screen"].items()
-                 if p in by_level["full"]]
-        gain = float(np.median(gains)) if len(gains) >= PAIRS_NEEDED else DEFAULT_GAIN
-        full = pd.DataFrame(list(by_level["full"].values()))
-        for plan, metrics in by_level["screen"].items():
-            if plan in self.promoted or not self.budget.structural().feasible(metrics):
-                continue  # over a size or latency limit: more fine-tuning cannot help it
-            hopeful = {**metrics, "accuracy": metrics["accuracy"] + max(gain, 0.0)}
-            if not dominated(hopeful, full):
-                self.promoted.add(plan)
-                self.queue.insert(0, (plan, True))
+        """Put the plans due to go up a rung (``Rungs.promotions``) at the head of the queue."""
+        results: dict[int, list[dict]] = {}
+        for (plan, rung), frozen in self.seen.items():
+            if rung < self.rungs.top:
+                metrics = frozen.user_attrs["metrics"]
+                results.setdefault(rung, []).append(
+                    {"plan": plan, **metrics, "feasible": self.budget.structural().feasible(metrics)})
+        frames = {rung: pd.DataFrame(rows) for rung, rows in results.items()}
+        chosen = self.rungs.promotions(frames, promoted=self.promoted)
+        self.promoted.update(chosen)
+        self.queue[:0] = chosen
 
     def interrupt_running(self, reason: str) -> int:
         """Store every trial still running as failed and interrupted (resume re-runs them)."""
@@ -208,25 +225,30 @@ class StudySearcher(Searcher):
         pass
 
 
-def seen_plans(study: optuna.Study) -> dict[tuple[Plan, str], optuna.trial.FrozenTrial]:
-    """Completed plans by (plan, fidelity level), for answering duplicates."""
-    return {(Plan.from_dict(t.user_attrs["plan"]), t.user_attrs.get("level", "full")): t
-            for t in study.get_trials(deepcopy=False, states=(State.COMPLETE,)) if "plan" in t.user_attrs}
+def seen_plans(study: optuna.Study, rungs: Rungs) -> dict[tuple[Plan, int], optuna.trial.FrozenTrial]:
+    """Completed plans by (plan, rung), first trial first, for answering duplicates and promoting.
+
+    Duplicates are left out: they are answers, not results."""
+    seen = {}
+    for t in study.get_trials(deepcopy=False, states=(State.COMPLETE,)):
+        if "plan" in t.user_attrs and "duplicate_of" not in t.user_attrs:
+            seen.setdefault((Plan.from_dict(t.user_attrs["plan"]), rung_of(t, rungs)), t)
+    return seen
 
 
-def requeue_interrupted(study: optuna.Study) -> list[tuple[Plan, bool]]:
+def requeue_interrupted(study: optuna.Study, rungs: Rungs) -> list[tuple[Plan, int]]:
     """Before a resumed search: trials left RUNNING by a driver that died are stored as failed
-    (interrupted); returns the (plan, full fidelity) of every interrupted trial whose plan has
-    not run again since, so that the resumed search runs them (once each)."""
+    (interrupted); returns the (plan, rung) of every interrupted trial whose plan has not run on
+    that rung again since, so that the resumed search runs them (once each)."""
     for frozen in study.get_trials(deepcopy=False, states=(State.RUNNING,)):
         study.tell(frozen.number, state=State.FAIL, skip_if_finished=True)
     trials = study.get_trials(deepcopy=False)
-    ran_again = {(Plan.from_dict(t.user_attrs["plan"]), t.user_attrs.get("level", "full"))
+    ran_again = {(Plan.from_dict(t.user_attrs["plan"]), rung_of(t, rungs))
                  for t in trials if counts_toward_total(t) and "plan" in t.user_attrs}
     again = {}
     for frozen in trials:
         if was_interrupted(frozen) and "plan" in frozen.user_attrs:
-            key = (Plan.from_dict(frozen.user_attrs["plan"]), frozen.user_attrs.get("level", "full"))
+            key = (Plan.from_dict(frozen.user_attrs["plan"]), rung_of(frozen, rungs))
             if key not in ran_again:
-                again[key] = (key[0], key[1] == "full")
+                again[key] = key
     return list(again.values())

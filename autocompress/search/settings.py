@@ -1,8 +1,8 @@
 """The settings of a search: what shapes its results (stored, restored on resume) and where it runs.
 
 ``SearchSettings`` holds every choice that changes which candidates a search finds: sampler,
-seed, techniques, pruning importance, warm start, fine-tuning (``DistillConfig``), screening and
-budget. ``run.json`` stores it; ``--resume`` restores it, and a resume that asks for a different
+seed, techniques, pruning importance, warm start, fine-tuning (``DistillConfig``), the rungs of
+successive halving and budget. ``run.json`` stores it; ``--resume`` restores it, and a resume that asks for a different
 value is refused, so a resumed run never silently becomes another search. ``Execution`` says
 where and how trials run (workers, cluster, timeouts): it may change between sessions.
 
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from autocompress.compressors.distill import OPTIMIZERS, SCHEDULES, DistillConfig
 from autocompress.plan import IMPORTANCES
 from autocompress.budget import Budget
+from autocompress.search.rungs import DEFAULT_ETA, Rungs
 from autocompress.spaces.space import TECHNIQUES
 from autocompress.task import UsageError
 
@@ -57,8 +58,8 @@ class SettingError(UsageError):
 def flag_for(name: str) -> str:
     """The CLI flag of a setting keyword.
 
-    >>> flag_for("distill.steps"), flag_for("screen_steps")
-    ('--steps', '--screen-steps')
+    >>> flag_for("distill.steps"), flag_for("min_steps")
+    ('--steps', '--min-steps')
     """
     return FLAGS.get(name, "--" + name.rpartition(".")[2].replace("_", "-"))
 
@@ -113,9 +114,11 @@ class SearchSettings:
     follows it). techniques: the knob families searched (prune, quant, lowrank, student).
     importance: channel ranking for pruning (l1, l2, taylor). warm_start: try the known
     recipes first. distill: how every candidate is fine-tuned (``lr`` None = the task's).
-    screen_steps: multi-fidelity screening steps, or None. budget: the limits that steer the
-    sampler (Optuna constraints). sensitivity: run the sensitivity scan (each knob value alone)
-    before the first trial; sensitivity_steps: its fine-tuning steps per cell (0: calibration only).
+    min_steps, eta: successive halving: the lowest rung's fine-tuning steps (None: one rung,
+    every plan gets ``distill.steps``) and the reduction factor (``rungs.Rungs``). budget: the
+    limits that steer the sampler (Optuna constraints). sensitivity: run the sensitivity scan
+    (each knob value alone) before the first trial; sensitivity_steps: its fine-tuning steps per
+    cell (0: calibration only).
     """
 
     sampler: str = "tpe"
@@ -124,7 +127,8 @@ class SearchSettings:
     importance: str = "l1"
     warm_start: bool = True
     distill: DistillConfig = field(default_factory=DistillConfig)
-    screen_steps: int | None = None
+    min_steps: int | None = None
+    eta: int = DEFAULT_ETA
     budget: Budget = field(default_factory=Budget)
     sensitivity: bool = True
     sensitivity_steps: int = 0
@@ -149,16 +153,25 @@ class SearchSettings:
             raise SettingError("distill", "must be a DistillConfig and budget a Budget")
         distill = distill_config({**dataclasses.asdict(self.distill), "seed": self.seed})
         object.__setattr__(self, "distill", distill)
-        if self.screen_steps is not None:
-            _number("screen_steps", self.screen_steps, minimum=1, integer=True)
-            if self.screen_steps >= self.distill.steps:
-                raise SettingError("screen_steps", f"must be below the full fine-tuning steps ({self.distill.steps}), "
-                                                   f"got {self.screen_steps}")
+        _number("eta", self.eta, minimum=2, integer=True)
+        if self.min_steps is not None:
+            _number("min_steps", self.min_steps, minimum=1, integer=True)
+            if self.min_steps >= self.distill.steps:
+                raise SettingError("min_steps", f"must be below the full fine-tuning steps ({self.distill.steps}), "
+                                                f"got {self.min_steps}")
+
+    def rungs(self) -> Rungs:
+        """The fine-tuning steps of each rung, from ``min_steps`` to ``distill.steps``.
+
+        >>> SearchSettings(distill=DistillConfig(steps=300), min_steps=30).rungs().steps
+        (30, 90, 300)
+        """
+        return Rungs.between(self.min_steps, self.distill.steps, eta=self.eta)
 
     def to_dict(self) -> dict:
         return {"sampler": self.sampler, "seed": self.seed, "techniques": list(self.techniques),
                 "importance": self.importance, "warm_start": self.warm_start,
-                "distill": dataclasses.asdict(self.distill), "screen_steps": self.screen_steps,
+                "distill": dataclasses.asdict(self.distill), "min_steps": self.min_steps, "eta": self.eta,
                 "budget": self.budget.to_dict(), "sensitivity": self.sensitivity,
                 "sensitivity_steps": self.sensitivity_steps}
 
@@ -166,7 +179,8 @@ class SearchSettings:
     def from_dict(cls, data: dict) -> "SearchSettings":
         return cls(sampler=data["sampler"], seed=data["seed"], techniques=tuple(data["techniques"]),
                    importance=data["importance"], warm_start=data["warm_start"],
-                   distill=distill_config(data["distill"]), screen_steps=data["screen_steps"],
+                   distill=distill_config(data["distill"]), min_steps=data.get("min_steps", data.get("screen_steps")),
+                   eta=data.get("eta", DEFAULT_ETA),
                    budget=Budget(**data["budget"]),
                    sensitivity=data.get("sensitivity", False),  # runs stored before the scan existed had none
                    sensitivity_steps=data.get("sensitivity_steps", 0))

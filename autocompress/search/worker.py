@@ -141,8 +141,8 @@ def remote_latency(actor):
 
 
 def _continued(job: Job, config: dict) -> Path | None:
-    """The checkpoint of the earlier trial this one continues (a screened plan promoted to full
-    fidelity), if it kept one."""
+    """The checkpoint of the earlier trial this one continues (the same plan one rung below,
+    promoted), if it kept one."""
     if "continue_from" not in config:
         return None
     path = Path(job.out_dir) / ARTIFACTS / str(config["continue_from"]) / CHECKPOINT_NAME

@@ -123,6 +123,12 @@ def test_quantized_chain_runs_int8_kernels_without_dequantizing_between_layers(d
     assert stored["stage1.0.conv1.weight_quantized"].data_type == {8: onnx.TensorProto.INT8,
                                                                    4: onnx.TensorProto.INT4,
                                                                    2: onnx.TensorProto.INT2}[bits]
+    # the file's bytes are its weights: no node names, no exporter's long tensor names, no Constant nodes
+    model = onnx.load(path)
+    named = {v.name for v in model.graph.input} | {v.name for v in model.graph.output} | set(stored)
+    intermediate = {name for n in model.graph.node for name in [*n.input, *n.output] if name not in named}
+    assert all(not n.name for n in model.graph.node) and "Constant" not in {n.op_type for n in model.graph.node}
+    assert intermediate and max(map(len, intermediate)) <= 3
 
 
 class _LeNetLike(nn.Module):

@@ -50,7 +50,7 @@ def test_front_hypervolume_and_plans_agree_with_the_stored_results(synthetic_run
 def test_importances_switch_to_ped_anova_beyond_fanovas_share(synthetic_run):
     payload = report_payload(load_run(synthetic_run), run_ref="runs/synthetic")
     trials = pd.read_csv(synthetic_run / "trials.csv")
-    full = int(((trials["state"] == "COMPLETE") & (trials["level"] == "full")).sum())
+    full = int(((trials["state"] == "COMPLETE") & (trials["fidelity"] == load_run(synthetic_run).fidelity)).sum())
     assert payload["importance"] == {"evaluator": "fANOVA" if full <= 200 else "PED-ANOVA", "trials": full}
     bars = payload["figures"]["importance"]["data"]
     assert [b["name"] for b in bars] == ["accuracy", "size_bytes", "latency_ms"]
@@ -82,9 +82,9 @@ def test_best_exports_a_trial_chosen_in_the_report(hostile_run, tmp_path):
     proc = run_cli("best", str(hostile_run), "--trial", str(number), "--export", str(tmp_path / "shipped"))
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "shipped" / "model.onnx").read_bytes() == run.candidate(number).artifact.read_bytes()
-    screening = run.trials[(run.trials["state"] == "COMPLETE") & (run.trials["level"] == "screen")]
+    screening = run.trials[(run.trials["state"] == "COMPLETE") & (run.trials["rung"] == 0)]
     refused = run_cli("best", str(hostile_run), "--trial", str(int(screening["number"].iloc[0])))
-    assert refused.returncode == 2 and "screening and failed trials cannot be shipped" in refused.stderr
+    assert refused.returncode == 2 and "lower rungs and failed trials cannot be shipped" in refused.stderr
 
 
 def _one_line_error(proc) -> str:

@@ -60,9 +60,13 @@ def test_a_trial_past_its_timeout_is_stored_as_failed(tmp_path):
     assert trials["error"].str.contains("timed out").all()
 
 
-def test_resume_after_the_driver_is_killed_keeps_every_finished_trial(digits_task, tmp_path):
+def test_resume_after_the_driver_is_killed_between_rungs_keeps_every_finished_trial(digits_task, tmp_path):
+    """Successive halving on digits (rungs of 50 and 150 steps): the driver killed with SIGKILL
+    once rung 0 has results; the resumed search reaches the requested count, every trial that
+    had finished is unchanged, and the promoted plans continued with more steps."""
     out = tmp_path / "run"
-    args = ["search", "--task", "digits", "--trials", "6", "--steps", "150", "--workers", "2", "--out", str(out)]
+    args = ["search", "--task", "digits", "--trials", "6", "--steps", "150", "--min-steps", "50", "--workers", "2",
+            "--out", str(out)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     driver = subprocess.Popen([sys.executable, "-m", "autocompress.cli", *args], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -84,17 +88,20 @@ def test_resume_after_the_driver_is_killed_keeps_every_finished_trial(digits_tas
     after = pd.read_csv(out / "trials.csv")
     assert (after["state"] == "COMPLETE").sum() == 6
     kept = after.set_index("number").loc[completed.index]
-    pd.testing.assert_frame_equal(kept[["accuracy", "size_bytes", "latency_ms"]],
-                                  completed[["accuracy", "size_bytes", "latency_ms"]], check_dtype=False)
+    pd.testing.assert_frame_equal(kept[["accuracy", "size_bytes", "latency_ms", "rung", "steps"]],
+                                  completed[["accuracy", "size_bytes", "latency_ms", "rung", "steps"]], check_dtype=False)
+    done = after[(after["state"] == "COMPLETE") & after["duplicate_of"].isna()]
+    promoted = done[done["rung"] == 1]
+    assert len(promoted) >= 1 and set(promoted["steps"]) == {150} and set(done[done["rung"] == 0]["steps"]) <= {0, 50}
 
 
-def test_screening_promotes_the_screening_front_and_the_front_uses_full_fidelity_only(tmp_path):
+def test_rungs_promote_the_front_of_the_rung_below_and_the_front_uses_the_top_rung_only(tmp_path):
     out = tmp_path / "run"
     proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "8", "--steps", "20",
-                   "--screen-steps", "4", "--workers", "1", "--no-warm-start", "--out", str(out))
+                   "--min-steps", "4", "--workers", "1", "--no-warm-start", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     trials = pd.read_csv(out / "trials.csv")
-    screened, full = trials[trials["level"] == "screen"], trials[trials["level"] == "full"]
+    screened, full = trials[trials["rung"] == 0], trials[trials["rung"] == 1]
     assert len(screened) >= 1 and len(full) >= 1
     assert set(screened["fidelity"]) == {"steps=4,data=1,onnx-val"}
     assert set(full["fidelity"]) == {"steps=20,data=1,onnx-val"}
@@ -103,7 +110,7 @@ def test_screening_promotes_the_screening_front_and_the_front_uses_full_fidelity
     for row in full[params].itertuples(index=False):  # every full evaluation is a promoted screened plan
         assert tuple(row) in screened_plans
     pareto = pd.read_csv(out / "pareto.csv")
-    assert len(pareto) >= 1 and set(pareto["level"]) == {"full"}
+    assert len(pareto) >= 1 and set(pareto["rung"]) == {1}
 
 
 def test_time_budget_ends_the_search_cleanly(tmp_path):

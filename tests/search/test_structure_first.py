@@ -13,6 +13,7 @@ from autocompress.evaluators.evaluate import ARTIFACT_NAME, evaluate
 from autocompress.metrics import Metrics
 from autocompress.search import rundir
 from autocompress.search.pareto import pareto_front
+from autocompress.search.rungs import Rungs
 from autocompress.search.searcher import StudySearcher, counts_toward_total
 from autocompress.spaces.space import SearchSpace
 from autocompress.compressors.pipeline import task_context
@@ -55,9 +56,9 @@ def test_a_duplicate_plan_is_answered_not_counted_and_not_on_the_front(tiny_task
     space = SearchSpace(task_context(tiny_task).discovery)
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
     finished = []
-    searcher = StudySearcher(study=study, space=space, total=2, seen={}, on_finished=finished.append)
+    searcher = StudySearcher(study=study, space=space, total=2, seen={}, rungs=Rungs((10,)), on_finished=finished.append)
     plan = Plan(layers={"fc": LayerPlan(bits=8)})
-    searcher.queue += [(plan, True), (plan, True), (Plan(layers={"stem": LayerPlan(bits=4)}), True)]
+    searcher.queue += [(plan, 0), (plan, 0), (Plan(layers={"stem": LayerPlan(bits=4)}), 0)]
     assert Plan.from_dict(searcher.suggest("a")["plan"]) == plan
     _tell(searcher, "a", 0.5)
     second = searcher.suggest("b")  # the repeat is answered at once; the next new plan is returned
@@ -71,15 +72,15 @@ def test_a_duplicate_plan_is_answered_not_counted_and_not_on_the_front(tiny_task
     front = pareto_front(trials)
     assert 1 not in front["number"].tolist() and front["number"].is_unique
     # a resumed search counts the same way
-    assert StudySearcher(study=study, space=space, total=2, seen={}, on_finished=print).finished == 2
+    assert StudySearcher(study=study, space=space, total=2, seen={}, rungs=Rungs((10,)), on_finished=print).finished == 2
 
 
 def test_a_space_with_no_new_plan_stops_the_search_instead_of_spinning(tiny_task):
     space = SearchSpace(task_context(tiny_task).discovery, techniques=("quant",))
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
-    searcher = StudySearcher(study=study, space=space, total=5, seen={}, on_finished=lambda t: None)
+    searcher = StudySearcher(study=study, space=space, total=5, seen={}, rungs=Rungs((10,)), on_finished=lambda t: None)
     plan = Plan(layers={"fc": LayerPlan(bits=8)})
-    searcher.queue += [(plan, True)] * 200
+    searcher.queue += [(plan, 0)] * 200
     searcher.suggest("a")
     _tell(searcher, "a", 0.5)
     assert searcher.suggest("b") == StudySearcher.FINISHED and searcher.exhausted and searcher.finished == 1
@@ -127,7 +128,7 @@ def test_duplicates_in_a_real_search_neither_count_nor_join_the_front(tight_sear
         assert (Path(result.run_dir) / rundir.ARTIFACTS / str(int(number)) / ARTIFACT_NAME).is_file()
 
 
-def test_a_promoted_plan_continues_the_fine_tuning_of_its_screening(tmp_path):
+def test_a_promoted_plan_continues_the_fine_tuning_of_the_rung_below(tmp_path):
     """With screening, each trial keeps its fine-tuning state; a plan promoted to full fidelity
     continues from its screened checkpoint (its first steps are the screened ones) instead of
     starting again."""
@@ -137,7 +138,7 @@ def test_a_promoted_plan_continues_the_fine_tuning_of_its_screening(tmp_path):
     from tests.fixtures.user_tasks import tiny
 
     out = tmp_path / "run"
-    settings = SearchSettings(sampler="random", seed=0, techniques=("quant",), warm_start=False, screen_steps=4,
+    settings = SearchSettings(sampler="random", seed=0, techniques=("quant",), warm_start=False, min_steps=4, eta=2,
                               distill=DistillConfig(steps=9))
     search(tiny(), settings=settings, trials=4, out=out, task_spec="tests.fixtures.user_tasks:tiny",
            progress=lambda line: None)
@@ -145,9 +146,9 @@ def test_a_promoted_plan_continues_the_fine_tuning_of_its_screening(tmp_path):
     trials = trials[trials["duplicate_of"].isna() & (trials["state"] == "COMPLETE")]
     plans = {int(n): json.loads((out / rundir.ARTIFACTS / str(int(n)) / "plan.json").read_text())
              for n in trials["number"]}
-    levels = dict(zip(trials["number"].astype(int), trials["level"]))
+    rungs = dict(zip(trials["number"].astype(int), trials["rung"]))
     pairs = [(s, f) for s in plans for f in plans
-             if levels[s] == "screen" and levels[f] == "full" and plans[s] == plans[f]]
+             if rungs[s] == 0 and rungs[f] == 1 and plans[s] == plans[f]]
     assert pairs, "no screened plan was promoted (the test would prove nothing)"
 
     def losses(number):

@@ -9,6 +9,7 @@ import pytest
 
 from autocompress.plan import LayerPlan, Plan
 from autocompress.search import rundir
+from autocompress.search.rungs import Rungs
 from autocompress.search.searcher import counts_toward_total, requeue_interrupted
 from tests.conftest import one_clear_line, run_cli
 
@@ -82,7 +83,7 @@ def test_run_json_records_settings_schema_and_storage_without_secrets(elsewhere_
     run = json.loads((out / rundir.RUN_JSON).read_text())
     assert run["schema"] == rundir.RUN_SCHEMA
     assert run["study"]["storage"] == url
-    assert {"sampler", "seed", "techniques", "importance", "warm_start", "distill", "screen_steps",
+    assert {"sampler", "seed", "techniques", "importance", "warm_start", "distill", "min_steps", "eta",
             "budget"} <= set(run["settings"])
     assert run["settings"]["distill"]["lr"] > 0  # the learning rate actually used, not "the task's"
 
@@ -148,7 +149,7 @@ def test_interrupted_trials_run_again_once_each(tmp_path):
     for plan in plans:
         trial = study.ask()
         trial.set_user_attr("plan", plan.to_dict())
-        trial.set_user_attr("level", "full")
+        trial.set_user_attr("rung", 0)
         if plan is plans[0]:  # Ctrl-C
             trial.set_user_attr("interrupted", True)
             trial.set_user_attr("error", rundir.INTERRUPTED)
@@ -157,12 +158,13 @@ def test_interrupted_trials_run_again_once_each(tmp_path):
             trial.set_user_attr("error", "ValueError: NaN loss")
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         # plans[1] stays RUNNING: its driver died
-    again = requeue_interrupted(study)
-    assert again == [(plans[0], True), (plans[1], True)]
+    again = requeue_interrupted(study, Rungs((10,)))
+    assert again == [(plans[0], 0), (plans[1], 0)]
     states = [t.state for t in study.trials]
     assert states[1] == optuna.trial.TrialState.FAIL and not counts_toward_total(study.trials[1])
     assert counts_toward_total(study.trials[2])
     trial = study.ask()  # plans[0] runs again and completes
     trial.set_user_attr("plan", plans[0].to_dict())
+    trial.set_user_attr("rung", 0)
     study.tell(trial, [1.0, 1.0, 1.0])
-    assert requeue_interrupted(study) == [(plans[1], True)]
+    assert requeue_interrupted(study, Rungs((10,))) == [(plans[1], 0)]

@@ -81,7 +81,7 @@
     const plan = data.plans[String(number)];
     if (i === undefined || !plan) return;
     selected = number;
-    const level = T.full[i] ? "full fidelity" : `screening (${T.level[i]})`;
+    const level = T.full[i] ? "full fidelity" : `rung ${T.rung[i]}, ${T.steps[i]} fine-tuning steps`;
     document.getElementById("cand-title").textContent =
       `trial ${number} (${level}${T.on_front[i] ? ", on the Pareto front" : ""}${T.full[i] && within(i, budget) ? ", within the budget" : ""})`;
     const cards = document.getElementById("cand-ratios");
@@ -176,7 +176,7 @@
   const failedBody = document.querySelector("#failed-table tbody");
   for (const f of data.failed) {
     const tr = el("tr");
-    tr.append(el("td", f.number), el("td", f.state.toLowerCase()), el("td", f.level || "-"), el("td", fixed(f.duration_s, 1)),
+    tr.append(el("td", f.number), el("td", f.state.toLowerCase()), el("td", f.rung ?? "-"), el("td", fixed(f.duration_s, 1)),
               el("td", f.error || "(no reason stored)", "text"));
     failedBody.append(tr);
   }

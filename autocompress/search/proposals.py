@@ -1,0 +1,166 @@
+"""Proposals that use what is known: plans predicted to extend the front, from the sensitivity scan.
+
+The predictor is additive, as HAWQ and ModelOpt's AutoQuantize are: a plan's accuracy, size
+and latency are the teacher's plus the deltas its knobs showed when each was applied alone
+(``sensitivity.csv``). The accuracy a knob costs alone, after calibration only, overstates what
+fine-tuning leaves of it for some techniques (pruning) and not others (int8), so the accuracy
+loss of each technique is scaled by a factor refit on the finished trials (non-negative least
+squares of their measured loss on their predicted per-technique losses).
+
+Per budget, the plan with the smallest predicted loss under a size or latency budget is a
+multiple-choice knapsack over the knobs. Its Lagrangian relaxation needs no solver: for a price
+``lam`` on cost, each knob on its own takes the value minimizing ``loss + lam * cost``; sweeping
+``lam`` walks the predicted front's convex hull from the teacher to the smallest plan
+(``sweep``), where cost is the size, the latency, or half of each, relative to the teacher's.
+
+Example:
+    >>> table = pd.DataFrame({"knob": ["bits/a", "bits/a", "bits/b", "bits/b"], "value": [8, 2, 8, 2],
+    ...     "accuracy_delta": [0.0, -0.3, -0.01, -0.02], "size_delta_bytes": [-30, -45, -30, -45],
+    ...     "latency_delta_ms": [-0.1, -0.1, -0.1, -0.1]})
+    >>> teacher = {"accuracy": 0.9, "size_bytes": 100, "latency_ms": 1.0}
+    >>> predictor = Predictor.from_scan(table, teacher)
+    >>> predictor.predict({"bits/a": 8, "bits/b": 2})
+    {'accuracy': 0.88, 'size_bytes': 25.0, 'latency_ms': 0.8}
+    >>> predictor.sweep(count=4)   # the middle of the hull first; a takes 2 bits last (it loses 30 points)
+    [{'bits/a': 8, 'bits/b': 2}, {'bits/a': 8, 'bits/b': 8}, {'bits/a': 8}, {'bits/a': 2, 'bits/b': 2}]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import nnls
+
+from autocompress.spaces.space import GATE_PREFIX, TECHNIQUES
+
+OBJECTIVE_COLUMNS = {"accuracy": "accuracy_delta", "size_bytes": "size_delta_bytes", "latency_ms": "latency_delta_ms"}
+COST_MIXES = (1.0, 0.0, 0.5)  # the weight of size against latency in a sweep's cost
+PRICES = np.geomspace(1e-3, 1e2, 60)  # lam: accuracy points per unit of relative cost
+FIT_MIN_TRIALS = 4  # finished trials before the per-technique factors are refit
+
+
+def technique_of(knob: str) -> str:
+    """The technique a search parameter belongs to.
+
+    >>> technique_of("prune/layer1.0.conv1"), technique_of("arch/width")
+    ('prune', 'student')
+    """
+    return next(t for t, prefix in TECHNIQUES.items() if knob.startswith(prefix))
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """Per knob and value, the deltas the scan measured; per technique, the factor on accuracy loss."""
+
+    options: dict[str, dict]  # knob -> {value: (accuracy_delta, size_delta, latency_delta)}
+    teacher: dict
+    factors: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_scan(cls, table: pd.DataFrame, teacher: dict) -> "Predictor":
+        """From ``sensitivity.csv``'s rows (the teacher's row and failed cells are left out)."""
+        rows = table[table["knob"].astype(str).str.contains("/")].dropna(subset=list(OBJECTIVE_COLUMNS.values()))
+        options: dict[str, dict] = {}
+        for row in rows.itertuples(index=False):
+            value = _number(row.value)
+            options.setdefault(row.knob, {})[value] = tuple(float(getattr(row, c)) for c in OBJECTIVE_COLUMNS.values())
+        return cls(options=options, teacher=dict(teacher))
+
+    def _loss(self, knob: str, deltas: tuple) -> float:
+        return -deltas[0] * self.factors.get(technique_of(knob), 1.0)
+
+    def _gated(self, params: dict) -> dict:
+        off = {t for t in TECHNIQUES if int(params.get(GATE_PREFIX + t, 1)) == 0}
+        return {k: v for k, v in params.items() if k in self.options and technique_of(k) not in off}
+
+    def losses(self, params: dict) -> dict[str, float]:
+        """The predicted accuracy loss per technique, unscaled (what ``refit`` fits factors on)."""
+        out = dict.fromkeys(TECHNIQUES, 0.0)
+        for knob, value in self._gated(params).items():
+            deltas = self.options[knob].get(_number(value))
+            if deltas is not None:
+                out[technique_of(knob)] += -deltas[0]
+        return out
+
+    def predict(self, params: dict) -> dict[str, float]:
+        """Predicted accuracy, size and latency of the plan these search parameters describe."""
+        totals = np.zeros(3)
+        for knob, value in self._gated(params).items():
+            deltas = self.options[knob].get(_number(value))
+            if deltas is not None:
+                totals += (-self._loss(knob, deltas), deltas[1], deltas[2])
+        return {"accuracy": round(float(self.teacher["accuracy"] + totals[0]), 6),
+                "size_bytes": round(float(self.teacher["size_bytes"] + totals[1]), 3),
+                "latency_ms": round(float(self.teacher["latency_ms"] + totals[2]), 6)}
+
+    def refit(self, finished: list[tuple[dict, dict]]) -> "Predictor":
+        """Per-technique factors from finished trials ((params, metrics) pairs): measured loss =
+        sum of factor x predicted loss per technique, least squares, factors >= 0. Fewer than
+        FIT_MIN_TRIALS trials: unchanged."""
+        if len(finished) < FIT_MIN_TRIALS:
+            return self
+        names = list(TECHNIQUES)
+        design = np.array([[self.losses(params)[t] for t in names] for params, _ in finished])
+        target = np.array([self.teacher["accuracy"] - metrics["accuracy"] for _, metrics in finished])
+        used = design.any(axis=0)
+        if not used.any():
+            return self
+        solution, _ = nnls(design[:, used], np.clip(target, 0.0, None))
+        factors = dict(zip([n for n, u in zip(names, used) if u], solution.round(6).tolist()))
+        return Predictor(options=self.options, teacher=self.teacher, factors=factors)
+
+    def _cost(self, deltas: tuple, mix: float) -> float:
+        return mix * deltas[1] / self.teacher["size_bytes"] + (1 - mix) * deltas[2] / self.teacher["latency_ms"]
+
+    def _choice(self, price: float, mix: float) -> dict:
+        params = {}
+        for knob, values in self.options.items():
+            best = min(values.items(), key=lambda kv: self._loss(knob, kv[1]) + price * self._cost(kv[1], mix))
+            if self._loss(knob, best[1]) + price * self._cost(best[1], mix) < 0:  # better than the teacher's value
+                params[knob] = best[0]
+        return params
+
+    def sweep(self, *, count: int) -> list[dict]:
+        """Up to ``count`` distinct parameter sets along the predicted front's hull, spread over
+        the price range and the cost mixes (size, latency, both), the teacher itself left out."""
+        per_mix = [[p for p in dict.fromkeys(_frozen(self._choice(price, mix)) for price in PRICES) if p]
+                   for mix in COST_MIXES]
+        chosen: list = []
+        for depth in range(max(map(len, per_mix), default=0)):
+            for plans in per_mix:
+                spread = _spread_order(len(plans))
+                if depth < len(plans) and plans[spread[depth]] not in chosen:
+                    chosen.append(plans[spread[depth]])
+        return [dict(p) for p in chosen[:count]]
+
+
+def _spread_order(n: int) -> list[int]:
+    """Indices of ``n`` items ordered so that any prefix spreads over the range: middle, ends, ...
+
+    >>> _spread_order(5)
+    [2, 0, 3, 1, 4]
+    """
+    order, queue = [], [(0, n - 1)]
+    while queue:
+        lo, hi = queue.pop(0)
+        if lo > hi:
+            continue
+        mid = (lo + hi + 1) // 2 if not order else (lo + hi) // 2
+        order.append(mid)
+        queue += [(lo, mid - 1), (mid + 1, hi)]
+    return order
+
+
+def _frozen(params: dict) -> tuple:
+    return tuple(sorted(params.items()))
+
+
+def _number(value):
+    """A scan value as the search space spells it (8, 0.5); strings from a CSV are parsed."""
+    if isinstance(value, str):
+        value = float(value)
+    value = float(value)
+    return int(value) if math.isfinite(value) and value.is_integer() else value
