@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
                                 "(sensitivity.csv) instead of computing it")
 
     _add_search(sub)
-    _sensitivity_args(sub.choices["search"])
+    _budget_spending_args(sub.choices["search"])
     _add_best(sub)
     _add_report_and_dashboard(sub)
     return parser
@@ -123,13 +123,6 @@ def _add_search(sub) -> None:
                                "student (depth and width); default all, jointly")
     settings.add_argument("--no-warm-start", action="store_const", const=True, default=None,
                           help="do not try the known recipes (int8; 50%% prune + int8; shallow int4 student) first")
-    settings.add_argument("--min-steps", type=int, default=None, metavar="STEPS",
-                          help="successive halving: fine-tune every new plan for STEPS steps first (rung 0); the "
-                               "best 1 in --eta of a rung (non-dominated on accuracy, size, latency) continue to "
-                               "STEPS x eta, ... up to --steps, from where they stopped (default: off, every plan "
-                               "gets --steps)")
-    settings.add_argument("--eta", type=int, default=None, metavar="N",
-                          help="successive halving's reduction factor: 1 in N results of a rung goes up (default: 3)")
     search_p.add_argument("--out", default=None, help="run directory (default: runs/<task>)")
     search_p.add_argument("--resume", action="store_true",
                           help="continue the search stored in --out, with its stored settings and storage")
@@ -157,14 +150,24 @@ def _add_search(sub) -> None:
                           "stored)")
 
 
-def _sensitivity_args(search_p) -> None:
+def _budget_spending_args(search_p) -> None:
+    rungs = search_p.add_argument_group("successive halving (settings too: how fine-tuning is spent across plans)")
+    rungs.add_argument("--min-steps", type=int, default=None, metavar="STEPS",
+                       help="fine-tune every new plan for STEPS steps first (rung 0); the best 1 in --eta of a rung "
+                            "(non-dominated on accuracy, size, latency) continue to STEPS x eta, ... up to --steps, "
+                            "from where they stopped (default: off, every plan gets --steps)")
+    rungs.add_argument("--eta", type=int, default=None, metavar="N",
+                       help="the reduction factor: 1 in N results of a rung goes up (default: 3)")
     settings = search_p.add_argument_group(
-        "sensitivity scan (settings too: run.json stores them; before the first trial, each knob value alone is "
-        "measured like a trial and stored as sensitivity.csv)")
+        "sensitivity scan and proposals (settings too: run.json stores them; before the first trial, each knob value "
+        "alone is measured like a trial and stored as sensitivity.csv)")
     settings.add_argument("--no-sensitivity", action="store_const", const=True, default=None,
-                          help="skip the sensitivity scan (e.g. for a baseline search)")
+                          help="skip the sensitivity scan (e.g. for a baseline search); no proposals then")
     settings.add_argument("--sensitivity-steps", type=int, default=None, metavar="STEPS",
                           help="fine-tuning steps of each sensitivity cell (default: 0, calibration only)")
+    settings.add_argument("--no-proposals", action="store_const", const=True, default=None,
+                          help="every new plan from the sampler; by default every other one is the plan the scan's "
+                               "predictor expects to extend the front most (refit as trials finish)")
 
 
 def _add_best(sub) -> None:
@@ -278,8 +281,8 @@ SETTING_FLAGS = {"sampler": "sampler", "seed": "seed", "steps": "distill.steps",
                  "importance": "importance", "feature_distill": "distill.feature_weight", "techniques": "techniques",
                  "no_warm_start": "warm_start", "min_steps": "min_steps", "eta": "eta", "optimizer": "distill.optimizer",
                  "warmup": "distill.warmup_fraction", "no_augment": "distill.augment",
-                 "no_sensitivity": "sensitivity", "sensitivity_steps": "sensitivity_steps"}
-NEGATED_FLAGS = ("no_warm_start", "no_augment", "no_sensitivity")  # given: the setting they name is False
+                 "no_sensitivity": "sensitivity", "sensitivity_steps": "sensitivity_steps", "no_proposals": "proposals"}
+NEGATED_FLAGS = ("no_warm_start", "no_augment", "no_sensitivity", "no_proposals")  # given: the setting they name is False
 
 
 def _settings(args, base):

@@ -7,6 +7,8 @@
 
 Strategies:
   joint         the joint space (prune x quant x low-rank x student), TPE, warm-started (the product's default)
+  joint-sampler the same, every new plan from TPE (--no-proposals: the scan's predictor proposes none)
+  joint-rungs   the same with successive halving (--min-steps steps/9, eta 3)
   random        random sampling over the same joint space (no sensitivity scan: it uses none)
   prune-only, quant-only, lowrank-only, student-only
                 TPE over one technique's knobs (the rest stay at the teacher's), no warm start, no
@@ -50,12 +52,16 @@ from autocompress.search.pareto import normalized_hypervolume, pareto_front  # n
 ROOT = Path(__file__).resolve().parents[1]
 SEARCHES = {
     "joint": ["--sampler", "tpe"],
+    "joint-sampler": ["--sampler", "tpe", "--no-proposals"],
+    "joint-rungs": ["--sampler", "tpe", "--min-steps", MIN_STEPS],
     "random": ["--sampler", "random", "--no-warm-start", "--no-sensitivity"],
     "prune-only": ["--techniques", "prune", "--no-warm-start", "--no-sensitivity"],
     "quant-only": ["--techniques", "quant", "--no-warm-start", "--no-sensitivity"],
     "lowrank-only": ["--techniques", "lowrank", "--no-warm-start", "--no-sensitivity"],
     "student-only": ["--techniques", "student", "--no-warm-start", "--no-sensitivity"],
 }
+ABLATIONS = ("joint-sampler", "joint-rungs")  # the joint search less one of its parts: asked for by name
+MIN_STEPS = "STEPS/9"  # in a strategy's flags: --steps // 9 (rungs of steps/9, steps/3, steps at eta 3)
 TRIALS_CAP = 100_000  # with a time budget and no --trials: the budget alone stops a search
 
 
@@ -98,7 +104,16 @@ def search_cli(name: str, seed: int, args, out: Path, *, time_budget: float | No
     data = ["--data-dir", args.data_dir] if args.data_dir else []
     budget = ["--time-budget", str(time_budget or args.time_budget)] if args.time_budget else []
     return ["--task", args.task, *data, "--trials", str(args.trials), "--steps", str(args.steps), "--seed", str(seed),
-            "--workers", str(args.workers), *budget, *SEARCHES[name], "--out", str(out)]
+            "--workers", str(args.workers), *budget, *_flags(name, args.steps), "--out", str(out)]
+
+
+def _flags(name: str, steps: int) -> list[str]:
+    """A search strategy's flags, ``MIN_STEPS`` spelled out for these steps.
+
+    >>> _flags("joint-rungs", 300)
+    ['--sampler', 'tpe', '--min-steps', '33']
+    """
+    return [str(max(1, steps // 9)) if flag == MIN_STEPS else flag for flag in SEARCHES[name]]
 
 
 def run_one(name: str, seed: int, args, work: Path) -> dict:
@@ -265,7 +280,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="other seeds for some strategies, e.g. joint=0,1 random=0,1 (the rest: --seeds)")
     parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps per candidate")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--strategies", nargs="+", default=[*SEARCHES, *FIXED], choices=[*SEARCHES, *FIXED])
+    parser.add_argument("--strategies", nargs="+", default=[s for s in [*SEARCHES, *FIXED] if s not in ABLATIONS],
+                        choices=[*SEARCHES, *FIXED], help="default: all but the ablations " + ", ".join(ABLATIONS))
     parser.add_argument("--keep", default=None, help="keep the run directories here (default: a temporary folder); "
                         "the same command again reuses every finished run in it and runs the rest")
     parser.add_argument("--results", default=str(RESULTS), help="where <task>.json/.md/.png go")

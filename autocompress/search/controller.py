@@ -40,6 +40,7 @@ from autocompress.metrics import Metrics
 from autocompress.plan import Plan
 from autocompress.search import rundir
 from autocompress.search.pareto import OBJECTIVES
+from autocompress.search.proposals import Predictor
 from autocompress.search.settings import SAMPLERS, Execution, SearchSettings, SettingError
 from autocompress.spaces.space import SearchSpace
 from autocompress.task import Task, UsageError
@@ -373,9 +374,11 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
         if settings.sensitivity:  # before the first trial; a resume reuses what sensitivity.csv holds
             from autocompress.search.sensitivity import scan_for_run
 
-            scan_for_run(job=job, space=session.space, out=out, steps=settings.sensitivity_steps,
-                         workers=session.workers, cpus_per_trial=execution.cpus_per_trial,
-                         gpus_per_trial=execution.gpus_per_trial, progress=session.progress)
+            table = scan_for_run(job=job, space=session.space, out=out, steps=settings.sensitivity_steps,
+                                 workers=session.workers, cpus_per_trial=execution.cpus_per_trial,
+                                 gpus_per_trial=execution.gpus_per_trial, progress=session.progress)
+            if settings.proposals:
+                searcher.predictor = Predictor.from_scan(table, session.teacher.to_dict())
         run_trials(searcher=searcher, job=job, workers=session.workers, cpus_per_trial=execution.cpus_per_trial,
                    gpus_per_trial=execution.gpus_per_trial, timeout_s=execution.trial_timeout_s,
                    retries=execution.retries, time_budget_s=execution.time_budget_s, storage=out)

@@ -39,7 +39,7 @@ RUN_SCHEMA = 1  # run.json's layout; 0 = written before it carried a schema (rea
 RUN_KEYS = ("teacher", "settings")  # what every reader needs; a resume also needs RESUME_KEYS
 RESUME_KEYS = ("task", "study", "space")
 INTERRUPTED = "interrupted: the search stopped while it ran"
-METRIC_COLUMNS = ["params", "macs", "fidelity", "steps", "rung", "latency_spread_ms", "duration_s", "started_at",
+METRIC_COLUMNS = ["params", "macs", "fidelity", "steps", "rung", "source", "latency_spread_ms", "duration_s", "started_at",
                   "finished_at", "node", "duplicate_of", "error", "notes", "sha256"]
 
 

@@ -91,19 +91,22 @@ class StudySearcher(Searcher):
 
     def suggest(self, trial_id: str):
         while not self.exhausted and self.finished + len(self.running) < self.total:
-            rung = 0
+            rung, source = 0, "sampler"
             if not self.queue:
                 self.new_plans += 1
                 proposal = self._proposal() if (self.new_plans - 1) % PROPOSAL_EVERY == 0 else None
                 if proposal is not None:
                     self.queue.append((proposal, 0))
+                    source = "predictor"
             if self.queue:  # enqueued right before ask, so ask returns exactly this plan
                 plan, rung = self.queue.pop(0)
+                source = "promotion" if rung else (source if source == "predictor" else "queued")
                 self.study.enqueue_trial(self.space.params_from_plan(plan))
             trial = self.study.ask(fixed_distributions=self.space.distributions())
             plan = self.space.plan_from_params(trial.params)
             trial.set_user_attr("plan", plan.to_dict())
             trial.set_user_attr("rung", rung)
+            trial.set_user_attr("source", source)
             previous = self.seen.get((plan, rung))
             if previous is not None:
                 self._answer_duplicate(trial, previous)

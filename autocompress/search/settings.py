@@ -42,7 +42,7 @@ SAMPLERS = ("tpe", "nsga2", "random")
 # keyword (as SettingError names it) -> the CLI flag that sets it
 FLAGS = {"distill.steps": "--steps", "distill.lr": "--lr", "distill.feature_weight": "--feature-distill",
          "distill.warmup_fraction": "--warmup", "distill.augment": "--no-augment",
-         "warm_start": "--no-warm-start", "sensitivity": "--no-sensitivity", "budget.max_size_bytes": "--max-size",
+         "warm_start": "--no-warm-start", "sensitivity": "--no-sensitivity", "proposals": "--no-proposals", "budget.max_size_bytes": "--max-size",
          "budget.max_latency_ms": "--max-latency", "budget.min_accuracy": "--min-accuracy",
          "trial_timeout_s": "--trial-timeout", "time_budget_s": "--time-budget"}
 
@@ -117,7 +117,9 @@ class SearchSettings:
     min_steps, eta: successive halving: the lowest rung's fine-tuning steps (None: one rung,
     every plan gets ``distill.steps``) and the reduction factor (``rungs.Rungs``). budget: the
     limits that steer the sampler (Optuna constraints). sensitivity: run the sensitivity scan
-    (each knob value alone) before the first trial; sensitivity_steps: its fine-tuning steps per
+    (each knob value alone) before the first trial; proposals: every other new plan is the one
+    the scan's predictor expects to extend the front most (``proposals``; needs the scan);
+    sensitivity_steps: its fine-tuning steps per
     cell (0: calibration only).
     """
 
@@ -132,6 +134,7 @@ class SearchSettings:
     budget: Budget = field(default_factory=Budget)
     sensitivity: bool = True
     sensitivity_steps: int = 0
+    proposals: bool = True
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -145,7 +148,7 @@ class SearchSettings:
         object.__setattr__(self, "techniques", tuple(dict.fromkeys(techniques)))
         if self.importance not in IMPORTANCES:
             raise SettingError("importance", f"{self.importance!r} is unknown; choose one of: {', '.join(IMPORTANCES)}")
-        for name in ("warm_start", "sensitivity"):
+        for name in ("warm_start", "sensitivity", "proposals"):
             if not isinstance(getattr(self, name), bool):
                 raise SettingError(name, f"must be True or False, got {getattr(self, name)!r}")
         _number("sensitivity_steps", self.sensitivity_steps, minimum=0, integer=True)
@@ -173,7 +176,7 @@ class SearchSettings:
                 "importance": self.importance, "warm_start": self.warm_start,
                 "distill": dataclasses.asdict(self.distill), "min_steps": self.min_steps, "eta": self.eta,
                 "budget": self.budget.to_dict(), "sensitivity": self.sensitivity,
-                "sensitivity_steps": self.sensitivity_steps}
+                "sensitivity_steps": self.sensitivity_steps, "proposals": self.proposals}
 
     @classmethod
     def from_dict(cls, data: dict) -> "SearchSettings":
@@ -183,7 +186,8 @@ class SearchSettings:
                    eta=data.get("eta", DEFAULT_ETA),
                    budget=Budget(**data["budget"]),
                    sensitivity=data.get("sensitivity", False),  # runs stored before the scan existed had none
-                   sensitivity_steps=data.get("sensitivity_steps", 0))
+                   sensitivity_steps=data.get("sensitivity_steps", 0),
+                   proposals=data.get("proposals", False))
 
     def flat(self) -> dict:
         """Every setting as ``keyword: value`` (``distill.steps``, ``budget.min_accuracy``, ...)."""

@@ -73,14 +73,25 @@ def test_selecting_a_candidate_shows_its_layer_plan(report_page, hostile_run):
     assert page.locator("#cand-layers tbody tr").count() == len(layers)
     assert page.locator("#cand-layers tbody tr td").first.inner_text().startswith(layers[0])
     assert f"--trial {number} --export" in page.inner_text("#cand-export")
-    # click a plotted point: the screening trace's first point (trace order: screening, dominated, front, ...)
-    x, y, expected = page.evaluate("""() => {
-        const t = document.getElementById('plot-size')._fullData[0];  // arrays decoded by plotly.js
-        return [t.x[0], t.y[0], t.customdata[0]]; }""")
+    # click a plotted point of the lower-rung trace (trace order: lower rungs, dominated, front, ...): the one
+    # farthest from any other point on the page, so that the click cannot land on a neighbour
+    index, x, y, expected = page.evaluate("""() => {
+        const gd = document.getElementById('plot-size'), xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const pixel = (t, i) => [xa.c2p(t.x[i]), ya.c2p(t.y[i])];  // arrays decoded by plotly.js
+        const all = gd._fullData.flatMap(t => Array.from(t.x || [], (_, i) => pixel(t, i)));
+        const t = gd._fullData[0];
+        let best = 0, widest = -1;
+        for (let i = 0; i < t.x.length; i++) {
+            const [px, py] = pixel(t, i);
+            const gaps = all.filter(([ax, ay]) => ax !== px || ay !== py).map(([ax, ay]) => Math.hypot(ax - px, ay - py));
+            const gap = Math.min(Infinity, ...gaps);
+            if (gap > widest) { widest = gap; best = i; }
+        }
+        return [best, t.x[best], t.y[best], t.customdata[best]]; }""")
     data = page.evaluate("window.autocompressReport.data.trials")
     elsewhere = next(n for n, size in zip(data["number"], data["size_bytes"]) if size != x)
     page.evaluate(f"window.autocompressReport.select({elsewhere})")  # so that a click that does nothing shows
-    point = page.locator("#plot-size .scatterlayer .trace").first.locator(".point").first
+    point = page.locator("#plot-size .scatterlayer .trace").first.locator(".point").nth(index)
     point.evaluate("p => p.scrollIntoView({block: 'center'})")
     box = point.bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)

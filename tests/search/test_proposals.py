@@ -71,3 +71,5 @@ def test_the_searcher_alternates_predicted_plans_with_the_samplers_and_refits_as
         plans.append(searcher.suggest(f"t{i}")["plan"])
     assert len({json.dumps(p, sort_keys=True) for p in plans}) == len(plans)  # proposals never repeat a plan
     assert searcher.predictor.factors  # refit once enough trials finished
+    sources = [t.user_attrs["source"] for t in study.trials]
+    assert sources[:4] == ["predictor", "sampler", "predictor", "sampler"]

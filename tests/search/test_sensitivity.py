@@ -203,3 +203,20 @@ def test_with_fine_tuning_steps_the_reference_is_still_the_teacher_as_it_is(tiny
     assert tuned.loc[0, ["accuracy", "size_bytes", "sha256"]].tolist() == \
         plain.loc[0, ["accuracy", "size_bytes", "sha256"]].tolist()
     assert (tuned["sha256"][1:] != plain["sha256"][1:]).all()  # the cells themselves were fine-tuned
+
+
+def test_the_first_new_plan_of_a_search_is_the_predictors_first_proposal(scanned_run, digits_task):
+    """The scan feeds the predictor (proposals): with no warm start, trial 0 is the first plan along
+    the front it predicts from sensitivity.csv and the teacher of run.json."""
+    from autocompress.compressors.pipeline import task_context
+    from autocompress.search.proposals import Predictor
+    from autocompress.spaces.space import SearchSpace
+
+    out, _ = scanned_run
+    trials = pd.read_csv(out / "trials.csv")
+    assert trials.loc[0, "source"] == "predictor"
+    teacher = json.loads((out / "run.json").read_text())["teacher"]
+    params = Predictor.from_scan(read_table(out), teacher).sweep(count=1)[0]
+    expected = SearchSpace(task_context(digits_task).discovery).plan_from_params(params)
+    stored = json.loads((out / "artifacts" / "0" / "plan.json").read_text())
+    assert stored == json.loads(expected.to_json())
