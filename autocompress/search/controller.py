@@ -330,21 +330,22 @@ def _new_run_info(session: _Session, teacher_measured, *, task_spec, data_dir, c
     }
 
 
-def _first_trials(session: _Session) -> list[tuple[Plan, int]]:
+def _first_trials(session: _Session) -> list[tuple[Plan, int, str]]:
     """Step 2: interrupted trials to run again, then (a new study) the warm-start recipes and TPE's
-    one-technique-at-a-time start."""
+    one-technique-at-a-time start: (plan, rung, source)."""
     from autocompress.search.searcher import requeue_interrupted
 
     study, space, settings = session.study, session.space, session.settings
-    rerun = requeue_interrupted(study, settings.rungs())
+    rerun = [(plan, rung, "re-run") for plan, rung in requeue_interrupted(study, settings.rungs())]
     if rerun:
         session.progress(f"resuming: {len(rerun)} interrupted trial(s) will run again")
     first = []
     if not study.trials:
         if settings.warm_start:
-            first += [(plan, 0) for plan in space.warm_start_plans()[: max(0, session.trials // 4)]]
+            first += [(plan, 0, "warm start") for plan in space.warm_start_plans()[: max(0, session.trials // 4)]]
         if settings.sampler == "tpe":
-            first += [(plan, 0) for plan in space.startup_plans(startup_trials(session.trials), seed=settings.seed)]
+            first += [(plan, 0, "startup") for plan in space.startup_plans(startup_trials(session.trials),
+                                                                             seed=settings.seed)]
     return rerun + first
 
 
@@ -365,7 +366,8 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
                              budget=settings.budget)
     checkpoint.searcher = searcher
     checkpoint.tables()  # trials.csv exists from the start: best and report can read a run before its first trial
-    searcher.queue += queue
+    searcher.queue += [(plan, rung) for plan, rung, _ in queue]
+    searcher.sources.update({(plan, rung): source for plan, rung, source in queue})
     job = Job(task_spec=task_spec, data_dir=data_dir, task=None if task_spec else session.task,
               teacher_state=session.task.teacher.state_dict(), distill=settings.distill, out_dir=str(out.resolve()),
               threads=max(1, int(execution.cpus_per_trial)), run_id=session.run_id, latency_actor=session.actor,

@@ -80,6 +80,7 @@ class StudySearcher(Searcher):
         self.finished = sum(counts_toward_total(t) for t in study.get_trials(deepcopy=False))
         self.repeats = 0  # duplicates proposed since the last new plan
         self.exhausted = False  # DUPLICATES_IN_A_ROW proposals in a row were duplicates
+        self.sources: dict[tuple[Plan, int], str] = {}  # where queued plans come from (warm start, ...)
         self.predictor = predictor  # with one: every PROPOSAL_EVERY-th new plan is the predictor's
         self.new_plans = 0
 
@@ -100,7 +101,7 @@ class StudySearcher(Searcher):
                     source = "predictor"
             if self.queue:  # enqueued right before ask, so ask returns exactly this plan
                 plan, rung = self.queue.pop(0)
-                source = "promotion" if rung else (source if source == "predictor" else "queued")
+                source = "promotion" if rung else self.sources.pop((plan, rung), source)
                 self.study.enqueue_trial(self.space.params_from_plan(plan))
             trial = self.study.ask(fixed_distributions=self.space.distributions())
             plan = self.space.plan_from_params(trial.params)
