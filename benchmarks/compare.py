@@ -50,6 +50,8 @@ from remeasure import ROUNDS, RUNS, remeasure  # noqa: E402
 from autocompress.search.pareto import normalized_hypervolume, pareto_front  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+ABLATIONS = ("joint-sampler", "joint-rungs")  # the joint search less one of its parts: asked for by name
+MIN_STEPS = "STEPS/9"  # in a strategy's flags: --steps // 9 (rungs of steps/9, steps/3, steps at eta 3)
 SEARCHES = {
     "joint": ["--sampler", "tpe"],
     "joint-sampler": ["--sampler", "tpe", "--no-proposals"],
@@ -60,8 +62,6 @@ SEARCHES = {
     "lowrank-only": ["--techniques", "lowrank", "--no-warm-start", "--no-sensitivity"],
     "student-only": ["--techniques", "student", "--no-warm-start", "--no-sensitivity"],
 }
-ABLATIONS = ("joint-sampler", "joint-rungs")  # the joint search less one of its parts: asked for by name
-MIN_STEPS = "STEPS/9"  # in a strategy's flags: --steps // 9 (rungs of steps/9, steps/3, steps at eta 3)
 TRIALS_CAP = 100_000  # with a time budget and no --trials: the budget alone stops a search
 
 

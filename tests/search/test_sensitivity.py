@@ -36,7 +36,7 @@ def _cells(table: pd.DataFrame) -> set:
 @pytest.fixture(scope="module")
 def scanned_run(digits_task, tmp_path_factory):
     out = tmp_path_factory.mktemp("sensitivity") / "run"
-    proc = run_cli("search", "--task", "digits", "--trials", "1", "--steps", "10", "--no-warm-start",
+    proc = run_cli("search", "--task", "digits", "--trials", "1", "--steps", "10", "--no-warm-start", "--sampler", "random",
                    "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out, proc.stdout

@@ -12,6 +12,7 @@ from autocompress import Budget, DistillConfig, LayerPlan, Plan, SearchSettings,
 from autocompress.evaluators.evaluate import ARTIFACT_NAME, evaluate
 from autocompress.metrics import Metrics
 from autocompress.search import rundir
+from autocompress.search.settings import Execution
 from autocompress.search.pareto import pareto_front
 from autocompress.search.rungs import Rungs
 from autocompress.search.searcher import StudySearcher, counts_toward_total
@@ -103,7 +104,7 @@ def tight_search(tmp_path_factory):
     from tests.fixtures.user_tasks import tiny
 
     out = tmp_path_factory.mktemp("tight") / "run"
-    settings = SearchSettings(sampler="random", seed=0, techniques=("student",), warm_start=False,
+    settings = SearchSettings(sampler="random", seed=0, techniques=("student",), warm_start=False, sensitivity=False,
                               distill=DistillConfig(steps=10), budget=Budget(max_size_bytes=2500))
     result = search(tiny(), settings=settings, trials=5, out=out, task_spec="tests.fixtures.user_tasks:tiny",
                     progress=lambda line: None)
@@ -139,9 +140,11 @@ def test_a_promoted_plan_continues_the_fine_tuning_of_the_rung_below(tmp_path):
 
     out = tmp_path / "run"
     settings = SearchSettings(sampler="random", seed=0, techniques=("quant",), warm_start=False, min_steps=4, eta=2,
+                              sensitivity=False,
                               distill=DistillConfig(steps=9))
+    # one worker: results arrive one by one, so after two distinct plans on rung 0 one goes up
     search(tiny(), settings=settings, trials=4, out=out, task_spec="tests.fixtures.user_tasks:tiny",
-           progress=lambda line: None)
+           execution=Execution(workers=1), progress=lambda line: None)
     trials = pd.read_csv(out / rundir.TRIALS_CSV)
     trials = trials[trials["duplicate_of"].isna() & (trials["state"] == "COMPLETE")]
     plans = {int(n): json.loads((out / rundir.ARTIFACTS / str(int(n)) / "plan.json").read_text())
