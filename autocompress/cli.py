@@ -118,9 +118,8 @@ def _add_search(sub) -> None:
                                "cosine decay (default: 0.05)")
     settings.add_argument("--no-augment", action="store_const", const=True, default=None,
                           help="fine-tune without the task's training augmentation (e.g. CIFAR crops and flips)")
-    settings.add_argument("--amp", default=None, choices=["bf16"],
-                          help="fine-tune in mixed precision (bfloat16 autocast) on the trials' GPUs; needs "
-                               "--gpus-per-trial and a GPU with bfloat16 (Ampere or later). Default: full precision")
+    settings.add_argument("--amp", default=None, choices=["bf16"], help="fine-tune in bfloat16 autocast on the "
+                          "trials' GPUs (needs --gpus-per-trial, Ampere or later); default: full precision")
     settings.add_argument("--techniques", default=None, metavar="LIST",
                           help="knob families to search, comma-separated: prune, quant (bit-widths), lowrank, "
                                "student (depth and width); default all, jointly")
@@ -138,9 +137,8 @@ def _add_search(sub) -> None:
                      help="join an existing Ray cluster at HOST:PORT (started with 'ray start --head'); default: local Ray")
     run.add_argument("--cpus-per-trial", type=float, default=1.0,
                      help="CPUs (and torch/ONNX Runtime threads) per trial (default: 1)")
-    run.add_argument("--gpus-per-trial", type=float, default=0.0,
-                     help="GPU share per trial, at most 1: a trial given one fine-tunes on it (0.25: four trials "
-                          "share a GPU); export and latency stay on the CPU (default: 0)")
+    run.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPU share a trial fine-tunes on, at most 1 "
+                     "(0.25: four trials per GPU); export and latency stay on the CPU (default: 0)")
     run.add_argument("--trial-timeout", type=float, default=None, metavar="SECONDS",
                      help="stop a trial still fine-tuning after this long and store it as failed")
     run.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",

@@ -157,8 +157,8 @@ def trial_error(exc: BaseException) -> str:
 
     >>> trial_error(ValueError("bad plan"))
     'ValueError: bad plan'
-    >>> trial_error(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))[:110]
-    'OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB; the trials sharing this GPU need more memor'
+    >>> trial_error(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))[:98]
+    'OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB; the trials sharing this GPU need'
     """
     text = f"{type(exc).__name__}: {exc}".strip()
     if is_out_of_memory(exc):

@@ -72,7 +72,7 @@ def cached_weights(build: Callable[[], nn.Module], *, train: Callable[[nn.Module
     print(f"autocompress: training the {name} teacher once (cached in {folder})", file=sys.stderr)
     report = train(model)
     device = training_device()
-    if isinstance(report, dict) and device.type == "cuda":  # GPU-trained: say on which (the CPU says nothing, as before)
+    if isinstance(report, dict) and device.type == "cuda":  # say which GPU (a CPU run's report is as it was)
         report["trained_on"] = describe(device)
     folder.mkdir(parents=True, exist_ok=True)
     if isinstance(report, dict):  # what training measured (e.g. accuracy before and after), kept beside it
