@@ -118,6 +118,8 @@ def _add_search(sub) -> None:
                                "cosine decay (default: 0.05)")
     settings.add_argument("--no-augment", action="store_const", const=True, default=None,
                           help="fine-tune without the task's training augmentation (e.g. CIFAR crops and flips)")
+    settings.add_argument("--amp", default=None, choices=["bf16"], help="fine-tune in bfloat16 autocast on the "
+                          "trials' GPUs (needs --gpus-per-trial, Ampere or later); default: full precision")
     settings.add_argument("--techniques", default=None, metavar="LIST",
                           help="knob families to search, comma-separated: prune, quant (bit-widths), lowrank, "
                                "student (depth and width); default all, jointly")
@@ -135,7 +137,8 @@ def _add_search(sub) -> None:
                      help="join an existing Ray cluster at HOST:PORT (started with 'ray start --head'); default: local Ray")
     run.add_argument("--cpus-per-trial", type=float, default=1.0,
                      help="CPUs (and torch/ONNX Runtime threads) per trial (default: 1)")
-    run.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default: 0)")
+    run.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPU share a trial fine-tunes on, at most 1 "
+                     "(0.25: four trials per GPU); export and latency stay on the CPU (default: 0)")
     run.add_argument("--trial-timeout", type=float, default=None, metavar="SECONDS",
                      help="stop a trial still fine-tuning after this long and store it as failed")
     run.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
@@ -280,7 +283,7 @@ def _print_sensitivity(args) -> int:
 SETTING_FLAGS = {"sampler": "sampler", "seed": "seed", "steps": "distill.steps", "lr": "distill.lr",
                  "importance": "importance", "feature_distill": "distill.feature_weight", "techniques": "techniques",
                  "no_warm_start": "warm_start", "min_steps": "min_steps", "eta": "eta", "optimizer": "distill.optimizer",
-                 "warmup": "distill.warmup_fraction", "no_augment": "distill.augment",
+                 "warmup": "distill.warmup_fraction", "no_augment": "distill.augment", "amp": "distill.amp",
                  "no_sensitivity": "sensitivity", "sensitivity_steps": "sensitivity_steps", "no_proposals": "proposals"}
 NEGATED_FLAGS = ("no_warm_start", "no_augment", "no_sensitivity", "no_proposals")  # given: the setting they name is False
 

@@ -14,6 +14,13 @@ Learning rate (``learning_rate``): linear warm-up over the first ``warmup_fracti
 steps, then cosine decay towards 0 (``schedule="cosine"``) or constant (``"constant"``); it is
 a function of (step, total steps) only.
 
+Device: ``distill(..., device=torch.device("cuda", 0))`` trains there (batches are drawn and
+augmented on the CPU, with the same generator, then moved) and moves the student back to the CPU
+at the end, ready for export; a teacher module must be on that device already, its
+``TeacherTargets`` may be on either (``pipeline.fine_tune`` places both).
+``DistillConfig(amp="bf16")`` runs the forward passes under bfloat16 autocast, on a GPU only
+(``devices.amp_dtype``). Without ``device`` nothing moves: the CPU path is the one it always was.
+
 Checkpoints: ``distill(..., checkpoint=path)`` saves the student's state dict (every buffer,
 fake-quant ranges included), the optimizer's state, the step reached, the sampling RNG and
 torch's RNG to ``path`` when it ends; given a ``path`` that exists, it first restores all of
@@ -54,6 +61,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from autocompress.devices import AMP_MODES, amp_dtype, autocast
 from autocompress.task import UsageError, one_line
 
 DEFAULT_LR = 2e-3
@@ -76,6 +84,7 @@ class DistillConfig:
         ``warmup_fraction`` of the steps.
     augment: use the task's training augmentation (``Task.augment``) where it has one; the
         teacher then runs on every augmented batch.
+    amp: None (full precision) or "bf16": forward passes under bfloat16 autocast, on a GPU.
     """
 
     steps: int = 300
@@ -91,6 +100,7 @@ class DistillConfig:
     schedule: str = "cosine"
     warmup_fraction: float = 0.05
     augment: bool = True
+    amp: str | None = None
 
     def __post_init__(self):
         if self.lr is not None and self.lr <= 0:
@@ -105,6 +115,8 @@ class DistillConfig:
         if not 0 <= self.warmup_fraction < 1 or not self.weight_decay >= 0:
             raise ValueError(f"need 0 <= warmup_fraction < 1 and weight_decay >= 0, got "
                              f"{self.warmup_fraction} and {self.weight_decay}")
+        if self.amp is not None and self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be None or one of {', '.join(AMP_MODES)}, got {self.amp!r}")
 
 
 @dataclass(frozen=True)
@@ -136,13 +148,16 @@ def _capture_head_input(model: nn.Module, head: str, store: list):
 
 
 @torch.no_grad()
-def teacher_targets(teacher: nn.Module, train: Dataset, *, head: str, batch_size: int = 512) -> TeacherTargets:
+def teacher_targets(teacher: nn.Module, train: Dataset, *, head: str, batch_size: int = 512,
+                    device: torch.device | None = None) -> TeacherTargets:
+    """The teacher's logits and features on every training example, in order; with ``device``
+    (where ``teacher`` already is), computed and kept there."""
     teacher.eval()
     logits, features = [], []
     hook = _capture_head_input(teacher, head, features)
     try:
         for x, _ in DataLoader(train, batch_size=batch_size):
-            logits.append(teacher(x))
+            logits.append(teacher(x if device is None else x.to(device)))
     finally:
         hook.remove()
     return TeacherTargets(torch.cat(logits), torch.cat(features))
@@ -168,8 +183,8 @@ class _Teacher:
 
     @torch.no_grad()
     def __call__(self, idx: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if isinstance(self.teacher, TeacherTargets):
-            return self.teacher.logits[idx], self.teacher.features[idx]
+        if isinstance(self.teacher, TeacherTargets):  # to the batch's device (no copy where it is already)
+            return self.teacher.logits[idx].to(x.device), self.teacher.features[idx].to(x.device)
         self.store.clear()
         logits = self.teacher(x)
         return logits, (self.store[-1] if self.store else None)
@@ -287,7 +302,7 @@ def _loss(logits, y, teacher_logits, config: DistillConfig, projected=None, teac
 
 def distill(student: nn.Module, train: Dataset, teacher: nn.Module | TeacherTargets, config: DistillConfig, *,
             head: str, on_step: Callable[[int], None] | None = None, augment: Augment | None = None,
-            checkpoint: str | os.PathLike | None = None) -> list[float]:
+            checkpoint: str | os.PathLike | None = None, device: torch.device | None = None) -> list[float]:
     """Fine-tune ``student`` in place to ``config.steps`` steps; returns the loss of every step
     (those of a restored checkpoint first). NaN loss raises.
 
@@ -296,10 +311,14 @@ def distill(student: nn.Module, train: Dataset, teacher: nn.Module | TeacherTarg
     on_step: ``on_step(step)`` after every step (a Ray trial reports progress and yields the
         CPU to latency measurements from there).
     checkpoint: a file to continue from if it exists, and to save the state to at the end.
+    device: train there, then move the student back to the CPU (None: where it is, no moves).
     """
     if augment is not None and isinstance(teacher, TeacherTargets):
         raise ValueError("augment needs the teacher module (cached teacher targets are of unaugmented data); "
                          "pass teacher=the module")
+    dtype = amp_dtype(config.amp, device or _device_of(student))
+    if device is not None:
+        student.to(device)
     generator = torch.Generator().manual_seed(config.seed)
     n = len(train)
     subset = torch.randperm(n, generator=generator)[: max(config.batch_size, math.ceil(n * config.data_fraction))]
@@ -307,37 +326,53 @@ def distill(student: nn.Module, train: Dataset, teacher: nn.Module | TeacherTarg
     features: list[torch.Tensor] = []
     hook = _capture_head_input(student, head, features) if config.feature_weight else None
     try:
-        projection = _projection(student, source, train[int(subset[0])][0][None], features) if hook else None
+        sample = train[int(subset[0])][0][None]
+        projection = _projection(student, source, _to(sample, device), features) if hook else None
+        if projection is not None and device is not None:
+            projection.to(device)
         params = list(student.parameters()) + (list(projection.parameters()) if projection is not None else [])
         state = _State(student, projection, _optimizer(params, config), generator, [])
         path = Path(checkpoint) if checkpoint is not None else None
         if path is not None and path.exists():
             state.restore(path, config)
         start = len(state.losses)
-        _train(state, train, subset, source, config, features, augment, on_step)
+        _train(state, train, subset, source, config, features, augment, on_step, device=device, dtype=dtype)
         if path is not None and (len(state.losses) > start or not path.exists()):
             state.save(path, config)
     finally:
         source.close()
         if hook is not None:
             hook.remove()
+        if device is not None:
+            student.to("cpu")
         student.eval()
     return state.losses
 
 
+def _device_of(module: nn.Module) -> torch.device:
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
+
+
+def _to(x: torch.Tensor, device: torch.device | None) -> torch.Tensor:
+    return x if device is None else x.to(device)
+
+
 def _train(state: _State, train: Dataset, subset: torch.Tensor, teacher: _Teacher, config: DistillConfig,
-           features: list, augment: Augment | None, on_step: Callable[[int], None] | None) -> None:
+           features: list, augment: Augment | None, on_step: Callable[[int], None] | None, *,
+           device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
     state.student.train()
     for step in range(len(state.losses), config.steps):
         idx = subset[torch.randint(len(subset), (config.batch_size,), generator=state.generator)]
         x, y = _batch(train, idx)
-        if augment is not None:
+        if augment is not None:  # on the CPU, with the sampling generator: the same batches on every device
             x = augment(x, state.generator)
-        teacher_logits, teacher_features = teacher(idx, x)
-        features.clear()
-        logits = state.student(x)
-        projected = state.projection(features[-1]) if state.projection is not None else None
-        loss = _loss(logits, y, teacher_logits, config, projected, teacher_features)
+        x, y = _to(x, device), _to(y, device)
+        with autocast(x.device, dtype):
+            teacher_logits, teacher_features = teacher(idx, x)
+            features.clear()
+            logits = state.student(x)
+            projected = state.projection(features[-1]) if state.projection is not None else None
+            loss = _loss(logits, y, teacher_logits, config, projected, teacher_features)
         if not torch.isfinite(loss):
             raise RuntimeError(f"distillation loss became {loss.item()} at step {step}")
         for group in state.optimizer.param_groups:

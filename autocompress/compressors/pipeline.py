@@ -42,15 +42,32 @@ BN_BATCHES = 16  # training batches that re-estimate BatchNorm statistics after 
 
 @dataclass
 class TaskContext:
-    """What every candidate of one task shares, computed once per process."""
+    """What every candidate of one task shares, computed once per process (per device)."""
 
     discovery: Discovery
     _targets: TeacherTargets | None = None
+    _on_device: dict = field(default_factory=dict)  # str(device) -> (teacher copy, its targets or None)
 
-    def targets(self, task: Task) -> TeacherTargets:
-        if self._targets is None:
-            self._targets = teacher_targets(task.teacher, task.train, head=self.discovery.head)
-        return self._targets
+    def teacher(self, task: Task, device: torch.device | None) -> nn.Module:
+        """The teacher on ``device``: ``task.teacher`` itself on the CPU, else a copy made once."""
+        if device is None or device.type == "cpu":
+            return task.teacher
+        key = str(device)
+        if key not in self._on_device:
+            self._on_device[key] = (copy.deepcopy(task.teacher).to(device).eval(), None)
+        return self._on_device[key][0]
+
+    def targets(self, task: Task, device: torch.device | None = None) -> TeacherTargets:
+        """The teacher's outputs on the train split (computed where ``device`` says, kept there)."""
+        if device is None or device.type == "cpu":
+            if self._targets is None:
+                self._targets = teacher_targets(task.teacher, task.train, head=self.discovery.head)
+            return self._targets
+        teacher, targets = self._on_device.get(str(device)) or (self.teacher(task, device), None)
+        if targets is None:
+            targets = teacher_targets(teacher, task.train, head=self.discovery.head, device=device)
+            self._on_device[str(device)] = (teacher, targets)
+        return targets
 
 
 _contexts: "weakref.WeakKeyDictionary[nn.Module, TaskContext]" = weakref.WeakKeyDictionary()
@@ -114,19 +131,21 @@ def build(task: Task, plan: Plan) -> Compressed:
 
 
 def fine_tune(task: Task, built: Compressed, *, config: DistillConfig = DistillConfig(),
-              on_step: Callable[[int], None] | None = None, checkpoint: str | None = None) -> Compressed:
+              on_step: Callable[[int], None] | None = None, checkpoint: str | None = None,
+              device: torch.device | None = None) -> Compressed:
     """Fine-tune a built candidate in place by distillation from the teacher (``config.steps``
     steps; none: post-training, calibration only). ``checkpoint``: a file the fine-tuning
     continues from if it exists and is saved to (see ``distill``). With ``config.augment`` and a
     task that augments, the teacher runs on every augmented batch; otherwise its outputs are
-    cached once per task."""
+    cached once per task. ``device``: fine-tune there (a GPU: the teacher and its outputs live
+    there too); the model comes back on the CPU for export."""
     if config.steps:
         config = with_task_lr(config, task)
         context = task_context(task)
         augment = task.augment if config.augment else None
-        teacher = task.teacher if augment is not None else context.targets(task)
+        teacher = context.teacher(task, device) if augment is not None else context.targets(task, device)
         built.losses = distill(built.model, task.train, teacher, config, head=context.discovery.head,
-                               on_step=on_step, augment=augment, checkpoint=checkpoint)
+                               on_step=on_step, augment=augment, checkpoint=checkpoint, device=device)
     built.model.eval()
     return built
 

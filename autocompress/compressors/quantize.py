@@ -100,6 +100,8 @@ class ActivationQuant(nn.Module):
         if self.observing:
             return x
         scale, zero_point = self.qparams()
+        if x.dtype != torch.float32:  # a bf16 activation under autocast (--amp) is quantized in fp32
+            x = x.float()
         return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, ACT_QMIN, ACT_QMAX)
 
 

@@ -70,7 +70,7 @@ def measure_artifact(task: Task, path: str, *, split: str = "val",
 def evaluate(task: Task, plan: Plan, *, out_dir: str | os.PathLike, config: DistillConfig = DistillConfig(),
              latency: LatencyMeter = local_latency, on_step: Callable[[int], None] | None = None,
              limits: Budget | None = None, checkpoint: bool = False,
-             continue_from: str | os.PathLike | None = None) -> Metrics:
+             continue_from: str | os.PathLike | None = None, device: torch.device | None = None) -> Metrics:
     """Compress ``task.teacher`` by ``plan``, write ``out_dir/model.onnx`` + ``plan.json``, measure.
 
     Structure first: the candidate is built, exported and measured for size and latency before
@@ -80,6 +80,8 @@ def evaluate(task: Task, plan: Plan, *, out_dir: str | os.PathLike, config: Dist
     ``checkpoint``: keep the fine-tuning state (weights, optimizer, step) in
     ``out_dir/checkpoint.pt``; ``continue_from``: an earlier candidate's checkpoint of the same
     plan, whose fine-tuning this one continues up to ``config.steps`` instead of starting again.
+    ``device``: where the fine-tuning runs (a trial's GPU); building, export and every
+    measurement stay on the CPU.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +102,7 @@ def evaluate(task: Task, plan: Plan, *, out_dir: str | os.PathLike, config: Dist
         state = str(out / CHECKPOINT_NAME) if checkpoint or continue_from else None
         if continue_from is not None and Path(continue_from).resolve() != Path(state).resolve():
             shutil.copyfile(continue_from, state)
-        fine_tune(task, built, config=config, on_step=on_step, checkpoint=state)
+        fine_tune(task, built, config=config, on_step=on_step, checkpoint=state, device=device)
         plain = export_artifact(built, task.example_inputs, path)
     return _measured(task, built, plain, path, config=config, latency=latency)
 

@@ -32,8 +32,10 @@ from typing import Callable
 
 import optuna
 import pandas as pd
+import torch
 
 from autocompress.compressors.pipeline import task_context, with_task_lr
+from autocompress.devices import check_amp_placement
 from autocompress.evaluators.evaluate import ARTIFACT_NAME, evaluate_teacher, fidelity_label, local_latency
 from autocompress.evaluators.measure import LATENCY_THREADS
 from autocompress.metrics import Metrics
@@ -174,6 +176,7 @@ def _open(task: Task, *, out: Path, settings, execution, trials, storage, resume
     else:
         settings = settings or SearchSettings()
         settings = replace(settings, distill=with_task_lr(settings.distill, task))  # the lr actually used
+    check_amp_placement(settings.distill.amp, execution.gpus_per_trial)  # before anything costly runs
     space = _space(task, settings)
     if stored is not None and stored["space"] != space.summary():
         raise UsageError(f"--resume: the search space of {task.name!r} differs from the one stored in {out} "
@@ -224,6 +227,10 @@ def _start(session: _Session, *, rdb, task_spec, data_dir, command) -> None:
     if execution.gpus_per_trial > gpus:
         raise UsageError(f"--gpus-per-trial {execution.gpus_per_trial:g}: the Ray cluster has {gpus:g} GPUs, so no "
                          "trial could ever start; use 0 here, or join a cluster with GPUs (--address)")
+    if execution.gpus_per_trial > 0 and execution.address is None and not torch.cuda.is_available():
+        raise UsageError(f"--gpus-per-trial {execution.gpus_per_trial:g}: Ray sees {gpus:g} GPU(s) here but torch "
+                         f"{torch.__version__} has no CUDA (a CPU-only build); install a CUDA build of torch, or use "
+                         "--gpus-per-trial 0")
     session.run_id = f"{os.getpid()}-{int(time.time() * 1000)}"
     session.actor = _latency_actor(execution.latency_resource, session.run_id)
     if session.resume:

@@ -47,6 +47,7 @@ import pandas as pd
 from torch.utils.data import Subset
 
 from autocompress.compressors.distill import DistillConfig
+from autocompress.devices import trial_error
 from autocompress.evaluators.evaluate import LatencyMeter, evaluate, local_latency
 from autocompress.plan import Plan
 from autocompress.search.rundir import SENSITIVITY_CSV
@@ -118,7 +119,8 @@ def subset_task(task: Task, samples: int) -> Task:
 
 
 def evaluate_cell(task: Task, space: SearchSpace, cell: Cell, *, config: DistillConfig,
-                  latency: LatencyMeter = local_latency, on_step: Callable[[int], None] | None = None) -> dict:
+                  latency: LatencyMeter = local_latency, on_step: Callable[[int], None] | None = None,
+                  device=None) -> dict:
     """One row of the scan (no deltas yet): ``task`` already cut to the subset; a failure is
     the row's ``error``, never an exception."""
     kind, _, target = cell.knob.partition("/")
@@ -130,19 +132,21 @@ def evaluate_cell(task: Task, space: SearchSpace, cell: Cell, *, config: Distill
     try:
         with tempfile.TemporaryDirectory(prefix="autocompress-sensitivity-") as out:
             metrics = evaluate(task, cell_plan(space, cell), out_dir=out, config=config, latency=latency,
-                               on_step=on_step)
+                               on_step=on_step, device=device)
         row.update(accuracy=metrics.accuracy, size_bytes=metrics.size_bytes, latency_ms=metrics.latency_ms,
                    latency_spread_ms=metrics.latency_spread_ms, sha256=metrics.sha256)
     except Exception as exc:  # the cell failed, not the scan
-        row["error"] = one_line(f"{type(exc).__name__}: {exc}")[:1000]
+        row["error"] = one_line(trial_error(exc))[:1000]
     row["duration_s"] = round(time.perf_counter() - clock, 3)
     return row
 
 
 def evaluate_cells(task: Task, space: SearchSpace, cells: list[Cell], *, samples: int, config: DistillConfig,
-                   latency: LatencyMeter = local_latency, on_step=None) -> list[dict]:
+                   latency: LatencyMeter = local_latency, on_step=None, device=None) -> list[dict]:
+    """The rows of ``cells``; ``device``: where their fine-tuning steps run (None: the CPU)."""
     subset = subset_task(task, samples)
-    return [evaluate_cell(subset, space, cell, config=config, latency=latency, on_step=on_step) for cell in cells]
+    return [evaluate_cell(subset, space, cell, config=config, latency=latency, on_step=on_step, device=device)
+            for cell in cells]
 
 
 def with_deltas(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
@@ -239,15 +243,20 @@ def _batches(cells: list[Cell], workers: int) -> list[list[Cell]]:
 
 def _scan_batch(job, space: SearchSpace, cells: list[Cell], samples: int, steps: int) -> list[dict]:
     """On a Ray worker: evaluate ``cells`` as the search's trials are evaluated (the worker's
-    task, threads and latency actor; fine-tuning pauses while a latency is measured)."""
+    task, threads, GPU share and latency actor; fine-tuning pauses while a latency is measured)."""
+    from autocompress.devices import current_trial_device, release_gpu_memory
     from autocompress.search.worker import _set_threads, quiet_flag, remote_latency, wait_while_measuring, worker_task
 
     _set_threads(job.threads)
     flag = quiet_flag(job.run_id)
     latency = remote_latency(job.latency_actor) if job.latency_actor is not None else local_latency
     config = dataclasses.replace(job.distill, steps=steps)
-    return evaluate_cells(worker_task(job), space, cells, samples=samples, config=config, latency=latency,
-                          on_step=lambda step: wait_while_measuring(flag))
+    device = current_trial_device()
+    try:
+        return evaluate_cells(worker_task(job), space, cells, samples=samples, config=config, latency=latency,
+                              on_step=lambda step: wait_while_measuring(flag), device=device)
+    finally:
+        release_gpu_memory(device)
 
 
 def _run_on_ray(*, job, space: SearchSpace, batches: list[list[Cell]], samples: int, steps: int, workers: int,

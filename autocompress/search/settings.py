@@ -31,6 +31,7 @@ import os
 from dataclasses import dataclass, field
 
 from autocompress.compressors.distill import OPTIMIZERS, SCHEDULES, DistillConfig
+from autocompress.devices import AMP_MODES
 from autocompress.plan import IMPORTANCES
 from autocompress.budget import Budget
 from autocompress.search.rungs import DEFAULT_ETA, Rungs
@@ -41,7 +42,7 @@ SAMPLERS = ("tpe", "nsga2", "random")
 
 # keyword (as SettingError names it) -> the CLI flag that sets it
 FLAGS = {"distill.steps": "--steps", "distill.lr": "--lr", "distill.feature_weight": "--feature-distill",
-         "distill.warmup_fraction": "--warmup", "distill.augment": "--no-augment",
+         "distill.warmup_fraction": "--warmup", "distill.augment": "--no-augment", "distill.amp": "--amp",
          "warm_start": "--no-warm-start", "sensitivity": "--no-sensitivity", "proposals": "--no-proposals", "budget.max_size_bytes": "--max-size",
          "budget.max_latency_ms": "--max-latency", "budget.min_accuracy": "--min-accuracy",
          "trial_timeout_s": "--trial-timeout", "time_budget_s": "--time-budget"}
@@ -98,6 +99,9 @@ def distill_config(values: dict) -> DistillConfig:
     for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
         if name in values and values[name] not in choices:
             raise SettingError(f"distill.{name}", f"{values[name]!r} is unknown; choose one of: {', '.join(choices)}")
+    if values.get("amp") is not None and values["amp"] not in AMP_MODES:
+        raise SettingError("distill.amp", f"{values['amp']!r} is unknown; choose one of: {', '.join(AMP_MODES)} "
+                                          "(or none: full precision)")
     if not isinstance(values.get("augment", True), bool):
         raise SettingError("distill.augment", f"must be True or False, got {values['augment']!r}")
     try:
@@ -210,7 +214,8 @@ class Execution:
     workers: trials at once (default one per CPU). address: an existing Ray cluster (``ray
     start --head``), or None for a local Ray bound to 127.0.0.1. cpus_per_trial /
     gpus_per_trial: resources of one trial (torch and ONNX Runtime threads follow
-    cpus_per_trial). trial_timeout_s: a trial still fine-tuning after this is stopped and
+    cpus_per_trial); a trial fine-tunes on one GPU, so at most 1, and a fraction shares one
+    (0.25: four trials per GPU). trial_timeout_s: a trial still fine-tuning after this is stopped and
     stored as failed. retries: how often Ray Tune re-runs a trial whose worker died.
     latency_resource: a custom Ray resource naming the node where every latency is measured,
     one at a time. time_budget_s: stop the search after this long (running trials are stored
@@ -236,7 +241,9 @@ class Execution:
     def __post_init__(self):
         _number("workers", self.workers, minimum=1, integer=True)
         _number("cpus_per_trial", self.cpus_per_trial, minimum=0, inclusive=False)
-        _number("gpus_per_trial", self.gpus_per_trial, minimum=0)
+        if _number("gpus_per_trial", self.gpus_per_trial, minimum=0) > 1:
+            raise SettingError("gpus_per_trial", f"must be at most 1 (a trial fine-tunes on one GPU; 0.25 = four "
+                                                 f"trials share one), got {self.gpus_per_trial!r}")
         _number("retries", self.retries, minimum=0, integer=True)
         for name in ("trial_timeout_s", "time_budget_s"):
             if getattr(self, name) is not None:

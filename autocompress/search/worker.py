@@ -33,6 +33,7 @@ import torch
 
 from autocompress.budget import Budget
 from autocompress.compressors.distill import DistillConfig
+from autocompress.devices import CPU, current_trial_device, release_gpu_memory, trial_error
 from autocompress.evaluators.evaluate import CHECKPOINT_NAME, evaluate, local_latency
 from autocompress.plan import Plan
 from autocompress.search.rundir import ARTIFACTS
@@ -153,14 +154,18 @@ def evaluate_trial(config: dict, job: Job) -> None:
     """The Ray Tune trainable: evaluate ``config['plan']`` and report its metrics.
 
     Errors of the candidate itself are reported as a result with ``error`` (stored as a
-    failed trial with its reason); a worker that dies is Tune's to retry.
+    failed trial with its reason; a CUDA error, e.g. out of memory, says what to change); a
+    worker that dies is Tune's to retry. A trial Ray gave a GPU fine-tunes on it
+    (``devices.trial_device``); everything else runs on the CPU.
     """
     from ray import tune
 
     _set_threads(job.threads)
     started, clock = now(), time.perf_counter()
     base = {"number": config["number"], "node": node_name(), "started_at": started}
+    device = CPU
     try:
+        device = current_trial_device()
         task = worker_task(job)
         plan = Plan.from_dict(config["plan"])
         distill = DistillConfig(**{**job.distill.__dict__, **config.get("distill", {})})
@@ -176,9 +181,10 @@ def evaluate_trial(config: dict, job: Job) -> None:
 
         metrics = evaluate(task, plan, out_dir=os.path.join(job.out_dir, ARTIFACTS, str(config["number"])),
                            config=distill, latency=latency, on_step=on_step, limits=job.budget,
-                           checkpoint=job.checkpoints, continue_from=_continued(job, config))
+                           checkpoint=job.checkpoints, continue_from=_continued(job, config), device=device)
         result = {"metrics_json": json.dumps(metrics.to_dict())}  # Tune flattens nested dicts
     except Exception as exc:  # the candidate failed, not the worker
-        result = {"error": f"{type(exc).__name__}: {exc}".strip()[:1000]}
+        result = {"error": trial_error(exc)}
+    release_gpu_memory(device)
     tune.report({**base, **result, "final": True, "finished_at": now(),
                  "duration_s": round(time.perf_counter() - clock, 3)})

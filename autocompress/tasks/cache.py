@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from autocompress.devices import describe, training_device
 from autocompress.task import supplied_teacher_state
 
 
@@ -70,6 +71,9 @@ def cached_weights(build: Callable[[], nn.Module], *, train: Callable[[nn.Module
             model = build()
     print(f"autocompress: training the {name} teacher once (cached in {folder})", file=sys.stderr)
     report = train(model)
+    device = training_device()
+    if isinstance(report, dict) and device.type == "cuda":  # say which GPU (a CPU run's report is as it was)
+        report["trained_on"] = describe(device)
     folder.mkdir(parents=True, exist_ok=True)
     if isinstance(report, dict):  # what training measured (e.g. accuracy before and after), kept beside it
         path.with_suffix(".json").write_text(json.dumps(report, indent=2, sort_keys=True))

@@ -30,6 +30,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from autocompress.devices import training_device
 from autocompress.task import Task, UsageError
 from autocompress.tasks.cache import cache_root, cached_weights
 from autocompress.tasks.data_files import require_files, sha256
@@ -177,10 +178,14 @@ def crop_and_flip(x: torch.Tensor, generator: torch.Generator, *, padding: int =
     return crops
 
 
-def fine_tune(model: nn.Module, splits: dict, *, epochs: int, batch: int, lr: float, seed: int) -> dict:
-    """SGD (momentum 0.9, cosine schedule, weight decay 5e-4) with crop + flip augmentation;
-    returns the test accuracy before and after."""
+def fine_tune(model: nn.Module, splits: dict, *, epochs: int, batch: int, lr: float, seed: int,
+              device: torch.device | None = None) -> dict:
+    """SGD (momentum 0.9, cosine schedule, weight decay 5e-4) with crop + flip augmentation (drawn
+    on the CPU), on ``device`` (default: a GPU when torch sees one); returns the test accuracy
+    before and after (measured on the CPU)."""
     before = test_accuracy(model, splits["test"])
+    device = device or training_device()
+    model.to(device)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     x, y = splits["train"].tensors
@@ -193,10 +198,11 @@ def fine_tune(model: nn.Module, splits: dict, *, epochs: int, batch: int, lr: fl
         for i in range(len(x) // batch):
             idx = order[i * batch:(i + 1) * batch]
             opt.zero_grad()
-            nn.functional.cross_entropy(model(crop_and_flip(x[idx], generator)), y[idx]).backward()
+            images, labels = crop_and_flip(x[idx], generator).to(device), y[idx].to(device)
+            nn.functional.cross_entropy(model(images), labels).backward()
             opt.step()
             sched.step()
-    model.eval()
+    model.to("cpu").eval()
     return {"test_accuracy_before": before, "test_accuracy_after": test_accuracy(model, splits["test"]),
             "note": "published checkpoint (trained on the original CIFAR-10), then fine-tuned on the JPEG train split"}
 

@@ -1,4 +1,5 @@
-"""Training a built-in teacher once (the result is cached by ``tasks/cache.py``)."""
+"""Training a built-in teacher once (the result is cached by ``tasks/cache.py``), on the first
+GPU torch sees, else on the CPU (``devices.training_device``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,15 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from autocompress.devices import training_device
 
-def train_classifier(model: nn.Module, data: Dataset, *, epochs: int, batch: int, lr: float, seed: int) -> None:
-    """Plain supervised training with AdamW and a cosine schedule (used for the teacher)."""
+
+def train_classifier(model: nn.Module, data: Dataset, *, epochs: int, batch: int, lr: float, seed: int,
+                     device: torch.device | None = None) -> None:
+    """Plain supervised training with AdamW and a cosine schedule (used for the teacher), on
+    ``device`` (default: a GPU when torch sees one); the model ends on the CPU, in eval mode."""
+    device = device or training_device()
+    model.to(device)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, generator=generator)
@@ -22,6 +29,7 @@ def train_classifier(model: nn.Module, data: Dataset, *, epochs: int, batch: int
     for epoch in range(epochs):
         total = 0.0
         for x, y in loader:
+            x, y = x.to(device), y.to(device)
             opt.zero_grad()
             loss = nn.functional.cross_entropy(model(x), y)
             loss.backward()
@@ -30,4 +38,4 @@ def train_classifier(model: nn.Module, data: Dataset, *, epochs: int, batch: int
             total += loss.item()
         print(f"autocompress: teacher epoch {epoch + 1}/{epochs}: mean loss {total / len(loader):.4f}, "
               f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    model.eval()
+    model.to("cpu").eval()
