@@ -165,12 +165,13 @@ def _budget_spending_args(search_p) -> None:
         "sensitivity scan and proposals (settings too: run.json stores them; before the first trial, each knob value "
         "alone is measured like a trial and stored as sensitivity.csv)")
     settings.add_argument("--no-sensitivity", action="store_const", const=True, default=None,
-                          help="skip the sensitivity scan (e.g. for a baseline search); no proposals then")
+                          help="skip the sensitivity scan (e.g. for a baseline search); no --proposals then")
     settings.add_argument("--sensitivity-steps", type=int, default=None, metavar="STEPS",
                           help="fine-tuning steps of each sensitivity cell (default: 0, calibration only)")
-    settings.add_argument("--no-proposals", action="store_const", const=True, default=None,
-                          help="every new plan from the sampler; by default every other one is the plan the scan's "
-                               "predictor expects to extend the front most (refit as trials finish)")
+    settings.add_argument("--proposals", action="store_const", const=True, default=None,
+                          help="every other new plan is the one the scan's predictor expects to extend the front "
+                               "most (refit as trials finish); default off: on digits its plans have not yet "
+                               "beaten the sampler's (see the README)")
 
 
 def _add_best(sub) -> None:
@@ -284,8 +285,8 @@ SETTING_FLAGS = {"sampler": "sampler", "seed": "seed", "steps": "distill.steps",
                  "importance": "importance", "feature_distill": "distill.feature_weight", "techniques": "techniques",
                  "no_warm_start": "warm_start", "min_steps": "min_steps", "eta": "eta", "optimizer": "distill.optimizer",
                  "warmup": "distill.warmup_fraction", "no_augment": "distill.augment", "amp": "distill.amp",
-                 "no_sensitivity": "sensitivity", "sensitivity_steps": "sensitivity_steps", "no_proposals": "proposals"}
-NEGATED_FLAGS = ("no_warm_start", "no_augment", "no_sensitivity", "no_proposals")  # given: the setting they name is False
+                 "no_sensitivity": "sensitivity", "sensitivity_steps": "sensitivity_steps", "proposals": "proposals"}
+NEGATED_FLAGS = ("no_warm_start", "no_augment", "no_sensitivity")  # given: the setting they name is False
 
 
 def _settings(args, base):

@@ -7,7 +7,7 @@
 
 Strategies:
   joint         the joint space (prune x quant x low-rank x student), TPE, warm-started (the product's default)
-  joint-sampler the same, every new plan from TPE (--no-proposals: the scan's predictor proposes none)
+  joint-proposals the same, every other new plan proposed by the scan's predictor (--proposals)
   joint-rungs   the same with successive halving (--min-steps steps/9, eta 3)
   random        random sampling over the same joint space (no sensitivity scan: it uses none)
   prune-only, quant-only, lowrank-only, student-only
@@ -50,11 +50,11 @@ from remeasure import ROUNDS, RUNS, remeasure  # noqa: E402
 from autocompress.search.pareto import normalized_hypervolume, pareto_front  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-ABLATIONS = ("joint-sampler", "joint-rungs")  # the joint search less one of its parts: asked for by name
+ABLATIONS = ("joint-proposals", "joint-rungs")  # the joint search less one of its parts: asked for by name
 MIN_STEPS = "STEPS/9"  # in a strategy's flags: --steps // 9 (rungs of steps/9, steps/3, steps at eta 3)
 SEARCHES = {
     "joint": ["--sampler", "tpe"],
-    "joint-sampler": ["--sampler", "tpe", "--no-proposals"],
+    "joint-proposals": ["--sampler", "tpe", "--proposals"],
     "joint-rungs": ["--sampler", "tpe", "--min-steps", MIN_STEPS],
     "random": ["--sampler", "random", "--no-warm-start", "--no-sensitivity"],
     "prune-only": ["--techniques", "prune", "--no-warm-start", "--no-sensitivity"],

@@ -8,6 +8,7 @@ found by the search itself (its ``source`` is not ``warm start``: the known reci
 first), smaller or faster than every warm-start recipe within 1 point.
 
     python benchmarks/digits_default.py            # writes benchmarks/results/digits_default.json
+    python benchmarks/digits_default.py --proposals   # search flags added: prints, writes nothing
 """
 
 import json
@@ -48,7 +49,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="autocompress-bench-"))
     run = work / "run"
     env = dict(os.environ, AUTOCOMPRESS_CACHE=str(work / "cache"))
-    command = [sys.executable, "-m", "autocompress.cli", "search", "--task", "digits", "--out", str(run)]
+    extra = sys.argv[1:]
+    command = [sys.executable, "-m", "autocompress.cli", "search", "--task", "digits", *extra, "--out", str(run)]
     start = time.perf_counter()
     proc = subprocess.run(command, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -85,8 +87,9 @@ def main() -> int:
         "search_vs_warm_start": searched,
         "front": front[columns].round(4).to_dict("records"),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    if not extra:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(proc.stdout)
     print(json.dumps({k: result[k] for k in ("wall_s", "teacher", "smallest_within_1pt", "fastest_within_1pt",
                                              "goals")}, indent=2))

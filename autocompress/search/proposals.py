@@ -12,6 +12,8 @@ multiple-choice knapsack over the knobs. Its Lagrangian relaxation needs no solv
 ``lam`` on cost, each knob on its own takes the value minimizing ``loss + lam * cost``; sweeping
 ``lam`` walks the predicted front's convex hull from the teacher to the smallest plan
 (``sweep``), where cost is the size, the latency, or half of each, relative to the teacher's.
+Of those not tried yet, the one proposed is the one predicted to add most hypervolume to the
+front measured so far (``choose``).
 
 Example:
     >>> table = pd.DataFrame({"knob": ["bits/a", "bits/a", "bits/b", "bits/b"], "value": [8, 2, 8, 2],
@@ -34,6 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
+from autocompress.search.pareto import normalized_hypervolume
 from autocompress.spaces.space import GATE_PREFIX, TECHNIQUES
 
 OBJECTIVE_COLUMNS = {"accuracy": "accuracy_delta", "size_bytes": "size_delta_bytes", "latency_ms": "latency_delta_ms"}
@@ -123,6 +126,25 @@ class Predictor:
                 params[knob] = best[0]
         return params
 
+    def choose(self, candidates: list[dict], *, front: pd.DataFrame) -> int | None:
+        """The index of the candidate (search parameters) whose predicted point adds most
+        hypervolume to ``front`` (measured results: accuracy, size_bytes, latency_ms), in the
+        teacher-relative objectives the benchmarks score; ties (say, none adds any) go to the
+        most accurate prediction. None when there is no candidate.
+
+        >>> table = pd.DataFrame({"knob": ["bits/a", "bits/a"], "value": [8, 2], "accuracy_delta": [0.0, -0.3],
+        ...     "size_delta_bytes": [-30, -45], "latency_delta_ms": [-0.1, -0.1]})
+        >>> predictor = Predictor.from_scan(table, {"accuracy": 0.9, "size_bytes": 100, "latency_ms": 1.0})
+        >>> predictor.choose([{"bits/a": 2}, {"bits/a": 8}], front=pd.DataFrame())  # 2 bits: 30 points lost
+        1
+        """
+        if not candidates:
+            return None
+        front = front[list(OBJECTIVE_COLUMNS)] if len(front) else front
+        scores = [(_hypervolume_gain(front, self.predict(params), self.teacher), self.predict(params)["accuracy"])
+                  for params in candidates]
+        return max(range(len(candidates)), key=lambda i: scores[i])
+
     def sweep(self, *, count: int) -> list[dict]:
         """Up to ``count`` distinct parameter sets along the predicted front's hull, spread over
         the price range and the cost mixes (size, latency, both), the teacher itself left out."""
@@ -135,6 +157,11 @@ class Predictor:
                 if depth < len(plans) and plans[spread[depth]] not in chosen:
                     chosen.append(plans[spread[depth]])
         return [dict(p) for p in chosen[:count]]
+
+
+def _hypervolume_gain(front: pd.DataFrame, point: dict, teacher: dict) -> float:
+    with_point = pd.concat([front, pd.DataFrame([point])], ignore_index=True) if len(front) else pd.DataFrame([point])
+    return normalized_hypervolume(with_point, teacher) - (normalized_hypervolume(front, teacher) if len(front) else 0.0)
 
 
 def _spread_order(n: int) -> list[int]:

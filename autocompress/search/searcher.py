@@ -129,7 +129,8 @@ class StudySearcher(Searcher):
 
     def _proposal(self) -> Plan | None:
         """The predictor's next plan (``proposals``): refit on the finished trials of the highest
-        rung with enough of them, then the first plan along its predicted front not tried yet."""
+        rung with enough of them; of the plans along its predicted front not tried yet, the one
+        predicted to add most hypervolume to the top rung's front (``Predictor.choose``)."""
         if self.predictor is None:
             return None
         by_rung: dict[int, list] = {}
@@ -139,11 +140,14 @@ class StudySearcher(Searcher):
         if enough:
             self.predictor = self.predictor.refit(by_rung[max(enough)])
         tried = {plan for plan, _ in self.seen} | {plan for _, plan, _ in self.running.values()}
+        candidates = {}
         for params in self.predictor.sweep(count=PROPOSALS_CONSIDERED):
             plan = self.space.plan_from_params({k: v for k, v in params.items() if k in self.space.distributions()})
             if plan not in tried:
-                return plan
-        return None
+                candidates.setdefault(plan, params)
+        front = pd.DataFrame([f.user_attrs["metrics"] for (_, rung), f in self.seen.items() if rung == self.rungs.top])
+        chosen = self.predictor.choose(list(candidates.values()), front=front)
+        return None if chosen is None else list(candidates)[chosen]
 
     def _answer_duplicate(self, trial: optuna.Trial, previous: optuna.trial.FrozenTrial) -> None:
         """The same applied plan at the same fidelity ran before: store its numbers under this

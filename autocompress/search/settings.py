@@ -43,7 +43,7 @@ SAMPLERS = ("tpe", "nsga2", "random")
 # keyword (as SettingError names it) -> the CLI flag that sets it
 FLAGS = {"distill.steps": "--steps", "distill.lr": "--lr", "distill.feature_weight": "--feature-distill",
          "distill.warmup_fraction": "--warmup", "distill.augment": "--no-augment", "distill.amp": "--amp",
-         "warm_start": "--no-warm-start", "sensitivity": "--no-sensitivity", "proposals": "--no-proposals", "budget.max_size_bytes": "--max-size",
+         "warm_start": "--no-warm-start", "sensitivity": "--no-sensitivity", "proposals": "--proposals", "budget.max_size_bytes": "--max-size",
          "budget.max_latency_ms": "--max-latency", "budget.min_accuracy": "--min-accuracy",
          "trial_timeout_s": "--trial-timeout", "time_budget_s": "--time-budget"}
 
@@ -138,7 +138,7 @@ class SearchSettings:
     budget: Budget = field(default_factory=Budget)
     sensitivity: bool = True
     sensitivity_steps: int = 0
-    proposals: bool = True
+    proposals: bool = False
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:

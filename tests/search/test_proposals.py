@@ -63,7 +63,8 @@ def test_the_searcher_alternates_predicted_plans_with_the_samplers_and_refits_as
     searcher = StudySearcher(study=study, space=space, total=12, seen={}, rungs=Rungs((10,)),
                              on_finished=lambda t: None, predictor=predictor)
     first = searcher.suggest("t0")
-    expected = space.plan_from_params(predictor.sweep(count=1)[0])
+    candidates = predictor.sweep(count=200)
+    expected = space.plan_from_params(candidates[predictor.choose(candidates, front=pd.DataFrame())])
     assert first["plan"] == expected.to_dict()
     plans = [first["plan"]]
     for i in range(1, 10):
