@@ -83,6 +83,27 @@ def test_a_cell_matches_a_direct_evaluation_of_its_plan(scanned_run, digits_task
                                                                        direct.sha256)
 
 
+def test_the_first_new_plan_of_a_search_is_the_predictors_first_proposal(scanned_run, digits_task):
+    """(Before the resume test below alters the stored scan.) The scan feeds the predictor
+    (--proposals): with no warm start (and no startup plans: random
+    sampler), trial 0 is the plan along the front it predicts from sensitivity.csv and the teacher
+    of run.json that it expects to add most hypervolume."""
+    from autocompress.compressors.pipeline import task_context
+    from autocompress.search.proposals import Predictor
+    from autocompress.spaces.space import SearchSpace
+
+    out, _ = scanned_run
+    trials = pd.read_csv(out / "trials.csv")
+    assert trials.loc[0, "source"] == "predictor"
+    teacher = json.loads((out / "run.json").read_text())["teacher"]
+    predictor = Predictor.from_scan(read_table(out), teacher)
+    candidates = predictor.sweep(count=200)  # nothing measured yet: the front is empty
+    params = candidates[predictor.choose(candidates, front=pd.DataFrame())]
+    expected = SearchSpace(task_context(digits_task).discovery).plan_from_params(params)
+    stored = json.loads((out / "artifacts" / "0" / "plan.json").read_text())
+    assert stored == json.loads(expected.to_json())
+
+
 def test_resume_reuses_the_stored_cells_and_measures_only_the_missing_ones(scanned_run, tmp_path):
     out, _ = scanned_run
     stored = read_table(out)
@@ -97,7 +118,8 @@ def test_resume_reuses_the_stored_cells_and_measures_only_the_missing_ones(scann
     assert _cells(table) == _cells(stored) and len(table) == len(stored)
     assert (table.loc[table["knob"] == "bits/fc", "accuracy"] == 0.125).all()
     assert table["error"].isna().all()
-    assert len(pd.read_csv(out / "trials.csv")) == 2
+    trials = pd.read_csv(out / "trials.csv")
+    assert trials["duplicate_of"].isna().sum() == 2  # a repeated plan is answered, not counted
 
 
 def test_a_complete_table_is_reused_without_any_worker(scanned_run, digits_task):
@@ -122,7 +144,8 @@ def test_a_failing_cell_is_stored_with_its_error_and_the_search_goes_on(tmp_path
     assert all(HOSTILE_ERROR in error for error in failed["error"]) and failed["accuracy"].isna().all()
     assert table[table["error"].isna()]["accuracy"].notna().all() and len(table) > len(failed) + 5
     assert "(2 failed: their errors are in sensitivity.csv)" in proc.stdout
-    assert len(pd.read_csv(out / "trials.csv")) == 2
+    trials = pd.read_csv(out / "trials.csv")
+    assert trials["duplicate_of"].isna().sum() == 2  # a repeated plan is answered, not counted
     shown = run_cli("inspect", "--task", "tests.fixtures.user_tasks:hostile", "--sensitivity", "--run", str(out))
     assert shown.returncode == 0 and shown.stdout.count("FAILED: RuntimeError: stem too narrow") == 2
 
@@ -205,22 +228,3 @@ def test_with_fine_tuning_steps_the_reference_is_still_the_teacher_as_it_is(tiny
         plain.loc[0, ["accuracy", "size_bytes", "sha256"]].tolist()
     assert (tuned["sha256"][1:] != plain["sha256"][1:]).all()  # the cells themselves were fine-tuned
 
-
-def test_the_first_new_plan_of_a_search_is_the_predictors_first_proposal(scanned_run, digits_task):
-    """The scan feeds the predictor (proposals): with no warm start (and no startup plans: random
-    sampler), trial 0 is the plan along the front it predicts from sensitivity.csv and the teacher
-    of run.json that it expects to add most hypervolume."""
-    from autocompress.compressors.pipeline import task_context
-    from autocompress.search.proposals import Predictor
-    from autocompress.spaces.space import SearchSpace
-
-    out, _ = scanned_run
-    trials = pd.read_csv(out / "trials.csv")
-    assert trials.loc[0, "source"] == "predictor"
-    teacher = json.loads((out / "run.json").read_text())["teacher"]
-    predictor = Predictor.from_scan(read_table(out), teacher)
-    candidates = predictor.sweep(count=200)  # nothing measured yet: the front is empty
-    params = candidates[predictor.choose(candidates, front=pd.DataFrame())]
-    expected = SearchSpace(task_context(digits_task).discovery).plan_from_params(params)
-    stored = json.loads((out / "artifacts" / "0" / "plan.json").read_text())
-    assert stored == json.loads(expected.to_json())
