@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import RESULTS, machine, write_result  # noqa: E402
+from benchmarks.remeasure import side_by_side  # noqa: E402
 
 PROBE_STEPS = 20
 
@@ -62,20 +63,6 @@ def probe_step_s(task, plan, config) -> tuple[float, float]:
     return (stamps[-1] - stamps[1]) / (len(stamps) - 2), time.perf_counter() - start
 
 
-def side_by_side(task, teacher_path: str, candidate_path: str, rounds: int = 3) -> dict:
-    """Latency of both files measured alternately in this process (medians of the rounds' medians)."""
-    import statistics
-
-    from autocompress.evaluators.measure import latency_ms, onnx_session
-
-    sessions = {"teacher": onnx_session(teacher_path), "candidate": onnx_session(candidate_path)}
-    times = {name: [] for name in sessions}
-    for _ in range(rounds):
-        for name, session in sessions.items():
-            times[name].append(latency_ms(session, task.example_inputs)[0])
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
 def run(args) -> dict:
     from autocompress import load_task
     from autocompress.evaluators.evaluate import ARTIFACT_NAME, evaluate, evaluate_teacher
@@ -103,7 +90,7 @@ def run(args) -> dict:
     fine_tune_s = probe_s + (stamps[-1] - start)
     paths = {name: str(out / name / ARTIFACT_NAME) for name in ("teacher", "candidate")}
     test = {name: onnx_metric(onnx_session(path), task.test, task.metric) for name, path in paths.items()}
-    latency = side_by_side(task, paths["teacher"], paths["candidate"])
+    latency = side_by_side(paths, task.example_inputs, rounds=3, runs=300)  # both files alternately, here
     size = {name: size_bytes(path) for name, path in paths.items()}
     return {"task": task.name, "plan": json.loads(plan.to_json()), "distill": dataclasses.asdict(config),
             "teacher_test_accuracy": test["teacher"], "candidate_test_accuracy": test["candidate"],

@@ -141,8 +141,9 @@ class Predictor:
         if not candidates:
             return None
         front = front[list(OBJECTIVE_COLUMNS)] if len(front) else front
-        scores = [(_hypervolume_gain(front, self.predict(params), self.teacher), self.predict(params)["accuracy"])
-                  for params in candidates]
+        base = normalized_hypervolume(front, self.teacher) if len(front) else 0.0
+        predicted = [self.predict(params) for params in candidates]
+        scores = [(_hypervolume_with(front, point, self.teacher) - base, point["accuracy"]) for point in predicted]
         return max(range(len(candidates)), key=lambda i: scores[i])
 
     def sweep(self, *, count: int) -> list[dict]:
@@ -159,9 +160,9 @@ class Predictor:
         return [dict(p) for p in chosen[:count]]
 
 
-def _hypervolume_gain(front: pd.DataFrame, point: dict, teacher: dict) -> float:
+def _hypervolume_with(front: pd.DataFrame, point: dict, teacher: dict) -> float:
     with_point = pd.concat([front, pd.DataFrame([point])], ignore_index=True) if len(front) else pd.DataFrame([point])
-    return normalized_hypervolume(with_point, teacher) - (normalized_hypervolume(front, teacher) if len(front) else 0.0)
+    return normalized_hypervolume(with_point, teacher)
 
 
 def _spread_order(n: int) -> list[int]:
