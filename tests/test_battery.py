@@ -29,6 +29,7 @@ BAD = [
     (["--min-steps", "0"], "--min-steps must be a whole number at least 1"),
     (["--min-steps", "300"], "--min-steps must be below the full fine-tuning steps (300)"),
     (["--eta", "1"], "--eta must be a whole number at least 2"),
+    (["--proposals", "--no-sensitivity"], "--proposals needs the sensitivity scan it predicts from"),
     (["--seed", "-1"], "--seed must be a whole number at least 0"),
     (["--sampler", "grid"], "--sampler 'grid' is unknown; choose one of: tpe, nsga2, random"),
     (["--techniques", ","], "--techniques must be a non-empty subset"),

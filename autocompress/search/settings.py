@@ -156,6 +156,9 @@ class SearchSettings:
             if not isinstance(getattr(self, name), bool):
                 raise SettingError(name, f"must be True or False, got {getattr(self, name)!r}")
         _number("sensitivity_steps", self.sensitivity_steps, minimum=0, integer=True)
+        if self.proposals and not self.sensitivity:
+            raise SettingError("proposals", "needs the sensitivity scan it predicts from: drop --no-sensitivity, "
+                                            "or drop --proposals")
         if not isinstance(self.distill, DistillConfig) or not isinstance(self.budget, Budget):
             raise SettingError("distill", "must be a DistillConfig and budget a Budget")
         distill = distill_config({**dataclasses.asdict(self.distill), "seed": self.seed})
