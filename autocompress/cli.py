@@ -125,6 +125,9 @@ def _add_search(sub) -> None:
                                "student (depth and width); default all, jointly")
     settings.add_argument("--no-warm-start", action="store_const", const=True, default=None,
                           help="do not try the known recipes (int8; 50%% prune + int8; shallow int4 student) first")
+    settings.add_argument("--no-local-search", action="store_const", const=True, default=None,
+                          help="every new plan from the sampler (TPE) alone; by default every other one is a "
+                               "neighbour (one or two knob steps) of a plan on the measured front")
     search_p.add_argument("--out", default=None, help="run directory (default: runs/<task>)")
     search_p.add_argument("--resume", action="store_true",
                           help="continue the search stored in --out, with its stored settings and storage")
@@ -142,8 +145,8 @@ def _add_search(sub) -> None:
     run.add_argument("--trial-timeout", type=float, default=None, metavar="SECONDS",
                      help="stop a trial still fine-tuning after this long and store it as failed")
     run.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                     help="stop the search after this long, whatever --trials says (running trials are stored "
-                          "as interrupted; --resume runs them again)")
+                     help="stop the search this long after it starts, the sensitivity scan included, whatever --trials "
+                          "says (running trials are stored as interrupted; --resume runs them again)")
     run.add_argument("--latency-resource", default=None, metavar="NAME",
                      help="measure every latency (and the teacher's) on the Ray node carrying this custom "
                           "resource, one at a time")
@@ -285,8 +288,9 @@ SETTING_FLAGS = {"sampler": "sampler", "seed": "seed", "steps": "distill.steps",
                  "importance": "importance", "feature_distill": "distill.feature_weight", "techniques": "techniques",
                  "no_warm_start": "warm_start", "min_steps": "min_steps", "eta": "eta", "optimizer": "distill.optimizer",
                  "warmup": "distill.warmup_fraction", "no_augment": "distill.augment", "amp": "distill.amp",
-                 "no_sensitivity": "sensitivity", "sensitivity_steps": "sensitivity_steps", "proposals": "proposals"}
-NEGATED_FLAGS = ("no_warm_start", "no_augment", "no_sensitivity")  # given: the setting they name is False
+                 "no_sensitivity": "sensitivity", "sensitivity_steps": "sensitivity_steps", "proposals": "proposals",
+                 "no_local_search": "local_search"}
+NEGATED_FLAGS = ("no_warm_start", "no_augment", "no_sensitivity", "no_local_search")  # given: the setting they name is False
 
 
 def _settings(args, base):

@@ -6,13 +6,15 @@
         --seeds 0 --strategy-seeds joint=0,1 random=0,1 --keep /tmp/cmp-cifar     # in pieces: the same command again
 
 Strategies:
-  joint         the joint space (prune x quant x low-rank x student), TPE, warm-started (the product's default)
+  joint         the joint space (prune x quant x low-rank x student), TPE + local search around the
+                front, warm-started, sensitivity scan first (the product's default)
   joint-proposals the same, every other new plan proposed by the scan's predictor (--proposals)
   joint-rungs   the same with successive halving (--min-steps steps/9, eta 3)
-  random        random sampling over the same joint space (no sensitivity scan: it uses none)
+  joint-tpe     the same without local search: every new plan from TPE (--no-local-search)
+  random        random sampling over the same joint space (no scan, no local search: it uses neither)
   prune-only, quant-only, lowrank-only, student-only
                 TPE over one technique's knobs (the rest stay at the teacher's), no warm start, no
-                sensitivity scan
+                sensitivity scan, no local search
   uniform-int8  one plan: every layer int8, post-training (calibration only, no fine-tuning)
   prune50-int8  one plan: 50% of every group's channels pruned + int8, fine-tuned like a trial
   manual        Torch-Pruning global magnitude pruning at 30/50/70% + int8, fine-tuned like a trial
@@ -50,17 +52,18 @@ from remeasure import ROUNDS, RUNS, remeasure  # noqa: E402
 from autocompress.search.pareto import normalized_hypervolume, pareto_front  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-ABLATIONS = ("joint-proposals", "joint-rungs")  # the joint search less one of its parts: asked for by name
+ABLATIONS = ("joint-proposals", "joint-rungs", "joint-tpe")  # the joint search less one of its parts: asked for by name
 MIN_STEPS = "STEPS/9"  # in a strategy's flags: --steps // 9 (rungs of steps/9, steps/3, steps at eta 3)
 SEARCHES = {
     "joint": ["--sampler", "tpe"],
     "joint-proposals": ["--sampler", "tpe", "--proposals"],
     "joint-rungs": ["--sampler", "tpe", "--min-steps", MIN_STEPS],
-    "random": ["--sampler", "random", "--no-warm-start", "--no-sensitivity"],
-    "prune-only": ["--techniques", "prune", "--no-warm-start", "--no-sensitivity"],
-    "quant-only": ["--techniques", "quant", "--no-warm-start", "--no-sensitivity"],
-    "lowrank-only": ["--techniques", "lowrank", "--no-warm-start", "--no-sensitivity"],
-    "student-only": ["--techniques", "student", "--no-warm-start", "--no-sensitivity"],
+    "joint-tpe": ["--sampler", "tpe", "--no-local-search"],
+    "random": ["--sampler", "random", "--no-warm-start", "--no-sensitivity", "--no-local-search"],
+    "prune-only": ["--techniques", "prune", "--no-warm-start", "--no-sensitivity", "--no-local-search"],
+    "quant-only": ["--techniques", "quant", "--no-warm-start", "--no-sensitivity", "--no-local-search"],
+    "lowrank-only": ["--techniques", "lowrank", "--no-warm-start", "--no-sensitivity", "--no-local-search"],
+    "student-only": ["--techniques", "student", "--no-warm-start", "--no-sensitivity", "--no-local-search"],
 }
 TRIALS_CAP = 100_000  # with a time budget and no --trials: the budget alone stops a search
 

@@ -25,7 +25,7 @@ import pandas as pd
 RESULTS = Path(__file__).parent / "results" / "digits_default.json"
 
 
-SEARCHED = {"startup", "sampler", "predictor", "promotion"}  # trial sources that are the search's own plans
+SEARCHED = {"startup", "sampler", "mutation", "predictor", "promotion"}  # trial sources that are the search's own plans
 
 
 def _searched_beats_warm_start(run: Path, teacher: dict) -> dict:

@@ -22,6 +22,7 @@ Example (two candidates of the built-in digits task, real Ray, about a minute):
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import time
 import warnings
@@ -370,7 +371,8 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
     searcher = StudySearcher(study=session.study, space=session.space, total=session.trials,
                              seen=seen_plans(session.study, rungs), on_finished=checkpoint.trial_finished,
                              rungs=rungs, timeout_s=execution.trial_timeout_s, retries=execution.retries,
-                             budget=settings.budget)
+                             budget=settings.budget, teacher=session.teacher.to_dict(),
+                             mutations=random.Random(settings.seed) if settings.local_search else None)
     checkpoint.searcher = searcher
     checkpoint.tables()  # trials.csv exists from the start: best and report can read a run before its first trial
     searcher.queue += [(plan, rung) for plan, rung, _ in queue]
@@ -388,9 +390,11 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
                                  gpus_per_trial=execution.gpus_per_trial, progress=session.progress)
             if settings.proposals:
                 searcher.predictor = Predictor.from_scan(table, session.teacher.to_dict())
+        budget_s = execution.time_budget_s  # it covers the scan too: a search stops when its time is spent
+        left_s = None if budget_s is None else max(1.0, budget_s - (time.perf_counter() - clock))
         run_trials(searcher=searcher, job=job, workers=session.workers, cpus_per_trial=execution.cpus_per_trial,
                    gpus_per_trial=execution.gpus_per_trial, timeout_s=execution.trial_timeout_s,
-                   retries=execution.retries, time_budget_s=execution.time_budget_s, storage=out)
+                   retries=execution.retries, time_budget_s=left_s, storage=out)
     except KeyboardInterrupt:
         searcher.interrupt_running("interrupted by the user (Ctrl-C)")
         _finish(session, searcher, clock, checkpoint)

@@ -1,7 +1,9 @@
 """A Ray Tune Searcher backed by the Optuna study: Tune schedules, the study decides and stores.
 
 ``suggest`` asks the study for the next plan (duplicates of a finished plan are answered
-from the study at once); ``on_trial_complete`` tells the study the outcome the moment a trial
+from the study at once); with local search (``mutations``) every other new plan is instead a
+neighbour of a plan on the measured front, and with a predictor (``proposals``) one in turn is
+its choice; ``on_trial_complete`` tells the study the outcome the moment a trial
 ends, so a driver that dies loses nothing finished. With several rungs (successive halving,
 ``rungs.Rungs``) every new plan starts on rung 0, and each result may promote plans to the
 next rung: a promotion is its own trial, continuing the fine-tuning of the plan's trial one
@@ -23,6 +25,7 @@ Example (the controller builds it; here on a tiny space, with an in-memory study
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from typing import Callable
 
@@ -33,13 +36,13 @@ from ray.tune.search import Searcher
 from autocompress.budget import Budget
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
+from autocompress.search.mutations import mutation, parents
 from autocompress.search.proposals import FIT_MIN_TRIALS, Predictor
 from autocompress.search.rungs import Rungs
 from autocompress.spaces.space import SearchSpace
 
 State = optuna.trial.TrialState
 DUPLICATES_IN_A_ROW = 100  # proposals that all repeat earlier plans: the space holds no new one
-PROPOSAL_EVERY = 2  # with a predictor: new plans alternate between it and the sampler, its first
 PROPOSALS_CONSIDERED = 200  # plans along the predicted front looked through for one not tried
 
 
@@ -67,7 +70,8 @@ class StudySearcher(Searcher):
     def __init__(self, *, study: optuna.Study, space: SearchSpace, total: int, seen: dict[Plan, optuna.trial.FrozenTrial],
                  on_finished: Callable[[optuna.trial.FrozenTrial], None], rungs: Rungs,
                  timeout_s: float | None = None, retries: int = 1, budget: Budget | None = None,
-                 predictor: Predictor | None = None):
+                 predictor: Predictor | None = None, mutations: random.Random | None = None,
+                 teacher: dict | None = None):
         super().__init__(metric="accuracy", mode="max")
         self.study, self.space, self.total, self.seen = study, space, total, seen
         self.on_finished, self.rungs, self.timeout_s, self.retries = on_finished, rungs, timeout_s, retries
@@ -81,8 +85,10 @@ class StudySearcher(Searcher):
         self.repeats = 0  # duplicates proposed since the last new plan
         self.exhausted = False  # DUPLICATES_IN_A_ROW proposals in a row were duplicates
         self.sources: dict[tuple[Plan, int], str] = {}  # where queued plans come from (warm start, ...)
-        self.predictor = predictor  # with one: every PROPOSAL_EVERY-th new plan is the predictor's
+        self.predictor = predictor  # with one: the predictor, then the sampler, propose new plans in turn
         self.new_plans = 0
+        self.mutations = mutations  # with a generator: local search proposes every other sampler's plan
+        self.teacher = teacher  # the teacher's metrics: the front's points worth mutating are near it
 
     def __getstate__(self) -> dict:
         """Ray Tune pickles its searcher into the run directory (tune/): keep the study, whose
@@ -95,10 +101,11 @@ class StudySearcher(Searcher):
             rung, source = 0, "sampler"
             if not self.queue:
                 self.new_plans += 1
-                proposal = self._proposal() if (self.new_plans - 1) % PROPOSAL_EVERY == 0 else None
+                proposer = self._proposer()
+                proposal = {"predictor": self._proposal, "mutation": self._mutation}.get(proposer, lambda: None)()
                 if proposal is not None:
                     self.queue.append((proposal, 0))
-                    source = "predictor"
+                    source = proposer
             if self.queue:  # enqueued right before ask, so ask returns exactly this plan
                 plan, rung = self.queue.pop(0)
                 source = "promotion" if rung else self.sources.pop((plan, rung), source)
@@ -126,6 +133,25 @@ class StudySearcher(Searcher):
             if below is not None:  # a promotion continues the fine-tuning of the rung below
                 config["continue_from"] = below.number
         return config
+
+    def _proposer(self) -> str:
+        """Who proposes the next new plan: the predictor (with one), the sampler and local search
+        (with it) take turns, in that order; one that has nothing falls back to the sampler."""
+        cycle = ["predictor"] * (self.predictor is not None) + ["sampler"] + ["mutation"] * (self.mutations is not None)
+        return cycle[(self.new_plans - 1) % len(cycle)]
+
+    def _mutation(self) -> Plan | None:
+        """Local search (``mutations``): a plan one or two knob steps from a plan on the top rung's
+        measured front, not tried yet."""
+        top = [(plan, frozen) for (plan, rung), frozen in self.seen.items() if rung == self.rungs.top]
+        if not top or self.teacher is None:
+            return None
+        frame = pd.DataFrame([frozen.user_attrs["metrics"] for _, frozen in top])
+        chosen = parents(frame, self.teacher).index
+        tried = {plan for plan, _ in self.seen} | {plan for _, plan, _ in self.running.values()} | \
+            {plan for plan, _ in self.queue}
+        return mutation([(top[i][1].params, top[i][0]) for i in chosen], space=self.space,
+                        tried=tried.__contains__, rng=self.mutations)
 
     def _proposal(self) -> Plan | None:
         """The predictor's next plan (``proposals``): refit on the finished trials of the highest

@@ -43,7 +43,7 @@ SAMPLERS = ("tpe", "nsga2", "random")
 # keyword (as SettingError names it) -> the CLI flag that sets it
 FLAGS = {"distill.steps": "--steps", "distill.lr": "--lr", "distill.feature_weight": "--feature-distill",
          "distill.warmup_fraction": "--warmup", "distill.augment": "--no-augment", "distill.amp": "--amp",
-         "warm_start": "--no-warm-start", "sensitivity": "--no-sensitivity", "proposals": "--proposals", "budget.max_size_bytes": "--max-size",
+         "warm_start": "--no-warm-start", "sensitivity": "--no-sensitivity", "local_search": "--no-local-search", "proposals": "--proposals", "budget.max_size_bytes": "--max-size",
          "budget.max_latency_ms": "--max-latency", "budget.min_accuracy": "--min-accuracy",
          "trial_timeout_s": "--trial-timeout", "time_budget_s": "--time-budget"}
 
@@ -124,7 +124,8 @@ class SearchSettings:
     (each knob value alone) before the first trial; proposals: every other new plan is the one
     the scan's predictor expects to extend the front most (``proposals``; needs the scan);
     sensitivity_steps: its fine-tuning steps per
-    cell (0: calibration only).
+    cell (0: calibration only). local_search: every other new plan is a neighbour (one or two
+    knob steps) of a plan on the measured front (``mutations``).
     """
 
     sampler: str = "tpe"
@@ -139,6 +140,7 @@ class SearchSettings:
     sensitivity: bool = True
     sensitivity_steps: int = 0
     proposals: bool = False
+    local_search: bool = True
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -152,7 +154,7 @@ class SearchSettings:
         object.__setattr__(self, "techniques", tuple(dict.fromkeys(techniques)))
         if self.importance not in IMPORTANCES:
             raise SettingError("importance", f"{self.importance!r} is unknown; choose one of: {', '.join(IMPORTANCES)}")
-        for name in ("warm_start", "sensitivity", "proposals"):
+        for name in ("warm_start", "sensitivity", "proposals", "local_search"):
             if not isinstance(getattr(self, name), bool):
                 raise SettingError(name, f"must be True or False, got {getattr(self, name)!r}")
         _number("sensitivity_steps", self.sensitivity_steps, minimum=0, integer=True)
@@ -183,7 +185,8 @@ class SearchSettings:
                 "importance": self.importance, "warm_start": self.warm_start,
                 "distill": dataclasses.asdict(self.distill), "min_steps": self.min_steps, "eta": self.eta,
                 "budget": self.budget.to_dict(), "sensitivity": self.sensitivity,
-                "sensitivity_steps": self.sensitivity_steps, "proposals": self.proposals}
+                "sensitivity_steps": self.sensitivity_steps, "proposals": self.proposals,
+                "local_search": self.local_search}
 
     @classmethod
     def from_dict(cls, data: dict) -> "SearchSettings":
@@ -194,7 +197,8 @@ class SearchSettings:
                    budget=Budget(**data["budget"]),
                    sensitivity=data.get("sensitivity", False),  # runs stored before the scan existed had none
                    sensitivity_steps=data.get("sensitivity_steps", 0),
-                   proposals=data.get("proposals", False))
+                   proposals=data.get("proposals", False),
+                   local_search=data.get("local_search", False))  # runs stored before it existed had none
 
     def flat(self) -> dict:
         """Every setting as ``keyword: value`` (``distill.steps``, ``budget.min_accuracy``, ...)."""
