@@ -25,7 +25,7 @@ def test_inspect_shows_layers_groups_knobs_and_what_is_not_compressed(digits_tas
 def test_search_end_to_end_on_digits(digits_task, tmp_path):
     out = tmp_path / "run"
     proc = run_cli("search", "--task", "digits", "--trials", "4", "--steps", "20", "--out", str(out),
-                   "--sampler", "nsga2")
+                   "--sampler", "nsga2", "--no-sensitivity")  # the scan has its own tests
     assert proc.returncode == 0, proc.stderr
     assert "Pareto front" in proc.stdout and "[4/4]" in proc.stdout
     run = json.loads((out / "run.json").read_text())

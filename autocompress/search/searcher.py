@@ -142,8 +142,10 @@ class StudySearcher(Searcher):
 
     def _mutation(self) -> Plan | None:
         """Local search (``mutations``): a plan one or two knob steps from a plan on the top rung's
-        measured front, not tried yet."""
+        measured front (of the plans within the budget, when any is), not tried yet."""
         top = [(plan, frozen) for (plan, rung), frozen in self.seen.items() if rung == self.rungs.top]
+        feasible = [(plan, frozen) for plan, frozen in top if self.budget.feasible(frozen.user_attrs["metrics"])]
+        top = feasible or top  # under a budget: neighbours of the plans within it
         if not top or self.teacher is None:
             return None
         frame = pd.DataFrame([frozen.user_attrs["metrics"] for _, frozen in top])
