@@ -3,8 +3,8 @@
 TPE models each knob on its own (or a joint density over 30 to 65 of them) and rarely lands
 next to a plan it already knows is good: on digits the shallow int4 student of the warm start
 stayed the smallest candidate within a point of the teacher through a whole search. A
-*mutation* takes a plan on the measured Pareto front that counts toward the hypervolume
-(accuracy within ``HV_REFERENCE`` of the teacher's), moves one or two of its knobs one step
+*mutation* takes a plan on the measured Pareto front that adds to its hypervolume (accuracy
+within ``HV_REFERENCE`` of the teacher's), the more likely the more it adds alone, moves one or two of its knobs one step
 (a group pruned 12.5% more or less, a layer's bit-width one choice up or down, a block more or
 fewer, the width a step) and returns the first such plan not tried yet. This is the mutation
 of evolutionary searches (APQ, OFA, NSGA-II) without their population: the front is the
@@ -25,11 +25,12 @@ from __future__ import annotations
 import random
 from typing import Any, Callable
 
+import numpy as np
 import optuna
 import pandas as pd
 
 from autocompress.plan import Plan
-from autocompress.search.pareto import HV_REFERENCE, pareto_mask, teacher_relative
+from autocompress.search.pareto import HV_REFERENCE, hypervolume, pareto_mask, teacher_relative
 from autocompress.spaces.space import GATE_PREFIX, SearchSpace, applied_params
 
 ATTEMPTS = 50  # neighbours drawn before giving up on finding one not tried (small spaces run out)
@@ -50,33 +51,39 @@ def step_value(dist: optuna.distributions.BaseDistribution, value: Any, rng: ran
     return values[rng.choice(moves)] if moves else value
 
 
-def parents(frame: pd.DataFrame, teacher: dict) -> pd.DataFrame:
-    """The rows of ``frame`` (measured top-rung results) worth mutating: its Pareto front, of it
-    the points inside the hypervolume's reference box (accuracy within 5% of the teacher's);
-    when none is, the front's most accurate point.
+def parents(frame: pd.DataFrame, teacher: dict) -> pd.Series:
+    """The rows of ``frame`` (measured top-rung results) worth mutating, each with its weight: the
+    points of its Pareto front that add hypervolume (accuracy within 5% of the teacher's), weighted
+    by the hypervolume only they add, so that the front's knee is mutated most; when none adds
+    any, the front's most accurate point.
 
-    >>> frame = pd.DataFrame({"accuracy": [0.99, 0.5, 0.98], "size_bytes": [50, 5, 60], "latency_ms": [1, 1, 1]})
-    >>> parents(frame, {"accuracy": 1.0, "size_bytes": 100, "latency_ms": 1.0}).index.tolist()
-    [0]
+    >>> frame = pd.DataFrame({"accuracy": [0.99, 0.5, 0.98, 0.97], "size_bytes": [50, 5, 60, 20],
+    ...                       "latency_ms": [0.5, 1, 0.5, 0.9]})
+    >>> parents(frame, {"accuracy": 1.0, "size_bytes": 100, "latency_ms": 1.0}).round(5).to_dict()
+    {0: 0.009, 3: 0.0006}
     """
     if frame.empty:
-        return frame
+        return pd.Series(dtype=float)
     front = frame[pareto_mask(frame)]
-    inside = front[teacher_relative(front, teacher)[:, 0] < HV_REFERENCE[0]]
-    return inside if len(inside) else front.nlargest(1, "accuracy")
+    points = teacher_relative(front, teacher)
+    total = hypervolume(points, HV_REFERENCE)
+    alone = [total - hypervolume(np.delete(points, i, axis=0), HV_REFERENCE) for i in range(len(points))]
+    weights = pd.Series(alone, index=front.index)
+    weights = weights[weights > 0]
+    return weights if len(weights) else pd.Series([1.0], index=[front["accuracy"].idxmax()])
 
 
 def mutation(front: list[tuple[dict, Plan]], *, space: SearchSpace, tried: Callable[[Plan], bool],
-             rng: random.Random) -> Plan | None:
-    """A plan one or two knob steps from a randomly chosen parent of ``front`` ((search
-    parameters, applied plan) of each parent) that ``tried`` says has not run; None when
-    ``ATTEMPTS`` neighbours were all tried (or there is no parent)."""
+             rng: random.Random, weights: list[float] | None = None) -> Plan | None:
+    """A plan one or two knob steps from a parent of ``front`` ((search parameters, applied plan)
+    of each parent), drawn by ``weights`` (default: alike), that ``tried`` says has not run; None
+    when ``ATTEMPTS`` neighbours were all tried (or there is no parent)."""
     if not front:
         return None
     dists = space.distributions()
     knobs = [name for name in dists if not name.startswith(GATE_PREFIX)]
     for _ in range(ATTEMPTS):
-        params, plan = rng.choice(front)
+        params, plan = rng.choices(front, weights=weights)[0]
         values = {name: value for name, value in applied_params(params, dists, plan).items()
                   if not name.startswith(GATE_PREFIX)}  # no gates: every knob reads as applied
         for name in rng.sample(knobs, min(len(knobs), rng.randint(1, MAX_CHANGES))):

@@ -149,11 +149,11 @@ class StudySearcher(Searcher):
         if not top or self.teacher is None:
             return None
         frame = pd.DataFrame([frozen.user_attrs["metrics"] for _, frozen in top])
-        chosen = parents(frame, self.teacher).index
+        weights = parents(frame, self.teacher)
         tried = {plan for plan, _ in self.seen} | {plan for _, plan, _ in self.running.values()} | \
             {plan for plan, _ in self.queue}
-        return mutation([(top[i][1].params, top[i][0]) for i in chosen], space=self.space,
-                        tried=tried.__contains__, rng=self.mutations)
+        return mutation([(top[i][1].params, top[i][0]) for i in weights.index], space=self.space,
+                        tried=tried.__contains__, rng=self.mutations, weights=weights.tolist())
 
     def _proposal(self) -> Plan | None:
         """The predictor's next plan (``proposals``): refit on the finished trials of the highest

@@ -43,10 +43,12 @@ def test_a_step_moves_one_choice_up_or_down_and_turns_back_at_the_ends():
     assert {step_value(depth, 3, rng) for _ in range(10)} == {2}
 
 
-def test_only_the_fronts_points_near_the_teacher_are_mutated():
-    frame = pd.DataFrame({"accuracy": [0.89, 0.86, 0.3, 0.88], "size_bytes": [900, 500, 10, 950],
-                          "latency_ms": [1.0, 1.0, 1.0, 1.0]})
-    assert parents(frame, TEACHER).index.tolist() == [0, 1]  # 0.3: far below; 0.88 at 950 B: dominated
+def test_only_the_fronts_points_near_the_teacher_are_mutated_the_knee_most():
+    frame = pd.DataFrame({"accuracy": [0.89, 0.86, 0.3, 0.88, 0.885], "size_bytes": [9000, 5000, 10, 9500, 4000],
+                          "latency_ms": [0.9, 0.9, 0.9, 0.9, 0.5]})
+    weights = parents(frame, TEACHER)
+    assert sorted(weights.index) == [0, 4]  # 0.3: far below; 1 and 3: dominated
+    assert weights[4] > weights[0]  # half the latency at half a point less: it adds more alone
     far = pd.DataFrame({"accuracy": [0.3, 0.2], "size_bytes": [10, 5], "latency_ms": [1.0, 1.0]})
     assert parents(far, TEACHER).index.tolist() == [0]  # none near: the most accurate
 
