@@ -105,6 +105,7 @@ def tight_search(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("tight") / "run"
     settings = SearchSettings(sampler="random", seed=0, techniques=("student",), warm_start=False, sensitivity=False,
+                              local_search=False,  # mutations are never repeats: the sampler's are tested here
                               distill=DistillConfig(steps=10), budget=Budget(max_size_bytes=2500))
     result = search(tiny(), settings=settings, trials=5, out=out, task_spec="tests.fixtures.user_tasks:tiny",
                     progress=lambda line: None)
