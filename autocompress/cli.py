@@ -126,7 +126,7 @@ def _add_search(sub) -> None:
     settings.add_argument("--no-warm-start", action="store_const", const=True, default=None,
                           help="do not try the known recipes (int8; 50%% prune + int8; shallow int4 student) first")
     settings.add_argument("--no-local-search", action="store_const", const=True, default=None,
-                          help="every new plan from the sampler (TPE) alone; by default every other one is a "
+                          help="every new plan from the sampler alone; by default every other one is a "
                                "neighbour (one or two knob steps) of a plan on the measured front")
     search_p.add_argument("--out", default=None, help="run directory (default: runs/<task>)")
     search_p.add_argument("--resume", action="store_true",
