@@ -133,6 +133,10 @@ def _add_search(sub) -> None:
                           help="continue the search stored in --out, with its stored settings and storage")
     budget_args(search_p.add_argument_group("budget (a setting: steers the search; any budget can also be asked later "
                                             "with 'best')"))
+    _execution_args(search_p)
+
+
+def _execution_args(search_p) -> None:
     run = search_p.add_argument_group("where trials run (Ray)")
     run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                      help="trials evaluated at once (capped to the CPUs available; default: one per CPU)")
