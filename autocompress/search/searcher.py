@@ -150,10 +150,12 @@ class StudySearcher(Searcher):
             return None
         frame = pd.DataFrame([frozen.user_attrs["metrics"] for _, frozen in top])
         weights = parents(frame, self.teacher)
-        tried = {plan for plan, _ in self.seen} | {plan for _, plan, _ in self.running.values()} | \
-            {plan for plan, _ in self.queue}
         return mutation([(top[i][1].params, top[i][0]) for i in weights.index], space=self.space,
-                        tried=tried.__contains__, rng=self.mutations, weights=weights.tolist())
+                        tried=self._tried().__contains__, rng=self.mutations, weights=weights.tolist())
+
+    def _tried(self) -> set[Plan]:
+        """Plans finished on any rung or running now (new plans are made only when the queue is empty)."""
+        return {plan for plan, _ in self.seen} | {plan for _, plan, _ in self.running.values()}
 
     def _proposal(self) -> Plan | None:
         """The predictor's next plan (``proposals``): refit on the finished trials of the highest
@@ -167,7 +169,7 @@ class StudySearcher(Searcher):
         enough = [r for r, rows in by_rung.items() if len(rows) >= FIT_MIN_TRIALS]
         if enough:
             self.predictor = self.predictor.refit(by_rung[max(enough)])
-        tried = {plan for plan, _ in self.seen} | {plan for _, plan, _ in self.running.values()}
+        tried = self._tried()
         candidates = {}
         for params in self.predictor.sweep(count=PROPOSALS_CONSIDERED):
             plan = self.space.plan_from_params({k: v for k, v in params.items() if k in self.space.distributions()})
