@@ -339,8 +339,8 @@ def _new_run_info(session: _Session, teacher_measured, *, task_spec, data_dir, c
 
 
 def _first_trials(session: _Session) -> list[tuple[Plan, int, str]]:
-    """Step 2: interrupted trials to run again, then (a new study) the warm-start recipes and TPE's
-    one-technique-at-a-time start: (plan, rung, source)."""
+    """Step 2: interrupted trials to run again, then (a new study) the warm-start recipes:
+    (plan, rung, source)."""
     from autocompress.search.searcher import requeue_interrupted
 
     study, space, settings = session.study, session.space, session.settings
@@ -351,10 +351,16 @@ def _first_trials(session: _Session) -> list[tuple[Plan, int, str]]:
     if not study.trials:
         if settings.warm_start:
             first += [(plan, 0, "warm start") for plan in space.warm_start_plans()[: max(0, session.trials // 4)]]
-        if settings.sampler == "tpe":
-            first += [(plan, 0, "startup") for plan in space.startup_plans(startup_trials(session.trials),
-                                                                             seed=settings.seed)]
     return rerun + first
+
+
+def _startup_plans(session: _Session, warm_starts: int) -> list[Plan]:
+    """TPE's one-technique-at-a-time start (a new study only): the start-up trials the warm-start
+    recipes do not already fill (TPE counts every finished trial toward its start-up)."""
+    settings = session.settings
+    if session.study.trials or settings.sampler != "tpe":
+        return []
+    return session.space.startup_plans(max(0, startup_trials(session.trials) - warm_starts), seed=settings.seed)
 
 
 def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResult:
@@ -376,6 +382,7 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
     checkpoint.searcher = searcher
     checkpoint.tables()  # trials.csv exists from the start: best and report can read a run before its first trial
     searcher.queue += [(plan, rung) for plan, rung, _ in queue]
+    searcher.startup = _startup_plans(session, sum(source == "warm start" for _, _, source in queue))
     searcher.sources.update({(plan, rung): source for plan, rung, source in queue})
     job = Job(task_spec=task_spec, data_dir=data_dir, task=None if task_spec else session.task,
               teacher_state=session.task.teacher.state_dict(), distill=settings.distill, out_dir=str(out.resolve()),

@@ -3,7 +3,7 @@
 ``suggest`` asks the study for the next plan (duplicates of a finished plan are answered
 from the study at once); with local search (``mutations``) every other new plan is instead a
 neighbour of a plan on the measured front, and with a predictor (``proposals``) one in turn is
-its choice; ``on_trial_complete`` tells the study the outcome the moment a trial
+its choice; the start-up plans (``startup``) come first on the sampler's turns; ``on_trial_complete`` tells the study the outcome the moment a trial
 ends, so a driver that dies loses nothing finished. With several rungs (successive halving,
 ``rungs.Rungs``) every new plan starts on rung 0, and each result may promote plans to the
 next rung: a promotion is its own trial, continuing the fine-tuning of the plan's trial one
@@ -78,6 +78,7 @@ class StudySearcher(Searcher):
         self.budget = budget or Budget()
         self.running: dict[str, tuple[optuna.Trial, Plan, int]] = {}
         self.queue: list[tuple[Plan, int]] = []  # plans to run next (warm start, re-runs, promotions): (plan, rung)
+        self.startup: list[Plan] = []  # TPE's start-up plans (``SearchSpace.startup_plans``), on the sampler's turns
         self.promoted: set[tuple[Plan, int]] = {
             (Plan.from_dict(t.user_attrs["plan"]), rung_of(t, rungs)) for t in study.get_trials(deepcopy=False)
             if "plan" in t.user_attrs and rung_of(t, rungs) > 0}
@@ -101,11 +102,9 @@ class StudySearcher(Searcher):
             rung, source = 0, "sampler"
             if not self.queue:
                 self.new_plans += 1
-                proposer = self._proposer()
-                proposal = {"predictor": self._proposal, "mutation": self._mutation}.get(proposer, lambda: None)()
+                source, proposal = self._propose()
                 if proposal is not None:
                     self.queue.append((proposal, 0))
-                    source = proposer
             if self.queue:  # enqueued right before ask, so ask returns exactly this plan
                 plan, rung = self.queue.pop(0)
                 source = "promotion" if rung else self.sources.pop((plan, rung), source)
@@ -133,6 +132,16 @@ class StudySearcher(Searcher):
             if below is not None:  # a promotion continues the fine-tuning of the rung below
                 config["continue_from"] = below.number
         return config
+
+    def _propose(self) -> tuple[str, Plan | None]:
+        """The next new plan and where it comes from (None: the sampler asks the study). The
+        start-up plans take the sampler's turns, and any turn whose proposer has nothing yet (local
+        search before the first result), so local search begins as soon as the front has a point."""
+        proposer = self._proposer()
+        proposal = {"predictor": self._proposal, "mutation": self._mutation}.get(proposer, lambda: None)()
+        if proposal is None and self.startup:
+            return "startup", self.startup.pop(0)
+        return (proposer, proposal) if proposal is not None else ("sampler", None)
 
     def _proposer(self) -> str:
         """Who proposes the next new plan: the predictor (with one), the sampler and local search

@@ -85,3 +85,22 @@ def test_the_searcher_alternates_the_samplers_plans_with_mutations_of_the_front(
         if source == "mutation":  # each a neighbour of trial 0, the one parent
             assert 1 <= len(_steps_apart(space, first, Plan.from_dict(plan))) <= 2
     assert len({json.dumps(p, sort_keys=True) for p in plans}) == len(plans)
+
+
+def test_start_up_plans_take_the_samplers_turns_and_fill_in_until_the_front_has_a_point(tiny_task):
+    space = SearchSpace(task_context(tiny_task).discovery)
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    searcher = StudySearcher(study=study, space=space, total=8, seen={}, rungs=Rungs((10,)),
+                             on_finished=lambda t: None, mutations=random.Random(0), teacher=TEACHER)
+    startup = space.startup_plans(3, seed=0)
+    searcher.startup = list(startup)
+    plans = [Plan.from_dict(searcher.suggest(f"t{i}")["plan"]) for i in range(2)]  # two workers: no result yet
+    _tell(searcher, "t0", 0.89)  # the front's first point
+    _tell(searcher, "t1", 0.1)
+    for i in range(2, 6):
+        plans.append(Plan.from_dict(searcher.suggest(f"t{i}")["plan"]))
+        _tell(searcher, f"t{i}", 0.1)
+    sources = [t.user_attrs["source"] for t in study.trials]
+    assert sources == ["startup", "startup", "startup", "mutation", "sampler", "mutation"]
+    assert plans[:3] == startup  # in order; the mutation turn before any result took the next one

@@ -63,7 +63,7 @@ def test_a_single_technique_space_searches_only_its_knobs(digits_task):
     info = task_context(digits_task).discovery
     quant = SearchSpace(info, techniques=("quant",))
     assert quant.param_names() and all(n.startswith("bits/") for n in quant.param_names())
-    assert [p.summary() for p in quant.warm_start_plans()] == ["int8"]  # the only recipe that is pure quantization
+    assert [p.summary() for p in quant.warm_start_plans()] == ["int8", "int4/8"]  # the recipes of pure quantization
     student = SearchSpace(info, techniques=("student",))
     assert set(student.param_names()) == {"arch/width", "arch/depth/stage1", "arch/depth/stage2"}
     assert student.warm_start_plans() == []
