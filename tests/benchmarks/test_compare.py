@@ -148,7 +148,20 @@ def test_manual_plans_remove_30_50_70_percent_of_channels_globally(digits_task):
         assert built == {name: r for name, r in removed.items() if r}
 
 
-@pytest.mark.parametrize("module", ["manual", "keep", "remeasure", "compare_report", "common", "controller_overhead"])
+@pytest.mark.parametrize("module", ["manual", "keep", "remeasure", "compare_report", "common", "controller_overhead", "hv_ceiling"])
 def test_benchmark_doctests(module):
     failed, _ = doctest.testmod(__import__(module), optionflags=doctest.ELLIPSIS)
     assert failed == 0
+
+
+def test_the_ceiling_bounds_every_strategys_remeasured_hypervolume(tmp_path):
+    import hv_ceiling
+
+    stored = (ROOT / "benchmarks" / "results" / "mnist-lenet5.json").read_text()
+    (tmp_path / "mnist-lenet5.json").write_text(stored)
+    assert hv_ceiling.main(["mnist-lenet5", "--results", str(tmp_path)]) == 0
+    out = json.loads((tmp_path / "mnist-lenet5.ceiling.json").read_text())
+    assert out["hypervolume"] > 0 and set(out["fraction"]) == set(json.loads(stored)["strategies"])
+    assert all(0 <= share <= 1 for share in out["fraction"].values())
+    with pytest.raises(SystemExit):
+        hv_ceiling.main(["no-such-task", "--results", str(tmp_path)])
