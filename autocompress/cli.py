@@ -124,10 +124,14 @@ def _add_search(sub) -> None:
                           help="knob families to search, comma-separated: prune, quant (bit-widths), lowrank, "
                                "student (depth and width); default all, jointly")
     settings.add_argument("--no-warm-start", action="store_const", const=True, default=None,
-                          help="do not try the known recipes (int8; 50%% prune + int8; shallow int4 student) first")
+                          help="do not try the known recipes (int8; 50%% prune + int8; shallow int4 student; int4 "
+                               "with the first and last layers int8) first")
     settings.add_argument("--no-local-search", action="store_const", const=True, default=None,
                           help="every new plan from the sampler alone; by default every other one is a "
                                "neighbour (one or two knob steps) of a plan on the measured front")
+    settings.add_argument("--no-guide", action="store_const", const=True, default=None,
+                          help="local search takes a neighbour at random; by default, with the sensitivity scan, "
+                               "of 16 neighbours the one the scan predicts will add most to the front")
     search_p.add_argument("--out", default=None, help="run directory (default: runs/<task>)")
     search_p.add_argument("--resume", action="store_true",
                           help="continue the search stored in --out, with its stored settings and storage")
@@ -293,8 +297,8 @@ SETTING_FLAGS = {"sampler": "sampler", "seed": "seed", "steps": "distill.steps",
                  "no_warm_start": "warm_start", "min_steps": "min_steps", "eta": "eta", "optimizer": "distill.optimizer",
                  "warmup": "distill.warmup_fraction", "no_augment": "distill.augment", "amp": "distill.amp",
                  "no_sensitivity": "sensitivity", "sensitivity_steps": "sensitivity_steps", "proposals": "proposals",
-                 "no_local_search": "local_search"}
-NEGATED_FLAGS = ("no_warm_start", "no_augment", "no_sensitivity", "no_local_search")  # given: the setting they name is False
+                 "no_local_search": "local_search", "no_guide": "guide"}
+NEGATED_FLAGS = ("no_warm_start", "no_augment", "no_sensitivity", "no_local_search", "no_guide")  # given: the setting they name is False
 
 
 def _settings(args, base):

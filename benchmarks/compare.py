@@ -11,6 +11,7 @@ Strategies:
   joint-proposals the same, every other new plan proposed by the scan's predictor (--proposals)
   joint-rungs   the same with successive halving (--min-steps steps/9, eta 3)
   joint-tpe     the same without local search: every new plan from TPE (--no-local-search)
+  joint-unguided the same with local search's neighbours taken at random, not chosen by the scan (--no-guide)
   random        random sampling over the same joint space (no scan, no local search: it uses neither)
   prune-only, quant-only, lowrank-only, student-only
                 TPE over one technique's knobs (the rest stay at the teacher's), no warm start, no
@@ -52,13 +53,14 @@ from remeasure import ROUNDS, RUNS, remeasure  # noqa: E402
 from autocompress.search.pareto import normalized_hypervolume, pareto_front  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-ABLATIONS = ("joint-proposals", "joint-rungs", "joint-tpe")  # the joint search less one of its parts: asked for by name
+ABLATIONS = ("joint-proposals", "joint-rungs", "joint-tpe", "joint-unguided")  # the joint search less one of its parts: asked for by name
 MIN_STEPS = "STEPS/9"  # in a strategy's flags: --steps // 9 (rungs of steps/9, steps/3, steps at eta 3)
 SEARCHES = {
     "joint": ["--sampler", "tpe"],
     "joint-proposals": ["--sampler", "tpe", "--proposals"],
     "joint-rungs": ["--sampler", "tpe", "--min-steps", MIN_STEPS],
     "joint-tpe": ["--sampler", "tpe", "--no-local-search"],
+    "joint-unguided": ["--sampler", "tpe", "--no-guide"],
     "random": ["--sampler", "random", "--no-warm-start", "--no-sensitivity", "--no-local-search"],
     "prune-only": ["--techniques", "prune", "--no-warm-start", "--no-sensitivity", "--no-local-search"],
     "quant-only": ["--techniques", "quant", "--no-warm-start", "--no-sensitivity", "--no-local-search"],

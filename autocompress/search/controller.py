@@ -397,6 +397,8 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
                                  gpus_per_trial=execution.gpus_per_trial, progress=session.progress)
             if settings.proposals:
                 searcher.predictor = Predictor.from_scan(table, session.teacher.to_dict())
+            if settings.guide and settings.local_search:
+                searcher.guide = Predictor.from_scan(table, session.teacher.to_dict())
         budget_s = execution.time_budget_s  # it covers the scan too: a search stops when its time is spent
         left_s = None if budget_s is None else max(1.0, budget_s - (time.perf_counter() - clock))
         run_trials(searcher=searcher, job=job, workers=session.workers, cpus_per_trial=execution.cpus_per_trial,

@@ -31,10 +31,12 @@ import pandas as pd
 
 from autocompress.plan import Plan
 from autocompress.search.pareto import HV_REFERENCE, hypervolume, pareto_mask, teacher_relative
+from autocompress.search.proposals import Predictor, most_added
 from autocompress.spaces.space import GATE_PREFIX, SearchSpace, applied_params
 
 ATTEMPTS = 50  # neighbours drawn before giving up on finding one not tried (small spaces run out)
 MAX_CHANGES = 2  # knobs moved per mutation: 1 or 2
+GUIDED_CANDIDATES = 16  # neighbours a guided mutation chooses among
 
 
 def step_value(dist: optuna.distributions.BaseDistribution, value: Any, rng: random.Random) -> Any:
@@ -78,17 +80,46 @@ def mutation(front: list[tuple[dict, Plan]], *, space: SearchSpace, tried: Calla
     """A plan one or two knob steps from a parent of ``front`` ((search parameters, applied plan)
     of each parent), drawn by ``weights`` (default: alike), that ``tried`` says has not run; None
     when ``ATTEMPTS`` neighbours were all tried (or there is no parent)."""
+    found = neighbour(front, space=space, tried=tried, rng=rng, weights=weights)
+    return None if found is None else found[1]
+
+
+def neighbour(front: list[tuple[dict, Plan]], *, space: SearchSpace, tried: Callable[[Plan], bool],
+              rng: random.Random, weights: list[float] | None = None) -> tuple[int, Plan] | None:
+    """``mutation``'s plan with the index of its parent in ``front``."""
     if not front:
         return None
     dists = space.distributions()
     knobs = [name for name in dists if not name.startswith(GATE_PREFIX)]
     for _ in range(ATTEMPTS):
-        params, plan = rng.choices(front, weights=weights)[0]
+        index = rng.choices(range(len(front)), weights=weights)[0]
+        params, plan = front[index]
         values = {name: value for name, value in applied_params(params, dists, plan).items()
                   if not name.startswith(GATE_PREFIX)}  # no gates: every knob reads as applied
         for name in rng.sample(knobs, min(len(knobs), rng.randint(1, MAX_CHANGES))):
             values[name] = step_value(dists[name], values[name], rng)
         child = space.plan_from_params(values)
         if not tried(child):
-            return child
+            return index, child
     return None
+
+
+def guided_mutation(front: list[tuple[dict, Plan]], *, measured: list[dict], space: SearchSpace,
+                    tried: Callable[[Plan], bool], rng: random.Random, predictor: Predictor,
+                    weights: list[float] | None = None, count: int = GUIDED_CANDIDATES) -> Plan | None:
+    """Of ``count`` neighbours (``neighbour``), the one predicted to add most hypervolume to the
+    measured front (``measured``: each parent's metrics): each predicted as its parent's measured
+    point moved by the change the sensitivity scan's predictor expects (``Predictor.from_parent``).
+    A single knob step from a measured plan is where an additive model is most nearly right."""
+    drawn: dict[Plan, int] = {}
+    for _ in range(count):
+        found = neighbour(front, space=space, tried=lambda plan: tried(plan) or plan in drawn, rng=rng,
+                          weights=weights)
+        if found is None:
+            break
+        drawn[found[1]] = found[0]
+    if not drawn:
+        return None
+    points = [predictor.from_parent(space.params_from_plan(child), parent=front[i][0], measured=measured[i])
+              for child, i in drawn.items()]
+    return list(drawn)[most_added(points, front=pd.DataFrame(measured), teacher=predictor.teacher)]

@@ -138,13 +138,22 @@ class Predictor:
         >>> predictor.choose([{"bits/a": 2}, {"bits/a": 8}], front=pd.DataFrame())  # 2 bits: 30 points lost
         1
         """
-        if not candidates:
-            return None
-        front = front[list(OBJECTIVE_COLUMNS)] if len(front) else front
-        base = normalized_hypervolume(front, self.teacher) if len(front) else 0.0
-        predicted = [self.predict(params) for params in candidates]
-        scores = [(_hypervolume_with(front, point, self.teacher) - base, point["accuracy"]) for point in predicted]
-        return max(range(len(candidates)), key=lambda i: scores[i])
+        return most_added([self.predict(params) for params in candidates], front=front, teacher=self.teacher)
+
+    def from_parent(self, child: dict, *, parent: dict, measured: dict) -> dict[str, float]:
+        """A neighbour's predicted point: its parent's measured one moved by the change the
+        predictor expects between the two (search parameters ``child`` and ``parent``). Near a
+        measured plan only the change is predicted, not the whole plan.
+
+        >>> table = pd.DataFrame({"knob": ["bits/a", "bits/a"], "value": [8, 4], "accuracy_delta": [0.0, -0.02],
+        ...     "size_delta_bytes": [-30, -45], "latency_delta_ms": [-0.1, -0.1]})
+        >>> predictor = Predictor.from_scan(table, {"accuracy": 0.9, "size_bytes": 100, "latency_ms": 1.0})
+        >>> predictor.from_parent({"bits/a": 4}, parent={"bits/a": 8},
+        ...                       measured={"accuracy": 0.85, "size_bytes": 70, "latency_ms": 0.95})
+        {'accuracy': 0.83, 'size_bytes': 55.0, 'latency_ms': 0.95}
+        """
+        now, before = self.predict(child), self.predict(parent)
+        return {key: round(float(measured[key]) + now[key] - before[key], 6) for key in OBJECTIVE_COLUMNS}
 
     def sweep(self, *, count: int) -> list[dict]:
         """Up to ``count`` distinct parameter sets along the predicted front's hull, spread over
@@ -158,6 +167,25 @@ class Predictor:
                 if depth < len(plans) and plans[spread[depth]] not in chosen:
                     chosen.append(plans[spread[depth]])
         return [dict(p) for p in chosen[:count]]
+
+
+def most_added(points: list[dict], *, front: pd.DataFrame, teacher: dict) -> int | None:
+    """The index of the point (accuracy, size_bytes, latency_ms) that adds most hypervolume to
+    ``front``, in teacher-relative objectives; ties (say, none adds any) go to the most accurate.
+    None when there is no point.
+
+    >>> front = pd.DataFrame({"accuracy": [0.9], "size_bytes": [50], "latency_ms": [0.5]})
+    >>> most_added([{"accuracy": 0.9, "size_bytes": 60, "latency_ms": 0.5},
+    ...             {"accuracy": 0.9, "size_bytes": 40, "latency_ms": 0.5}], front=front,
+    ...            teacher={"accuracy": 0.9, "size_bytes": 100, "latency_ms": 1.0})
+    1
+    """
+    if not points:
+        return None
+    front = front[list(OBJECTIVE_COLUMNS)] if len(front) else front
+    base = normalized_hypervolume(front, teacher) if len(front) else 0.0
+    scores = [(_hypervolume_with(front, point, teacher) - base, point["accuracy"]) for point in points]
+    return max(range(len(points)), key=lambda i: scores[i])
 
 
 def _hypervolume_with(front: pd.DataFrame, point: dict, teacher: dict) -> float:

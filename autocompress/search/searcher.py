@@ -2,7 +2,8 @@
 
 ``suggest`` asks the study for the next plan (duplicates of a finished plan are answered
 from the study at once); with local search (``mutations``) every other new plan is instead a
-neighbour of a plan on the measured front, and with a predictor (``proposals``) one in turn is
+neighbour of a plan on the measured front (with the scan's predictor as ``guide``: of several
+neighbours, the one it expects to add most), and with a predictor (``proposals``) one in turn is
 its choice; the start-up plans (``startup``) come first on the sampler's turns; ``on_trial_complete`` tells the study the outcome the moment a trial
 ends, so a driver that dies loses nothing finished. With several rungs (successive halving,
 ``rungs.Rungs``) every new plan starts on rung 0, and each result may promote plans to the
@@ -36,7 +37,7 @@ from ray.tune.search import Searcher
 from autocompress.budget import Budget
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
-from autocompress.search.mutations import mutation, parents
+from autocompress.search.mutations import guided_mutation, mutation, parents
 from autocompress.search.proposals import FIT_MIN_TRIALS, Predictor
 from autocompress.search.rungs import Rungs
 from autocompress.spaces.space import SearchSpace
@@ -71,6 +72,7 @@ class StudySearcher(Searcher):
                  on_finished: Callable[[optuna.trial.FrozenTrial], None], rungs: Rungs,
                  timeout_s: float | None = None, retries: int = 1, budget: Budget | None = None,
                  predictor: Predictor | None = None, mutations: random.Random | None = None,
+                 guide: Predictor | None = None,
                  teacher: dict | None = None):
         super().__init__(metric="accuracy", mode="max")
         self.study, self.space, self.total, self.seen = study, space, total, seen
@@ -89,6 +91,7 @@ class StudySearcher(Searcher):
         self.predictor = predictor  # with one: the predictor, then the sampler, propose new plans in turn
         self.new_plans = 0
         self.mutations = mutations  # with a generator: local search proposes every other sampler's plan
+        self.guide = guide  # with the scan's predictor: local search runs the neighbour it expects to add most
         self.teacher = teacher  # the teacher's metrics: the front's points worth mutating are near it
 
     def __getstate__(self) -> dict:
@@ -159,8 +162,21 @@ class StudySearcher(Searcher):
             return None
         frame = pd.DataFrame([frozen.user_attrs["metrics"] for _, frozen in top])
         weights = parents(frame, self.teacher)
-        return mutation([(top[i][1].params, top[i][0]) for i in weights.index], space=self.space,
-                        tried=self._tried().__contains__, rng=self.mutations, weights=weights.tolist())
+        chosen = [(top[i][1].params, top[i][0]) for i in weights.index]
+        tried = self._tried().__contains__
+        if self.guide is None:
+            return mutation(chosen, space=self.space, tried=tried, rng=self.mutations, weights=weights.tolist())
+        self.guide = self._refit(self.guide)
+        return guided_mutation(chosen, measured=[frame.loc[i].to_dict() for i in weights.index], space=self.space,
+                               tried=tried, rng=self.mutations, predictor=self.guide, weights=weights.tolist())
+
+    def _refit(self, predictor: Predictor) -> Predictor:
+        """The predictor refit on the finished trials of the highest rung with enough of them."""
+        by_rung: dict[int, list] = {}
+        for (plan, rung), frozen in self.seen.items():
+            by_rung.setdefault(rung, []).append((frozen.params, frozen.user_attrs["metrics"]))
+        enough = [r for r, rows in by_rung.items() if len(rows) >= FIT_MIN_TRIALS]
+        return predictor.refit(by_rung[max(enough)]) if enough else predictor
 
     def _tried(self) -> set[Plan]:
         """Plans finished on any rung or running now (new plans are made only when the queue is empty)."""
@@ -172,12 +188,7 @@ class StudySearcher(Searcher):
         predicted to add most hypervolume to the top rung's front (``Predictor.choose``)."""
         if self.predictor is None:
             return None
-        by_rung: dict[int, list] = {}
-        for (plan, rung), frozen in self.seen.items():
-            by_rung.setdefault(rung, []).append((frozen.params, frozen.user_attrs["metrics"]))
-        enough = [r for r, rows in by_rung.items() if len(rows) >= FIT_MIN_TRIALS]
-        if enough:
-            self.predictor = self.predictor.refit(by_rung[max(enough)])
+        self.predictor = self._refit(self.predictor)
         tried = self._tried()
         candidates = {}
         for params in self.predictor.sweep(count=PROPOSALS_CONSIDERED):

@@ -43,7 +43,7 @@ SAMPLERS = ("tpe", "nsga2", "random")
 # keyword (as SettingError names it) -> the CLI flag that sets it
 FLAGS = {"distill.steps": "--steps", "distill.lr": "--lr", "distill.feature_weight": "--feature-distill",
          "distill.warmup_fraction": "--warmup", "distill.augment": "--no-augment", "distill.amp": "--amp",
-         "warm_start": "--no-warm-start", "sensitivity": "--no-sensitivity", "local_search": "--no-local-search", "proposals": "--proposals", "budget.max_size_bytes": "--max-size",
+         "warm_start": "--no-warm-start", "sensitivity": "--no-sensitivity", "local_search": "--no-local-search", "guide": "--no-guide", "proposals": "--proposals", "budget.max_size_bytes": "--max-size",
          "budget.max_latency_ms": "--max-latency", "budget.min_accuracy": "--min-accuracy",
          "trial_timeout_s": "--trial-timeout", "time_budget_s": "--time-budget"}
 
@@ -125,7 +125,8 @@ class SearchSettings:
     the scan's predictor expects to extend the front most (``proposals``; needs the scan);
     sensitivity_steps: its fine-tuning steps per
     cell (0: calibration only). local_search: every other new plan is a neighbour (one or two
-    knob steps) of a plan on the measured front (``mutations``).
+    knob steps) of a plan on the measured front (``mutations``). guide: with the scan, local
+    search runs, of 16 neighbours, the one the scan's predictor expects to add most to the front.
     """
 
     sampler: str = "tpe"
@@ -141,6 +142,7 @@ class SearchSettings:
     sensitivity_steps: int = 0
     proposals: bool = False
     local_search: bool = True
+    guide: bool = True
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -154,7 +156,7 @@ class SearchSettings:
         object.__setattr__(self, "techniques", tuple(dict.fromkeys(techniques)))
         if self.importance not in IMPORTANCES:
             raise SettingError("importance", f"{self.importance!r} is unknown; choose one of: {', '.join(IMPORTANCES)}")
-        for name in ("warm_start", "sensitivity", "proposals", "local_search"):
+        for name in ("warm_start", "sensitivity", "proposals", "local_search", "guide"):
             if not isinstance(getattr(self, name), bool):
                 raise SettingError(name, f"must be True or False, got {getattr(self, name)!r}")
         _number("sensitivity_steps", self.sensitivity_steps, minimum=0, integer=True)
@@ -186,7 +188,7 @@ class SearchSettings:
                 "distill": dataclasses.asdict(self.distill), "min_steps": self.min_steps, "eta": self.eta,
                 "budget": self.budget.to_dict(), "sensitivity": self.sensitivity,
                 "sensitivity_steps": self.sensitivity_steps, "proposals": self.proposals,
-                "local_search": self.local_search}
+                "local_search": self.local_search, "guide": self.guide}
 
     @classmethod
     def from_dict(cls, data: dict) -> "SearchSettings":
@@ -198,7 +200,8 @@ class SearchSettings:
                    sensitivity=data.get("sensitivity", False),  # runs stored before the scan existed had none
                    sensitivity_steps=data.get("sensitivity_steps", 0),
                    proposals=data.get("proposals", False),
-                   local_search=data.get("local_search", False))  # runs stored before it existed had none
+                   local_search=data.get("local_search", False),  # runs stored before it existed had none
+                   guide=data.get("guide", False))
 
     def flat(self) -> dict:
         """Every setting as ``keyword: value`` (``distill.steps``, ``budget.min_accuracy``, ...)."""

@@ -10,7 +10,8 @@ import pandas as pd
 from autocompress.compressors.pipeline import task_context
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
-from autocompress.search.mutations import mutation, parents, step_value
+from autocompress.search.mutations import guided_mutation, mutation, parents, step_value
+from autocompress.search.proposals import Predictor
 from autocompress.search.rungs import Rungs
 from autocompress.search.searcher import StudySearcher
 from autocompress.spaces.space import GATE_PREFIX, SearchSpace, params_of_plan
@@ -104,3 +105,23 @@ def test_start_up_plans_take_the_samplers_turns_and_fill_in_until_the_front_has_
     sources = [t.user_attrs["source"] for t in study.trials]
     assert sources == ["startup", "startup", "startup", "mutation", "sampler", "mutation"]
     assert plans[:3] == startup  # in order; the mutation turn before any result took the next one
+
+
+def test_a_guided_mutation_runs_the_neighbour_the_scan_expects_to_extend_the_front(tiny_task):
+    space = SearchSpace(task_context(tiny_task).discovery)
+    parent = space.warm_start_plans()[0]  # int8 everywhere
+    params = space.params_from_plan(parent)
+    bits = [name for name in space.distributions() if name.startswith("bits/")]
+    free = bits[0]  # the one layer whose 4 bits the scan saw cost nothing and save much
+    rows = [{"knob": name, "value": value, "accuracy_delta": 0.0 if name == free or value == 8 else -0.3,
+             "size_delta_bytes": {8: -1000, 4: -4000, 2: -4500}[value], "latency_delta_ms": -0.1}
+            for name in bits for value in (8, 4, 2)]
+    predictor = Predictor.from_scan(pd.DataFrame(rows), TEACHER)
+    measured = {"accuracy": 0.89, "size_bytes": 6_000, "latency_ms": 0.8}
+    for seed in range(5):
+        child = guided_mutation([(params, parent)], measured=[measured], space=space, tried={parent}.__contains__,
+                                rng=random.Random(seed), predictor=predictor, count=64)
+        assert child.layer(free.partition("/")[2]).bits == 4  # among 64 neighbours, one takes that step
+    unguided = {mutation([(params, parent)], space=space, tried={parent}.__contains__, rng=random.Random(seed))
+                for seed in range(5)}
+    assert any(plan.layer(free.partition("/")[2]).bits != 4 for plan in unguided)  # at random it rarely does

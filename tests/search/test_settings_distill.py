@@ -34,3 +34,14 @@ def test_bad_fine_tuning_settings_name_their_keyword(values, keyword):
 def test_the_cli_flags_of_the_new_settings():
     assert [flag_for(k) for k in ("distill.optimizer", "distill.warmup_fraction", "distill.augment")] == \
         ["--optimizer", "--warmup", "--no-augment"]
+
+
+def test_the_guide_of_local_search_is_a_setting_on_by_default_and_off_for_runs_stored_before_it():
+    assert SearchSettings().guide is True and flag_for("guide") == "--no-guide"
+    off = SearchSettings(guide=False)
+    assert SearchSettings.from_dict(off.to_dict()) == off
+    stored_before = {k: v for k, v in SearchSettings().to_dict().items() if k != "guide"}
+    assert SearchSettings.from_dict(stored_before).guide is False
+    with pytest.raises(SettingError) as error:
+        SearchSettings(guide="yes")
+    assert error.value.name == "guide"
