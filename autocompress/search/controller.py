@@ -356,11 +356,13 @@ def _first_trials(session: _Session) -> list[tuple[Plan, int, str]]:
 
 def _startup_plans(session: _Session, warm_starts: int) -> list[Plan]:
     """TPE's one-technique-at-a-time start (a new study only): the start-up trials the warm-start
-    recipes do not already fill (TPE counts every finished trial toward its start-up)."""
+    recipes do not already fill (TPE counts every finished trial toward its start-up), and at
+    least each technique alone once."""
     settings = session.settings
     if session.study.trials or settings.sampler != "tpe":
         return []
-    return session.space.startup_plans(max(0, startup_trials(session.trials) - warm_starts), seed=settings.seed)
+    count = max(len(settings.techniques), startup_trials(session.trials) - warm_starts)
+    return session.space.startup_plans(count, seed=settings.seed)
 
 
 def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResult:
