@@ -35,6 +35,14 @@ def _steps_apart(space: SearchSpace, a: Plan, b: Plan) -> dict[str, tuple]:
             and not k.partition("/")[2].startswith(dropped)}
 
 
+def _local_searcher(space: SearchSpace) -> StudySearcher:
+    """A searcher with local search over a fresh in-memory study (random sampler, seed 0)."""
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    return StudySearcher(study=study, space=space, total=8, seen={}, rungs=Rungs((10,)),
+                         on_finished=lambda t: None, mutations=random.Random(0), teacher=TEACHER)
+
+
 def test_a_step_moves_one_choice_up_or_down_and_turns_back_at_the_ends():
     bits = optuna.distributions.CategoricalDistribution((32, 8, 4, 2))
     depth = optuna.distributions.IntDistribution(0, 3)
@@ -70,10 +78,8 @@ def test_a_mutation_is_one_or_two_steps_from_its_parent_and_never_a_plan_tried(t
 
 def test_the_searcher_alternates_the_samplers_plans_with_mutations_of_the_front(tiny_task):
     space = SearchSpace(task_context(tiny_task).discovery)
-    study = optuna.create_study(directions=["maximize", "minimize", "minimize"],
-                                sampler=optuna.samplers.RandomSampler(seed=0))
-    searcher = StudySearcher(study=study, space=space, total=8, seen={}, rungs=Rungs((10,)),
-                             on_finished=lambda t: None, mutations=random.Random(0), teacher=TEACHER)
+    searcher = _local_searcher(space)
+    study = searcher.study
     plans = [searcher.suggest("t0")["plan"]]
     _tell(searcher, "t0", 0.89)  # the only result: the front, near the teacher
     for i in range(1, 6):
@@ -90,10 +96,8 @@ def test_the_searcher_alternates_the_samplers_plans_with_mutations_of_the_front(
 
 def test_start_up_plans_take_the_samplers_turns_and_fill_in_until_the_front_has_a_point(tiny_task):
     space = SearchSpace(task_context(tiny_task).discovery)
-    study = optuna.create_study(directions=["maximize", "minimize", "minimize"],
-                                sampler=optuna.samplers.RandomSampler(seed=0))
-    searcher = StudySearcher(study=study, space=space, total=8, seen={}, rungs=Rungs((10,)),
-                             on_finished=lambda t: None, mutations=random.Random(0), teacher=TEACHER)
+    searcher = _local_searcher(space)
+    study = searcher.study
     startup = space.startup_plans(3, seed=0)
     searcher.startup = list(startup)
     plans = [Plan.from_dict(searcher.suggest(f"t{i}")["plan"]) for i in range(2)]  # two workers: no result yet
