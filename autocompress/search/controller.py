@@ -397,10 +397,9 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
             table = scan_for_run(job=job, space=session.space, out=out, steps=settings.sensitivity_steps,
                                  workers=session.workers, cpus_per_trial=execution.cpus_per_trial,
                                  gpus_per_trial=execution.gpus_per_trial, progress=session.progress)
-            if settings.proposals:
-                searcher.predictor = Predictor.from_scan(table, session.teacher.to_dict())
-            if settings.guide and settings.local_search:
-                searcher.guide = Predictor.from_scan(table, session.teacher.to_dict())
+            scanned = Predictor.from_scan(table, session.teacher.to_dict())  # immutable: refits make new ones
+            searcher.predictor = scanned if settings.proposals else None
+            searcher.guide = scanned if settings.guide and settings.local_search else None
         budget_s = execution.time_budget_s  # it covers the scan too: a search stops when its time is spent
         left_s = None if budget_s is None else max(1.0, budget_s - (time.perf_counter() - clock))
         run_trials(searcher=searcher, job=job, workers=session.workers, cpus_per_trial=execution.cpus_per_trial,
