@@ -31,7 +31,12 @@ VALUE_FLAGS = ("--max-size", "--max-latency", "--min-accuracy")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (and the fix), like every other bad input."""
+    """argparse, but a usage mistake is one line (and the fix), like every other bad input, and a
+    flag is spelled out: '--no-guid' is refused, not silently taken for '--no-guide'."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"autocompress: error: {message}; see '{self.prog} --help'\n")

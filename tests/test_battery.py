@@ -46,6 +46,7 @@ BAD = [
     (["--min-accuracy", "0"], "--min-accuracy '0' must be in (0, 1]"),
     (["--resume"], "--out is needed with --resume"),
     (["--workers", "two"], "argument --workers: invalid int value: 'two'"),
+    (["--no-guid"], "unrecognized arguments: --no-guid"),  # a typo is not taken for --no-guide
     (["--storage", "sqlite:///no/such/folder/study.db"], "check that the SQLite file's folder exists"),
     (["--storage", "foo://bar"], "that kind of database is unknown"),
 ]
