@@ -102,14 +102,21 @@ def request(name: str, seed: int, args) -> dict:
     searching = name in SEARCHES
     return {"task": args.task, "strategy": name, "seed": seed, "steps": args.steps,
             "trials": args.trials if searching else None, "time_budget_s": args.time_budget if searching else None,
-            "workers": args.workers if searching else None, "flags": SEARCHES.get(name, [])}
+            "workers": args.workers if searching else None, "flags": SEARCHES.get(name, []),
+            "budget": (budget_flags(args) or None) if searching else None}
+
+
+def budget_flags(args) -> list[str]:
+    """The user's budget (``--max-size``, ``--max-latency``), given to every search alike."""
+    return [*(["--max-size", args.max_size] if args.max_size else []),
+            *(["--max-latency", args.max_latency] if args.max_latency else [])]
 
 
 def search_cli(name: str, seed: int, args, out: Path, *, time_budget: float | None = None) -> list[str]:
     data = ["--data-dir", args.data_dir] if args.data_dir else []
     budget = ["--time-budget", str(time_budget or args.time_budget)] if args.time_budget else []
     return ["--task", args.task, *data, "--trials", str(args.trials), "--steps", str(args.steps), "--seed", str(seed),
-            "--workers", str(args.workers), *budget, *_flags(name, args.steps), "--out", str(out)]
+            "--workers", str(args.workers), *budget, *budget_flags(args), *_flags(name, args.steps), "--out", str(out)]
 
 
 def _flags(name: str, steps: int) -> list[str]:
@@ -285,6 +292,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="other seeds for some strategies, e.g. joint=0,1 random=0,1 (the rest: --seeds)")
     parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps per candidate")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--max-size", default=None, metavar="SIZE",
+                        help="a size budget given to every search (e.g. 135KB): plans over it are measured, not "
+                             "fine-tuned; default none")
+    parser.add_argument("--max-latency", default=None, metavar="TIME",
+                        help="a latency budget given to every search (e.g. 0.2ms); default none")
     parser.add_argument("--strategies", nargs="+", default=[s for s in [*SEARCHES, *FIXED] if s not in ABLATIONS],
                         choices=[*SEARCHES, *FIXED], help="default: all but the ablations " + ", ".join(ABLATIONS))
     parser.add_argument("--keep", default=None, help="keep the run directories here (default: a temporary folder); "

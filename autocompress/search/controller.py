@@ -341,7 +341,7 @@ def _new_run_info(session: _Session, teacher_measured, *, task_spec, data_dir, c
 def _first_trials(session: _Session) -> list[tuple[Plan, int, str]]:
     """Step 2: interrupted trials to run again, then (a new study) the warm-start recipes:
     (plan, rung, source)."""
-    from autocompress.search.searcher import requeue_interrupted
+    from autocompress.search.searcher import WARM_START, requeue_interrupted
 
     study, space, settings = session.study, session.space, session.settings
     rerun = [(plan, rung, "re-run") for plan, rung in requeue_interrupted(study, settings.rungs())]
@@ -350,7 +350,7 @@ def _first_trials(session: _Session) -> list[tuple[Plan, int, str]]:
     first = []
     if not study.trials:
         if settings.warm_start:
-            first += [(plan, 0, "warm start") for plan in space.warm_start_plans()[: max(0, session.trials // 4)]]
+            first += [(plan, 0, WARM_START) for plan in space.warm_start_plans()[: max(0, session.trials // 4)]]
     return rerun + first
 
 
@@ -368,7 +368,7 @@ def _startup_plans(session: _Session, warm_starts: int) -> list[Plan]:
 def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResult:
     """Step 3: run the trials on Ray until enough have finished, Ctrl-C, or the time budget."""
     from autocompress.search.ray_runner import run_trials
-    from autocompress.search.searcher import StudySearcher, seen_plans
+    from autocompress.search.searcher import WARM_START, StudySearcher, seen_plans
     from autocompress.search.worker import Job
 
     settings, execution, out = session.settings, session.execution, session.out
@@ -384,7 +384,7 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
     checkpoint.searcher = searcher
     checkpoint.tables()  # trials.csv exists from the start: best and report can read a run before its first trial
     searcher.queue += [(plan, rung) for plan, rung, _ in queue]
-    searcher.startup = _startup_plans(session, sum(source == "warm start" for _, _, source in queue))
+    searcher.startup = _startup_plans(session, sum(source == WARM_START for _, _, source in queue))
     searcher.sources.update({(plan, rung): source for plan, rung, source in queue})
     job = Job(task_spec=task_spec, data_dir=data_dir, task=None if task_spec else session.task,
               teacher_state=session.task.teacher.state_dict(), distill=settings.distill, out_dir=str(out.resolve()),

@@ -45,6 +45,8 @@ from autocompress.spaces.space import SearchSpace
 State = optuna.trial.TrialState
 DUPLICATES_IN_A_ROW = 100  # proposals that all repeat earlier plans: the space holds no new one
 PROPOSALS_CONSIDERED = 200  # plans along the predicted front looked through for one not tried
+WARM_START = "warm start"  # the source of the known recipes tried first
+FITTED = "warm start, fitted to the budget"  # a recipe over the size or latency budget, pruned further
 
 
 def rung_of(trial: optuna.trial.FrozenTrial, rungs: Rungs) -> int:
@@ -249,9 +251,24 @@ class StudySearcher(Searcher):
         self.finished += 1
         if frozen.state == State.COMPLETE:
             self.seen.setdefault((plan, rung), frozen)
+            if rung == 0:
+                self._fit_to_budget(frozen, plan)
             if rung < self.rungs.top:
                 self._queue_promotions()
         self.on_finished(frozen)
+
+    def _fit_to_budget(self, frozen: optuna.trial.FrozenTrial, plan: Plan) -> None:
+        """A warm-start recipe over the size or latency budget runs again next, pruned one step
+        further (``SearchSpace.pruned_further``), until it fits: under a tight budget every recipe
+        would otherwise be wasted. A try still over the budget is measured, never fine-tuned."""
+        if not str(frozen.user_attrs.get("source", "")).startswith(WARM_START):
+            return
+        if self.budget.structural().feasible(frozen.user_attrs["metrics"]):
+            return
+        smaller = self.space.pruned_further(plan)
+        if smaller is not None and smaller not in self._tried():
+            self.queue.insert(0, (smaller, 0))
+            self.sources[(smaller, 0)] = FITTED
 
     def _queue_promotions(self) -> None:
         """Put the plans due to go up a rung (``Rungs.promotions``) at the head of the queue."""

@@ -173,6 +173,31 @@ class SearchSpace:
         ]
         return [plan for plan in plans if techniques_used(plan) <= set(self.techniques)]
 
+    def pruned_further(self, plan: Plan) -> Plan | None:
+        """``plan`` with every group's channels pruned one step (``PRUNE_STEP``) further, up to
+        ``PRUNE_MAX``; None when none can go further (or pruning is not searched). This is how a
+        warm-start recipe over a size or latency budget is shrunk until it fits.
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from autocompress.spaces.layers import discover
+        >>> space = SearchSpace(discover(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), torch.randn(1, 4)))
+        >>> space.pruned_further(Plan(layers={"0": LayerPlan(bits=4), "2": LayerPlan(bits=8)})).layer("0")
+        LayerPlan(prune=0.125, bits=4, rank=None)
+        >>> space.pruned_further(Plan(layers={"0": LayerPlan(prune=PRUNE_MAX)})) is None
+        True
+        """
+        if "prune" not in self.techniques:
+            return None
+        layers = dict(plan.layers)
+        for group in self.discovery.groups:
+            layer = plan.layer(group.name)
+            layers[group.name] = LayerPlan(prune=min(PRUNE_MAX, layer.prune + PRUNE_STEP), bits=layer.bits,
+                                           rank=layer.rank)
+        smaller = self.applied(Plan(layers=layers, depth=dict(plan.depth), width=plan.width,
+                                    importance=plan.importance))
+        return None if smaller == self.applied(plan) else smaller
+
     def startup_plans(self, count: int, *, seed: int | None) -> list[Plan]:
         """Random plans that each apply only some techniques, the others left at the teacher's:
         first one technique at a time, then random pairs and more. In the joint space a plan that

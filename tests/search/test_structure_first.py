@@ -15,7 +15,7 @@ from autocompress.search import rundir
 from autocompress.search.settings import Execution
 from autocompress.search.pareto import pareto_front
 from autocompress.search.rungs import Rungs
-from autocompress.search.searcher import StudySearcher, counts_toward_total
+from autocompress.search.searcher import FITTED, StudySearcher, counts_toward_total
 from autocompress.spaces.space import SearchSpace
 from autocompress.compressors.pipeline import task_context
 
@@ -74,6 +74,29 @@ def test_a_duplicate_plan_is_answered_not_counted_and_not_on_the_front(tiny_task
     assert 1 not in front["number"].tolist() and front["number"].is_unique
     # a resumed search counts the same way
     assert StudySearcher(study=study, space=space, total=2, seen={}, rungs=Rungs((10,)), on_finished=print).finished == 2
+
+
+def test_a_warm_start_over_the_size_budget_runs_again_pruned_until_it_fits(tiny_task):
+    space = SearchSpace(task_context(tiny_task).discovery)
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    searcher = StudySearcher(study=study, space=space, total=10, seen={}, rungs=Rungs((10,)),
+                             on_finished=lambda t: None, budget=Budget(max_size_bytes=150))
+    int4 = Plan(layers={"stem": LayerPlan(bits=4), "fc": LayerPlan(bits=8)})
+    searcher.queue.append((int4, 0))
+    searcher.sources[(int4, 0)] = "warm start"
+    sizes = iter([200, 170, 140])  # over, over, within the budget
+    plans = []
+    for trial_id in "abc":
+        plans.append(Plan.from_dict(searcher.suggest(trial_id)["plan"]))
+        metrics = Metrics(accuracy=0.5, size_bytes=next(sizes), latency_ms=1.0, params=1, macs=1, fidelity="steps=1")
+        searcher.on_trial_complete(trial_id, {"final": True, "metrics_json": json.dumps(metrics.to_dict())})
+    groups = [g.name for g in space.discovery.groups]
+    assert groups and [[p.layer(g).prune for g in groups] for p in plans] == [[0.0] * len(groups), [0.125] * len(groups),
+                                                                            [0.25] * len(groups)]
+    assert all(p.layer("stem").bits == 4 and p.layer("fc").bits == 8 for p in plans)  # the recipe, pruned
+    assert [t.user_attrs["source"] for t in study.trials] == ["warm start", FITTED, FITTED]
+    searcher.suggest("d")  # within the budget: the sampler's turn, not a fourth fitting
+    assert study.trials[-1].user_attrs["source"] != FITTED
 
 
 def test_a_space_with_no_new_plan_stops_the_search_instead_of_spinning(tiny_task):
