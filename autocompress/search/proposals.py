@@ -72,6 +72,21 @@ class Predictor:
             options.setdefault(row.knob, {})[value] = tuple(float(getattr(row, c)) for c in OBJECTIVE_COLUMNS.values())
         return cls(options=options, teacher=dict(teacher))
 
+    def group_bytes(self) -> dict[str, float]:
+        """Per pruning group, the bytes pruning all its channels would save, from the scan (the
+        size its smallest pruning step saved, scaled up): what ``SearchSpace.pruned_further``
+        prunes first.
+
+        >>> table = pd.DataFrame({"knob": ["prune/a", "prune/a", "prune/b"], "value": [0.25, 0.5, 0.25],
+        ...     "accuracy_delta": [0.0, -0.1, 0.0], "size_delta_bytes": [-10, -20, -40], "latency_delta_ms": [0, 0, 0]})
+        >>> Predictor.from_scan(table, {"accuracy": 0.9, "size_bytes": 100, "latency_ms": 1.0}).group_bytes()
+        {'a': 40.0, 'b': 160.0}
+        """
+        prefix = TECHNIQUES["prune"]
+        smallest = {knob: min(v for v in values if v > 0) for knob, values in self.options.items()
+                    if knob.startswith(prefix) and any(v > 0 for v in values)}
+        return {knob[len(prefix):]: -self.options[knob][ratio][1] / ratio for knob, ratio in smallest.items()}
+
     def _loss(self, knob: str, deltas: tuple) -> float:
         return -deltas[0] * self.factors.get(technique_of(knob), 1.0)
 

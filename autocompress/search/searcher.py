@@ -259,13 +259,15 @@ class StudySearcher(Searcher):
 
     def _fit_to_budget(self, frozen: optuna.trial.FrozenTrial, plan: Plan) -> None:
         """A warm-start recipe over the size or latency budget runs again next, pruned one step
-        further (``SearchSpace.pruned_further``), until it fits: under a tight budget every recipe
-        would otherwise be wasted. A try still over the budget is measured, never fine-tuned."""
+        further (``SearchSpace.pruned_further``: with the scan, its widest groups first), until it
+        fits: under a tight budget every recipe would otherwise be wasted. A try still over the
+        budget is measured, never fine-tuned (seconds)."""
         if not str(frozen.user_attrs.get("source", "")).startswith(WARM_START):
             return
         if self.budget.structural().feasible(frozen.user_attrs["metrics"]):
             return
-        smaller = self.space.pruned_further(plan)
+        scan = self.guide or self.predictor  # with the scan: the widest groups are pruned first
+        smaller = self.space.pruned_further(plan, weights=scan.group_bytes() if scan else None)
         if smaller is not None and smaller not in self._tried():
             self.queue.insert(0, (smaller, 0))
             self.sources[(smaller, 0)] = FITTED

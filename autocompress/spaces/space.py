@@ -173,27 +173,37 @@ class SearchSpace:
         ]
         return [plan for plan in plans if techniques_used(plan) <= set(self.techniques)]
 
-    def pruned_further(self, plan: Plan) -> Plan | None:
-        """``plan`` with every group's channels pruned one step (``PRUNE_STEP``) further, up to
-        ``PRUNE_MAX``; None when none can go further (or pruning is not searched). This is how a
-        warm-start recipe over a size or latency budget is shrunk until it fits.
+    def pruned_further(self, plan: Plan, *, weights: dict[str, float] | None = None) -> Plan | None:
+        """``plan`` pruned one step (``PRUNE_STEP``) further, up to ``PRUNE_MAX``: the group that
+        holds the most of what pruning can remove (``weights``: group -> bytes, from the scan) once
+        pruned so far, the first in model order on a tie; without ``weights``, every group. None
+        when no group can go further (or pruning is not searched). This is how a warm-start recipe
+        over a size or latency budget is shrunk until it fits: the widest groups first, a step at
+        a time, so it ends just under the budget.
 
         >>> import torch
         >>> from torch import nn
         >>> from autocompress.spaces.layers import discover
-        >>> space = SearchSpace(discover(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), torch.randn(1, 4)))
-        >>> space.pruned_further(Plan(layers={"0": LayerPlan(bits=4), "2": LayerPlan(bits=8)})).layer("0")
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+        >>> space = SearchSpace(discover(net, torch.randn(1, 4)))
+        >>> int4 = Plan(layers={"0": LayerPlan(bits=4), "2": LayerPlan(bits=4)})
+        >>> space.pruned_further(int4).layer("0")
         LayerPlan(prune=0.125, bits=4, rank=None)
-        >>> space.pruned_further(Plan(layers={"0": LayerPlan(prune=PRUNE_MAX)})) is None
+        >>> wide = space.pruned_further(int4, weights={"0": 100.0, "2": 400.0})   # "2" holds more: it goes first
+        >>> wide.layer("0").prune, wide.layer("2").prune
+        (0.0, 0.125)
+        >>> space.pruned_further(Plan(layers={"0": LayerPlan(prune=PRUNE_MAX), "2": LayerPlan(prune=PRUNE_MAX)})) is None
         True
         """
         if "prune" not in self.techniques:
             return None
+        open_groups = [g.name for g in self.discovery.groups if plan.layer(g.name).prune < PRUNE_MAX]
+        if weights and open_groups:
+            open_groups = [max(open_groups, key=lambda g: weights.get(g, 0.0) * (1 - plan.layer(g).prune))]
         layers = dict(plan.layers)
-        for group in self.discovery.groups:
-            layer = plan.layer(group.name)
-            layers[group.name] = LayerPlan(prune=min(PRUNE_MAX, layer.prune + PRUNE_STEP), bits=layer.bits,
-                                           rank=layer.rank)
+        for name in open_groups:
+            layer = plan.layer(name)
+            layers[name] = LayerPlan(prune=min(PRUNE_MAX, layer.prune + PRUNE_STEP), bits=layer.bits, rank=layer.rank)
         smaller = self.applied(Plan(layers=layers, depth=dict(plan.depth), width=plan.width,
                                     importance=plan.importance))
         return None if smaller == self.applied(plan) else smaller

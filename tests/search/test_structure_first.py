@@ -14,6 +14,7 @@ from autocompress.metrics import Metrics
 from autocompress.search import rundir
 from autocompress.search.settings import Execution
 from autocompress.search.pareto import pareto_front
+from autocompress.search.proposals import Predictor
 from autocompress.search.rungs import Rungs
 from autocompress.search.searcher import FITTED, StudySearcher, counts_toward_total
 from autocompress.spaces.space import SearchSpace
@@ -76,10 +77,14 @@ def test_a_duplicate_plan_is_answered_not_counted_and_not_on_the_front(tiny_task
     assert StudySearcher(study=study, space=space, total=2, seen={}, rungs=Rungs((10,)), on_finished=print).finished == 2
 
 
-def test_a_warm_start_over_the_size_budget_runs_again_pruned_until_it_fits(tiny_task):
+@pytest.mark.parametrize("scanned", [False, True])
+def test_a_warm_start_over_the_size_budget_runs_again_pruned_until_it_fits(tiny_task, scanned):
     space = SearchSpace(task_context(tiny_task).discovery)
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
-    searcher = StudySearcher(study=study, space=space, total=10, seen={}, rungs=Rungs((10,)),
+    scan = pd.DataFrame({"knob": ["prune/stem"], "value": [0.125], "accuracy_delta": [-0.01],
+                         "size_delta_bytes": [-40], "latency_delta_ms": [0.0]})
+    guide = Predictor.from_scan(scan, {"accuracy": 0.5, "size_bytes": 300, "latency_ms": 1.0}) if scanned else None
+    searcher = StudySearcher(study=study, space=space, total=10, seen={}, rungs=Rungs((10,)), guide=guide,
                              on_finished=lambda t: None, budget=Budget(max_size_bytes=150))
     int4 = Plan(layers={"stem": LayerPlan(bits=4), "fc": LayerPlan(bits=8)})
     searcher.queue.append((int4, 0))
