@@ -262,7 +262,7 @@ class StudySearcher(Searcher):
         further (``SearchSpace.pruned_further``: with the scan, its widest groups first), until it
         fits: under a tight budget every recipe would otherwise be wasted. A try still over the
         budget is measured, never fine-tuned (seconds)."""
-        if not str(frozen.user_attrs.get("source", "")).startswith(WARM_START):
+        if frozen.user_attrs.get("source") not in (WARM_START, FITTED):
             return
         if self.budget.structural().feasible(frozen.user_attrs["metrics"]):
             return

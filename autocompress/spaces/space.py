@@ -27,7 +27,7 @@ Example:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
@@ -202,10 +202,8 @@ class SearchSpace:
             open_groups = [max(open_groups, key=lambda g: weights.get(g, 0.0) * (1 - plan.layer(g).prune))]
         layers = dict(plan.layers)
         for name in open_groups:
-            layer = plan.layer(name)
-            layers[name] = LayerPlan(prune=min(PRUNE_MAX, layer.prune + PRUNE_STEP), bits=layer.bits, rank=layer.rank)
-        smaller = self.applied(Plan(layers=layers, depth=dict(plan.depth), width=plan.width,
-                                    importance=plan.importance))
+            layers[name] = replace(plan.layer(name), prune=min(PRUNE_MAX, plan.layer(name).prune + PRUNE_STEP))
+        smaller = self.applied(replace(plan, layers=layers))
         return None if smaller == self.applied(plan) else smaller
 
     def startup_plans(self, count: int, *, seed: int | None) -> list[Plan]:
