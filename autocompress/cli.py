@@ -66,9 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("tasks", help="list the built-in tasks")
 
     inspect_p = sub.add_parser("inspect", help="show the compressible layers, dependency groups and search space",
-                               description="Show what a search of the task would compress: the Conv2d/Linear "
-                                           "layers, the groups whose channels are pruned together, the droppable "
-                                           "blocks, what is not compressed and why, and every search parameter. "
+                               description="Show what a search of the task would compress: the Conv2d, Linear "
+                                           "and Embedding layers, the groups whose channels are pruned together, "
+                                           "the droppable blocks, what is not compressed and why, and every "
+                                           "search parameter. "
                                            "With --sensitivity: how much each knob value alone changes accuracy, "
                                            "size and latency.")
     _task_args(inspect_p)
@@ -263,10 +264,10 @@ def cmd_inspect(args) -> int:
     print(f"teacher: {task['params']:,} parameters; splits train {splits['train']}, val {splits['val']}, "
           f"test {splits['test']}\n")
     print("compressible layers:")
-    print(f"  {'layer':<22} {'kind':<7} {'weight shape':<18} {'prune group':<18} rank ratios")
+    print(f"  {'layer':<22} {'kind':<9} {'weight shape':<18} {'prune group':<18} rank ratios")
     for layer in info["layers"]:
         ranks = ", ".join(f"{r:g}" for r in layer["rank_ratios"]) or f"none ({layer['rank_reason']})"
-        print(f"  {layer['name']:<22} {layer['kind']:<7} {str(tuple(layer['shape'])):<18} "
+        print(f"  {layer['name']:<22} {layer['kind']:<9} {str(tuple(layer['shape'])):<18} "
               f"{layer['group'] or '-':<18} {ranks}")
     print("\ndependency groups (output channels, or attention heads, pruned together):")
     for group in info["groups"]:

@@ -1,5 +1,10 @@
 """Quantization-aware fine-tuning: weights symmetric per-channel at 2/4/8 bits, activations uint8.
 
+An embedding table is quantized by weight alone, per row (``FakeQuantEmbedding``): a row is
+one token's vector, its scale is max|row| / (2^(b-1) - 1), and the rows looked up are
+dequantized after the lookup (what the exporter writes: a Gather of the integers and of the
+scales, then a Mul), so a lookup reads a few rows of integers, never the whole float table.
+
 A quantized layer is wrapped in ``FakeQuantLayer``: its weight is fake-quantized per output
 channel (scale = max|w| / (2^(b-1) - 1)), its bias to int32 at input_scale x weight_scale, and
 the tensors around it to uint8 (``ActivationQuant``, ranges observed by min/max in calibration
@@ -65,8 +70,8 @@ class QuantSpec:
 
     bits: int
     weight: torch.Tensor  # integer values, same shape as the float weight
-    weight_scale: torch.Tensor  # per output channel
-    input_qparams: tuple[float, int]
+    weight_scale: torch.Tensor  # per output channel (an embedding: per row)
+    input_qparams: tuple[float, int] | None  # None: an embedding (its input is token ids)
     output_qparams: tuple[float, int] | None  # None: the layer's output stays float
 
 
@@ -159,16 +164,62 @@ class FakeQuantLayer(nn.Module):
         return y if self.output_quant is None else self.output_quant(y)
 
 
+class FakeQuantEmbedding(nn.Module):
+    """An nn.Embedding whose table is fake-quantized per row (symmetric, ``bits``); the rows
+    looked up are exact multiples of their row's scale. Its input is token ids: nothing else
+    is quantized.
+
+    >>> table = FakeQuantEmbedding(nn.Embedding(10, 4), 4)
+    >>> rows = table(torch.tensor([[1, 2]]))
+    >>> scale = table.weight_scale()[[1, 2]]
+    >>> bool(torch.allclose(rows / scale[..., None], torch.round(rows / scale[..., None]), atol=1e-4))
+    True
+    """
+
+    def __init__(self, layer: nn.Embedding, bits: int):
+        super().__init__()
+        self.layer, self.bits = layer, bits
+        self.frozen = False
+
+    def weight_scale(self) -> torch.Tensor:
+        amax = self.layer.weight.detach().abs().amax(dim=1)
+        return (amax / weight_qmax(self.bits)).clamp_min(1e-8).float()
+
+    def quantized_weight(self) -> torch.Tensor:
+        return torch.round(self.layer.weight.detach() / self.weight_scale()[:, None])
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.frozen:
+            return self.layer(ids)
+        scale, qmax = self.weight_scale(), weight_qmax(self.bits)
+        weight = torch.fake_quantize_per_channel_affine(
+            self.layer.weight, scale, torch.zeros_like(scale, dtype=torch.int32), 0, -qmax - 1, qmax)
+        e = self.layer
+        return nn.functional.embedding(ids, weight, e.padding_idx, e.max_norm, e.norm_type, e.scale_grad_by_freq,
+                                       e.sparse)
+
+
+def _wrapper(module: nn.Module | None) -> type | None:
+    """The fake-quant module that wraps ``module``, None if it is not quantizable."""
+    if isinstance(module, nn.Embedding):
+        return FakeQuantEmbedding
+    return FakeQuantLayer if isinstance(module, (nn.Conv2d, nn.Linear)) else None
+
+
 def prepare_qat(model: nn.Module, bits: dict[str, int]) -> list[str]:
-    """Wrap the named layers (or both factors of a factorized layer) in place."""
+    """Wrap the named layers (or both factors of a factorized layer) in place.
+
+    >>> prepare_qat(nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2)), {"0": 8, "1": 4})
+    ['0', '1']
+    """
     modules = dict(model.named_modules())
     wrapped = []
     for name, b in bits.items():
         module = modules.get(name)
-        targets = [name] if isinstance(module, (nn.Conv2d, nn.Linear)) else (
+        targets = [name] if _wrapper(module) else (
             [f"{name}.{i}" for i in range(len(module))] if isinstance(module, nn.Sequential) else [])
         for target in targets:
-            model.set_submodule(target, FakeQuantLayer(modules[target], b))
+            model.set_submodule(target, _wrapper(modules[target])(modules[target], b))
             wrapped.append(target)
     return wrapped
 
@@ -250,6 +301,11 @@ def freeze(model: nn.Module) -> tuple[nn.Module, dict[str, QuantSpec]]:
     exported as Q/DQ); returns the model and the integers, keyed by weight parameter name."""
     specs = {}
     for name, module in list(model.named_modules()):
+        if isinstance(module, FakeQuantEmbedding) and not module.frozen:
+            scale, integers = module.weight_scale(), module.quantized_weight()
+            module.layer.weight.copy_(integers * scale[:, None])
+            specs[f"{name}.layer.weight"] = QuantSpec(module.bits, integers.to(torch.int8), scale, None, None)
+            module.frozen = True
         if not isinstance(module, FakeQuantLayer) or module.frozen:
             continue
         layer, scale = module.layer, module.weight_scale()

@@ -116,10 +116,52 @@ def _dequantized_bias(tag: str, bias: np.ndarray, scale: np.ndarray, input_scale
     return nodes, stored
 
 
+def _gathered_rows(tag: str, lookup: onnx.NodeProto, integers: np.ndarray, scale: np.ndarray, bits: int
+                   ) -> tuple[list, list]:
+    """Nodes and initializers that replace an embedding's float ``lookup`` (a Gather of its table):
+    a Gather of the integer rows and one of their scales, then a Cast and a Mul. Only the rows
+    looked up are dequantized; INT4 and INT2 tables are widened to INT8 by a Cast folded at load."""
+    stored = [integer_tensor(f"{tag}.weight_quantized", integers, bits),
+              numpy_helper.from_array(scale.reshape(-1, 1), f"{tag}.weight_scale")]
+    nodes, int8 = [], f"{tag}.weight_quantized"
+    if bits != 8:
+        int8 = f"{tag}.weight_int8"
+        nodes.append(helper.make_node("Cast", [f"{tag}.weight_quantized"], [int8], to=TensorProto.INT8))
+    ids = lookup.input[1]
+    nodes += [helper.make_node("Gather", [int8, ids], [f"{tag}.rows_quantized"]),
+              helper.make_node("Gather", [f"{tag}.weight_scale", ids], [f"{tag}.rows_scale"]),
+              helper.make_node("Cast", [f"{tag}.rows_quantized"], [f"{tag}.rows_float"], to=TensorProto.FLOAT),
+              helper.make_node("Mul", [f"{tag}.rows_float", f"{tag}.rows_scale"], [lookup.output[0]])]
+    return nodes, stored
+
+
+def _quantized_layer(spec: QuantSpec, tag: str, node: onnx.NodeProto, index: int, transposed: bool,
+                     initializers: dict) -> tuple[list, list, set, list]:
+    """(nodes, initializers, initializers dropped, nodes in place of ``node``) for one layer."""
+    scale = spec.weight_scale.numpy().astype(np.float32)
+    if node.op_type == "Gather" and index == 0 and spec.input_qparams is None:
+        nodes, inits = _gathered_rows(tag, node, spec.weight.numpy(), scale, spec.bits)
+        return [], inits, {node.input[0]}, nodes
+    if node.op_type not in ("Conv", "Gemm", "MatMul") or index != 1:
+        raise RuntimeError(f"cannot quantize {tag}: used by {node.op_type} input {index}")
+    integers = spec.weight.numpy().T if transposed else spec.weight.numpy()
+    nodes, inits = _dequantized_weight(tag, integers, scale, spec.bits, axis=1 if transposed else 0)
+    dropped = {node.input[1]}
+    node.input[1] = f"{tag}.weight_dq"
+    if len(node.input) > 2 and node.input[2] in initializers:
+        bias = numpy_helper.to_array(initializers[node.input[2]]).astype(np.float64)
+        bias_nodes, bias_inits = _dequantized_bias(tag, bias, scale, spec.input_qparams[0])
+        nodes, inits = nodes + bias_nodes, inits + bias_inits
+        dropped.add(node.input[2])
+        node.input[2] = f"{tag}.bias_dq"
+    return nodes, inits, dropped, [node]
+
+
 def insert_quantized_weights(model: onnx.ModelProto, specs: dict[str, QuantSpec]) -> None:
     """Replace the float weights (and biases) of the layers named in ``specs`` by their stored
-    integers and DequantizeLinear, in place. The activations' QuantizeLinear/DequantizeLinear
-    are already in the graph: traced from the model's own quantizers."""
+    integers and DequantizeLinear, in place; an embedding's lookup by a lookup of its integer
+    rows (``_gathered_rows``). The activations' QuantizeLinear/DequantizeLinear are already in
+    the graph: traced from the model's own quantizers."""
     graph = model.graph
     initializers = {t.name: t for t in graph.initializer}
     located = _locate_weights(graph, specs)
@@ -132,27 +174,15 @@ def insert_quantized_weights(model: onnx.ModelProto, specs: dict[str, QuantSpec]
     missing = set(specs) - set(consumers)
     if missing:
         raise RuntimeError(f"quantized weights {sorted(missing)} are not in the exported graph")
-    new_nodes, new_inits, dropped = [], [], set()
+    new_nodes, new_inits, dropped, in_place = [], [], set(), {}
     for weight, spec in specs.items():
         node, index = consumers[weight]
-        initializer, transposed = located[weight]
-        if node.op_type not in ("Conv", "Gemm", "MatMul") or index != 1:
-            raise RuntimeError(f"cannot quantize {weight}: used by {node.op_type} input {index}")
         tag = weight.removesuffix(".weight").removesuffix(".layer")
-        scale = spec.weight_scale.numpy().astype(np.float32)
-        integers = spec.weight.numpy().T if transposed else spec.weight.numpy()
-        nodes, inits = _dequantized_weight(tag, integers, scale, spec.bits, axis=1 if transposed else 0)
-        dropped.add(initializer)
-        node.input[1] = f"{tag}.weight_dq"
-        if len(node.input) > 2 and node.input[2] in initializers:
-            bias = numpy_helper.to_array(initializers[node.input[2]]).astype(np.float64)
-            bias_nodes, bias_inits = _dequantized_bias(tag, bias, scale, spec.input_qparams[0])
-            nodes, inits = nodes + bias_nodes, inits + bias_inits
-            dropped.add(node.input[2])
-            node.input[2] = f"{tag}.bias_dq"
-        new_nodes += nodes
-        new_inits += inits
-    ordered = new_nodes + list(graph.node)  # the new nodes read initializers only
+        nodes, inits, gone, replacement = _quantized_layer(spec, tag, node, index, located[weight][1], initializers)
+        new_nodes, new_inits, dropped = new_nodes + nodes, new_inits + inits, dropped | gone
+        in_place[id(node)] = replacement
+    # new_nodes read initializers only; an embedding's lookup is replaced where it stands
+    ordered = new_nodes + [n for node in graph.node for n in in_place.get(id(node), [node])]
     del graph.node[:]
     graph.node.extend(ordered)
     kept = [t for t in graph.initializer if t.name not in dropped]

@@ -12,6 +12,9 @@ Example:
     >>> info = discover(net, torch.randn(1, 4))
     >>> [g.name for g in info.groups], info.head
     (['0'], '2')
+    >>> text = nn.Sequential(nn.Embedding(100, 8), nn.Flatten(), nn.Linear(16, 2))
+    >>> [(layer.name, layer.kind) for layer in discover(text, torch.tensor([[1, 2]])).layers]
+    [('0', 'embedding'), ('2', 'linear')]
 """
 
 from __future__ import annotations
@@ -41,10 +44,11 @@ class Group:
 
 @dataclass(frozen=True)
 class Layer:
-    """One Conv2d or Linear layer: its weight shape and which knobs apply to it."""
+    """One Conv2d, Linear or Embedding layer: its weight shape and which knobs apply to it (an
+    embedding has a bit-width only: its width follows the model's, and a table is not factorized)."""
 
     name: str
-    kind: str  # "conv" or "linear"
+    kind: str  # "conv", "linear" or "embedding"
     shape: tuple[int, ...]  # weight shape
     group: str | None  # the dependency group its output channels belong to
     rank_ratios: tuple[float, ...]  # factorization ratios that save parameters
@@ -64,6 +68,7 @@ class Discovery:
 
 
 RANK_RATIOS = (0.5, 0.25)
+EMBEDDING_RANK = "an embedding is a lookup table: quantized, not factorized"
 
 
 def factorized_params(shape: tuple[int, ...], rank: int) -> int:
@@ -273,14 +278,16 @@ def discover(model: nn.Module, example_inputs: torch.Tensor, *, blocks: tuple[st
     group_of = {member: g.name for g in groups for member in g.members}
     layers = []
     for name, module in model.named_modules():
-        if isinstance(module, COMPRESSIBLE_TYPES):
+        if isinstance(module, nn.Embedding):
+            layers.append(Layer(name, "embedding", tuple(module.weight.shape), None, (), EMBEDDING_RANK))
+        elif isinstance(module, COMPRESSIBLE_TYPES):
             shape = tuple(module.weight.shape)
             ratios, reason = _rank_knob(module, shape)
             kind = "conv" if isinstance(module, nn.Conv2d) else "linear"
             layers.append(Layer(name, kind, shape, group_of.get(name), ratios, reason))
         elif not list(module.children()) and any(True for _ in module.parameters(recurse=False)):
             if not isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)):  # follow their group
-                skipped[name] = f"{type(module).__name__} layers are not compressed (only Conv2d and Linear)"
+                skipped[name] = f"{type(module).__name__} layers are not compressed (only Conv2d, Linear and Embedding)"
     stages, refused = block_stages(model, example_inputs, blocks)
     skipped.update(refused)
     if head not in group_of:

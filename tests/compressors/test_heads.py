@@ -50,6 +50,9 @@ def test_discovery_offers_heads_and_never_splits_q_k_v_channels():
     residual = next(g for g in info.groups if "layers.3.fc2" in g.members)  # the model width
     assert residual.channels == 64 and "layers.0.attn.out" in residual.members
     assert info.stages == {"layers": BLOCKS} and info.head == "head"
+    embeddings = [(layer.name, layer.shape, layer.rank_ratios) for layer in info.layers if layer.kind == "embedding"]
+    assert embeddings == [("tokens", (5000, 64), ()), ("positions", (48, 64), ())]  # a bit-width, no rank
+    assert not {"tokens", "positions"} & set(info.not_compressible)
 
 
 def test_a_joint_transformer_plan_exports_and_onnx_runtime_agrees(tmp_path):
@@ -61,7 +64,7 @@ def test_a_joint_transformer_plan_exports_and_onnx_runtime_agrees(tmp_path):
                 example_inputs=ids[:1], blocks=BLOCKS)
     plan = Plan(layers={"layers.0.attn.q": LayerPlan(prune=0.5, bits=8), "layers.0.attn.out": LayerPlan(prune=0.25),
                         "layers.1.fc1": LayerPlan(prune=0.5, rank=0.5, bits=8), "layers.1.attn.v": LayerPlan(bits=4),
-                        "layers.1.attn.k": LayerPlan(rank=0.5), "head": LayerPlan(bits=8)},
+                        "layers.1.attn.k": LayerPlan(rank=0.5), "head": LayerPlan(bits=8), "tokens": LayerPlan(bits=4)},
                 depth={"layers": 2})
     result = compress(task, plan, config=DistillConfig(steps=3))
     assert "dropped blocks layers.2, layers.3" in result.notes
@@ -72,7 +75,10 @@ def test_a_joint_transformer_plan_exports_and_onnx_runtime_agrees(tmp_path):
         expected = result.model(ids[:8]).numpy()
     export_artifact(result, task.example_inputs, path)
     graph = onnx.load(path).graph
-    assert {t.name: list(t.dims) for t in graph.initializer}["tokens.weight"] == [5000, 48]
+    stored = {t.name: t for t in graph.initializer}
+    assert "tokens.weight" not in stored and "positions.weight" in stored  # the pruned table, at 4 bits a weight
+    table = stored["tokens.weight_quantized"]
+    assert list(table.dims) == [5000, 48] and len(table.raw_data) == 5000 * 48 // 2
     session = onnx_session(path)
     got = np.concatenate([session.run(None, {session.get_inputs()[0].name: ids[i:i + 1].numpy()})[0]
                           for i in range(8)])

@@ -75,3 +75,29 @@ def test_a_residual_sum_in_an_fx_graph_is_quantized_once_for_all_its_readers():
         y = torch.relu(x + model.conv2(torch.relu(model.conv1(x))))
         assert torch.allclose(model(x), model.conv3(getattr(model, inserted[0].target)(y)) +
                               getattr(model, inserted[0].target)(y))
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_an_embedding_table_is_quantized_per_row_and_its_lookups_are_what_the_frozen_table_gives(bits):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Embedding(50, 6), nn.Flatten(), nn.Linear(18, 2))
+    ids = torch.randint(0, 50, (8, 3))
+    prepare_qat(net, {"0": bits})
+    calibrate(net, [ids])
+    fake = net(ids)
+    plain, specs = freeze(net)
+    spec = specs["0.layer.weight"]
+    q = spec.weight.float()
+    assert spec.input_qparams is None and spec.output_qparams is None  # token ids: nothing else is quantized
+    assert q.abs().max() <= weight_qmax(bits) and q.abs().amax(dim=1).eq(weight_qmax(bits)).all()  # one scale a row
+    assert torch.allclose(plain[0].layer.weight, q * spec.weight_scale[:, None])
+    assert torch.allclose(plain(ids), fake, atol=1e-6)
+
+
+def test_an_embedding_learns_through_its_rounding():
+    net = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(8, 2))
+    prepare_qat(net, {"0": 4})
+    net.train()
+    net(torch.tensor([[1, 2]])).sum().backward()
+    grad = net[0].layer.weight.grad
+    assert grad[1].abs().sum() > 0 and grad[2].abs().sum() > 0 and grad[3].abs().sum() == 0  # rows looked up only

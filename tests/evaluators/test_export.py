@@ -167,3 +167,38 @@ def test_plain_module_export_matches_fake_quant_model_and_stays_int8(tmp_path, b
 def test_pack_integers_low_bits_first():
     assert pack_integers(np.array([1, -2, 3, -1]), 2) == bytes([0b11_11_10_01])
     assert pack_integers(np.array([-8, 7]), 4) == bytes([0x78])
+
+
+class _TinyText(nn.Module):
+    """Token and position embeddings (the positions looked up by a Range the graph computes), mean, head."""
+
+    def __init__(self):
+        super().__init__()
+        self.tokens, self.positions, self.head = nn.Embedding(300, 16), nn.Embedding(12, 16), nn.Linear(16, 2)
+
+    def forward(self, ids):
+        x = self.tokens(ids) + self.positions(torch.arange(ids.shape[1]))
+        return self.head(torch.tanh(x).mean(1))
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_an_embedding_is_stored_at_its_width_and_only_the_rows_looked_up_are_dequantized(tmp_path, bits):
+    torch.manual_seed(0)
+    model, ids = _TinyText().eval(), torch.randint(0, 300, (32, 12))
+    prepare_qat(model, {"tokens": bits, "positions": bits})
+    calibrate(model, [ids])
+    with torch.no_grad():
+        expected = model(ids).numpy()
+    frozen, specs = freeze(copy.deepcopy(model))
+    path = str(tmp_path / "text.onnx")
+    export_onnx(frozen, ids[:1], path, specs)
+    np.testing.assert_allclose(onnx_session(path).run(None, {"input": ids.numpy()})[0], expected, atol=1e-5)
+    stored = {t.name: t for t in onnx.load(path).graph.initializer}
+    assert len(stored["tokens.weight_quantized"].raw_data) == math.ceil(300 * 16 * bits / 8)
+    assert not [t for t in stored.values() if t.data_type == onnx.TensorProto.FLOAT and tuple(t.dims) == (300, 16)]
+    assert 300 * 16 * bits / 8 + 300 * 4 < os.path.getsize(path) < 300 * 16 * bits / 8 + 300 * 4 + 4000
+    ran = _optimized_graph(path, tmp_path)
+    assert not [n for n in ran.node if n.op_type == "DequantizeLinear"]  # no float copy of a table, at load or per run
+    int8_table = {t.name for t in ran.initializer
+                  if t.data_type == onnx.TensorProto.INT8 and tuple(t.dims) == (300, 16)}
+    assert [n for n in ran.node if n.op_type == "Gather" and n.input[0] in int8_table]  # 4 and 2 bits: widened at load
