@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import torch
 import torch_pruning as tp
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
 
 from autocompress.modules import attention_modules, projection_names
 from autocompress.task import UsageError
@@ -69,6 +71,8 @@ class Discovery:
 
 RANK_RATIOS = (0.5, 0.25)
 EMBEDDING_RANK = "an embedding is a lookup table: quantized, not factorized"
+CONSTANT_LOOKUP = ("embedding looked up by ids not computed from the input (positions from torch.arange): the "
+                   "exporter may fold that lookup into a float constant, so its table is not quantized")
 
 
 def factorized_params(shape: tuple[int, ...], rank: int) -> int:
@@ -268,6 +272,68 @@ def block_stages(model: nn.Module, example_inputs: torch.Tensor, blocks: tuple[s
     return {s: tuple(b) for s, b in stages.items()}, refused
 
 
+class _Lineage(TorchFunctionMode):
+    """Records, for every tensor a forward pass makes, the tensors it was computed from."""
+
+    def __init__(self):
+        super().__init__()
+        self.parents: dict[int, list[int]] = {}
+        self.keep: list = []  # every recorded tensor stays alive, so ids stay unique
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = [t for t in tree_leaves((args, kwargs or {})) if isinstance(t, torch.Tensor)]
+        for t in (t for t in tree_leaves(out) if isinstance(t, torch.Tensor)):
+            self.parents.setdefault(id(t), [id(i) for i in inputs])
+            self.keep.append(t)
+        self.keep += inputs
+        return out
+
+
+def constant_lookups(model: nn.Module, example_inputs: torch.Tensor) -> set[str]:
+    """The embeddings whose ids are not computed from the model's input (positions looked up by a
+    ``torch.arange``). The exporter folds such a lookup into a float constant, so its table cannot
+    be stored quantized.
+
+    >>> class Text(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.tokens, self.positions = nn.Embedding(9, 2), nn.Embedding(3, 2)
+    ...     def forward(self, ids):
+    ...         return self.tokens(ids) + self.positions(torch.arange(3))
+    >>> constant_lookups(Text(), torch.tensor([[1, 2, 3]]))
+    {'positions'}
+    """
+    ids: dict[str, int] = {}
+
+    def record(name: str):
+        def hook(module, args) -> None:
+            ids.setdefault(name, id(args[0]))
+        return hook
+
+    hooks = [m.register_forward_pre_hook(record(n)) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
+    lineage = _Lineage()
+    try:
+        with torch.no_grad(), lineage:
+            model(example_inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+    def from_input(tensor: int) -> bool:
+        seen, todo = set(), [tensor]
+        while todo:
+            t = todo.pop()
+            if t == id(example_inputs):
+                return True
+            if t not in seen:
+                seen.add(t)
+                todo += lineage.parents.get(t, [])
+        return False
+
+    return {name for name, tensor in ids.items() if not from_input(tensor)}
+
+
 def discover(model: nn.Module, example_inputs: torch.Tensor, *, blocks: tuple[str, ...] = ()) -> Discovery:
     """Everything the search space needs to know about ``model``."""
     model.eval()
@@ -276,9 +342,12 @@ def discover(model: nn.Module, example_inputs: torch.Tensor, *, blocks: tuple[st
     order = {n: i for i, n in enumerate(dict(model.named_modules()))}
     groups = sorted(groups + attention_groups(model), key=lambda g: order[g.name])
     group_of = {member: g.name for g in groups for member in g.members}
-    layers = []
+    layers, constant = [], constant_lookups(model, example_inputs) if any(
+        isinstance(m, nn.Embedding) for m in model.modules()) else set()
     for name, module in model.named_modules():
-        if isinstance(module, nn.Embedding):
+        if name in constant:
+            skipped[name] = CONSTANT_LOOKUP
+        elif isinstance(module, nn.Embedding):
             layers.append(Layer(name, "embedding", tuple(module.weight.shape), None, (), EMBEDDING_RANK))
         elif isinstance(module, COMPRESSIBLE_TYPES):
             shape = tuple(module.weight.shape)

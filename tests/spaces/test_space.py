@@ -101,3 +101,31 @@ def test_a_technique_gated_off_leaves_its_knobs_inactive(digits_task):
         assert space.params_from_plan(plan)["use/quant"] == int("quant" in techniques_used(plan))
         study.tell(trial, [0.0, 0.0])
     assert not [n for n in SearchSpace(space.discovery, techniques=("quant",)).param_names() if n.startswith("use/")]
+
+
+def test_an_embedding_looked_up_by_constant_ids_is_left_float_and_the_export_of_a_search_plan_works(tmp_path):
+    import copy
+
+    import torch
+    from torch import nn
+
+    from autocompress.compressors.quantize import calibrate, freeze, prepare_qat
+    from autocompress.evaluators.export import export_onnx
+
+    class Text(nn.Module):  # positions from a literal range: the exporter folds their lookup into a constant
+        def __init__(self):
+            super().__init__()
+            self.tokens, self.positions, self.head = nn.Embedding(30, 8), nn.Embedding(5, 8), nn.Linear(8, 2)
+
+        def forward(self, ids):
+            return self.head((self.tokens(ids) + self.positions(torch.arange(5))).mean(1))
+
+    model, ids = Text().eval(), torch.randint(0, 30, (4, 5))
+    space = SearchSpace(discover(model, ids[:1]))
+    assert "bits/tokens" in space.param_names() and "bits/positions" not in space.param_names()
+    int8 = space.warm_start_plans()[0]
+    assert int8.layer("tokens").bits == 8
+    prepare_qat(model, {name: lp.bits for name, lp in int8.layers if lp.bits})
+    calibrate(model, [ids])
+    frozen, specs = freeze(copy.deepcopy(model))
+    export_onnx(frozen, ids[:1], str(tmp_path / "text.onnx"), specs)  # no table the export cannot find
