@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_leaves
+
+from autocompress.tracing import OpRecorder
 
 RELU_OPS = {"relu", "relu_"}
 GRID_OPS = RELU_OPS | {"max_pool2d", "_max_pool2d", "max_pool1d", "flatten", "reshape", "view", "transpose",
@@ -53,33 +53,8 @@ class Placement:
     producer_node: torch.fx.Node | None = None
 
 
-@dataclass
-class _Op:
-    name: str
-    inputs: list
-    outputs: list
-
-
-class _Recorder(TorchFunctionMode):
-    def __init__(self):
-        super().__init__()
-        self.ops: list[_Op] = []
-        self.paused = 0
-        self.keep: list = []  # every recorded tensor stays alive, so ids stay unique
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if not self.paused:
-            inputs = [t for t in tree_leaves((args, kwargs or {})) if isinstance(t, torch.Tensor)]
-            outputs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
-            self.keep += inputs + outputs
-            name = getattr(func, "__name__", str(func)).removeprefix("__").removesuffix("__")
-            self.ops.append(_Op(name, inputs, outputs))
-        return out
-
-
 def _record(model: nn.Module, example: torch.Tensor, layers: list[nn.Module]):
-    recorder = _Recorder()
+    recorder = OpRecorder()
     layer_io, module_out, calls = {}, {}, {}
     quantized = {id(m) for m in layers}
 

@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 import torch
 import torch_pruning as tp
 from torch import nn
-from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_leaves
 
 from autocompress.modules import attention_modules, projection_names
 from autocompress.task import UsageError
+from autocompress.tracing import OpRecorder
 
 COMPRESSIBLE_TYPES = (nn.Conv2d, nn.Linear)
 
@@ -272,28 +271,10 @@ def block_stages(model: nn.Module, example_inputs: torch.Tensor, blocks: tuple[s
     return {s: tuple(b) for s, b in stages.items()}, refused
 
 
-class _Lineage(TorchFunctionMode):
-    """Records, for every tensor a forward pass makes, the tensors it was computed from."""
-
-    def __init__(self):
-        super().__init__()
-        self.parents: dict[int, list[int]] = {}
-        self.keep: list = []  # every recorded tensor stays alive, so ids stay unique
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        inputs = [t for t in tree_leaves((args, kwargs or {})) if isinstance(t, torch.Tensor)]
-        for t in (t for t in tree_leaves(out) if isinstance(t, torch.Tensor)):
-            self.parents.setdefault(id(t), [id(i) for i in inputs])
-            self.keep.append(t)
-        self.keep += inputs
-        return out
-
-
 def constant_lookups(model: nn.Module, example_inputs: torch.Tensor) -> set[str]:
     """The embeddings whose ids are not computed from the model's input (positions looked up by a
-    ``torch.arange``). The exporter folds such a lookup into a float constant, so its table cannot
-    be stored quantized.
+    ``torch.arange``). The exporter may fold such a lookup into a float constant, so its table is
+    not offered a bit-width.
 
     >>> class Text(nn.Module):
     ...     def __init__(self):
@@ -312,13 +293,17 @@ def constant_lookups(model: nn.Module, example_inputs: torch.Tensor) -> set[str]
         return hook
 
     hooks = [m.register_forward_pre_hook(record(n)) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
-    lineage = _Lineage()
+    recorder = OpRecorder()
     try:
-        with torch.no_grad(), lineage:
+        with torch.no_grad(), recorder:
             model(example_inputs)
     finally:
         for hook in hooks:
             hook.remove()
+    made_from: dict[int, list[int]] = {}
+    for op in recorder.ops:
+        for out in op.outputs:
+            made_from.setdefault(id(out), []).extend(id(t) for t in op.inputs)
 
     def from_input(tensor: int) -> bool:
         seen, todo = set(), [tensor]
@@ -328,7 +313,7 @@ def constant_lookups(model: nn.Module, example_inputs: torch.Tensor) -> set[str]
                 return True
             if t not in seen:
                 seen.add(t)
-                todo += lineage.parents.get(t, [])
+                todo += made_from.get(t, [])
         return False
 
     return {name for name, tensor in ids.items() if not from_input(tensor)}
