@@ -39,7 +39,7 @@ from autocompress.metrics import Metrics
 from autocompress.plan import Plan
 from autocompress.search.mutations import guided_mutation, mutation, parents
 from autocompress.search.proposals import FIT_MIN_TRIALS, Predictor
-from autocompress.search.rungs import Rungs
+from autocompress.search.rungs import Rungs, promotion_floor
 from autocompress.spaces.space import SearchSpace
 
 State = optuna.trial.TrialState
@@ -281,7 +281,8 @@ class StudySearcher(Searcher):
                 results.setdefault(rung, []).append(
                     {"plan": plan, **metrics, "feasible": self.budget.structural().feasible(metrics)})
         frames = {rung: pd.DataFrame(rows) for rung, rows in results.items()}
-        chosen = self.rungs.promotions(frames, promoted=self.promoted)
+        floor = None if self.teacher is None else promotion_floor(self.teacher["accuracy"])
+        chosen = self.rungs.promotions(frames, promoted=self.promoted, min_accuracy=floor)
         self.promoted.update(chosen)
         self.queue[:0] = chosen
 
