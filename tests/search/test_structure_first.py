@@ -203,3 +203,21 @@ def test_ctrl_c_raises_again_after_an_in_process_search(tight_search):
     with pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(5)
+
+
+def test_a_plan_far_below_the_teacher_is_not_promoted_while_a_closer_one_is(tiny_task):
+    space = SearchSpace(task_context(tiny_task).discovery)
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    teacher = {"accuracy": 1.0, "size_bytes": 1000, "latency_ms": 1.0}
+    searcher = StudySearcher(study=study, space=space, total=20, seen={}, rungs=Rungs((10, 30), eta=3),
+                             on_finished=lambda t: None, teacher=teacher)
+    plans = [Plan(layers={"fc": LayerPlan(bits=b)}) for b in (8, 4, 2)] + \
+        [Plan(layers={"stem": LayerPlan(bits=b)}) for b in (8, 4, 2)]
+    results = [(0.40, 10), (0.45, 20), (0.95, 100), (0.93, 200), (0.92, 300), (0.91, 400)]  # (accuracy, bytes)
+    searcher.queue += [(plan, 0) for plan in plans]
+    assert [Plan.from_dict(searcher.suggest(str(i))["plan"]) for i in range(6)] == plans
+    for i, (accuracy, size) in enumerate(results):
+        metrics = Metrics(accuracy=accuracy, size_bytes=size, latency_ms=1.0, params=1, macs=1, fidelity="steps=10")
+        searcher.on_trial_complete(str(i), {"final": True, "metrics_json": json.dumps(metrics.to_dict())})
+    promoted = {plan for plan, rung in searcher.promoted if rung == 1}
+    assert len(promoted) == 2 and promoted <= set(plans[2:])  # the two small plans are 55-60% down: they stay
