@@ -2,6 +2,7 @@
 (which take an attention mask) can be pruned, dropped, quantized and exported."""
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from torch.utils.data import TensorDataset
@@ -43,7 +44,8 @@ def test_masked_layers_are_pruned_dropped_and_exported(tmp_path):
     with torch.no_grad():  # padding changes nothing: 12 words padded to 48 or to 20 give the same logits
         assert torch.allclose(teacher(ids[:1]), teacher(ids[:1, :20]), atol=1e-5)
     plan = Plan(layers={"layers.0.attn.q": LayerPlan(prune=0.5, bits=8), "layers.0.fc1": LayerPlan(prune=0.5, bits=8),
-                        "layers.1.attn.v": LayerPlan(rank=0.25), "head": LayerPlan(bits=8)}, depth={"layers": 2})
+                        "layers.1.attn.v": LayerPlan(rank=0.25), "head": LayerPlan(bits=8), "tokens": LayerPlan(bits=4)},
+                depth={"layers": 2})
     result = compress(task, plan, config=DistillConfig(steps=3))
     assert "dropped blocks layers.2" in result.notes and "pruned heads of layers.0.attn 4->2" in result.notes
     path = str(tmp_path / "bert.onnx")
@@ -54,3 +56,4 @@ def test_masked_layers_are_pruned_dropped_and_exported(tmp_path):
     got = np.concatenate([session.run(None, {session.get_inputs()[0].name: ids[i:i + 1].numpy()})[0]
                           for i in (0, 1, 50, 51)])
     assert np.allclose(got, expected, atol=5e-3)  # within two steps of the uint8 output
+    assert "tokens.weight_quantized" in {t.name for t in onnx.load(path).graph.initializer}  # its table at 4 bits
