@@ -11,8 +11,9 @@ more fine-tuning cannot shrink it. Nor is a plan whose accuracy at its rung is m
 closer: a plan that far down adds nothing to the hypervolume, and more steps rarely bring it
 in. In a 90-minute cifar10-resnet20 search (rungs of 333/999/3000 steps, before this rule)
 every such plan promoted to 3000 steps stayed out of the box (drops shrank to about 0.7x per
-rung), and those promotions took 4135 of the 10,187 trial-seconds. Asynchronous, as ASHA: promotions are decided whenever a result arrives, from
-what has arrived, so no worker waits for a rung to fill.
+rung), and those promotions took 4135 of the 10,187 trial-seconds. Asynchronous, as ASHA:
+promotions are decided whenever a result arrives, from what has arrived, so no worker waits
+for a rung to fill.
 
 Example:
     >>> import pandas as pd

@@ -44,7 +44,8 @@ def test_masked_layers_are_pruned_dropped_and_exported(tmp_path):
     with torch.no_grad():  # padding changes nothing: 12 words padded to 48 or to 20 give the same logits
         assert torch.allclose(teacher(ids[:1]), teacher(ids[:1, :20]), atol=1e-5)
     plan = Plan(layers={"layers.0.attn.q": LayerPlan(prune=0.5, bits=8), "layers.0.fc1": LayerPlan(prune=0.5, bits=8),
-                        "layers.1.attn.v": LayerPlan(rank=0.25), "head": LayerPlan(bits=8), "tokens": LayerPlan(bits=4)},
+                        "layers.1.attn.v": LayerPlan(rank=0.25), "head": LayerPlan(bits=8),
+                        "tokens": LayerPlan(bits=4)},
                 depth={"layers": 2})
     result = compress(task, plan, config=DistillConfig(steps=3))
     assert "dropped blocks layers.2" in result.notes and "pruned heads of layers.0.attn 4->2" in result.notes
