@@ -83,7 +83,7 @@ def task_context(task: Task) -> TaskContext:
 
 @dataclass
 class Compressed:
-    model: nn.Module  # fine-tuned, eval mode; quantized layers are FakeQuantLayers
+    model: nn.Module  # fine-tuned, eval mode; quantized layers are FakeQuantLayers (tables: FakeQuantEmbeddings)
     notes: list[str] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
 

@@ -189,14 +189,13 @@ class FakeQuantEmbedding(nn.Module):
         return torch.round(self.layer.weight.detach() / self.weight_scale()[:, None])
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rows = self.layer(ids)
         if self.frozen:
-            return self.layer(ids)
-        scale, qmax = self.weight_scale(), weight_qmax(self.bits)
-        weight = torch.fake_quantize_per_channel_affine(
-            self.layer.weight, scale, torch.zeros_like(scale, dtype=torch.int32), 0, -qmax - 1, qmax)
-        e = self.layer
-        return nn.functional.embedding(ids, weight, e.padding_idx, e.max_norm, e.norm_type, e.scale_grad_by_freq,
-                                       e.sparse)
+            return rows
+        # a row's scale depends on that row alone: quantize the rows looked up, not the whole table
+        # (the same values and the same straight-through gradients)
+        scale = (rows.detach().abs().amax(dim=-1, keepdim=True) / weight_qmax(self.bits)).clamp_min(1e-8)
+        return rows + (torch.round(rows / scale) * scale - rows).detach()
 
 
 def _wrapper(module: nn.Module | None) -> type | None:
@@ -297,8 +296,9 @@ def calibrate(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
 
 @torch.no_grad()
 def freeze(model: nn.Module) -> tuple[nn.Module, dict[str, QuantSpec]]:
-    """Put the dequantized integers into every FakeQuantLayer's weights (its quantizers stay, to be
-    exported as Q/DQ); returns the model and the integers, keyed by weight parameter name."""
+    """Put the dequantized integers into every FakeQuantLayer's and FakeQuantEmbedding's weights
+    (a layer's quantizers stay, to be exported as Q/DQ); returns the model and the integers, keyed
+    by weight parameter name."""
     specs = {}
     for name, module in list(model.named_modules()):
         if isinstance(module, FakeQuantEmbedding) and not module.frozen:

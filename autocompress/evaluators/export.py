@@ -8,7 +8,8 @@ is produced), so the graph computes what the fake-quantized model computes. Then
 quantized layer's weight becomes an INT8/INT4/INT2 initializer (raw-packed; 4 and 2 bits
 widened by a Cast that ONNX Runtime folds at load) feeding a per-channel DequantizeLinear,
 its bias an int32 initializer: the patterns ONNX Runtime fuses into int8 kernels (QLinearConv
-chains, QLinearAdd, QGemm). INT2 needs opset 25; otherwise opset 21. Doc strings are stripped: the file holds
+chains, QLinearAdd, QGemm). A quantized embedding's lookup becomes a lookup of its integer rows
+and of their scales, then a Cast and a Mul: only the rows read are dequantized. INT2 needs opset 25; otherwise opset 21. Doc strings are stripped: the file holds
 the model, nothing else. Its bytes are the weights: the exporter's long intermediate names
 (``/layer1/layer1.0/conv1/input_quant/QuantizeLinear_output_0``) become short ids, node names are
 dropped, and constant nodes become initializers, identical ones stored once (ResNet-20 pruned +
@@ -135,11 +136,12 @@ def _gathered_rows(tag: str, lookup: onnx.NodeProto, integers: np.ndarray, scale
     return nodes, stored
 
 
-def _quantized_layer(spec: QuantSpec, tag: str, node: onnx.NodeProto, index: int, transposed: bool,
+def _quantized_layer(spec: QuantSpec, tag: str, node: onnx.NodeProto, *, index: int, transposed: bool,
                      initializers: dict) -> tuple[list, list, set, list]:
-    """(nodes, initializers, initializers dropped, nodes in place of ``node``) for one layer."""
+    """(nodes, initializers, initializers dropped, nodes in place of ``node``) for the layer whose
+    weight ``node`` reads as input ``index``: an embedding's table is a Gather's input 0."""
     scale = spec.weight_scale.numpy().astype(np.float32)
-    if node.op_type == "Gather" and index == 0 and spec.input_qparams is None:
+    if node.op_type == "Gather" and index == 0:
         nodes, inits = _gathered_rows(tag, node, spec.weight.numpy(), scale, spec.bits)
         return [], inits, {node.input[0]}, nodes
     if node.op_type not in ("Conv", "Gemm", "MatMul") or index != 1:
@@ -178,11 +180,12 @@ def insert_quantized_weights(model: onnx.ModelProto, specs: dict[str, QuantSpec]
     for weight, spec in specs.items():
         node, index = consumers[weight]
         tag = weight.removesuffix(".weight").removesuffix(".layer")
-        nodes, inits, gone, replacement = _quantized_layer(spec, tag, node, index, located[weight][1], initializers)
+        nodes, inits, gone, replacement = _quantized_layer(spec, tag, node, index=index,
+                                                           transposed=located[weight][1], initializers=initializers)
         new_nodes, new_inits, dropped = new_nodes + nodes, new_inits + inits, dropped | gone
-        in_place[id(node)] = replacement
+        in_place[node.output[0]] = replacement
     # new_nodes read initializers only; an embedding's lookup is replaced where it stands
-    ordered = new_nodes + [n for node in graph.node for n in in_place.get(id(node), [node])]
+    ordered = new_nodes + [n for node in graph.node for n in in_place.get(node.output[0], [node])]
     del graph.node[:]
     graph.node.extend(ordered)
     kept = [t for t in graph.initializer if t.name not in dropped]

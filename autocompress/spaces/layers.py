@@ -26,8 +26,8 @@ import torch_pruning as tp
 from torch import nn
 
 from autocompress.modules import attention_modules, projection_names
+from autocompress.spaces.embeddings import embeddings_left_float
 from autocompress.task import UsageError
-from autocompress.tracing import OpRecorder
 
 COMPRESSIBLE_TYPES = (nn.Conv2d, nn.Linear)
 
@@ -70,8 +70,6 @@ class Discovery:
 
 RANK_RATIOS = (0.5, 0.25)
 EMBEDDING_RANK = "an embedding is a lookup table: quantized, not factorized"
-CONSTANT_LOOKUP = ("embedding looked up by ids not computed from the input (positions from torch.arange): the "
-                   "exporter may fold that lookup into a float constant, so its table is not quantized")
 
 
 def factorized_params(shape: tuple[int, ...], rank: int) -> int:
@@ -229,10 +227,19 @@ def dependency_groups(model: nn.Module, example_inputs: torch.Tensor, *, head: s
     The q/k/v outputs of attention modules are not channel groups: ``attention_groups`` has
     their heads."""
     order = {n: i for i, n in enumerate(dict(model.named_modules()))}
-    _, found, refused = coupled_channels(model, example_inputs, head=head)
-    groups = [Group(name=members[0], members=members, channels=out_channels(group[0].dep.target.module))
-              for group, members in found]
+    graph, found, refused = coupled_channels(model, example_inputs, head=head)
+    names = {m: n for n, m in model.named_modules()}
+    groups = [Group(name=members[0], members=members + _coupled_tables(graph, group, names),
+                    channels=out_channels(group[0].dep.target.module)) for group, members in found]
     return sorted(groups, key=lambda g: order[g.name]), refused
+
+
+def _coupled_tables(graph: tp.DependencyGraph, group: tp.Group, names: dict[nn.Module, str]) -> tuple[str, ...]:
+    """The embeddings whose vectors lose the channels ``group`` loses (a model-width group): members
+    after the group's layers, so the group keeps its name."""
+    return tuple(dict.fromkeys(names[item.dep.target.module] for item in group
+                               if isinstance(item.dep.target.module, nn.Embedding)
+                               and graph.is_out_channel_pruning_fn(item.dep.handler)))
 
 
 def attention_groups(model: nn.Module) -> list[Group]:
@@ -271,54 +278,6 @@ def block_stages(model: nn.Module, example_inputs: torch.Tensor, blocks: tuple[s
     return {s: tuple(b) for s, b in stages.items()}, refused
 
 
-def constant_lookups(model: nn.Module, example_inputs: torch.Tensor) -> set[str]:
-    """The embeddings whose ids are not computed from the model's input (positions looked up by a
-    ``torch.arange``). The exporter may fold such a lookup into a float constant, so its table is
-    not offered a bit-width.
-
-    >>> class Text(nn.Module):
-    ...     def __init__(self):
-    ...         super().__init__()
-    ...         self.tokens, self.positions = nn.Embedding(9, 2), nn.Embedding(3, 2)
-    ...     def forward(self, ids):
-    ...         return self.tokens(ids) + self.positions(torch.arange(3))
-    >>> constant_lookups(Text(), torch.tensor([[1, 2, 3]]))
-    {'positions'}
-    """
-    ids: dict[str, int] = {}
-
-    def record(name: str):
-        def hook(module, args) -> None:
-            ids.setdefault(name, id(args[0]))
-        return hook
-
-    hooks = [m.register_forward_pre_hook(record(n)) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
-    recorder = OpRecorder()
-    try:
-        with torch.no_grad(), recorder:
-            model(example_inputs)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    made_from: dict[int, list[int]] = {}
-    for op in recorder.ops:
-        for out in op.outputs:
-            made_from.setdefault(id(out), []).extend(id(t) for t in op.inputs)
-
-    def from_input(tensor: int) -> bool:
-        seen, todo = set(), [tensor]
-        while todo:
-            t = todo.pop()
-            if t == id(example_inputs):
-                return True
-            if t not in seen:
-                seen.add(t)
-                todo += made_from.get(t, [])
-        return False
-
-    return {name for name, tensor in ids.items() if not from_input(tensor)}
-
-
 def discover(model: nn.Module, example_inputs: torch.Tensor, *, blocks: tuple[str, ...] = ()) -> Discovery:
     """Everything the search space needs to know about ``model``."""
     model.eval()
@@ -327,13 +286,14 @@ def discover(model: nn.Module, example_inputs: torch.Tensor, *, blocks: tuple[st
     order = {n: i for i, n in enumerate(dict(model.named_modules()))}
     groups = sorted(groups + attention_groups(model), key=lambda g: order[g.name])
     group_of = {member: g.name for g in groups for member in g.members}
-    layers, constant = [], constant_lookups(model, example_inputs) if any(
-        isinstance(m, nn.Embedding) for m in model.modules()) else set()
+    left_float = embeddings_left_float(model, example_inputs)
+    skipped.update(left_float)
+    layers = []
     for name, module in model.named_modules():
-        if name in constant:
-            skipped[name] = CONSTANT_LOOKUP
-        elif isinstance(module, nn.Embedding):
-            layers.append(Layer(name, "embedding", tuple(module.weight.shape), None, (), EMBEDDING_RANK))
+        if name in left_float:
+            continue
+        if isinstance(module, nn.Embedding):
+            layers.append(Layer(name, "embedding", tuple(module.weight.shape), group_of.get(name), (), EMBEDDING_RANK))
         elif isinstance(module, COMPRESSIBLE_TYPES):
             shape = tuple(module.weight.shape)
             ratios, reason = _rank_knob(module, shape)
@@ -341,7 +301,8 @@ def discover(model: nn.Module, example_inputs: torch.Tensor, *, blocks: tuple[st
             layers.append(Layer(name, kind, shape, group_of.get(name), ratios, reason))
         elif not list(module.children()) and any(True for _ in module.parameters(recurse=False)):
             if not isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)):  # follow their group
-                skipped[name] = f"{type(module).__name__} layers are not compressed (only Conv2d, Linear and Embedding)"
+                skipped[name] = (f"{type(module).__name__} layers are not compressed "
+                                 "(only Conv2d, Linear and Embedding)")
     stages, refused = block_stages(model, example_inputs, blocks)
     skipped.update(refused)
     if head not in group_of:

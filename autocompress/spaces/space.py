@@ -157,13 +157,14 @@ class SearchSpace:
         """A few well-known recipes tried first, so that short searches start from good points:
         uniform int8; 50% structured pruning + int8; a shallow half-width int4 student; int4 with
         the first and last layers int8 (the usual low-bit recipe: those two are the most sensitive,
-        and hold few weights)."""
+        and hold few weights; an embedding table is not a first layer: it holds the most)."""
         every = [layer.name for layer in self.discovery.layers]
         groups = [g.name for g in self.discovery.groups]
         int8 = {n: LayerPlan(bits=8) for n in every}
         pruned = {n: LayerPlan(bits=8, prune=0.5 if n in groups else 0.0) for n in every}
         shallow = {n: LayerPlan(bits=8 if n == self.discovery.head else 4) for n in every}
-        int4 = {n: LayerPlan(bits=8 if n in (every[0], self.discovery.head) else 4) for n in every}
+        first = next((layer.name for layer in self.discovery.layers if layer.kind != "embedding"), None)
+        int4 = {n: LayerPlan(bits=8 if n in (first, self.discovery.head) else 4) for n in every}
         plans = [
             Plan(layers=int8, importance=self.importance),
             Plan(layers=pruned, importance=self.importance),

@@ -50,8 +50,10 @@ def test_discovery_offers_heads_and_never_splits_q_k_v_channels():
     residual = next(g for g in info.groups if "layers.3.fc2" in g.members)  # the model width
     assert residual.channels == 64 and "layers.0.attn.out" in residual.members
     assert info.stages == {"layers": BLOCKS} and info.head == "head"
-    embeddings = [(layer.name, layer.shape, layer.rank_ratios) for layer in info.layers if layer.kind == "embedding"]
-    assert embeddings == [("tokens", (5000, 64), ())]  # a bit-width, no rank
+    embeddings = [(layer.name, layer.shape, layer.rank_ratios, layer.group) for layer in info.layers
+                  if layer.kind == "embedding"]
+    assert embeddings == [("tokens", (5000, 64), (), residual.name)]  # a bit-width, no rank; pruned with the width
+    assert residual.name == "layers.0.attn.out" and residual.members[-2:] == ("tokens", "positions")
     assert "tokens" not in info.not_compressible and "torch.arange" in info.not_compressible["positions"]
 
 

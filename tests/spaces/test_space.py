@@ -1,7 +1,13 @@
+import copy
+
 import optuna
 import pytest
+import torch
+from torch import nn
 
 from autocompress.compressors.pipeline import task_context
+from autocompress.compressors.quantize import calibrate, freeze, prepare_qat
+from autocompress.evaluators.export import export_onnx
 from autocompress.spaces.layers import discover
 from autocompress.spaces.space import SearchSpace, applied_params, techniques_used
 
@@ -43,9 +49,6 @@ def test_suggested_plan_round_trips_through_params(digits_task):
 
 
 def test_layers_where_low_rank_cannot_save_parameters_have_no_rank_knob_and_a_reason():
-    import torch
-    from torch import nn
-
     net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 3))
     info = discover(net, torch.randn(1, 2))
     first = info.layer("0")
@@ -104,14 +107,6 @@ def test_a_technique_gated_off_leaves_its_knobs_inactive(digits_task):
 
 
 def test_an_embedding_looked_up_by_constant_ids_is_left_float_and_the_export_of_a_search_plan_works(tmp_path):
-    import copy
-
-    import torch
-    from torch import nn
-
-    from autocompress.compressors.quantize import calibrate, freeze, prepare_qat
-    from autocompress.evaluators.export import export_onnx
-
     class Text(nn.Module):  # positions from a literal range: the exporter folds their lookup into a constant
         def __init__(self):
             super().__init__()
@@ -129,3 +124,18 @@ def test_an_embedding_looked_up_by_constant_ids_is_left_float_and_the_export_of_
     calibrate(model, [ids])
     frozen, specs = freeze(copy.deepcopy(model))
     export_onnx(frozen, ids[:1], str(tmp_path / "text.onnx"), specs)  # no table the export cannot find
+
+
+def test_a_table_looked_up_twice_or_never_is_left_float_with_its_reason():
+    class Pair(nn.Module):  # one table shared by two sentences, one never used
+        def __init__(self):
+            super().__init__()
+            self.tokens, self.spare, self.head = nn.Embedding(30, 8), nn.Embedding(30, 8), nn.Linear(16, 2)
+
+        def forward(self, ids):
+            return self.head(torch.cat([self.tokens(ids[:, :3]).mean(1), self.tokens(ids[:, 3:]).mean(1)], 1))
+
+    info = discover(Pair().eval(), torch.randint(0, 30, (1, 6)))
+    assert [layer.name for layer in info.layers] == ["head"]
+    assert "looked up 2 times" in info.not_compressible["tokens"]
+    assert "looked up 0 times" in info.not_compressible["spare"]
