@@ -120,7 +120,8 @@ def export_models(code_dir: Path, task: str, data_dir: str | None, paths: list[s
     """Export the uniform int8, int4, int2 plans and the float teacher of ``task`` (as many as
     ``paths`` names, in that order) with the code in ``code_dir``."""
     env = dict(os.environ, PYTHONPATH=f"{code_dir}{os.pathsep}{ROOT / 'benchmarks'}")
-    subprocess.run([sys.executable, "-c", EXPORT_SCRIPT, task, data_dir or "", *paths], env=env, check=True,
+    data_dir = str(Path(data_dir).resolve()) if data_dir else ""  # the subprocess runs in code_dir
+    subprocess.run([sys.executable, "-c", EXPORT_SCRIPT, task, data_dir, *paths], env=env, check=True,
                    cwd=code_dir)
 
 
