@@ -1,7 +1,7 @@
 """Recording one forward pass: every torch operation it ran, the tensors it read and those it made.
 
 Used to find where a quantized layer's input is produced (``compressors.placement``) and
-whether an embedding's ids come from the model's input (``spaces.layers``).
+whether an embedding's ids come from the model's input (``spaces.embeddings``).
 
 Example:
     >>> import torch

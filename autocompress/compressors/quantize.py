@@ -181,12 +181,15 @@ class FakeQuantEmbedding(nn.Module):
         self.layer, self.bits = layer, bits
         self.frozen = False
 
+    def _row_scale(self, rows: torch.Tensor) -> torch.Tensor:
+        """The scale of each row of ``rows`` (last dimension kept, size 1)."""
+        return (rows.detach().abs().amax(dim=-1, keepdim=True) / weight_qmax(self.bits)).clamp_min(1e-8).float()
+
     def weight_scale(self) -> torch.Tensor:
-        amax = self.layer.weight.detach().abs().amax(dim=1)
-        return (amax / weight_qmax(self.bits)).clamp_min(1e-8).float()
+        return self._row_scale(self.layer.weight)[:, 0]
 
     def quantized_weight(self) -> torch.Tensor:
-        return torch.round(self.layer.weight.detach() / self.weight_scale()[:, None])
+        return torch.round(self.layer.weight.detach() / self._row_scale(self.layer.weight))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         rows = self.layer(ids)
@@ -194,7 +197,7 @@ class FakeQuantEmbedding(nn.Module):
             return rows
         # a row's scale depends on that row alone: quantize the rows looked up, not the whole table
         # (the same values and the same straight-through gradients)
-        scale = (rows.detach().abs().amax(dim=-1, keepdim=True) / weight_qmax(self.bits)).clamp_min(1e-8)
+        scale = self._row_scale(rows)
         return rows + (torch.round(rows / scale) * scale - rows).detach()
 
 

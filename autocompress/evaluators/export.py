@@ -9,8 +9,9 @@ quantized layer's weight becomes an INT8/INT4/INT2 initializer (raw-packed; 4 an
 widened by a Cast that ONNX Runtime folds at load) feeding a per-channel DequantizeLinear,
 its bias an int32 initializer: the patterns ONNX Runtime fuses into int8 kernels (QLinearConv
 chains, QLinearAdd, QGemm). A quantized embedding's lookup becomes a lookup of its integer rows
-and of their scales, then a Cast and a Mul: only the rows read are dequantized. INT2 needs opset 25; otherwise opset 21. Doc strings are stripped: the file holds
-the model, nothing else. Its bytes are the weights: the exporter's long intermediate names
+and of their scales, then a Cast and a Mul: only the rows read are dequantized. INT2 needs
+opset 25; otherwise opset 21. Doc strings are stripped: the file holds the model, nothing else.
+Its bytes are the weights: the exporter's long intermediate names
 (``/layer1/layer1.0/conv1/input_quant/QuantizeLinear_output_0``) become short ids, node names are
 dropped, and constant nodes become initializers, identical ones stored once (ResNet-20 pruned +
 int8: 180,674 B before, 155,768 B after). Initializers keep their names (they name the layers).

@@ -60,12 +60,9 @@ def _lookups(model: nn.Module, example_inputs: torch.Tensor) -> tuple[dict[str, 
     return calls, recorder
 
 
-def _computed_from(tensor: int, source: int, recorder: OpRecorder) -> bool:
-    """Whether the tensor with id ``tensor`` was computed (through any operations) from ``source``."""
-    made_from: dict[int, list[int]] = {}
-    for op in recorder.ops:
-        for out in op.outputs:
-            made_from.setdefault(id(out), []).extend(id(t) for t in op.inputs)
+def _computed_from(tensor: int, source: int, made_from: dict[int, list[int]]) -> bool:
+    """Whether the tensor with id ``tensor`` was computed (through any operations) from ``source``;
+    ``made_from``: tensor id -> the ids of the tensors it was computed from."""
     seen, todo = set(), [tensor]
     while todo:
         t = todo.pop()
@@ -83,12 +80,16 @@ def embeddings_left_float(model: nn.Module, example_inputs: torch.Tensor) -> dic
     if not tables:
         return {}
     calls, recorder = _lookups(model, example_inputs)
+    made_from: dict[int, list[int]] = {}
+    for op in recorder.ops:
+        for out in op.outputs:
+            made_from.setdefault(id(out), []).extend(id(t) for t in op.inputs)
     why = {}
     for name, table in tables.items():
         if table.max_norm is not None or table.sparse:
             why[name] = REWRITTEN
         elif len(calls.get(name, [])) != 1:
             why[name] = NOT_ONCE.format(count=len(calls.get(name, [])))
-        elif not _computed_from(calls[name][0], id(example_inputs), recorder):
+        elif not _computed_from(calls[name][0], id(example_inputs), made_from):
             why[name] = CONSTANT_LOOKUP
     return why

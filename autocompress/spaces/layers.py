@@ -293,7 +293,8 @@ def discover(model: nn.Module, example_inputs: torch.Tensor, *, blocks: tuple[st
         if name in left_float:
             continue
         if isinstance(module, nn.Embedding):
-            layers.append(Layer(name, "embedding", tuple(module.weight.shape), group_of.get(name), (), EMBEDDING_RANK))
+            shape = tuple(module.weight.shape)
+            layers.append(Layer(name, "embedding", shape, group_of.get(name), (), EMBEDDING_RANK))
         elif isinstance(module, COMPRESSIBLE_TYPES):
             shape = tuple(module.weight.shape)
             ratios, reason = _rank_knob(module, shape)
