@@ -168,3 +168,26 @@ def test_the_ceiling_bounds_every_strategys_remeasured_hypervolume(tmp_path):
     assert all(0 <= share <= 1 for share in out["fraction"].values())
     with pytest.raises(SystemExit):
         hv_ceiling.main(["no-such-task", "--results", str(tmp_path)])
+
+
+def test_manual_plans_of_a_transformer_whose_token_table_joins_the_width_group():
+    """The model-width group of a transformer also holds its token table (it loses the same
+    channels); the manual recipe still finds every Torch-Pruning group among the space's groups."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from autocompress import Task
+    from autocompress.compressors.pipeline import task_context
+    from autocompress.tasks.sst2 import TextEncoder
+
+    torch.manual_seed(0)
+    ids = torch.randint(1, 50, (32, 8))
+    data = TensorDataset(ids, torch.arange(32) % 2)
+    task = Task(name="tiny-text", teacher=TextEncoder(vocab=50, dim=16, num_heads=2, ffn=32, depth=2, max_tokens=8),
+                train=data, val=data, test=data, example_inputs=ids[:1])
+    groups = {g.name: g for g in task_context(task).discovery.groups if g.unit == "channels"}
+    assert any("tokens" in g.members for g in groups.values())
+    total = sum(g.channels for g in groups.values())
+    for amount, plan in zip(manual.AMOUNTS, manual.manual_plans(task).values()):
+        removed = sum(round(plan.layer(name).prune * g.channels) for name, g in groups.items())
+        assert removed == total - int(total * (1 - amount))
