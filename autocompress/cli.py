@@ -159,8 +159,9 @@ def _execution_args(search_p) -> None:
     run.add_argument("--trial-timeout", type=float, default=None, metavar="SECONDS",
                      help="stop a trial still fine-tuning after this long and store it as failed")
     run.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                     help="stop the search this long after it starts, the sensitivity scan included, whatever --trials "
-                          "says (running trials are stored as interrupted; --resume runs them again)")
+                     help="stop the search this long after it starts, the sensitivity scan included (no scan batch "
+                          "starts after a third of it), whatever --trials says (running trials are stored as "
+                          "interrupted; --resume runs them again)")
     run.add_argument("--latency-resource", default=None, metavar="NAME",
                      help="measure every latency (and the teacher's) on the Ray node carrying this custom "
                           "resource, one at a time")

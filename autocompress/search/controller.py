@@ -392,11 +392,13 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
               budget=settings.budget, checkpoints=rungs.top > 0)
     try:
         if settings.sensitivity:  # before the first trial; a resume reuses what sensitivity.csv holds
-            from autocompress.search.sensitivity import scan_for_run
+            from autocompress.search.sensitivity import SCAN_SHARE, scan_for_run
 
+            limit_s = None if execution.time_budget_s is None else SCAN_SHARE * execution.time_budget_s
             table = scan_for_run(job=job, space=session.space, out=out, steps=settings.sensitivity_steps,
                                  workers=session.workers, cpus_per_trial=execution.cpus_per_trial,
-                                 gpus_per_trial=execution.gpus_per_trial, progress=session.progress)
+                                 gpus_per_trial=execution.gpus_per_trial, time_limit_s=limit_s,
+                                 progress=session.progress)
             scanned = Predictor.from_scan(table, session.teacher.to_dict())  # immutable: refits make new ones
             searcher.predictor = scanned if settings.proposals else None
             searcher.guide = scanned if settings.guide and settings.local_search else None

@@ -55,6 +55,7 @@ from autocompress.spaces.space import GATE_PREFIX, TEACHER_VALUES, SearchSpace
 from autocompress.task import Task, UsageError, one_line
 
 SAMPLES = 512  # the fixed validation subset: its first SAMPLES examples (all of a smaller split)
+SCAN_SHARE = 1 / 3  # of a search's --time-budget: no scan batch starts after it (the trials need the rest)
 CHUNKS_PER_WORKER = 4  # cells go to the workers in this many batches each (a slow cell delays little)
 TEACHER = "teacher"
 COLUMNS = ["knob", "kind", "target", "value", "accuracy", "size_bytes", "latency_ms", "accuracy_delta",
@@ -205,11 +206,13 @@ def scan_in_process(task: Task, space: SearchSpace, *, samples: int = SAMPLES, c
 
 
 def scan_for_run(*, job, space: SearchSpace, out: Path, steps: int, workers: int, cpus_per_trial: float,
-                 gpus_per_trial: float, samples: int = SAMPLES,
+                 gpus_per_trial: float, samples: int = SAMPLES, time_limit_s: float | None = None,
                  progress: Callable[[str], None] = print) -> pd.DataFrame:
     """The scan of a search: the cells ``out/sensitivity.csv`` does not hold yet, run on the
     Ray workers (``job``: the search's worker job, its latency actor included), the table
-    rewritten as each batch of cells comes back."""
+    rewritten as each batch of cells comes back. No batch starts after ``time_limit_s``: the
+    cells left are missing from the table (the predictor treats them as unknown), and a resumed
+    search measures them."""
     cells = scan_cells(space)
     stored = read_table(out)
     missing = [cell for cell in cells if cell.key not in _stored_keys(stored)]
@@ -225,11 +228,16 @@ def scan_for_run(*, job, space: SearchSpace, out: Path, steps: int, workers: int
         rows.extend(batch)
         write_table(out, _order(with_deltas(rows), cells))
 
-    _run_on_ray(job=job, space=space, batches=_batches(missing, workers), samples=samples, steps=steps,
-                workers=workers, resources={"num_cpus": cpus_per_trial, "num_gpus": gpus_per_trial}, on_batch=arrived)
+    deadline = None if time_limit_s is None else clock + time_limit_s
+    done = _run_on_ray(job=job, space=space, batches=_batches(missing, workers), samples=samples, steps=steps,
+                       workers=workers, resources={"num_cpus": cpus_per_trial, "num_gpus": gpus_per_trial},
+                       on_batch=arrived, deadline=deadline)
     table = read_table(out)
     failed = int(table["error"].notna().sum())
-    progress(f"sensitivity scan: {len(missing)} cells in {time.perf_counter() - clock:.1f} s"
+    left = "" if done == len(missing) else \
+        f" ({len(missing) - done} left unmeasured: no batch starts after {time_limit_s:.0f} s, its share of the " \
+        "time budget; --resume measures them)"
+    progress(f"sensitivity scan: {done} cells in {time.perf_counter() - clock:.1f} s" + left
              + (f" ({failed} failed: their errors are in {SENSITIVITY_CSV})" if failed else "")
              + f"; stored in {out / SENSITIVITY_CSV}")
     return table
@@ -260,19 +268,25 @@ def _scan_batch(job, space: SearchSpace, cells: list[Cell], samples: int, steps:
 
 
 def _run_on_ray(*, job, space: SearchSpace, batches: list[list[Cell]], samples: int, steps: int, workers: int,
-                resources: dict, on_batch: Callable[[list[dict]], None]) -> None:
-    """Each batch as one Ray task, ``workers`` of them at once; a task
-    that dies fails its cells, not the scan. Ctrl-C cancels what has not come back."""
+                resources: dict, on_batch: Callable[[list[dict]], None], deadline: float | None = None) -> int:
+    """Each batch as one Ray task, ``workers`` of them at once, none started after ``deadline``
+    (a ``time.perf_counter()`` value; the first ``workers`` always start); a task that dies fails
+    its cells, not the scan. Ctrl-C cancels what has not come back. Returns the cells stored."""
     import ray
 
     remote = ray.remote(_scan_batch).options(**resources, max_retries=0)
     job_ref, space_ref = ray.put(job), ray.put(space)
-    waiting, pending = list(batches), {}
+    waiting, pending, started, stored = list(batches), {}, 0, 0
     try:
         while waiting or pending:
+            if deadline is not None and started >= workers and time.perf_counter() >= deadline:
+                waiting = []
             while waiting and len(pending) < workers:
                 batch = waiting.pop(0)
                 pending[remote.remote(job_ref, space_ref, batch, samples, steps)] = batch
+                started += 1
+            if not pending:
+                break
             done, _ = ray.wait(list(pending), num_returns=1)
             batch = pending.pop(done[0])
             try:
@@ -282,9 +296,11 @@ def _run_on_ray(*, job, space: SearchSpace, batches: list[list[Cell]], samples: 
                 rows = [{"knob": c.knob, "kind": c.knob.partition("/")[0], "target": c.knob.partition("/")[2],
                          "value": c.value, "samples": samples, "steps": steps, "error": reason} for c in batch]
             on_batch(rows)
+            stored += len(batch)
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
+    return stored
 
 
 # -- the table as text (``autocompress inspect --sensitivity``)

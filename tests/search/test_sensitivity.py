@@ -11,10 +11,10 @@ import torch
 from torch.utils.data import Subset
 
 from autocompress.compressors.pipeline import task_context
-from autocompress import DistillConfig, LayerPlan, Plan, evaluate, inspect_task
+from autocompress import DistillConfig, LayerPlan, Plan, evaluate, inspect_task, load_task
 from autocompress.evaluators.measure import onnx_metric, onnx_session
 from autocompress.search.settings import SearchSettings, SettingError, flag_for
-from autocompress.search.sensitivity import SAMPLES, read_table, scan_for_run, scan_in_process
+from autocompress.search.sensitivity import SAMPLES, read_table, scan_cells, scan_for_run, scan_in_process
 from autocompress.spaces.space import SearchSpace
 from tests.conftest import one_clear_line, run_cli
 from tests.fixtures.user_tasks import HOSTILE_ERROR
@@ -228,3 +228,23 @@ def test_with_fine_tuning_steps_the_reference_is_still_the_teacher_as_it_is(tiny
         plain.loc[0, ["accuracy", "size_bytes", "sha256"]].tolist()
     assert (tuned["sha256"][1:] != plain["sha256"][1:]).all()  # the cells themselves were fine-tuned
 
+
+
+def test_a_short_time_budget_leaves_cells_for_resume_and_resume_adds_only_missing_ones(tmp_path):
+    """No scan batch starts after a third of --time-budget: with 1 s only the first batch per
+    worker runs, the rest is left out of the table (not stored as failed), and --resume adds cells."""
+    out = tmp_path / "run"
+    proc = run_cli("search", "--task", "digits", "--trials", "1", "--steps", "2", "--workers", "1",
+                   "--time-budget", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    first = read_table(out)
+    total = len(scan_cells(SearchSpace(task_context(load_task("digits")).discovery)))
+    assert 0 < len(first) < total and first["error"].isna().all()
+    assert f"sensitivity scan: {len(first)} cells in" in proc.stdout
+    assert f"({total - len(first)} left unmeasured: no batch starts after 0 s" in proc.stdout
+    resumed = run_cli("search", "--task", "digits", "--trials", "1", "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"sensitivity scan: {total - len(first)} of {total} cells" in resumed.stdout
+    second = read_table(out)
+    assert len(second) > len(first) and _cells(first) <= _cells(second)
+    assert not second.duplicated(["knob", "value"]).any()
