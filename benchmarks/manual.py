@@ -63,14 +63,14 @@ def global_prune_ratios(task, amount: float) -> dict[str, float]:
     from autocompress.spaces.layers import coupled_channels, out_channels
 
     info = task_context(task).discovery
-    names = {g.name for g in info.groups if g.unit == "channels"}  # a group's name: its first layer
+    channel_groups = {g.name for g in info.groups if g.unit == "channels"}  # named after their first layer
     model = copy.deepcopy(task.teacher).eval()
     _, found, _ = coupled_channels(model, task.example_inputs, head=info.head)
     scorer = tp.importance.MagnitudeImportance()  # Torch-Pruning's defaults: p=2, mean reduction, mean normalizer
     groups, scores = [], []
     with torch.no_grad():
         for group, members in found:  # members: its layers (a width group's tables are not among them)
-            if members[0] not in names:
+            if members[0] not in channel_groups:
                 raise ValueError(f"Torch-Pruning group {members[0]} is not a channel group of the product's space")
             groups.append((members[0], out_channels(group[0].dep.target.module)))
             scores.append(scorer(group).float())
