@@ -57,11 +57,19 @@ def check_reuse(run: Path, request: dict) -> bool:
     stored = json.loads(request_file(run).read_text())
     keys = sorted(set(stored) | set(request))
     differ = [k for k in keys if stored.get(k) != request.get(k)]
+    if differ == ["time_budget_s"] and _extends(stored["time_budget_s"], request["time_budget_s"]):
+        record_request(run, request)
+        return True
     if differ:
         raise KeepMismatch(f"--keep: {run} was made with {_shown({k: stored.get(k) for k in differ})}, this request "
                            f"has {_shown({k: request.get(k) for k in differ})}; use another --keep folder, or the "
                            "settings it was made with")
     return True
+
+
+def _extends(kept_s: float | None, asked_s: float | None) -> bool:
+    """Whether a kept time budget can grow to the one asked for (never to none: that is another run)."""
+    return kept_s is not None and asked_s is not None and asked_s > kept_s
 
 
 def record_request(run: Path, request: dict) -> None:
