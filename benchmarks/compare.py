@@ -25,7 +25,8 @@ only caps it); the fixed plans take what they take, and their wall time is recor
 runs, the final fronts are measured again side by side (``remeasure.py``): teacher and every
 front candidate's exported file timed interleaved in this process, their accuracy that of the
 file on the TEST split. With ``--keep DIR`` the same command again reuses every finished run and
-continues unfinished ones; a run made with other settings is refused (``keep.py``).
+continues unfinished ones; a larger ``--time-budget`` extends kept searches for the seconds
+they have left; a run made with other settings is refused (``keep.py``).
 
 Writes RESULTS/<task>.json, <task>.md and <task>.png (RESULTS: ``--results``, default
 benchmarks/results) and copies the report of the joint search (first seed) to reports/<task>.html.
@@ -300,7 +301,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--strategies", nargs="+", default=[s for s in [*SEARCHES, *FIXED] if s not in ABLATIONS],
                         choices=[*SEARCHES, *FIXED], help="default: all but the ablations " + ", ".join(ABLATIONS))
     parser.add_argument("--keep", default=None, help="keep the run directories here (default: a temporary folder); "
-                        "the same command again reuses every finished run in it and runs the rest")
+                        "the same command again reuses every finished run in it and runs the rest; a larger "
+                        "--time-budget extends the kept searches")
     parser.add_argument("--results", default=str(RESULTS), help="where <task>.json/.md/.png go")
     parser.add_argument("--reports", default=str(ROOT / "reports"), help="where the joint search's report goes")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds of the side-by-side timing")
