@@ -92,6 +92,8 @@ def stored_search(out: Path, wall_s: float | None = None) -> dict:
 
     run = json.loads((out / "run.json").read_text())
     seconds = (datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["started_at"])).total_seconds()
+    if len(run.get("sessions", [])) > 1:  # resumed (or extended) later: the hours between sessions are not its time
+        seconds = searched_s(run)
     trials = pd.read_csv(out / "trials.csv")
     files = {int(n): out / "artifacts" / str(int(n)) / "model.onnx" for n in trials["number"]}
     return {"run": run, "trials": trials, "wall_s": wall_s if wall_s is not None else seconds, "files": files,
