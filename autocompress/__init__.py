@@ -18,6 +18,10 @@ Example:
     True
 """
 
+from autocompress.compat import allow_torchvision_models
+
+allow_torchvision_models()  # torchvision's models import beside the CPU torch (see compat.py)
+
 from autocompress.compressors import Compressed, DistillConfig, compress
 from autocompress.evaluators import evaluate, export_artifact
 from autocompress.metrics import Metrics

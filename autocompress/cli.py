@@ -279,6 +279,10 @@ def cmd_inspect(args) -> int:
     print("\nnot compressed:")
     for name, why in (info["not_compressed"] or {"-": "nothing"}).items():
         print(f"  {name:<22} {why}")
+    shares = info["coverage"]
+    print(f"\ncoverage of the {shares['weights']:,} weights of Conv/Linear/Embedding/attention/recurrent layers:")
+    for technique in ("quantized", "pruned", "factorized", "pruned or factorized"):
+        print(f"  {technique:<22} {shares[technique]:>7.1%}")
     print(f"\nsearch space: {len(info['space'])} parameters")
     for name, values in info["space"].items():
         shown = ["float" if v == 32 and name.startswith("bits/") else f"{v:g}" for v in values]

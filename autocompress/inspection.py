@@ -12,6 +12,10 @@ Example:
 
 from __future__ import annotations
 
+import torch
+from torch import nn
+
+from autocompress.modules import SelfAttention
 from autocompress.task import Task, UsageError, load_task
 
 
@@ -32,6 +36,42 @@ def _discovery(task: Task):
     except ValueError as exc:  # layer discovery refuses models it cannot map (e.g. no output layer found)
         raise UsageError(f"task {task.name!r}: {' '.join(str(exc).split())}; end the teacher's forward with the "
                          "Linear (or Conv2d) layer whose output is the model's output") from None
+
+
+WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.Embedding, nn.MultiheadAttention, nn.RNNBase,
+                 SelfAttention)
+
+
+def _weight_layers(model: nn.Module) -> dict[str, int]:
+    """{name: weights} of the Conv/Linear/Embedding/attention/recurrent layers of ``model``,
+    outermost only (an attention's own Linears count once, as its part)."""
+    found: dict[str, int] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, WEIGHT_LAYERS) and not any(name.startswith(f"{outer}.") for outer in found):
+            found[name] = sum(p.numel() for p in module.parameters())
+    return found
+
+
+def coverage(model: nn.Module, info) -> dict:
+    """The share of the weights of the model's Conv/Linear/Embedding/attention/recurrent layers
+    that each technique can touch: quantized (a bit-width knob), pruned (a member of a channel or
+    head group), factorized (a rank knob), pruned or factorized.
+
+    >>> from autocompress.spaces.layers import discover
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> shares = coverage(net, discover(net, torch.randn(1, 4)))
+    >>> shares["weights"], shares["quantized"], shares["pruned"]   # layer 0's 40 weights of 67 are pruned
+    (67, 1.0, 0.597)
+    """
+    modules = dict(model.named_modules())
+    weights = {name: sum(p.numel() for p in modules[name].parameters()) for name in modules}
+    total = sum(_weight_layers(model).values())
+    quantized = {layer.name for layer in info.layers}
+    pruned = {m for g in info.groups for m in g.members if m in modules}
+    factorized = {layer.name for layer in info.layers if layer.rank_ratios}
+    share = lambda names: round(sum(weights[n] for n in names) / total, 4) if total else 0.0  # noqa: E731
+    return {"weights": total, "quantized": share(quantized), "pruned": share(pruned),
+            "factorized": share(factorized), "pruned or factorized": share(pruned | factorized)}
 
 
 def inspect_task(task: Task | str, *, data_dir: str | None = None) -> dict:
@@ -56,6 +96,7 @@ def inspect_task(task: Task | str, *, data_dir: str | None = None) -> dict:
                     "members": list(group.members)} for group in info.groups],
         "stages": {stage: list(blocks) for stage, blocks in info.stages.items()},
         "not_compressed": dict(info.not_compressible),
+        "coverage": coverage(task.teacher, info),
         "space": {name: _values(dist) for name, dist in space.distributions().items()},
     }
 

@@ -32,6 +32,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from autocompress.canonical import explicit_layers
+from autocompress.model_io import Inputs, call, check_inputs, describe, output_tensor
+
 
 class UsageError(ValueError):
     """Bad input from the user: the CLI prints its message as one line and exits with 2."""
@@ -63,8 +66,15 @@ class Task:
     teacher: the trained model (eval mode is set by autocompress).
     train, val, test: map-style datasets of (input, label). The search sees train and val
         only; test is kept for the final report of a chosen model.
-    example_inputs: one batch of size 1, used for tracing, export and latency.
-    metric: f(logits, labels) -> float, higher is better (default: top-1 accuracy).
+    example_inputs: one batch of size 1, used for tracing, export and latency: a tensor
+        (``teacher(x)``), a tuple of tensors (``teacher(*x)``) or a dict of tensors
+        (``teacher(**x)``, e.g. ``input_ids`` and ``attention_mask``); the splits' inputs take
+        the same form.
+    metric: f(outputs, labels) -> float, higher is better (default: top-1 accuracy). The
+        outputs are the teacher's output tensor (a tuple's first element, or ``.logits``).
+        Integer labels are classes: candidates are distilled from the teacher's soft targets;
+        floating-point labels are regression targets: distilled by mean squared error (give
+        a metric such as negative MSE).
     blocks: names of residual blocks a student may drop (input shape == output shape); blocks
         with the same parent module form a stage, and the student keeps the first k of a stage.
     description: one line for ``autocompress tasks``.
@@ -82,7 +92,7 @@ class Task:
     train: Dataset
     val: Dataset
     test: Dataset
-    example_inputs: torch.Tensor
+    example_inputs: Inputs
     metric: Callable[[np.ndarray, np.ndarray], float] = accuracy
     blocks: tuple[str, ...] = ()
     description: str = ""
@@ -93,8 +103,16 @@ class Task:
     def __post_init__(self):
         if not isinstance(self.teacher, nn.Module):
             raise UsageError(f"task {self.name!r}: teacher must be a torch.nn.Module, got {type(self.teacher).__name__}")
-        if not isinstance(self.example_inputs, torch.Tensor) or self.example_inputs.shape[:1] != (1,):
-            raise UsageError(f"task {self.name!r}: example_inputs must be a tensor with batch size 1")
+        problem = check_inputs(self.example_inputs)
+        if problem:
+            raise UsageError(f"task {self.name!r}: {problem}; give one example: a tensor, or a tuple or dict of "
+                             "tensors (as the model takes them), each with batch size 1")
+        if isinstance(self.example_inputs, list):
+            object.__setattr__(self, "example_inputs", tuple(self.example_inputs))
+        try:
+            explicit_layers(self.teacher, self.example_inputs)
+        except Exception:  # the teacher's own forward failing: check_teacher_runs says so in one line
+            pass
         for split in ("train", "val", "test"):
             if self.num_examples(split) == 0:
                 raise UsageError(f"task {self.name!r}: the {split} split is empty; give it examples")
@@ -241,10 +259,17 @@ def check_teacher_runs(task: Task) -> None:
     task.teacher.eval()
     try:
         with torch.no_grad():
-            out = task.teacher(task.example_inputs)
+            out = call(task.teacher, task.example_inputs)
     except Exception as exc:
         raise UsageError(f"task {task.name!r}: the teacher's forward failed on example_inputs "
-                         f"{tuple(task.example_inputs.shape)}: {type(exc).__name__}: {one_line(exc)}") from exc
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        raise UsageError(f"task {task.name!r}: the teacher must return logits of shape (batch, classes), "
-                         f"got {getattr(out, 'shape', type(out).__name__)}")
+                         f"{describe(task.example_inputs)}: {type(exc).__name__}: {one_line(exc)}") from exc
+    try:
+        tensor = output_tensor(out)
+    except ValueError as exc:
+        raise UsageError(f"task {task.name!r}: {exc}") from None
+    if tensor.dim() == 0 or tensor.shape[0] != 1:
+        raise UsageError(f"task {task.name!r}: the teacher's output must have the batch in its first dimension "
+                         f"(size 1 for example_inputs), got shape {tuple(tensor.shape)}")
+    if not torch.is_floating_point(tensor):
+        raise UsageError(f"task {task.name!r}: the teacher's output must be floating point (logits or values), "
+                         f"got {tensor.dtype}")

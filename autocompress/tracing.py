@@ -47,3 +47,26 @@ class OpRecorder(TorchFunctionMode):
             name = getattr(func, "__name__", str(func)).removeprefix("__").removesuffix("__")
             self.ops.append(Op(name, inputs, outputs))
         return out
+
+
+def made_from(ops: list[Op]) -> dict[int, list[int]]:
+    """tensor id -> the ids of the tensors the operation that made it read."""
+    sources: dict[int, list[int]] = {}
+    for op in ops:
+        for out in op.outputs:
+            sources.setdefault(id(out), []).extend(id(t) for t in op.inputs)
+    return sources
+
+
+def computed_from(tensor: int, sources: set[int], made: dict[int, list[int]]) -> bool:
+    """Whether the tensor with id ``tensor`` was computed (through any operations) from one of the
+    tensors with ids ``sources``; ``made``: what ``made_from`` gives."""
+    seen, todo = set(), [tensor]
+    while todo:
+        t = todo.pop()
+        if t in sources:
+            return True
+        if t not in seen:
+            seen.add(t)
+            todo += made.get(t, [])
+    return False

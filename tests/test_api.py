@@ -14,7 +14,7 @@ from tests.conftest import run_cli
 
 
 class ConvOnly(nn.Module):
-    """A teacher without a Linear output layer: a 1x1 conv head, then global average pooling."""
+    """A teacher whose output layer is a 1x1 conv head, then global average pooling."""
 
     def __init__(self):
         super().__init__()
@@ -29,6 +29,12 @@ def conv_only_task():
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.rand(24, 1, 6, 6, generator=g), torch.randint(0, 3, (24,), generator=g))
     return Task(name="conv-only", teacher=ConvOnly().eval(), train=data, val=data, test=data,
+                example_inputs=data.tensors[0][:1])
+
+
+def flatten_only_task():
+    data = TensorDataset(torch.rand(8, 2, 3), torch.randint(0, 3, (8,)))
+    return Task(name="flatten-only", teacher=nn.Flatten().eval(), train=data, val=data, test=data,
                 example_inputs=data.tensors[0][:1])
 
 
@@ -49,12 +55,16 @@ def test_inspect_task_describes_the_space_the_cli_prints(digits_task):
     assert all(layer["name"] in proc.stdout for layer in info["layers"])
 
 
-def test_a_teacher_without_a_linear_output_layer_is_one_line():
-    with pytest.raises(UsageError, match="the teacher's last layer must be nn.Linear.*; end the model with"):
-        autocompress.inspect_task(conv_only_task())
-    proc = run_cli("inspect", "--task", "tests.test_api:conv_only_task")
+def test_a_teacher_whose_output_layer_is_a_convolution_is_inspected():
+    info = autocompress.inspect_task(conv_only_task())
+    assert info["head"] == "head" and "head (outputs)" in info["not_compressed"]
+    assert info["coverage"]["quantized"] == 1.0
+
+
+def test_a_teacher_that_runs_no_layer_to_compress_is_one_line():
+    proc = run_cli("inspect", "--task", "tests.test_api:flatten_only_task")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "the teacher's last layer must be nn.Linear" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "runs no Conv1d, Conv2d or Linear layer" in proc.stderr
 
 
 @pytest.fixture(scope="module")

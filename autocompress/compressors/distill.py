@@ -57,10 +57,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from autocompress import model_io
+from autocompress.model_io import forward
 from autocompress.devices import AMP_MODES, amp_dtype, autocast
 from autocompress.task import UsageError, one_line
 
@@ -157,17 +160,18 @@ def teacher_targets(teacher: nn.Module, train: Dataset, *, head: str, batch_size
     hook = _capture_head_input(teacher, head, features)
     try:
         for x, _ in DataLoader(train, batch_size=batch_size):
-            logits.append(teacher(x if device is None else x.to(device)))
+            logits.append(forward(teacher, model_io.to(x, device)))
     finally:
         hook.remove()
     return TeacherTargets(torch.cat(logits), torch.cat(features))
 
 
-def _batch(data: Dataset, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(data: Dataset, idx: torch.Tensor) -> tuple[model_io.Inputs, torch.Tensor]:
     if isinstance(data, TensorDataset):
         return data.tensors[0][idx], data.tensors[1][idx]
     x, y = zip(*(data[int(i)] for i in idx))
-    return torch.stack(x), torch.as_tensor(y)
+    return model_io.collate(list(x)), torch.as_tensor(np.asarray(y)) if not isinstance(y[0], torch.Tensor) \
+        else torch.stack(y)
 
 
 class _Teacher:
@@ -182,11 +186,12 @@ class _Teacher:
                 self.hook = _capture_head_input(teacher, head, self.store)
 
     @torch.no_grad()
-    def __call__(self, idx: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def __call__(self, idx: torch.Tensor, x: model_io.Inputs) -> tuple[torch.Tensor, torch.Tensor | None]:
         if isinstance(self.teacher, TeacherTargets):  # to the batch's device (no copy where it is already)
-            return self.teacher.logits[idx].to(x.device), self.teacher.features[idx].to(x.device)
+            device = model_io.tensors(x)[0].device
+            return self.teacher.logits[idx].to(device), self.teacher.features[idx].to(device)
         self.store.clear()
-        logits = self.teacher(x)
+        logits = forward(self.teacher, x)
         return logits, (self.store[-1] if self.store else None)
 
     def close(self) -> None:
@@ -201,12 +206,12 @@ def _optimizer(params: list, config: DistillConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
 
 
-def _projection(student: nn.Module, teacher: _Teacher, sample: torch.Tensor, features: list) -> nn.Linear:
+def _projection(student: nn.Module, teacher: _Teacher, sample: model_io.Inputs, features: list) -> nn.Linear:
     """The learned map from the student's features to the teacher's (sizes from one example)."""
     with torch.no_grad():
         features.clear()
         student.eval()
-        student(sample)
+        model_io.call(student, sample)
         _, target = teacher(torch.zeros(1, dtype=torch.long), sample)
     return nn.Linear(features[-1].shape[1], target.shape[1])
 
@@ -289,12 +294,32 @@ def _check_fits(path: Path, state: dict, current: _State, config: DistillConfig)
                          "continue it to at least as many steps")
 
 
+def is_classification(labels: torch.Tensor) -> bool:
+    """Integer labels are classes (the outputs are class logits); floating-point labels are
+    targets the outputs regress."""
+    return not torch.is_floating_point(labels)
+
+
+def hard_label_loss(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of class logits (classes in dimension 1) against integer labels; the mean
+    squared error of the outputs against floating-point targets (regression)."""
+    if is_classification(labels):
+        return nn.functional.cross_entropy(outputs, labels)
+    return nn.functional.mse_loss(outputs, labels.reshape(outputs.shape).to(outputs.dtype))
+
+
 def _loss(logits, y, teacher_logits, config: DistillConfig, projected=None, teacher_features=None):
+    """alpha x the distance to the teacher's outputs + (1 - alpha) x ``hard_label_loss``: the
+    KL divergence of softened class distributions for classes, the mean squared error of the
+    outputs for regression."""
     t = config.temperature
-    soft = nn.functional.kl_div(nn.functional.log_softmax(logits / t, dim=1),
-                                nn.functional.log_softmax(teacher_logits / t, dim=1),
-                                log_target=True, reduction="batchmean") * t * t
-    loss = config.alpha * soft + (1 - config.alpha) * nn.functional.cross_entropy(logits, y)
+    if is_classification(y):
+        soft = nn.functional.kl_div(nn.functional.log_softmax(logits / t, dim=1),
+                                    nn.functional.log_softmax(teacher_logits / t, dim=1),
+                                    log_target=True, reduction="batchmean") * t * t
+    else:
+        soft = nn.functional.mse_loss(logits, teacher_logits.to(logits.dtype))
+    loss = config.alpha * soft + (1 - config.alpha) * hard_label_loss(logits, y)
     if projected is not None:
         loss = loss + config.feature_weight * nn.functional.mse_loss(projected, teacher_features)
     return loss
@@ -326,7 +351,7 @@ def distill(student: nn.Module, train: Dataset, teacher: nn.Module | TeacherTarg
     features: list[torch.Tensor] = []
     hook = _capture_head_input(student, head, features) if config.feature_weight else None
     try:
-        sample = train[int(subset[0])][0][None]
+        sample = model_io.collate([train[int(subset[0])][0]])
         projection = _projection(student, source, _to(sample, device), features) if hook else None
         if projection is not None and device is not None:
             projection.to(device)
@@ -353,8 +378,8 @@ def _device_of(module: nn.Module) -> torch.device:
     return next((p.device for p in module.parameters()), torch.device("cpu"))
 
 
-def _to(x: torch.Tensor, device: torch.device | None) -> torch.Tensor:
-    return x if device is None else x.to(device)
+def _to(x, device: torch.device | None):
+    return model_io.to(x, device) if not isinstance(x, torch.Tensor) else x if device is None else x.to(device)
 
 
 def _train(state: _State, train: Dataset, subset: torch.Tensor, teacher: _Teacher, config: DistillConfig,
@@ -367,10 +392,10 @@ def _train(state: _State, train: Dataset, subset: torch.Tensor, teacher: _Teache
         if augment is not None:  # on the CPU, with the sampling generator: the same batches on every device
             x = augment(x, state.generator)
         x, y = _to(x, device), _to(y, device)
-        with autocast(x.device, dtype):
+        with autocast(y.device, dtype):
             teacher_logits, teacher_features = teacher(idx, x)
             features.clear()
-            logits = state.student(x)
+            logits = forward(state.student, x)
             projected = state.projection(features[-1]) if state.projection is not None else None
             loss = _loss(logits, y, teacher_logits, config, projected, teacher_features)
         if not torch.isfinite(loss):

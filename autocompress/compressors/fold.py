@@ -24,6 +24,8 @@ from torch import nn
 from torch.fx.experimental.optimization import fuse
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from autocompress.model_io import call, forward
+
 
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> int:
@@ -49,7 +51,7 @@ def recalibrate_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> int:
     model.train()
     try:
         for x in batches:
-            model(x)
+            call(model, x)
     finally:
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum
@@ -57,7 +59,7 @@ def recalibrate_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> int:
     return len(norms)
 
 
-def fold_batchnorm(model: nn.Module, example_inputs: torch.Tensor | None = None) -> nn.Module:
+def fold_batchnorm(model: nn.Module, example_inputs=None) -> nn.Module:
     """``model`` with every Conv->BN pair fused (module names are kept)."""
     model.eval()
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
@@ -70,7 +72,7 @@ def fold_batchnorm(model: nn.Module, example_inputs: torch.Tensor | None = None)
         return _fold_by_hooks(model, example_inputs)
 
 
-def _fold_by_hooks(model: nn.Module, example_inputs: torch.Tensor) -> nn.Module:
+def _fold_by_hooks(model: nn.Module, example_inputs) -> nn.Module:
     modules = dict(model.named_modules())
     produced, pairs, hooks = {}, [], []
     for name, module in modules.items():
@@ -82,7 +84,7 @@ def _fold_by_hooks(model: nn.Module, example_inputs: torch.Tensor) -> nn.Module:
                 lambda _m, inputs, name=name: pairs.append((produced.get(id(inputs[0])), name))))
     try:
         with torch.no_grad():
-            expected = model(example_inputs)
+            expected = forward(model, example_inputs)
     finally:
         for hook in hooks:
             hook.remove()
@@ -91,7 +93,7 @@ def _fold_by_hooks(model: nn.Module, example_inputs: torch.Tensor) -> nn.Module:
         _replace(fused, conv, fuse_conv_bn_eval(fused.get_submodule(conv), fused.get_submodule(bn)))
         _replace(fused, bn, nn.Identity())
     with torch.no_grad():
-        same = torch.allclose(fused(example_inputs), expected, rtol=1e-3, atol=1e-5)
+        same = torch.allclose(forward(fused, example_inputs), expected, rtol=1e-3, atol=1e-5)
     return fused if same else model  # a conv output also used elsewhere: folding would change the model
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autocompress.spaces.layers import factorized_params, rank_for
+from autocompress.spaces.layers import COMPRESSIBLE_TYPES, CONV_TYPES, factorized_params, rank_for
 
 
 def _factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,7 +31,7 @@ def _factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tenso
 
 
 def factorize_layer(layer: nn.Module, rank: int) -> nn.Sequential:
-    """The two-layer replacement of a Conv2d or Linear at ``rank``."""
+    """The two-layer replacement of a Conv1d, Conv2d or Linear at ``rank``."""
     with torch.no_grad():
         left, right = _factors(layer.weight, rank)
         bias = layer.bias is not None
@@ -40,11 +40,12 @@ def factorize_layer(layer: nn.Module, rank: int) -> nn.Sequential:
             first.weight.copy_(right)
             second.weight.copy_(left)
         else:
-            first = nn.Conv2d(layer.in_channels, rank, layer.kernel_size, layer.stride, layer.padding,
-                              layer.dilation, bias=False, padding_mode=layer.padding_mode)
-            second = nn.Conv2d(rank, layer.out_channels, 1, bias=bias)
+            conv = type(layer)
+            first = conv(layer.in_channels, rank, layer.kernel_size, layer.stride, layer.padding,
+                         layer.dilation, bias=False, padding_mode=layer.padding_mode)
+            second = conv(rank, layer.out_channels, 1, bias=bias)
             first.weight.copy_(right.reshape(rank, *layer.weight.shape[1:]))
-            second.weight.copy_(left[:, :, None, None])
+            second.weight.copy_(left.reshape(*left.shape, *[1] * (layer.weight.dim() - 2)))
         if bias:
             second.bias.copy_(layer.bias)
     return nn.Sequential(first, second)
@@ -56,11 +57,11 @@ def factorize(model: nn.Module, ratios: dict[str, float]) -> dict[str, str]:
     modules = dict(model.named_modules())
     for name, ratio in ratios.items():
         layer = modules.get(name)
-        if not isinstance(layer, (nn.Linear, nn.Conv2d)):
+        if not isinstance(layer, COMPRESSIBLE_TYPES):
             continue  # dropped with its block
         shape = tuple(layer.weight.shape)
         rank = rank_for(shape, ratio)
-        if isinstance(layer, nn.Conv2d) and layer.groups != 1:
+        if isinstance(layer, CONV_TYPES) and layer.groups != 1:
             skipped[name] = "grouped convolution"
         elif factorized_params(shape, rank) >= layer.weight.numel():
             skipped[name] = f"rank {rank} would not save parameters at shape {shape}"

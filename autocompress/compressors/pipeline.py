@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from autocompress.compressors.checks import checked
 from autocompress.compressors.distill import DEFAULT_LR, DistillConfig, TeacherTargets, distill, teacher_targets
 from autocompress.compressors.fold import fold_batchnorm, recalibrate_batchnorm
 from autocompress.compressors.heads import prune_heads
@@ -76,7 +77,8 @@ _contexts: "weakref.WeakKeyDictionary[nn.Module, TaskContext]" = weakref.WeakKey
 def task_context(task: Task) -> TaskContext:
     context = _contexts.get(task.teacher)
     if context is None:
-        context = TaskContext(discover(task.teacher, task.example_inputs, blocks=task.blocks))
+        found = discover(task.teacher, task.example_inputs, blocks=task.blocks)
+        context = TaskContext(checked(task.teacher, task.example_inputs, found))
         _contexts[task.teacher] = context
     return context
 
@@ -111,7 +113,8 @@ def build(task: Task, plan: Plan) -> Compressed:
     keep = {name: k for name, k in keep.items() if k < 1}
     heads = {g.name: keep.pop(g.name) for g in info.groups if g.unit == "heads" and g.name in keep}
     if heads:  # a heads group is named after its q layer: "<attention>.q"
-        changed = prune_heads(model, keep={name.rpartition(".")[0]: k for name, k in heads.items()},
+        by_module = {name.rpartition(".")[0]: k for name, k in heads.items()}
+        changed = prune_heads(model, task.example_inputs, keep=by_module,
                               importance=plan.importance)
         notes += [f"pruned heads of {name} {before}->{after}" for name, (before, after) in changed.items()]
     if keep:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from autocompress.model_io import call, tensors
 from autocompress.tracing import OpRecorder
 
 RELU_OPS = {"relu", "relu_"}
@@ -88,12 +89,23 @@ def _record(model: nn.Module, example: torch.Tensor, layers: list[nn.Module]):
             handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
     try:
         with torch.no_grad(), recorder:
-            Interpreter(model).run(example) if isinstance(model, torch.fx.GraphModule) else model(example)
+            if isinstance(model, torch.fx.GraphModule):
+                Interpreter(model).run(*_positional(model, example))
+            else:
+                call(model, example)
     finally:
         for handle in handles:
             handle.remove()
     module_out = {k: m for k, m in module_out.items() if calls.get(id(m)) == 1}
     return recorder.ops, layer_io, module_out, node_out
+
+
+def _positional(model: torch.fx.GraphModule, example) -> tuple:
+    """The inputs in the order of the traced graph's placeholders (a dict: by their names)."""
+    if not isinstance(example, dict):
+        return tensors(example)
+    names = [node.target for node in model.graph.nodes if node.op == "placeholder"]
+    return tuple(example.get(name) for name in names)
 
 
 def trace_dataflow(model: nn.Module, example: torch.Tensor, layers: list[nn.Module]) -> list[Placement]:

@@ -23,6 +23,8 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from autocompress.compressors.distill import hard_label_loss
+from autocompress.model_io import forward
 from autocompress.spaces.layers import COMPRESSIBLE_TYPES, coupled_channels, out_channels
 
 
@@ -60,13 +62,16 @@ def prune_groups(model: nn.Module, example_inputs: torch.Tensor, *, keep: dict[s
     name). Returns {group: (channels before, channels after)} for the groups that changed.
     """
     group_of = group_of or {}
-    graph, groups, _ = coupled_channels(model, example_inputs, head=head)
+    only = {m for m, g in group_of.items() if g in keep} | set(keep)
+    graph, groups, _ = coupled_channels(model, example_inputs, head=head, only=only)
+    if graph is None:
+        return {}
     scorer = _importance(importance)
     if importance == "taylor":
         if batch is None:
             raise ValueError("taylor importance needs a batch of training data")
         model.zero_grad()
-        nn.functional.cross_entropy(model(batch[0]), batch[1]).backward()
+        hard_label_loss(forward(model, batch[0]), batch[1]).backward()
     decisions = []
     for group, members in groups:
         group_name = next((group_of.get(m, m) for m in members if group_of.get(m, m) in keep), None)

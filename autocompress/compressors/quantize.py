@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autocompress.model_io import call
 from autocompress.compressors.placement import Placement, trace_dataflow
 
 ACT_QMIN, ACT_QMAX = 0, 255  # activations: asymmetric uint8
@@ -121,7 +122,7 @@ class OutputHook:
 
 
 class FakeQuantLayer(nn.Module):
-    """A Conv2d or Linear whose weight and bias are fake-quantized, and its input (unless it
+    """A Conv1d, Conv2d or Linear whose weight and bias are fake-quantized, and its input (unless it
     arrives quantized from upstream: ``quantize_input`` False) and output (if ``output_quant``)."""
 
     def __init__(self, layer: nn.Module, bits: int):
@@ -132,6 +133,15 @@ class FakeQuantLayer(nn.Module):
         self.output_quant: ActivationQuant | None = None
         self.observing = False  # calibration: float weights
         self.frozen = False  # after ``freeze``: the weights already are the dequantized integers
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The wrapped layer's weight, for model code that reads it (say, for its dtype)."""
+        return self.layer.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.layer.bias
 
     def weight_scale(self) -> torch.Tensor:
         w = self.layer.weight.detach()
@@ -153,7 +163,7 @@ class FakeQuantLayer(nn.Module):
         if bias is not None:  # int32 at input_scale * weight_scale, as ONNX Runtime computes it
             bias_scale = scale * self.input_quant.qparams()[0]
             bias = bias + (torch.round(bias.detach() / bias_scale) * bias_scale - bias.detach())
-        if isinstance(self.layer, nn.Conv2d):
+        if isinstance(self.layer, (nn.Conv1d, nn.Conv2d)):
             return self.layer._conv_forward(x, weight, bias)
         return nn.functional.linear(x, weight, bias)
 
@@ -205,7 +215,7 @@ def _wrapper(module: nn.Module | None) -> type | None:
     """The fake-quant module that wraps ``module``, None if it is not quantizable."""
     if isinstance(module, nn.Embedding):
         return FakeQuantEmbedding
-    return FakeQuantLayer if isinstance(module, (nn.Conv2d, nn.Linear)) else None
+    return FakeQuantLayer if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)) else None
 
 
 def prepare_qat(model: nn.Module, bits: dict[str, int]) -> list[str]:
@@ -258,7 +268,7 @@ def place_quantizers(model: nn.Module, example: torch.Tensor) -> None:
         elif p.producer_node is not None:
             _insert_after(model, p.producer_node, quant)
     for layer in layers:  # QLinearConv needs its output quantized
-        if layer.output_quant is None and isinstance(layer.layer, nn.Conv2d):
+        if layer.output_quant is None and isinstance(layer.layer, (nn.Conv1d, nn.Conv2d)):
             layer.output_quant = ActivationQuant()
 
 
@@ -290,7 +300,7 @@ def calibrate(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
     for module in layers + quants:
         module.observing = True
     for x in batches:
-        model(x)
+        call(model, x)
     for module in layers + quants:
         module.observing = False
     for quant in quants:

@@ -36,10 +36,12 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from autocompress import model_io
 from autocompress.compressors.quantize import QuantSpec
+from autocompress.modules import attention_fast_path_off
 
 WEIGHT_TYPES = {8: TensorProto.INT8, 4: TensorProto.INT4, 2: TensorProto.INT2}
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
+INPUT_NAME, OUTPUT_NAME = model_io.SINGLE_INPUT_NAME, model_io.OUTPUT_NAME
 
 
 def pack_integers(values: np.ndarray, bits: int) -> bytes:
@@ -160,12 +162,33 @@ def _quantized_layer(spec: QuantSpec, tag: str, node: onnx.NodeProto, *, index: 
     return nodes, inits, dropped, [node]
 
 
+def _copy_shared_initializers(graph: onnx.GraphProto) -> None:
+    """Give each layer its own copy of a weight the exporter shares between layers. The exporter
+    stores identical tensors once and feeds the others through Identity nodes (say, the zero
+    biases of freshly folded BatchNorms); a layer quantized alone must be able to replace its
+    copy without taking the other layers' away."""
+    initializers = {t.name: t for t in graph.initializer}
+    kept = []
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in initializers:
+            copied = TensorProto()
+            copied.CopyFrom(initializers[node.input[0]])
+            copied.name = node.output[0]
+            graph.initializer.append(copied)
+        else:
+            kept.append(node)
+    if len(kept) < len(graph.node):
+        del graph.node[:]
+        graph.node.extend(kept)
+
+
 def insert_quantized_weights(model: onnx.ModelProto, specs: dict[str, QuantSpec]) -> None:
     """Replace the float weights (and biases) of the layers named in ``specs`` by their stored
     integers and DequantizeLinear, in place; an embedding's lookup by a lookup of its integer
     rows (``_gathered_rows``). The activations' QuantizeLinear/DequantizeLinear are already in
     the graph: traced from the model's own quantizers."""
     graph = model.graph
+    _copy_shared_initializers(graph)
     initializers = {t.name: t for t in graph.initializer}
     located = _locate_weights(graph, specs)
     by_initializer = {init: weight for weight, (init, _) in located.items()}
@@ -300,18 +323,33 @@ def compact_graph(model: onnx.ModelProto) -> None:
     del graph.value_info[:]
 
 
-def export_onnx(model: nn.Module, example_inputs: torch.Tensor, path: str,
+def _drop_name_prefix(model: onnx.ModelProto, prefix: str) -> None:
+    """Rename the initializers ``prefix<name>`` to ``<name>``: the weights of a model exported
+    inside ``model_io.Exportable`` keep the names of the model's own parameters."""
+    renamed = {t.name: t.name[len(prefix):] for t in model.graph.initializer if t.name.startswith(prefix)}
+    for tensor in model.graph.initializer:
+        tensor.name = renamed.get(tensor.name, tensor.name)
+    for node in model.graph.node:
+        node.input[:] = [renamed.get(name, name) for name in node.input]
+
+
+def export_onnx(model: nn.Module, example_inputs: model_io.Inputs, path: str,
                 specs: dict[str, QuantSpec] | None = None) -> None:
     """Write ``model`` (eval mode; frozen by ``quantize.freeze`` if quantized) to ``path`` as ONNX,
     quantized layers in QDQ form (``specs``: what ``freeze`` returned)."""
     buffer = io.BytesIO()
     model.eval()
-    with warnings.catch_warnings(), torch.no_grad():
+    plain = isinstance(example_inputs, torch.Tensor) and isinstance(model(example_inputs), torch.Tensor)
+    traced = model if plain else model_io.Exportable(model, example_inputs)
+    names = model_io.input_names(example_inputs)
+    with warnings.catch_warnings(), torch.no_grad(), attention_fast_path_off():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example_inputs,), buffer, dynamo=False, opset_version=21,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+        torch.onnx.export(traced, model_io.tensors(example_inputs), buffer, dynamo=False, opset_version=21,
+                          input_names=names, output_names=[OUTPUT_NAME],
+                          dynamic_axes={**{name: {0: "batch"} for name in names}, OUTPUT_NAME: {0: "batch"}})
     proto = onnx.load_from_string(buffer.getvalue())
+    if not plain:
+        _drop_name_prefix(proto, "model.")
     if specs:
         insert_quantized_weights(proto, specs)
         drop_relu_after_dequantize(proto)

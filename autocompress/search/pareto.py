@@ -128,15 +128,28 @@ def hypervolume(points: np.ndarray, reference: tuple[float, ...]) -> float:
     return round(float(volume), 12)
 
 
+def metric_drop(values, teacher: float):
+    """How far ``values`` of the task metric (higher is better) fall below the teacher's, as a
+    fraction of the teacher's magnitude: ``1 - value/teacher`` for a positive metric such as
+    accuracy; for a metric that is negative or zero (negative mean squared error) the same
+    fraction of ``|teacher|``, or the plain difference where the teacher scores exactly 0.
+
+    >>> float(metric_drop(0.9, 1.0)), float(metric_drop(-0.3, -0.2)), float(metric_drop(-0.1, 0.0))
+    (0.09999999999999998, 0.4999999999999999, 0.1)
+    """
+    scale = abs(teacher) if teacher != 0 else 1.0
+    return (teacher - np.asarray(values, dtype=float)) / scale
+
+
 def teacher_relative(frame: pd.DataFrame, teacher: dict) -> np.ndarray:
-    """Rows as minimized teacher-relative points: (1 - accuracy/teacher accuracy, size ratio,
-    latency ratio).
+    """Rows as minimized teacher-relative points: (the metric's drop (``metric_drop``; for
+    accuracy 1 - accuracy/teacher accuracy), size ratio, latency ratio).
 
     >>> teacher_relative(pd.DataFrame({"accuracy": [0.9], "size_bytes": [25], "latency_ms": [0.5]}),
     ...                  {"accuracy": 1.0, "size_bytes": 100, "latency_ms": 1.0}).round(3).tolist()
     [[0.1, 0.25, 0.5]]
     """
-    return np.stack([1 - frame["accuracy"].to_numpy(float) / teacher["accuracy"],
+    return np.stack([metric_drop(frame["accuracy"].to_numpy(float), teacher["accuracy"]),
                      frame["size_bytes"].to_numpy(float) / teacher["size_bytes"],
                      frame["latency_ms"].to_numpy(float) / teacher["latency_ms"]], axis=1).reshape(-1, 3)
 

@@ -51,7 +51,8 @@ def promotion_floor(teacher_accuracy: float) -> float:
     >>> round(promotion_floor(0.9), 4)
     0.81
     """
-    return teacher_accuracy * (1 - REACH * HV_REFERENCE[0])
+    scale = abs(teacher_accuracy) if teacher_accuracy != 0 else 1.0  # as pareto.metric_drop measures a drop
+    return teacher_accuracy - REACH * HV_REFERENCE[0] * scale
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autocompress.tracing import OpRecorder
+from autocompress.model_io import Inputs, call, tensors
+from autocompress.tracing import OpRecorder, computed_from, made_from
 
 CONSTANT_LOOKUP = ("embedding looked up by ids not computed from the input (positions from torch.arange): the "
                    "exporter may fold that lookup into a float constant, so its table is not quantized")
@@ -37,7 +38,7 @@ NOT_ONCE = "embedding looked up {count} times in a forward pass: only a table lo
 REWRITTEN = "embedding with max_norm or sparse gradients: its table is not quantized"
 
 
-def _lookups(model: nn.Module, example_inputs: torch.Tensor) -> tuple[dict[str, list[int]], OpRecorder]:
+def _lookups(model: nn.Module, example_inputs: Inputs) -> tuple[dict[str, list[int]], OpRecorder]:
     """The ids tensors (by id) each embedding of ``model`` was called with, and every operation
     of that forward pass."""
     calls: dict[str, list[int]] = {}
@@ -53,43 +54,26 @@ def _lookups(model: nn.Module, example_inputs: torch.Tensor) -> tuple[dict[str, 
     recorder = OpRecorder()
     try:
         with torch.no_grad(), recorder:
-            model(example_inputs)
+            call(model, example_inputs)
     finally:
         for hook in hooks:
             hook.remove()
     return calls, recorder
 
 
-def _computed_from(tensor: int, source: int, made_from: dict[int, list[int]]) -> bool:
-    """Whether the tensor with id ``tensor`` was computed (through any operations) from ``source``;
-    ``made_from``: tensor id -> the ids of the tensors it was computed from."""
-    seen, todo = set(), [tensor]
-    while todo:
-        t = todo.pop()
-        if t == source:
-            return True
-        if t not in seen:
-            seen.add(t)
-            todo += made_from.get(t, [])
-    return False
-
-
-def embeddings_left_float(model: nn.Module, example_inputs: torch.Tensor) -> dict[str, str]:
+def embeddings_left_float(model: nn.Module, example_inputs: Inputs) -> dict[str, str]:
     """{embedding name: why its table is not offered a bit-width} (see the module docstring)."""
     tables = {n: m for n, m in model.named_modules() if isinstance(m, nn.Embedding)}
     if not tables:
         return {}
     calls, recorder = _lookups(model, example_inputs)
-    made_from: dict[int, list[int]] = {}
-    for op in recorder.ops:
-        for out in op.outputs:
-            made_from.setdefault(id(out), []).extend(id(t) for t in op.inputs)
+    sources = made_from(recorder.ops)
     why = {}
     for name, table in tables.items():
         if table.max_norm is not None or table.sparse:
             why[name] = REWRITTEN
         elif len(calls.get(name, [])) != 1:
             why[name] = NOT_ONCE.format(count=len(calls.get(name, [])))
-        elif not _computed_from(calls[name][0], id(example_inputs), made_from):
+        elif not computed_from(calls[name][0], {id(t) for t in tensors(example_inputs)}, sources):
             why[name] = CONSTANT_LOOKUP
     return why

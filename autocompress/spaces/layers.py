@@ -25,11 +25,14 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from autocompress.modules import attention_modules, projection_names
+from autocompress.model_io import Inputs, call, forward, output_tensor
+from autocompress.spaces.attention import Heads, find_heads, projection_layers
+from autocompress.spaces.dependency import build_graph, walk_groups
 from autocompress.spaces.embeddings import embeddings_left_float
 from autocompress.task import UsageError
 
-COMPRESSIBLE_TYPES = (nn.Conv2d, nn.Linear)
+CONV_TYPES = (nn.Conv1d, nn.Conv2d)
+COMPRESSIBLE_TYPES = CONV_TYPES + (nn.Linear,)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class Discovery:
 
 
 RANK_RATIOS = (0.5, 0.25)
+ALL_GROUPS = "every channel group"  # the key of the reason when no group can be pruned at all
 EMBEDDING_RANK = "an embedding is a lookup table: quantized, not factorized"
 
 
@@ -91,7 +95,7 @@ def saves_params(shape: tuple[int, ...], ratio: float) -> bool:
 
 
 def _rank_knob(module: nn.Module, shape: tuple[int, ...]) -> tuple[tuple[float, ...], str]:
-    if isinstance(module, nn.Conv2d) and module.groups != 1:
+    if isinstance(module, CONV_TYPES) and module.groups != 1:
         return (), "grouped/depthwise convolution: factorization not supported"
     ratios = tuple(r for r in RANK_RATIOS if saves_params(shape, r))
     if ratios:
@@ -101,11 +105,11 @@ def _rank_knob(module: nn.Module, shape: tuple[int, ...]) -> tuple[tuple[float, 
                 f"{int(torch.tensor(shape).prod())} unfactorized: would not save parameters")
 
 
-def find_head(model: nn.Module, example_inputs: torch.Tensor) -> str:
-    """The output layer: the nn.Linear that gives the class logits. It is the Conv2d/Linear whose
-    output is the model's output, else the last one the forward pass runs (a softmax or a scale
-    may follow it); a teacher whose output layer is not an nn.Linear with one output per class
-    is refused with a UsageError.
+def find_head(model: nn.Module, example_inputs: Inputs) -> str:
+    """The output layer: the Conv/Linear layer whose output is the model's output, else the last
+    one the forward pass runs (a softmax, a pooling or a scale may follow it: a SqueezeNet's 1x1
+    convolution with pooling after it). Its outputs are never pruned. A teacher that runs no
+    Conv/Linear layer is refused with a UsageError.
 
     >>> find_head(nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1)), torch.randn(1, 4))
     '0'
@@ -115,26 +119,18 @@ def find_head(model: nn.Module, example_inputs: torch.Tensor) -> str:
              for n, m in model.named_modules() if isinstance(m, COMPRESSIBLE_TYPES)]
     try:
         with torch.no_grad():
-            final = model(example_inputs)
+            final = forward(model, example_inputs)
     finally:
         for h in hooks:
             h.remove()
-    rule = "the teacher's last layer must be nn.Linear (the class logits)"
-    fix = "end the model with nn.Linear(features, classes), pooling and flattening before it"
     if not calls:
-        raise UsageError(f"{rule}, but it runs no Conv2d or Linear layer; {fix}")
-    name, out = next(((n, o) for n, o in calls if o is final), calls[-1])
-    module = model.get_submodule(name)
-    shape, classes = tuple(getattr(out, "shape", ())), tuple(getattr(final, "shape", ()))[-1:]
-    if not isinstance(module, nn.Linear) or shape[-1:] != classes:
-        raise UsageError(f"{rule}, but the last Conv2d/Linear layer it runs is {name!r} "
-                         f"({type(module).__name__}, output shape {shape}) and the model returns shape "
-                         f"{tuple(getattr(final, 'shape', ()))}; {fix}")
-    return name
+        raise UsageError("the teacher runs no Conv1d, Conv2d or Linear layer, so there is nothing to compress; "
+                         "give a model built from those layers")
+    return next((n for n, o in calls if o is final), calls[-1][0])
 
 
 def out_channels(module: nn.Module) -> int:
-    return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+    return module.out_channels if isinstance(module, CONV_TYPES) else module.out_features
 
 
 def _layer_outputs(graph: tp.DependencyGraph, group: tp.Group, names: dict[nn.Module, str]) -> list:
@@ -179,7 +175,7 @@ def _why_unmapped(group: tp.Group, root: str, members: tuple[str, ...], modules:
     return f"not pruned: coupled with {count}{widths} ({named}) through {through}"
 
 
-def coupled_channels(model: nn.Module, example_inputs: torch.Tensor, *, head: str
+def coupled_channels(model: nn.Module, example_inputs: Inputs, *, head: str, only: set[str] | None = None
                      ) -> tuple[tp.DependencyGraph, list[tuple[tp.Group, tuple[str, ...]]], dict[str, str]]:
     """Torch-Pruning's dependency walk, in one place for discovery and pruning: the graph; for
     each group of coupled output channels, the Torch-Pruning group and the Conv2d/Linear layers
@@ -189,13 +185,15 @@ def coupled_channels(model: nn.Module, example_inputs: torch.Tensor, *, head: st
     mapping): branches concatenated and added to a wider tensor form one group whose channels
     are the wider tensor's, each branch owning its slice. A group is refused where that mapping
     does not reach every output channel of each of its layers exactly once (a zero-padding
-    shortcut). The head's outputs and the q/k/v outputs of attention modules (pruned as whole
+    shortcut). ``only``: walk just the groups of these layers. The head's outputs and the q/k/v outputs of attention modules (pruned as whole
     heads, ``compressors.heads``) are left out."""
     modules = dict(model.named_modules())
     names = {m: n for n, m in modules.items()}
     order = {n: i for i, n in enumerate(modules)}
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
-    ignored = [modules[head]] + [modules[n] for n in projection_names(model)]
+    graph, failed = build_graph(model, example_inputs)
+    if graph is None:
+        return None, [], {ALL_GROUPS: failed}
+    ignored = [modules[head]] + [modules[n] for n in projection_layers(find_heads(model, example_inputs))]
 
     def members_of(group: tp.Group) -> tuple[str, ...]:
         return tuple(sorted({names[item.dep.target.module] for item in _layer_outputs(graph, group, names)},
@@ -203,7 +201,9 @@ def coupled_channels(model: nn.Module, example_inputs: torch.Tensor, *, head: st
 
     found: dict[tuple[str, ...], tp.Group] = {}
     refused: dict[tuple[str, ...], tuple[str, str]] = {}  # members -> (root, why)
-    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=COMPRESSIBLE_TYPES):
+    roots = None if only is None else {modules[n] for n in only if n in modules}
+    walked, slow = walk_groups(graph, ignored=ignored, root_types=COMPRESSIBLE_TYPES, roots=roots)
+    for group in walked:
         members = members_of(group)
         if not _maps_every_channel(graph, group, names):
             rerooted = _rooted_at_widest(graph, group, names)
@@ -216,10 +216,11 @@ def coupled_channels(model: nn.Module, example_inputs: torch.Tensor, *, head: st
         found.setdefault(members, group)
     taken = {m for members in found for m in members}
     why = {f"{root} (outputs)": reason for members, (root, reason) in refused.items() if not set(members) <= taken}
+    why.update({f"{names[m]} (outputs)": reason for m, reason in slow.items() if m in names})
     return graph, [(group, members) for members, group in found.items()], why
 
 
-def dependency_groups(model: nn.Module, example_inputs: torch.Tensor, *, head: str
+def dependency_groups(model: nn.Module, example_inputs: Inputs, *, head: str
                       ) -> tuple[list[Group], dict[str, str]]:
     """The prunable channel groups of ``model`` (the head's outputs excluded), and the groups
     refused with why (``coupled_channels``). A group's channels are those of the root of its
@@ -242,16 +243,14 @@ def _coupled_tables(graph: tp.DependencyGraph, group: tp.Group, names: dict[nn.M
                                and graph.is_out_channel_pruning_fn(item.dep.handler)))
 
 
-def attention_groups(model: nn.Module) -> list[Group]:
-    """One group per SelfAttention module: its heads, named after its q layer."""
-    groups = []
-    for name, attn in attention_modules(model).items():
-        members = tuple(f"{name}.{p}" if name else p for p in ("q", "k", "v"))
-        groups.append(Group(name=members[0], members=members, channels=attn.num_heads, unit="heads"))
-    return groups
+def attention_groups(found: dict[str, Heads]) -> list[Group]:
+    """One group per attention module (``spaces.attention.find_heads``): its heads, named after
+    its q layer."""
+    return [Group(name=heads.q, members=(heads.q, heads.k, heads.v), channels=heads.heads, unit="heads")
+            for heads in found.values()]
 
 
-def block_stages(model: nn.Module, example_inputs: torch.Tensor, blocks: tuple[str, ...]
+def block_stages(model: nn.Module, example_inputs: Inputs, blocks: tuple[str, ...]
                  ) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
     """Group droppable blocks by parent module; a block whose output shape differs is refused."""
     modules = dict(model.named_modules())
@@ -263,7 +262,7 @@ def block_stages(model: nn.Module, example_inputs: torch.Tensor, blocks: tuple[s
     hooks = [modules[b].register_forward_hook(record(b)) for b in blocks]
     try:
         with torch.no_grad():
-            model(example_inputs)
+            call(model, example_inputs)
     finally:
         for h in hooks:
             h.remove()
@@ -278,13 +277,13 @@ def block_stages(model: nn.Module, example_inputs: torch.Tensor, blocks: tuple[s
     return {s: tuple(b) for s, b in stages.items()}, refused
 
 
-def discover(model: nn.Module, example_inputs: torch.Tensor, *, blocks: tuple[str, ...] = ()) -> Discovery:
+def discover(model: nn.Module, example_inputs: Inputs, *, blocks: tuple[str, ...] = ()) -> Discovery:
     """Everything the search space needs to know about ``model``."""
     model.eval()
     head = find_head(model, example_inputs)
     groups, skipped = dependency_groups(model, example_inputs, head=head)
     order = {n: i for i, n in enumerate(dict(model.named_modules()))}
-    groups = sorted(groups + attention_groups(model), key=lambda g: order[g.name])
+    groups = sorted(groups + attention_groups(find_heads(model, example_inputs)), key=lambda g: order[g.name])
     group_of = {member: g.name for g in groups for member in g.members}
     left_float = embeddings_left_float(model, example_inputs)
     skipped.update(left_float)
@@ -298,14 +297,14 @@ def discover(model: nn.Module, example_inputs: torch.Tensor, *, blocks: tuple[st
         elif isinstance(module, COMPRESSIBLE_TYPES):
             shape = tuple(module.weight.shape)
             ratios, reason = _rank_knob(module, shape)
-            kind = "conv" if isinstance(module, nn.Conv2d) else "linear"
+            kind = "conv" if isinstance(module, CONV_TYPES) else "linear"
             layers.append(Layer(name, kind, shape, group_of.get(name), ratios, reason))
         elif not list(module.children()) and any(True for _ in module.parameters(recurse=False)):
             if not isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)):  # follow their group
                 skipped[name] = (f"{type(module).__name__} layers are not compressed "
-                                 "(only Conv2d, Linear and Embedding)")
+                                 "(only Conv1d, Conv2d, Linear and Embedding)")
     stages, refused = block_stages(model, example_inputs, blocks)
     skipped.update(refused)
     if head not in group_of:
-        skipped.setdefault(f"{head} (outputs)", "output layer: its outputs are the classes, never pruned")
+        skipped.setdefault(f"{head} (outputs)", "output layer: its outputs are the model's outputs, never pruned")
     return Discovery(tuple(layers), tuple(groups), head, stages, skipped)

@@ -11,7 +11,7 @@ from autocompress.compressors import DistillConfig, compress
 from autocompress.compressors.heads import prune_heads
 from autocompress.evaluators import export_artifact
 from autocompress.evaluators.measure import onnx_session
-from autocompress.modules import SelfAttention, attention_modules
+from autocompress.modules import SelfAttention
 from autocompress.spaces.layers import discover
 from autocompress.task import Task
 from autocompress.tasks.sst2 import TextEncoder
@@ -33,11 +33,11 @@ def test_the_weakest_head_goes_and_the_others_compute_what_they_did():
         expected = attn(x)
         attn.out.weight.copy_(expected_without_head_2)
     model = torch.nn.Sequential(attn)
-    assert prune_heads(model, keep={"0": 0.75}) == {"0": (4, 3)}
+    assert prune_heads(model, x, keep={"0": 0.75}) == {"0": (4, 3)}
     assert attn.num_heads == 3 and attn.q.out_features == 12 and attn.out.in_features == 12
     with torch.no_grad():
         assert torch.allclose(attn(x), expected, atol=1e-5)
-    assert prune_heads(model, keep={"0": 0.1, "gone": 0.5}) == {"0": (3, 1)}  # at least one head stays
+    assert prune_heads(model, x, keep={"0": 0.1, "gone": 0.5}) == {"0": (3, 1)}  # at least one head stays
 
 
 def test_discovery_offers_heads_and_never_splits_q_k_v_channels():
@@ -71,7 +71,7 @@ def test_a_joint_transformer_plan_exports_and_onnx_runtime_agrees(tmp_path):
     result = compress(task, plan, config=DistillConfig(steps=3))
     assert "dropped blocks layers.2, layers.3" in result.notes
     assert "pruned heads of layers.0.attn 4->2" in result.notes and "pruned layers.0.attn.out 64->48" in result.notes
-    assert [a.num_heads for a in attention_modules(result.model).values()] == [2, 4]
+    assert [m.num_heads for m in result.model.modules() if isinstance(m, SelfAttention)] == [2, 4]
     path = str(tmp_path / "text.onnx")
     with torch.no_grad():  # the fake-quantized model computes what the exported graph computes
         expected = result.model(ids[:8]).numpy()
