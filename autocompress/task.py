@@ -50,12 +50,13 @@ def one_line(text: object) -> str:
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy of class logits (N, C) against integer labels (N,).
+    """Top-1 accuracy of class logits (N, C) against integer labels (N,); of per-token logits
+    (N, tokens, C) against labels (N, tokens), over every token.
 
     >>> accuracy(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1]))
     0.5
     """
-    return float((np.asarray(logits).argmax(axis=1) == np.asarray(labels)).mean())
+    return float((np.asarray(logits).argmax(axis=-1) == np.asarray(labels)).mean())
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,7 +18,7 @@ def test_inspect_shows_layers_groups_knobs_and_what_is_not_compressed(digits_tas
     proc = run_cli("inspect", "--task", "digits")
     assert proc.returncode == 0, proc.stderr
     for text in ("dependency groups", "stem.0, stage1.0.conv2, stage1.1.conv2", "arch/depth/stage1",
-                 "bits/fc", "rank/down.0", "prune/stem.0", "output layer: its outputs are the classes"):
+                 "bits/fc", "rank/down.0", "prune/stem.0", "output layer: its outputs are the model's outputs"):
         assert text in proc.stdout
 
 

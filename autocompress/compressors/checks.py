@@ -38,7 +38,7 @@ from autocompress.compressors.heads import prune_heads
 from autocompress.compressors.lowrank import factorize
 from autocompress.compressors.prune import prune_groups
 from autocompress.compressors.quantize import prepare_qat
-from autocompress.spaces.layers import COMPRESSIBLE_TYPES, Discovery, Group, Layer
+from autocompress.spaces.layers import COMPRESSIBLE_TYPES, RECURRENT_TYPES, Discovery, Group, Layer
 
 
 def _problem(model: nn.Module, example_inputs: Inputs, change: Callable[[nn.Module], None],
@@ -105,7 +105,7 @@ def _called_layers(model: nn.Module, example_inputs: Inputs) -> set[str]:
     """The Conv/Linear/Embedding layers the forward pass calls as modules."""
     called: set[str] = set()
     hooks = [m.register_forward_hook(lambda *_, n=n: called.add(n)) for n, m in model.named_modules()
-             if isinstance(m, COMPRESSIBLE_TYPES + (nn.Embedding,))]
+             if isinstance(m, COMPRESSIBLE_TYPES + RECURRENT_TYPES + (nn.Embedding,))]
     try:
         with torch.no_grad():
             call(model, example_inputs)

@@ -301,10 +301,10 @@ def is_classification(labels: torch.Tensor) -> bool:
 
 
 def hard_label_loss(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of class logits (classes in dimension 1) against integer labels; the mean
+    """Cross-entropy of class logits (classes in the last dimension) against integer labels; the mean
     squared error of the outputs against floating-point targets (regression)."""
-    if is_classification(labels):
-        return nn.functional.cross_entropy(outputs, labels)
+    if is_classification(labels):  # the classes are the last dimension: (N, C) or (N, tokens, C)
+        return nn.functional.cross_entropy(outputs.movedim(-1, 1) if outputs.dim() > 2 else outputs, labels)
     return nn.functional.mse_loss(outputs, labels.reshape(outputs.shape).to(outputs.dtype))
 
 
@@ -314,9 +314,9 @@ def _loss(logits, y, teacher_logits, config: DistillConfig, projected=None, teac
     outputs for regression."""
     t = config.temperature
     if is_classification(y):
-        soft = nn.functional.kl_div(nn.functional.log_softmax(logits / t, dim=1),
-                                    nn.functional.log_softmax(teacher_logits / t, dim=1),
-                                    log_target=True, reduction="batchmean") * t * t
+        soft = nn.functional.kl_div(nn.functional.log_softmax(logits / t, dim=-1),
+                                    nn.functional.log_softmax(teacher_logits / t, dim=-1),
+                                    log_target=True, reduction="sum") * t * t / (logits.numel() / logits.shape[-1])
     else:
         soft = nn.functional.mse_loss(logits, teacher_logits.to(logits.dtype))
     loss = config.alpha * soft + (1 - config.alpha) * hard_label_loss(logits, y)

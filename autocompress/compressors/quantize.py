@@ -47,8 +47,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from autocompress.model_io import call
 from autocompress.compressors.placement import Placement, trace_dataflow
+from autocompress.compressors.recurrent import RECURRENT_TYPES, FakeQuantRecurrent, freeze_recurrent, row_quantized
+from autocompress.model_io import call
 
 ACT_QMIN, ACT_QMAX = 0, 255  # activations: asymmetric uint8
 
@@ -74,6 +75,7 @@ class QuantSpec:
     weight_scale: torch.Tensor  # per output channel (an embedding: per row)
     input_qparams: tuple[float, int] | None  # None: an embedding (its input is token ids)
     output_qparams: tuple[float, int] | None  # None: the layer's output stays float
+    recurrent: bool = False  # a recurrent layer's weight: quantized alone, per row (``recurrent``)
 
 
 class ActivationQuant(nn.Module):
@@ -215,6 +217,8 @@ def _wrapper(module: nn.Module | None) -> type | None:
     """The fake-quant module that wraps ``module``, None if it is not quantizable."""
     if isinstance(module, nn.Embedding):
         return FakeQuantEmbedding
+    if isinstance(module, RECURRENT_TYPES):
+        return FakeQuantRecurrent
     return FakeQuantLayer if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)) else None
 
 
@@ -314,6 +318,12 @@ def freeze(model: nn.Module) -> tuple[nn.Module, dict[str, QuantSpec]]:
     by weight parameter name."""
     specs = {}
     for name, module in list(model.named_modules()):
+        if isinstance(module, FakeQuantRecurrent) and not module.frozen:
+            for weight, bits in freeze_recurrent(module).items():
+                values = getattr(module.layer, weight).detach()
+                integers, scale = row_quantized(values, bits)
+                specs[f"{name}.layer.{weight}"] = QuantSpec(bits, integers.to(torch.int8), scale[:, 0], None, None,
+                                                            recurrent=True)
         if isinstance(module, FakeQuantEmbedding) and not module.frozen:
             scale, integers = module.weight_scale(), module.quantized_weight()
             module.layer.weight.copy_(integers * scale[:, None])

@@ -38,6 +38,7 @@ from torch import nn
 
 from autocompress import model_io
 from autocompress.compressors.quantize import QuantSpec
+from autocompress.evaluators.recurrent_export import quantize_recurrent_weights
 from autocompress.modules import attention_fast_path_off
 
 WEIGHT_TYPES = {8: TensorProto.INT8, 4: TensorProto.INT4, 2: TensorProto.INT2}
@@ -351,7 +352,8 @@ def export_onnx(model: nn.Module, example_inputs: model_io.Inputs, path: str,
     if not plain:
         _drop_name_prefix(proto, "model.")
     if specs:
-        insert_quantized_weights(proto, specs)
+        quantize_recurrent_weights(proto, specs)
+        insert_quantized_weights(proto, {name: spec for name, spec in specs.items() if not spec.recurrent})
         drop_relu_after_dequantize(proto)
         if any(spec.bits == 2 for spec in specs.values()):
             for opset in proto.opset_import:

@@ -202,18 +202,19 @@ def _read_info(path: Path) -> dict:
         raise _damaged(path, "lacks settings.fidelity")
     teacher = info["teacher"]
     if not _measured(teacher.get("accuracy"), teacher.get("size_bytes"), teacher.get("latency_ms")):
-        raise _damaged(path, "holds teacher metrics that no measurement gives (accuracy in [0, 1], size and "
+        raise _damaged(path, "holds teacher metrics that no measurement gives (a finite metric, size and "
                              "latency above 0)")
     return info
 
 
 def _measured(accuracy, size, latency) -> bool:
-    """Whether three numbers could come from a measurement."""
+    """Whether three numbers could come from a measurement: the task's metric is any finite
+    number (accuracy, or a user's metric such as negative mean squared error)."""
     try:
         accuracy, size, latency = float(accuracy), float(size), float(latency)
     except (TypeError, ValueError):
         return False
-    return 0 <= accuracy <= 1 and size > 0 and latency > 0 and math.isfinite(size) and math.isfinite(latency)
+    return math.isfinite(accuracy) and size > 0 and latency > 0 and math.isfinite(size) and math.isfinite(latency)
 
 
 def _read_trials(path: Path) -> pd.DataFrame:

@@ -160,7 +160,22 @@ def search(task: Task, *, settings: SearchSettings | None = None, trials: int = 
             if fresh and not rundir.is_run_dir(out):  # refused before anything was stored: no half folder
                 shutil.rmtree(out, ignore_errors=True)
             raise
-        return _run(session, on_checkpoint=on_checkpoint, task_spec=task_spec, data_dir=data_dir)
+        try:
+            return _run(session, on_checkpoint=on_checkpoint, task_spec=task_spec, data_dir=data_dir)
+        finally:
+            _stop_latency_actor(session)
+
+
+def _stop_latency_actor(session: _Session) -> None:
+    """End this search's latency actor: a process that a later search in the same Ray would keep."""
+    import ray
+
+    if session.actor is not None and ray.is_initialized():
+        try:
+            ray.kill(session.actor)
+        except Exception:  # already gone with its node: nothing to end
+            pass
+    session.actor = None
 
 
 def _open(task: Task, *, out: Path, settings, execution, trials, storage, resume, task_spec, data_dir, command,

@@ -33,6 +33,7 @@ from autocompress.task import UsageError
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d)
 COMPRESSIBLE_TYPES = CONV_TYPES + (nn.Linear,)
+RECURRENT_TYPES = (nn.LSTM, nn.GRU, nn.RNN)  # a bit-width for their weights only
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,13 @@ class Group:
 
 @dataclass(frozen=True)
 class Layer:
-    """One Conv2d, Linear or Embedding layer: its weight shape and which knobs apply to it (an
-    embedding has a bit-width only: its width follows the model's, and a table is not factorized)."""
+    """One Conv1d/Conv2d, Linear, Embedding or recurrent layer: its weight shape and which knobs
+    apply to it (an embedding has a bit-width only: its width follows the model's, and a table is
+    not factorized; a recurrent layer (LSTM, GRU, RNN) has a bit-width for its weights, and its
+    shape is the number of those weights)."""
 
     name: str
-    kind: str  # "conv", "linear" or "embedding"
+    kind: str  # "conv", "linear", "embedding" or "recurrent"
     shape: tuple[int, ...]  # weight shape
     group: str | None  # the dependency group its output channels belong to
     rank_ratios: tuple[float, ...]  # factorization ratios that save parameters
@@ -63,7 +66,7 @@ class Layer:
 class Discovery:
     layers: tuple[Layer, ...]
     groups: tuple[Group, ...]
-    head: str  # the output layer: its outputs are the classes, never pruned
+    head: str  # the output layer: its outputs are the model's outputs, never pruned
     stages: dict[str, tuple[str, ...]] = field(default_factory=dict)  # stage -> droppable blocks
     not_compressible: dict[str, str] = field(default_factory=dict)  # module name -> reason
 
@@ -74,6 +77,7 @@ class Discovery:
 RANK_RATIOS = (0.5, 0.25)
 ALL_GROUPS = "every channel group"  # the key of the reason when no group can be pruned at all
 EMBEDDING_RANK = "an embedding is a lookup table: quantized, not factorized"
+RECURRENT_RANK = "a recurrent layer: its weights are quantized (per row), not factorized or pruned"
 
 
 def factorized_params(shape: tuple[int, ...], rank: int) -> int:
@@ -294,6 +298,9 @@ def discover(model: nn.Module, example_inputs: Inputs, *, blocks: tuple[str, ...
         if isinstance(module, nn.Embedding):
             shape = tuple(module.weight.shape)
             layers.append(Layer(name, "embedding", shape, group_of.get(name), (), EMBEDDING_RANK))
+        elif isinstance(module, RECURRENT_TYPES):
+            weights = sum(p.numel() for n, p in module.named_parameters() if n.startswith("weight_"))
+            layers.append(Layer(name, "recurrent", (weights,), None, (), RECURRENT_RANK))
         elif isinstance(module, COMPRESSIBLE_TYPES):
             shape = tuple(module.weight.shape)
             ratios, reason = _rank_knob(module, shape)

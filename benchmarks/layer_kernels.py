@@ -1,6 +1,6 @@
 """Do quantized layers pay? Latency of quantized layers and whole models against float, in ONNX Runtime.
 
-    python benchmarks/kernels.py [--data-dir ../shared/data] [--out benchmarks/results/kernels.json]
+    python benchmarks/layer_kernels.py [--data-dir ../shared/data] [--out benchmarks/results/kernels.json]
                                  [--tasks digits mnist-lenet5 cifar10-resnet20 sst2-transformer]
                                  [--stand-ins TASK ...] [--skip-layers]
 
