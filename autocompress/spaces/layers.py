@@ -179,7 +179,8 @@ def _why_unmapped(group: tp.Group, root: str, members: tuple[str, ...], modules:
     return f"not pruned: coupled with {count}{widths} ({named}) through {through}"
 
 
-def coupled_channels(model: nn.Module, example_inputs: Inputs, *, head: str, only: set[str] | None = None
+def coupled_channels(model: nn.Module, example_inputs: Inputs, *, head: str, only: set[str] | None = None,
+                     attention: dict[str, Heads] | None = None
                      ) -> tuple[tp.DependencyGraph, list[tuple[tp.Group, tuple[str, ...]]], dict[str, str]]:
     """Torch-Pruning's dependency walk, in one place for discovery and pruning: the graph; for
     each group of coupled output channels, the Torch-Pruning group and the Conv2d/Linear layers
@@ -189,7 +190,8 @@ def coupled_channels(model: nn.Module, example_inputs: Inputs, *, head: str, onl
     mapping): branches concatenated and added to a wider tensor form one group whose channels
     are the wider tensor's, each branch owning its slice. A group is refused where that mapping
     does not reach every output channel of each of its layers exactly once (a zero-padding
-    shortcut). ``only``: walk just the groups of these layers. The head's outputs and the q/k/v outputs of attention modules (pruned as whole
+    shortcut). ``only``: walk just the groups of these layers. The head's outputs and the q/k/v
+    outputs of attention modules (``attention``, found here unless given; pruned as whole
     heads, ``compressors.heads``) are left out."""
     modules = dict(model.named_modules())
     names = {m: n for n, m in modules.items()}
@@ -197,7 +199,8 @@ def coupled_channels(model: nn.Module, example_inputs: Inputs, *, head: str, onl
     graph, failed = build_graph(model, example_inputs)
     if graph is None:
         return None, [], {ALL_GROUPS: failed}
-    ignored = [modules[head]] + [modules[n] for n in projection_layers(find_heads(model, example_inputs))]
+    attention = find_heads(model, example_inputs) if attention is None else attention
+    ignored = [modules[head]] + [modules[n] for n in projection_layers(attention)]
 
     def members_of(group: tp.Group) -> tuple[str, ...]:
         return tuple(sorted({names[item.dep.target.module] for item in _layer_outputs(graph, group, names)},
@@ -224,7 +227,7 @@ def coupled_channels(model: nn.Module, example_inputs: Inputs, *, head: str, onl
     return graph, [(group, members) for members, group in found.items()], why
 
 
-def dependency_groups(model: nn.Module, example_inputs: Inputs, *, head: str
+def dependency_groups(model: nn.Module, example_inputs: Inputs, *, head: str, attention: dict[str, Heads] | None = None
                       ) -> tuple[list[Group], dict[str, str]]:
     """The prunable channel groups of ``model`` (the head's outputs excluded), and the groups
     refused with why (``coupled_channels``). A group's channels are those of the root of its
@@ -232,7 +235,7 @@ def dependency_groups(model: nn.Module, example_inputs: Inputs, *, head: str
     The q/k/v outputs of attention modules are not channel groups: ``attention_groups`` has
     their heads."""
     order = {n: i for i, n in enumerate(dict(model.named_modules()))}
-    graph, found, refused = coupled_channels(model, example_inputs, head=head)
+    graph, found, refused = coupled_channels(model, example_inputs, head=head, attention=attention)
     names = {m: n for n, m in model.named_modules()}
     groups = [Group(name=members[0], members=members + _coupled_tables(graph, group, names),
                     channels=out_channels(group[0].dep.target.module)) for group, members in found]
@@ -285,9 +288,10 @@ def discover(model: nn.Module, example_inputs: Inputs, *, blocks: tuple[str, ...
     """Everything the search space needs to know about ``model``."""
     model.eval()
     head = find_head(model, example_inputs)
-    groups, skipped = dependency_groups(model, example_inputs, head=head)
+    attention = find_heads(model, example_inputs)  # traced once: the groups leave its q/k/v out
+    groups, skipped = dependency_groups(model, example_inputs, head=head, attention=attention)
     order = {n: i for i, n in enumerate(dict(model.named_modules()))}
-    groups = sorted(groups + attention_groups(find_heads(model, example_inputs)), key=lambda g: order[g.name])
+    groups = sorted(groups + attention_groups(attention), key=lambda g: order[g.name])
     group_of = {member: g.name for g in groups for member in g.members}
     left_float = embeddings_left_float(model, example_inputs)
     skipped.update(left_float)
