@@ -8,7 +8,10 @@ put in an equivalent, explicit form, in place:
   visible (``modules.MultiheadAttention``), so it is quantized, factorized and head-pruned like
   any attention;
 - Hugging Face's ``Conv1D`` (GPT-2: a Linear with its weight stored transposed) becomes the
-  ``nn.Linear`` it is.
+  ``nn.Linear`` it is;
+- activations that overwrite their input (``nn.ReLU(inplace=True)``, torchvision's ReLU6) write a
+  new tensor instead: a quantized layer's output is then quantized where the activation's
+  result is, before its ReLU (a no-op there), and int8 kernels chain through it.
 
 The model must give the same outputs afterwards (within ``TOLERANCE`` on the example inputs);
 if not, the rewrite is undone and the layers stay as they were. The rewritten modules keep
@@ -66,20 +69,32 @@ def _rewrite(module: nn.Module) -> nn.Module | None:
     return None
 
 
+def _in_place(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, module) for name, module in model.named_modules()
+            if getattr(module, "inplace", None) is True and not list(module.children())]
+
+
+def _set_in_place(modules: list[tuple[str, nn.Module]], value: bool) -> None:
+    for _, module in modules:
+        module.inplace = value
+
+
 @torch.no_grad()
 def explicit_layers(model: nn.Module, example_inputs: Inputs) -> list[str]:
     """Rewrite the layers of ``model`` listed in the module docstring, in place; returns the
     names of those rewritten (none if the outputs would change)."""
     replaced = [(name, module, new) for name, module in model.named_modules()
                 for new in [_rewrite(module)] if new is not None]
-    if not replaced:
+    in_place = _in_place(model)
+    if not replaced and not in_place:
         return []
     training = model.training
     model.eval()
     with attention_fast_path_off():
-        before = forward(model, example_inputs)
+        before = forward(model, example_inputs).clone()
         for name, _, new in replaced:
             model.set_submodule(name, new)
+        _set_in_place(in_place, False)
         try:
             after = forward(model, example_inputs)
             same = after.shape == before.shape and bool(
@@ -89,5 +104,6 @@ def explicit_layers(model: nn.Module, example_inputs: Inputs) -> list[str]:
     if not same:
         for name, original, _ in replaced:
             model.set_submodule(name, original)
+        _set_in_place(in_place, True)
     model.train(training)
-    return [name for name, _, _ in replaced] if same else []
+    return [name for name, _, _ in replaced] + [name for name, _ in in_place] if same else []

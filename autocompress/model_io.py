@@ -28,7 +28,7 @@ from typing import Any, Union
 
 import torch
 from torch import nn
-from torch.utils.data import default_collate
+from torch.utils.data import Dataset, default_collate
 
 Inputs = Union[torch.Tensor, tuple, dict]
 SINGLE_INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -112,6 +112,28 @@ def batch_size(inputs: Inputs) -> int:
 def collate(examples: list) -> Inputs:
     """A batch of dataset inputs (tensors, tuples or dicts of tensors), stacked."""
     return default_collate(examples)
+
+
+class Examples(Dataset):
+    """A split of (inputs, label) examples from batched ``inputs`` (a tensor, a tuple or a dict of
+    tensors, batch first, as the model takes them) and ``labels``: what a Hugging Face data
+    pipeline gives, for a ``Task``.
+
+    >>> data = Examples({"input_ids": torch.arange(6).reshape(3, 2)}, torch.tensor([0, 1, 0]))
+    >>> len(data), data[1]
+    (3, ({'input_ids': tensor([2, 3])}, tensor(1)))
+    """
+
+    def __init__(self, inputs: Inputs, labels: torch.Tensor):
+        if batch_size(inputs) != len(labels):
+            raise ValueError(f"{batch_size(inputs)} inputs but {len(labels)} labels; give one label per example")
+        self.inputs, self.labels = inputs, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return like(self.inputs, tuple(t[i] for t in tensors(self.inputs))), self.labels[i]
 
 
 def feed(session, inputs: Inputs) -> dict:

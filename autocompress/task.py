@@ -136,8 +136,10 @@ BUILTIN_TASK_SPECS = {  # name -> factory, loaded the way a user's package.modul
     "mnist-lenet5": "autocompress.tasks.mnist:make_mnist_task",
     "cifar10-resnet20": "autocompress.tasks.cifar:make_resnet20_task",
     "cifar10-resnet56": "autocompress.tasks.cifar:make_resnet56_task",
+    "cifar10-mobilenetv2": "autocompress.tasks.mobilenet:make_mobilenetv2_task",
     "sst2-transformer": "autocompress.tasks.sst2:make_sst2_task",
     "sst2-minilm": "autocompress.tasks.minilm:make_minilm_task",
+    "sst2-minilm-hf": "autocompress.tasks.minilm_hf:make_minilm_hf_task",
 }
 
 _supplied: contextvars.ContextVar[dict | None] = contextvars.ContextVar("supplied_teacher_state", default=None)

@@ -26,6 +26,28 @@ class Op:
     name: str
     inputs: list
     outputs: list
+    bounds: tuple | None = None  # a clamp's (lower, upper), each a number or None; None: not a clamp
+
+
+def clamp_bounds(name: str, args: tuple, kwargs: dict) -> tuple | None:
+    """The (lower, upper) bounds of a clamping operation (``relu6``, ``hardtanh``, ``clamp``,
+    ``clip``) with numbers for bounds; None for any other operation.
+
+    >>> clamp_bounds("hardtanh", (None, 0.0, 6.0), {}), clamp_bounds("clamp", (None,), {"min": 0})
+    ((0.0, 6.0), (0, None))
+    """
+    number = lambda v: v if isinstance(v, (int, float)) and not isinstance(v, bool) else None  # noqa: E731
+    if name == "relu6":
+        return (0.0, 6.0)
+    if name in ("hardtanh", "hardtanh_"):
+        lower = kwargs.get("min_val", args[1] if len(args) > 1 else -1.0)
+        upper = kwargs.get("max_val", args[2] if len(args) > 2 else 1.0)
+    elif name in ("clamp", "clamp_", "clip", "clip_"):
+        lower = kwargs.get("min", args[1] if len(args) > 1 else None)
+        upper = kwargs.get("max", args[2] if len(args) > 2 else None)
+    else:
+        return None
+    return number(lower), number(upper)
 
 
 class OpRecorder(TorchFunctionMode):
@@ -45,7 +67,7 @@ class OpRecorder(TorchFunctionMode):
             outputs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
             self.keep += inputs + outputs
             name = getattr(func, "__name__", str(func)).removeprefix("__").removesuffix("__")
-            self.ops.append(Op(name, inputs, outputs))
+            self.ops.append(Op(name, inputs, outputs, clamp_bounds(name, args, kwargs or {})))
         return out
 
 

@@ -169,6 +169,8 @@ def teacher_targets(teacher: nn.Module, train: Dataset, *, head: str, batch_size
 def _batch(data: Dataset, idx: torch.Tensor) -> tuple[model_io.Inputs, torch.Tensor]:
     if isinstance(data, TensorDataset):
         return data.tensors[0][idx], data.tensors[1][idx]
+    if isinstance(data, model_io.Examples):
+        return model_io.rows(data.inputs, idx), data.labels[idx]
     x, y = zip(*(data[int(i)] for i in idx))
     return model_io.collate(list(x)), torch.as_tensor(np.asarray(y)) if not isinstance(y[0], torch.Tensor) \
         else torch.stack(y)

@@ -3,7 +3,10 @@
 The compressed model is fine-tuned and exported with BN folded, so the quantized weights are
 the weights that run. torch.fx finds the pairs; for models it cannot trace (Python control flow
 on tensors), forward hooks on one example find each BN whose input is a conv's output, and the
-fused model must give the same outputs as the original.
+fused model must give the same outputs as the original. In the traced graph, in-place
+operations whose input nothing reads afterwards (torchvision's ``out += identity``) become their
+out-of-place forms (``out_of_place``): each result is then a tensor of its own, which a
+quantizer can be placed on.
 
 Example:
     >>> import torch
@@ -17,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import operator
 
 import torch
 import torch.fx
@@ -59,13 +63,55 @@ def recalibrate_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> int:
     return len(norms)
 
 
+IN_PLACE_FUNCTIONS = {operator.iadd: operator.add, operator.isub: operator.sub, operator.imul: operator.mul,
+                      operator.itruediv: operator.truediv, torch.relu_: torch.relu}
+IN_PLACE_METHODS = {"add_", "sub_", "mul_", "div_", "relu_", "clamp_", "clamp_min_", "clamp_max_", "sigmoid_", "tanh_"}
+
+
+def _out_of_place_form(node: torch.fx.Node) -> tuple | None:
+    """(op target, kwargs) of the out-of-place form of an in-place node, else None."""
+    if node.op == "call_function" and node.target in IN_PLACE_FUNCTIONS:
+        return IN_PLACE_FUNCTIONS[node.target], dict(node.kwargs)
+    if node.op == "call_method" and node.target in IN_PLACE_METHODS:
+        return node.target[:-1], dict(node.kwargs)
+    if node.op == "call_function" and node.kwargs.get("inplace") is True:
+        return node.target, dict(node.kwargs, inplace=False)
+    return None
+
+
+def out_of_place(model: torch.fx.GraphModule) -> int:
+    """Make each in-place operation of the traced graph whose input no later node reads
+    out-of-place (same values, a new tensor); returns how many were.
+
+    >>> graph = torch.fx.symbolic_trace(lambda x: torch.relu_(x + 1))
+    >>> out_of_place(graph), [n.target for n in graph.graph.nodes if n.op == "call_function"][-1] is torch.relu
+    (1, True)
+    """
+    order = {node: i for i, node in enumerate(model.graph.nodes)}
+    changed = 0
+    for node in model.graph.nodes:
+        form = _out_of_place_form(node)
+        first = node.args[0] if node.args else None
+        if form is None or not isinstance(first, torch.fx.Node) or first.op == "get_attr" or \
+                any(order[user] > order[node] for user in first.users if user is not node):
+            continue
+        node.target, node.kwargs = form
+        changed += 1
+    if changed:
+        model.recompile()
+    return changed
+
+
 def fold_batchnorm(model: nn.Module, example_inputs=None) -> nn.Module:
-    """``model`` with every Conv->BN pair fused (module names are kept)."""
+    """``model`` with every Conv->BN pair fused (module names are kept), its in-place operations
+    made out-of-place where nothing else reads their input (``out_of_place``)."""
     model.eval()
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         return model  # nothing to fold: keep the modules as they are (no fx tracing)
     try:
-        return fuse(model)
+        fused = fuse(model)
+        out_of_place(fused)
+        return fused
     except (torch.fx.proxy.TraceError, TypeError, NotImplementedError, RuntimeError):
         if example_inputs is None:
             return model

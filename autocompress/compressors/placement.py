@@ -4,7 +4,8 @@
 torch operation (which tensors it read, which it produced), and module hooks that record
 which tensors quantized layers read and produced, and which tensors were a module's output.
 For every quantized layer it then walks back from its input through operations that keep
-uint8-grid values on the grid (ReLU, max-pooling, reshapes, transposes), each the only
+uint8-grid values on the grid (ReLU, ReLU6 and other clamps from 0, whose upper bound then caps
+the quantizer's range, max-pooling, reshapes, transposes), each the only
 reader of its input, to the furthest tensor that a quantized layer or a module (called
 once) produced: quantizing that tensor there quantizes the layer's input too. Layers whose
 walk ends on the same tensor share one quantizer.
@@ -36,6 +37,25 @@ GRID_OPS = RELU_OPS | {"max_pool2d", "_max_pool2d", "max_pool1d", "flatten", "re
                        "permute", "contiguous", "squeeze", "unsqueeze", "dropout"}
 
 
+def floor_at_zero(op) -> tuple[bool, float | None]:
+    """Whether ``op`` is a ReLU or a clamp from 0 (ReLU6, ``clamp(0, c)``), and its upper bound if
+    it has one: quantized before it at a range from 0 to no more than that bound, it changes nothing.
+
+    >>> from autocompress.tracing import Op
+    >>> floor_at_zero(Op("hardtanh", [], [], (0.0, 6.0))), floor_at_zero(Op("hardtanh", [], [], (-1.0, 1.0)))
+    ((True, 6.0), (False, None))
+    """
+    if op.name in RELU_OPS:
+        return True, None
+    if op.bounds is not None and op.bounds[0] == 0 and (op.bounds[1] is None or op.bounds[1] > 0):
+        return True, op.bounds[1]
+    return False, None
+
+
+def _lower(cap: float | None, bound: float | None) -> float | None:
+    return bound if cap is None else cap if bound is None else min(cap, bound)
+
+
 @dataclass
 class Placement:
     """The quantizer of ``consumer``'s input: on the output of ``producer_layer``, of
@@ -43,11 +63,13 @@ class Placement:
     input. ``key`` names the quantized tensor: consumers with equal keys share a quantizer.
     ``requantize``: between the two lie operations other than ReLU (max-pooling, reshapes), so
     the consumer quantizes again at the same qparams (a no-op on grid values that lets ONNX
-    Runtime run those operations on uint8)."""
+    Runtime run those operations on uint8). ``upper``: a clamp between them (ReLU6) bounds the
+    range from above, so the quantizer's range stops there and the clamp changes nothing."""
 
     consumer: nn.Module
     key: int
     nonnegative: bool = False
+    upper: float | None = None
     requantize: bool = True
     producer_layer: nn.Module | None = None
     producer_module: nn.Module | None = None
@@ -126,28 +148,30 @@ def trace_dataflow(model: nn.Module, example: torch.Tensor, layers: list[nn.Modu
         if id(layer) not in layer_io:
             continue
         tensor = layer_io[id(layer)][0]
-        best, walked_nonnegative, walked_other = None, False, False
+        best, walked_nonnegative, walked_other, cap = None, False, False, None
         while True:
             if id(tensor) in placeable:
-                best = (tensor, walked_nonnegative, walked_other)
+                best = (tensor, walked_nonnegative, walked_other, cap)
             if id(tensor) in made_by_layer:
                 break
             op = made_by_op.get(id(tensor))
-            if (op is None or op.name not in GRID_OPS or not op.inputs or op.inputs[0] is tensor
+            floored, bound = floor_at_zero(op) if op is not None else (False, None)
+            if (op is None or (op.name not in GRID_OPS and not floored) or not op.inputs or op.inputs[0] is tensor
                     or readers.get(id(op.inputs[0])) != 1):
                 break
-            walked_nonnegative |= op.name in RELU_OPS
-            walked_other |= op.name not in RELU_OPS
+            walked_nonnegative |= floored
+            walked_other |= not floored
+            cap = _lower(cap, bound)
             tensor = op.inputs[0]
         if best is None:
             placements.append(Placement(layer, key=id(layer_io[id(layer)][0])))
             continue
-        tensor, nonnegative, requantize = best
+        tensor, nonnegative, requantize, upper = best
         key = id(tensor)
         producer_layer = made_by_layer.get(key)
         producer_module = None if producer_layer else module_out.get(key)
         producer_node = None if producer_layer or producer_module else node_out.get(key)
-        placements.append(Placement(layer, key=key, nonnegative=nonnegative, requantize=requantize,
+        placements.append(Placement(layer, key=key, nonnegative=nonnegative, upper=upper, requantize=requantize,
                                     producer_layer=producer_layer, producer_module=producer_module,
                                     producer_node=producer_node))
     return placements

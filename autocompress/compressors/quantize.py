@@ -80,17 +80,19 @@ class QuantSpec:
 
 class ActivationQuant(nn.Module):
     """uint8 fake quantization of one tensor. ``nonnegative``: the range starts at 0 (the tensor
-    is quantized before a ReLU, which the zero point 0 makes a no-op)."""
+    is quantized before a ReLU, which the zero point 0 makes a no-op). ``upper``: the range ends
+    there at most (the tensor is quantized before a ReLU6, which the range then makes a no-op)."""
 
-    def __init__(self, *, nonnegative: bool = False, momentum: float = 0.05):
+    def __init__(self, *, nonnegative: bool = False, upper: float | None = None, momentum: float = 0.05):
         super().__init__()
-        self.nonnegative, self.momentum = nonnegative, momentum
+        self.nonnegative, self.upper, self.momentum = nonnegative, upper, momentum
         self.register_buffer("range", torch.zeros(2))
         self.register_buffer("observed", torch.zeros((), dtype=torch.bool))
         self.observing = False  # calibration: widen the range, do not quantize
 
     def qparams(self) -> tuple[float, int]:
-        return activation_qparams(0.0 if self.nonnegative else float(self.range[0]), float(self.range[1]))
+        hi = float(self.range[1]) if self.upper is None else min(float(self.range[1]), self.upper)
+        return activation_qparams(0.0 if self.nonnegative else float(self.range[0]), hi)
 
     def _observe(self, x: torch.Tensor) -> None:
         lo, hi = x.detach().min().clamp_max(0), x.detach().max().clamp_min(0)
@@ -260,7 +262,7 @@ def place_quantizers(model: nn.Module, example: torch.Tensor) -> None:
     shared: dict[int, ActivationQuant] = {}
     for p in placements:
         placed = p.key in shared
-        quant = shared.setdefault(p.key, ActivationQuant(nonnegative=p.nonnegative))
+        quant = shared.setdefault(p.key, ActivationQuant(nonnegative=p.nonnegative, upper=p.upper))
         p.consumer.input_quant = quant
         p.consumer.quantize_input = p.requantize or not (p.producer_layer or p.producer_module or p.producer_node)
         if placed:

@@ -228,29 +228,45 @@ def _constant(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
     return None
 
 
-def drop_relu_after_dequantize(model: onnx.ModelProto) -> None:
-    """Remove each Relu that reads a uint8 DequantizeLinear with zero point 0: its input is never
-    negative, so it changes nothing, and without it the DequantizeLinear reaches the next int8
-    kernel (the quantized model applies its ReLUs after such quantizers, where they are no-ops).
-    A Shape of a DequantizeLinear's output reads the quantized tensor instead (same shape, no
-    dequantized copy made just for it)."""
+def _changes_nothing(graph: onnx.GraphProto, clamp: onnx.NodeProto, dequantize: onnx.NodeProto) -> bool:
+    """Whether a Relu or Clip reading a uint8 DequantizeLinear leaves every value it can give as
+    it is: zero point 0 (nothing negative), and a Clip's upper bound at or above 255 x scale."""
+    if len(dequantize.input) < 3:
+        return False
+    zero_point, scale = _constant(graph, dequantize.input[2]), _constant(graph, dequantize.input[1])
+    if zero_point is None or zero_point.dtype != np.uint8 or zero_point.any():
+        return False
+    if clamp.op_type == "Relu":
+        return True
+    bounds = [_constant(graph, name) if name else None for name in list(clamp.input[1:3]) + [""] * 2][:2]
+    lower, upper = bounds
+    if (len(clamp.input) > 1 and clamp.input[1] and lower is None) or scale is None or scale.size != 1:
+        return False
+    top = float(scale) * 255
+    return (lower is None or float(lower) <= 0) and (upper is None and len(clamp.input) < 3 or
+                                                     upper is not None and float(upper) >= top * (1 - 1e-6))
+
+
+def drop_clamps_after_dequantize(model: onnx.ModelProto) -> None:
+    """Remove each Relu or Clip that reads a uint8 DequantizeLinear and changes nothing of what it
+    can give (``_changes_nothing``): without it the DequantizeLinear reaches the next int8 kernel
+    (the quantized model applies its ReLUs after such quantizers and caps the range of a tensor
+    quantized before a ReLU6 at 6, where both are no-ops). A Shape of a DequantizeLinear's output
+    reads the quantized tensor instead (same shape, no dequantized copy made just for it)."""
     graph = model.graph
     made_by = {out: node for node in graph.node for out in node.output}
     outputs = {o.name for o in graph.output}
     dropped = {}
     for node in graph.node:
-        source = made_by.get(node.input[0]) if node.op_type == "Relu" else None
-        if source is None or source.op_type != "DequantizeLinear" or len(source.input) < 3 or \
-                node.output[0] in outputs:
-            continue
-        zero_point = _constant(graph, source.input[2])
-        if zero_point is not None and zero_point.dtype == np.uint8 and not zero_point.any():
+        source = made_by.get(node.input[0]) if node.op_type in ("Relu", "Clip") else None
+        if source is not None and source.op_type == "DequantizeLinear" and node.output[0] not in outputs \
+                and _changes_nothing(graph, node, source):
             dropped[node.output[0]] = node.input[0]
     for node in graph.node:  # a shape needs no dequantized copy: read it off the quantized tensor
         source = made_by.get(node.input[0]) if node.op_type == "Shape" else None
         if source is not None and source.op_type == "DequantizeLinear":
             node.input[0] = source.input[0]
-    kept = [node for node in graph.node if not (node.op_type == "Relu" and node.output[0] in dropped)]
+    kept = [node for node in graph.node if not (node.op_type in ("Relu", "Clip") and node.output[0] in dropped)]
     for node in kept:
         for i, name in enumerate(node.input):
             if name in dropped:
@@ -354,7 +370,7 @@ def export_onnx(model: nn.Module, example_inputs: model_io.Inputs, path: str,
     if specs:
         quantize_recurrent_weights(proto, specs)
         insert_quantized_weights(proto, {name: spec for name, spec in specs.items() if not spec.recurrent})
-        drop_relu_after_dequantize(proto)
+        drop_clamps_after_dequantize(proto)
         if any(spec.bits == 2 for spec in specs.values()):
             for opset in proto.opset_import:
                 if opset.domain in ("", "ai.onnx"):

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -182,7 +184,7 @@ def fine_tune(model: nn.Module, splits: dict, *, epochs: int, batch: int, lr: fl
               device: torch.device | None = None) -> dict:
     """SGD (momentum 0.9, cosine schedule, weight decay 5e-4) with crop + flip augmentation (drawn
     on the CPU), on ``device`` (default: a GPU when torch sees one); returns the test accuracy
-    before and after (measured on the CPU)."""
+    before and after (measured on the CPU) and the training's wall time in seconds."""
     before = test_accuracy(model, splits["test"])
     device = device or training_device()
     model.to(device)
@@ -193,7 +195,8 @@ def fine_tune(model: nn.Module, splits: dict, *, epochs: int, batch: int, lr: fl
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     model.train()
-    for _ in range(epochs):
+    start = time.perf_counter()
+    for epoch in range(epochs):
         order = torch.randperm(len(x), generator=generator)
         for i in range(len(x) // batch):
             idx = order[i * batch:(i + 1) * batch]
@@ -202,8 +205,12 @@ def fine_tune(model: nn.Module, splits: dict, *, epochs: int, batch: int, lr: fl
             nn.functional.cross_entropy(model(images), labels).backward()
             opt.step()
             sched.step()
+        print(f"autocompress: teacher epoch {epoch + 1}/{epochs}, {time.perf_counter() - start:.0f} s",
+              file=sys.stderr, flush=True)
+    seconds = round(time.perf_counter() - start, 1)
     model.to("cpu").eval()
     return {"test_accuracy_before": before, "test_accuracy_after": test_accuracy(model, splits["test"]),
+            "train_seconds": seconds,
             "note": "published checkpoint (trained on the original CIFAR-10), then fine-tuned on the JPEG train split"}
 
 

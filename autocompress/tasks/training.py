@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from autocompress import model_io
 from autocompress.devices import training_device
 
 
@@ -29,9 +30,9 @@ def train_classifier(model: nn.Module, data: Dataset, *, epochs: int, batch: int
     for epoch in range(epochs):
         total = 0.0
         for x, y in loader:
-            x, y = x.to(device), y.to(device)
+            x, y = model_io.to(x, device), y.to(device)
             opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(x), y)
+            loss = nn.functional.cross_entropy(model_io.forward(model, x), y)
             loss.backward()
             opt.step()
             sched.step()

@@ -202,3 +202,62 @@ def test_an_embedding_is_stored_at_its_width_and_only_the_rows_looked_up_are_deq
     int8_table = {t.name for t in ran.initializer
                   if t.data_type == onnx.TensorProto.INT8 and tuple(t.dims) == (300, 16)}
     assert [n for n in ran.node if n.op_type == "Gather" and n.input[0] in int8_table]  # 4 and 2 bits: widened at load
+
+
+class _InvertedResidual(nn.Module):
+    """As torchvision writes it: BatchNorm, ReLU6 and ReLU applied in place, the residual added in place."""
+
+    def __init__(self, channels: int = 16):
+        super().__init__()
+        self.expand = nn.Sequential(nn.Conv2d(channels, 4 * channels, 1, bias=False), nn.BatchNorm2d(4 * channels),
+                                    nn.ReLU6(inplace=True))
+        self.depthwise = nn.Sequential(nn.Conv2d(4 * channels, 4 * channels, 3, padding=1, groups=4 * channels,
+                                                 bias=False), nn.BatchNorm2d(4 * channels), nn.ReLU6(inplace=True))
+        self.project = nn.Sequential(nn.Conv2d(4 * channels, channels, 1, bias=False), nn.BatchNorm2d(channels))
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        out = self.project(self.depthwise(self.expand(x)))
+        out += x
+        return self.relu(out)
+
+
+class _MobileLike(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU6(inplace=True))
+        self.blocks = nn.Sequential(_InvertedResidual(), _InvertedResidual())
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+def test_in_place_activations_relu6_and_residuals_chain_int8_kernels(tmp_path):
+    """torchvision's in-place ReLU6/ReLU and ``out += x``: each quantizer sits where the activation's
+    result is (capped at 6 before a ReLU6), so every convolution runs as QLinearConv with no Clip,
+    Relu or dequantized tensor between them, and ONNX Runtime computes what the model computes."""
+    from autocompress import Task
+
+    torch.manual_seed(0)
+    model = _MobileLike().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape) * 0.1)
+    x = torch.randn(64, 3, 12, 12) * 2
+    data = torch.utils.data.TensorDataset(x, torch.arange(64) % 10)
+    task = Task(name="mobile-like", teacher=model, train=data, val=data, test=data, example_inputs=x[:1])
+    assert not any(getattr(m, "inplace", False) for m in task.teacher.modules())  # made out-of-place, checked
+    layers = [n for n, m in task.teacher.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    result = compress(task, Plan(layers={n: LayerPlan(bits=8) for n in layers}), config=DistillConfig(steps=0))
+    quants = [q for q in result.model.modules() if type(q).__name__ == "ActivationQuant"]
+    assert sum(q.upper == 6.0 for q in quants) == 5  # stem, and each block's expand and depthwise
+    path = str(tmp_path / "q.onnx")
+    export_artifact(result, task.example_inputs, path)
+    graph = _optimized_graph(path, tmp_path)
+    ops = collections.Counter(n.op_type for n in graph.node)
+    assert ops["QLinearConv"] == 7 and ops["Conv"] == 0 and ops["QLinearAdd"] == 1  # the last feeds a mean
+    fed = _fed_by(graph)
+    assert not {"DequantizeLinear", "Relu", "Clip"} & set(fed["QLinearConv"] + fed["QLinearAdd"])
+    onnx_out, _ = onnx_logits(onnx_session(path), data)
+    _within_quantization_error(onnx_out, _torch_logits(result.model, data), dict(result.model.named_modules())["head"])
