@@ -22,7 +22,6 @@ SHORT_OF_GOAL = {
     "lstm": "LSTM hidden units are neither pruned nor factorized yet (its weights are quantized)",
     "gru": "GRU hidden units are neither pruned nor factorized yet (its weights are quantized)",
     "swin": "torchvision's shifted-window attention reads its qkv/proj weights directly",
-    "regnet": "grouped convolutions are neither pruned by whole groups nor factorized yet",
 }
 
 

@@ -83,9 +83,10 @@ def checked_groups(model: nn.Module, example_inputs: Inputs, groups: list[Group]
     """The channel and head groups that can be pruned, and {group: why not} for the others."""
     expected = _output_shape(model, example_inputs)
 
-    def prune_one_channel(part: list[Group]) -> str:
+    def prune_one_channel(part: list[Group]) -> str:  # one stripe where a grouped convolution needs them
+        units = {g.name: g.channels // g.stripes for g in part}
         return _problem(model, example_inputs, lambda trial: prune_groups(
-            trial, example_inputs, keep={g.name: (g.channels - 1) / g.channels for g in part}, head=head,
+            trial, example_inputs, keep={name: (n - 1) / n for name, n in units.items()}, head=head,
             group_of={m: g.name for g in part for m in g.members}), expected)
 
     def prune_one_head(part: list[Group]) -> str:
@@ -93,7 +94,7 @@ def checked_groups(model: nn.Module, example_inputs: Inputs, groups: list[Group]
             trial, example_inputs, keep={g.name.rpartition(".")[0]: (g.channels - 1) / g.channels for g in part}),
             expected)
 
-    failed = _failing([g for g in groups if g.unit == "channels" and g.channels > 1], prune_one_channel)
+    failed = _failing([g for g in groups if g.unit == "channels" and g.channels // g.stripes > 1], prune_one_channel)
     failed_heads = _failing([g for g in groups if g.unit == "heads" and g.channels > 1], prune_one_head)
     refused = {g.name: f"not pruned: with a channel fewer the model fails ({why})" for g, why in failed.items()}
     refused.update({g.name: f"heads not pruned: with a head fewer the model fails ({why})"

@@ -1,6 +1,7 @@
 """Structured pruning per dependency group with Torch-Pruning: channels are physically removed.
 
-Each group keeps ``round(channels * width * (1 - prune))`` channels (at least one), ranked by
+Each group keeps ``round(channels * width * (1 - prune))`` channels (at least one; where a grouped
+convolution splits them into chunks, that many per chunk, the same positions in each), ranked by
 L1 or L2 magnitude or by first-order Taylor importance (|weight x gradient|, gradients from
 one batch of training data). All groups are scored before any is pruned. Channels coupled
 through a concatenation are removed by index: the branch that produced a channel loses it, and
@@ -25,7 +26,7 @@ from torch import nn
 
 from autocompress.compressors.distill import hard_label_loss
 from autocompress.model_io import forward
-from autocompress.spaces.layers import COMPRESSIBLE_TYPES, coupled_channels, out_channels
+from autocompress.spaces.layers import COMPRESSIBLE_TYPES, channel_stripes, coupled_channels, out_channels
 
 
 def _importance(kind: str):
@@ -34,20 +35,25 @@ def _importance(kind: str):
     return tp.importance.MagnitudeImportance(p=1 if kind == "l1" else 2)
 
 
-def _drops(scores: torch.Tensor, group: tp.Group, graph: tp.DependencyGraph, count: int) -> list[int]:
-    """The ``count`` lowest-scored root channels of ``group``, skipping any whose removal would
-    leave one of its layers with no channel: a branch concatenated into a wider tensor owns
-    only its slice of the root's channels, and keeps at least one of them."""
+def _drops(scores: torch.Tensor, group: tp.Group, graph: tp.DependencyGraph, count: int, stripes: int = 1
+           ) -> list[int]:
+    """The ``count`` lowest-scored stripes of root channels of ``group`` (a stripe: the same
+    position in each of ``stripes`` equal chunks, scored by their sum; one channel when 1),
+    skipping any whose removal would leave one of its layers with no channel: a branch
+    concatenated into a wider tensor owns only its slice of the root's channels, and keeps at
+    least one of them."""
     owners = [set(item.root_idxs) for item in group if isinstance(item.dep.target.module, COMPRESSIBLE_TYPES)
               and graph.is_out_channel_pruning_fn(item.dep.handler)]
     left = [len(owned) for owned in owners]
+    chunk = len(scores) // stripes
     drop = []
-    for idx in torch.argsort(scores).tolist():
-        if len(drop) == count:
+    for position in torch.argsort(scores.reshape(stripes, chunk).sum(0)).tolist():
+        if len(drop) == count * stripes:
             break
-        mine = [i for i, owned in enumerate(owners) if idx in owned]
-        if all(left[i] > 1 for i in mine):
-            drop.append(idx)
+        stripe = [position + k * chunk for k in range(stripes)]
+        mine = [i for i, owned in enumerate(owners) for idx in stripe if idx in owned]
+        if all(left[i] > mine.count(i) for i in set(mine)):
+            drop += stripe
             for i in mine:
                 left[i] -= 1
     return sorted(drop)
@@ -78,14 +84,15 @@ def prune_groups(model: nn.Module, example_inputs: torch.Tensor, *, keep: dict[s
         if group_name is None:
             continue
         channels = out_channels(group[0].dep.target.module)
-        kept = max(1, round(channels * keep[group_name]))
-        if kept >= channels:
+        stripes = channel_stripes(group, channels)
+        kept = max(1, round(channels // stripes * keep[group_name]))
+        if kept >= channels // stripes:
             continue
         with torch.no_grad():
             scores = scorer(group)
         if scores is None:  # no gradient reached this group: fall back to magnitude
             scores = _importance("l1")(group)
-        drop = _drops(scores, group, graph, channels - kept)
+        drop = _drops(scores, group, graph, channels // stripes - kept, stripes)
         if drop:
             decisions.append((group, group_name, channels, drop))
     changed = {}

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -39,12 +40,15 @@ RECURRENT_TYPES = (nn.LSTM, nn.GRU, nn.RNN)  # a bit-width for their weights onl
 @dataclass(frozen=True)
 class Group:
     """Output channels of ``members`` that are pruned together (``channels`` of them); for an
-    attention module's q/k/v (``unit`` "heads"), its heads, pruned whole."""
+    attention module's q/k/v (``unit`` "heads"), its heads, pruned whole. ``stripes``: a grouped
+    convolution among them splits the channels into that many equal chunks, and every chunk
+    loses the same positions (``channel_stripes``), so channels go ``stripes`` at a time."""
 
     name: str
     members: tuple[str, ...]
     channels: int
     unit: str = "channels"
+    stripes: int = 1
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,24 @@ def find_head(model: nn.Module, example_inputs: Inputs) -> str:
 
 def out_channels(module: nn.Module) -> int:
     return module.out_channels if isinstance(module, CONV_TYPES) else module.out_features
+
+
+def channel_stripes(group: tp.Group, channels: int) -> int:
+    """Into how many equal chunks the grouped convolutions (not depthwise ones) among ``group``'s
+    layers split its ``channels``: each group of such a convolution must keep as many channels as
+    the others, so every chunk loses the same positions (1: none; the least common multiple of
+    their group counts where there are several).
+
+    >>> net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=4))
+    >>> graph = tp.DependencyGraph().build_dependency(net, torch.randn(1, 3, 6, 6))
+    >>> channel_stripes(graph.get_pruning_group(net[0], tp.prune_conv_out_channels, [0]), 8)
+    4
+    """
+    counts = [module.groups for item in group for module in [item.dep.target.module]
+              if isinstance(module, CONV_TYPES) and module.groups > 1
+              and not module.groups == module.in_channels == module.out_channels]
+    stripes = math.lcm(*counts) if counts else 1
+    return stripes if channels % stripes == 0 else 1
 
 
 def _layer_outputs(graph: tp.DependencyGraph, group: tp.Group, names: dict[nn.Module, str]) -> list:
@@ -237,8 +259,9 @@ def dependency_groups(model: nn.Module, example_inputs: Inputs, *, head: str, at
     order = {n: i for i, n in enumerate(dict(model.named_modules()))}
     graph, found, refused = coupled_channels(model, example_inputs, head=head, attention=attention)
     names = {m: n for n, m in model.named_modules()}
-    groups = [Group(name=members[0], members=members + _coupled_tables(graph, group, names),
-                    channels=out_channels(group[0].dep.target.module)) for group, members in found]
+    groups = [Group(name=members[0], members=members + _coupled_tables(graph, group, names), channels=channels,
+                    stripes=channel_stripes(group, channels))
+              for group, members in found for channels in [out_channels(group[0].dep.target.module)]]
     return sorted(groups, key=lambda g: order[g.name]), refused
 
 

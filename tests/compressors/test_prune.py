@@ -60,3 +60,24 @@ def test_pruning_removes_exactly_the_channels_of_the_group_discovery_found(digit
         after = {n: m.weight.shape[0] for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
         assert changed == {group.name: (group.channels, group.channels // 2)}
         assert {n for n in before if after[n] != before[n]} == set(group.members)
+
+
+def test_a_grouped_convolution_loses_the_same_positions_in_every_group():
+    """RegNet/ResNeXt: the 1x1 conv feeding a grouped 3x3 conv, and the grouped conv's own outputs,
+    are pruned a stripe at a time (one position in each of its groups): the groups stay equal."""
+    from autocompress.spaces.layers import discover
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1, groups=4), nn.ReLU(),
+                        nn.Conv2d(16, 8, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    groups = {g.name: g for g in discover(net, x).groups}
+    assert (groups["0"].stripes, groups["2"].stripes, groups["4"].stripes) == (4, 4, 1)
+    before = net[0].weight.detach().clone()
+    changed = prune_groups(net, x, keep={"0": 0.5, "2": 0.75}, head="7")
+    assert changed == {"0": (16, 8), "2": (16, 12)}
+    assert net[2].groups == 4 and tuple(net[2].weight.shape) == (12, 2, 3, 3) and net[4].in_channels == 12
+    kept = [i for i in range(16) if any(torch.equal(before[i], w) for w in net[0].weight.detach())]
+    positions = [{i % 4 for i in kept if i // 4 == chunk} for chunk in range(4)]
+    assert len(kept) == 8 and all(p == positions[0] for p in positions) and len(positions[0]) == 2
+    assert net(x).shape == (1, 2)
