@@ -19,8 +19,6 @@ QUANTIZED_GOAL, PRUNED_OR_FACTORIZED_GOAL = 0.95, 0.80
 # Models still short of a coverage goal, with what is missing. The test expects them to fail the
 # goal (strict xfail): once the gap is closed the case fails until it is taken off this list.
 SHORT_OF_GOAL = {
-    "lstm": "LSTM hidden units are neither pruned nor factorized yet (its weights are quantized)",
-    "gru": "GRU hidden units are neither pruned nor factorized yet (its weights are quantized)",
     "swin": "torchvision's shifted-window attention reads its qkv/proj weights directly",
 }
 

@@ -29,6 +29,7 @@ import torch_pruning as tp
 from torch import nn
 
 from autocompress.model_io import Inputs, output_tensor
+from autocompress.spaces.recurrent_units import RECURRENT_PRUNERS
 from autocompress.task import one_line
 
 GROUP_SECONDS = 2.0  # one group's walk through Torch-Pruning's index mapping
@@ -69,7 +70,8 @@ def build_graph(model: nn.Module, example_inputs: Inputs) -> tuple[tp.Dependency
     try:
         with time_limit(GRAPH_SECONDS):
             graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs,
-                                                          output_transform=output_tensor, verbose=False)
+                                                          output_transform=output_tensor, verbose=False,
+                                                          customized_pruners=dict(RECURRENT_PRUNERS))
         return graph, ""
     except (Exception, TooSlow) as exc:
         what = f"took longer than {GRAPH_SECONDS:.0f} s" if isinstance(exc, TooSlow) else \

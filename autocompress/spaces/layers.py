@@ -34,7 +34,8 @@ from autocompress.task import UsageError
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d)
 COMPRESSIBLE_TYPES = CONV_TYPES + (nn.Linear,)
-RECURRENT_TYPES = (nn.LSTM, nn.GRU, nn.RNN)  # a bit-width for their weights only
+RECURRENT_TYPES = (nn.LSTM, nn.GRU, nn.RNN)  # a bit-width for their weights; their hidden units pruned
+PRUNED_TYPES = COMPRESSIBLE_TYPES + RECURRENT_TYPES  # layers whose output channels a group can hold
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class Discovery:
 RANK_RATIOS = (0.5, 0.25)
 ALL_GROUPS = "every channel group"  # the key of the reason when no group can be pruned at all
 EMBEDDING_RANK = "an embedding is a lookup table: quantized, not factorized"
-RECURRENT_RANK = "a recurrent layer: its weights are quantized (per row), not factorized or pruned"
+RECURRENT_RANK = "a recurrent layer: its weights are quantized (per row) and its hidden units pruned, not factorized"
 
 
 def factorized_params(shape: tuple[int, ...], rank: int) -> int:
@@ -138,6 +139,8 @@ def find_head(model: nn.Module, example_inputs: Inputs) -> str:
 
 
 def out_channels(module: nn.Module) -> int:
+    if isinstance(module, RECURRENT_TYPES):
+        return module.hidden_size * (2 if module.bidirectional else 1)
     return module.out_channels if isinstance(module, CONV_TYPES) else module.out_features
 
 
@@ -155,13 +158,20 @@ def channel_stripes(group: tp.Group, channels: int) -> int:
     counts = [module.groups for item in group for module in [item.dep.target.module]
               if isinstance(module, CONV_TYPES) and module.groups > 1
               and not module.groups == module.in_channels == module.out_channels]
+    counts += [2 for item in group if isinstance(item.dep.target.module, RECURRENT_TYPES)
+               and item.dep.target.module.bidirectional and graph_out_channel(item)]
     stripes = math.lcm(*counts) if counts else 1
     return stripes if channels % stripes == 0 else 1
 
 
+def graph_out_channel(item) -> bool:
+    """Whether a Torch-Pruning group item removes output channels (not inputs) of its layer."""
+    return "out_channels" in getattr(item.dep.handler, "__name__", "")
+
+
 def _layer_outputs(graph: tp.DependencyGraph, group: tp.Group, names: dict[nn.Module, str]) -> list:
-    """The items of ``group`` that prune output channels of Conv2d/Linear layers of the model."""
-    return [item for item in group if isinstance(item.dep.target.module, COMPRESSIBLE_TYPES)
+    """The items of ``group`` that prune output channels of Conv/Linear/recurrent layers of the model."""
+    return [item for item in group if isinstance(item.dep.target.module, PRUNED_TYPES)
             and item.dep.target.module in names and graph.is_out_channel_pruning_fn(item.dep.handler)]
 
 
@@ -231,7 +241,7 @@ def coupled_channels(model: nn.Module, example_inputs: Inputs, *, head: str, onl
     found: dict[tuple[str, ...], tp.Group] = {}
     refused: dict[tuple[str, ...], tuple[str, str]] = {}  # members -> (root, why)
     roots = None if only is None else {modules[n] for n in only if n in modules}
-    walked, slow = walk_groups(graph, ignored=ignored, root_types=COMPRESSIBLE_TYPES, roots=roots)
+    walked, slow = walk_groups(graph, ignored=ignored, root_types=PRUNED_TYPES, roots=roots)
     for group in walked:
         members = members_of(group)
         if not _maps_every_channel(graph, group, names):
@@ -327,7 +337,7 @@ def discover(model: nn.Module, example_inputs: Inputs, *, blocks: tuple[str, ...
             layers.append(Layer(name, "embedding", shape, group_of.get(name), (), EMBEDDING_RANK))
         elif isinstance(module, RECURRENT_TYPES):
             weights = sum(p.numel() for n, p in module.named_parameters() if n.startswith("weight_"))
-            layers.append(Layer(name, "recurrent", (weights,), None, (), RECURRENT_RANK))
+            layers.append(Layer(name, "recurrent", (weights,), group_of.get(name), (), RECURRENT_RANK))
         elif isinstance(module, COMPRESSIBLE_TYPES):
             shape = tuple(module.weight.shape)
             ratios, reason = _rank_knob(module, shape)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -81,3 +82,38 @@ def test_a_grouped_convolution_loses_the_same_positions_in_every_group():
     positions = [{i % 4 for i in kept if i // 4 == chunk} for chunk in range(4)]
     assert len(kept) == 8 and all(p == positions[0] for p in positions) and len(positions[0]) == 2
     assert net(x).shape == (1, 2)
+
+
+class _Tagger(nn.Module):
+    """Tokens -> embedding -> stacked bidirectional recurrent layer -> per-token Linear, mean."""
+
+    def __init__(self, cell):
+        super().__init__()
+        self.embed = nn.Embedding(30, 8)
+        self.rnn = cell(8, 12, num_layers=2, bidirectional=True, batch_first=True)
+        self.head = nn.Linear(24, 3)
+
+    def forward(self, ids):
+        return self.head(self.rnn(self.embed(ids))[0]).mean(1)
+
+
+@pytest.mark.parametrize("cell", [nn.LSTM, nn.GRU, nn.RNN])
+def test_recurrent_hidden_units_are_pruned_in_every_layer_and_direction_and_exported(cell, tmp_path):
+    from autocompress import Task
+    from autocompress.evaluators import export_artifact
+    from autocompress.evaluators.measure import onnx_logits, onnx_session
+
+    torch.manual_seed(0)
+    ids = torch.randint(0, 30, (32, 7))
+    data = torch.utils.data.TensorDataset(ids, torch.arange(32) % 3)
+    task = Task(name="tagger", teacher=_Tagger(cell).eval(), train=data, val=data, test=data, example_inputs=ids[:1])
+    result = compress(task, Plan(layers={"rnn": LayerPlan(prune=0.5, bits=8)}), config=DistillConfig(steps=0))
+    rnn = result.model.rnn.layer if hasattr(result.model.rnn, "layer") else result.model.rnn
+    assert rnn.hidden_size == 6 and result.model.head.in_features == 12
+    assert rnn.weight_ih_l1_reverse.shape[1] == 12 and rnn.weight_hh_l1.shape[1] == 6
+    path = str(tmp_path / "m.onnx")
+    export_artifact(result, task.example_inputs, path)
+    got, _ = onnx_logits(onnx_session(path), data)
+    with torch.no_grad():
+        expected = result.model.eval()(ids).numpy()
+    assert abs(got - expected).max() < 1e-4
