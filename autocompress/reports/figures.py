@@ -134,6 +134,8 @@ def importance_figure(evaluator: str, importances: dict[str, dict[str, float]]) 
 def _sensitivity_place(row: pd.Series) -> tuple[str, str]:
     """(heat-map row, column) of a scan cell: layers (and student knobs) x knob values."""
     kind, target, value = row["kind"], str(row["target"]), row["value"]
+    if kind == "bits" and target == "*":
+        return "every layer at once", f"int{int(value)}"
     if kind == "bits":
         return target, f"int{int(value)}"
     if kind == "prune":

@@ -37,6 +37,7 @@ import pandas as pd
 from scipy.optimize import nnls
 
 from autocompress.search.pareto import normalized_hypervolume
+from autocompress.search.sensitivity import EVERY_LAYER_INT8
 from autocompress.spaces.space import GATE_PREFIX, TECHNIQUES
 
 OBJECTIVE_COLUMNS = {"accuracy": "accuracy_delta", "size_bytes": "size_delta_bytes", "latency_ms": "latency_delta_ms"}
@@ -64,8 +65,11 @@ class Predictor:
 
     @classmethod
     def from_scan(cls, table: pd.DataFrame, teacher: dict) -> "Predictor":
-        """From ``sensitivity.csv``'s rows (the teacher's row and failed cells are left out)."""
-        rows = table[table["knob"].astype(str).str.contains("/")].dropna(subset=list(OBJECTIVE_COLUMNS.values()))
+        """From ``sensitivity.csv``'s rows (the teacher's row, the every-layer int8 row, which is no
+        one knob, and failed cells are left out)."""
+        knobs = table["knob"].astype(str)
+        rows = table[knobs.str.contains("/") & (knobs != EVERY_LAYER_INT8)].dropna(
+            subset=list(OBJECTIVE_COLUMNS.values()))
         options: dict[str, dict] = {}
         for row in rows.itertuples(index=False):
             value = _number(row.value)

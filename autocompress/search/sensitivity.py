@@ -2,6 +2,7 @@
 
 For each layer's bit-width and rank, each pruning group's ratio and each student knob (depth
 per stage, width), and each of its values other than the teacher's, a one-knob plan is built
+(and one plan with every layer int8: whether int8 kernels pay on this model at all)
 (calibration included), fine-tuned for ``steps`` steps (default 0: calibration only), exported
 and measured by ``evaluators.evaluate`` (the trials' own path): accuracy on the first
 ``samples`` validation examples (a fixed subset), size of the file, latency of the file. The
@@ -24,10 +25,10 @@ Example (a tiny model, in this process):
     ...             train=data, val=data, test=data, example_inputs=data.tensors[0][:1])
     >>> space = SearchSpace(task_context(task).discovery, techniques=("quant",))
     >>> [cell.label for cell in scan_cells(space)]
-    ['teacher', 'bits/0=8', 'bits/0=4', 'bits/0=2', 'bits/2=8', 'bits/2=4', 'bits/2=2']
+    ['teacher', 'bits/*=8', 'bits/0=8', 'bits/0=4', 'bits/0=2', 'bits/2=8', 'bits/2=4', 'bits/2=2']
     >>> table = scan_in_process(task, space, samples=32)
     >>> len(table), table.loc[0, "knob"], float(table.loc[0, "accuracy_delta"]), int(table["samples"].max())
-    (7, 'teacher', 0.0, 32)
+    (8, 'teacher', 0.0, 32)
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ SAMPLES = 512  # the fixed validation subset: its first SAMPLES examples (all of
 SCAN_SHARE = 1 / 3  # of a search's --time-budget: no scan batch starts after it (the trials need the rest)
 CHUNKS_PER_WORKER = 4  # cells go to the workers in this many batches each (a slow cell delays little)
 TEACHER = "teacher"
+EVERY_LAYER_INT8 = "bits/*"  # one more cell: every layer int8 at once (do int8 kernels pay on this model?)
 COLUMNS = ["knob", "kind", "target", "value", "accuracy", "size_bytes", "latency_ms", "accuracy_delta",
            "size_delta_bytes", "latency_delta_ms", "latency_spread_ms", "samples", "steps", "duration_s", "sha256",
            "error"]
@@ -94,9 +96,16 @@ def _teacher_value(name: str, dist) -> Any:
     return next(value for prefix, value in TEACHER_VALUES.items() if name.startswith(prefix))
 
 
+def _bit_knobs(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistribution]:
+    return {name: dist for name, dist in space.distributions().items()
+            if name.startswith("bits/") and 8 in _values(dist)}
+
+
 def scan_cells(space: SearchSpace) -> list[Cell]:
-    """The teacher, then every knob of ``space`` (gates aside) at each of its non-teacher values."""
-    cells = [Cell(TEACHER)]
+    """The teacher, every layer int8 at once (where the space has bit-widths: whether int8 kernels
+    pay on this model at all, which no one layer alone shows), then every knob of ``space``
+    (gates aside) at each of its non-teacher values."""
+    cells = [Cell(TEACHER)] + ([Cell(EVERY_LAYER_INT8, 8)] if _bit_knobs(space) else [])
     for name, dist in space.distributions().items():
         if name.startswith(GATE_PREFIX):
             continue
@@ -109,6 +118,8 @@ def cell_plan(space: SearchSpace, cell: Cell) -> Plan:
     """The plan of one cell: its knob set, its technique's gate on, everything else the teacher's."""
     if cell.knob == TEACHER:
         return Plan(importance=space.importance)
+    if cell.knob == EVERY_LAYER_INT8:
+        return space.plan_from_params(dict.fromkeys(_bit_knobs(space), cell.value))
     return space.plan_from_params({cell.knob: cell.value})
 
 
@@ -331,14 +342,29 @@ def format_table(table: pd.DataFrame) -> str:
     lines.append(f"  {'knob':<32} {'value':<14} {'accuracy':>8} {'change':>9} {'size':>9} {'latency':>9}")
     lines.append(f"  {'':<32} {'':<14} {'':>8} {'':>9} {'change':>9} {'change':>9}")
     for _, row in table[table["knob"] != TEACHER].iterrows():
+        knob = "every layer" if row["knob"] == EVERY_LAYER_INT8 else row["knob"]
         value = _value_text(row["knob"], row["value"])
         if isinstance(row["error"], str) and row["error"]:
-            lines.append(f"  {row['knob']:<32} {value:<14} FAILED: {row['error'][:160]}")
+            lines.append(f"  {knob:<32} {value:<14} FAILED: {row['error'][:160]}")
             continue
-        lines.append(f"  {row['knob']:<32} {value:<14} {row['accuracy']:>8.4f} {row['accuracy_delta'] * 100:>+6.1f} pt "
+        lines.append(f"  {knob:<32} {value:<14} {row['accuracy']:>8.4f} {row['accuracy_delta'] * 100:>+6.1f} pt "
                      f"{_percent(row['size_delta_bytes'], row['size_bytes']):>9} "
                      f"{_percent(row['latency_delta_ms'], row['latency_ms']):>9}")
-    return "\n".join(lines)
+    return "\n".join(lines + _int8_verdict(table))
+
+
+def _int8_verdict(table: pd.DataFrame) -> list[str]:
+    """A line on whether int8 kernels pay in latency on this model (the every-layer int8 row)."""
+    rows = table[(table["knob"] == EVERY_LAYER_INT8) & table["latency_delta_ms"].notna()]
+    if not len(rows):
+        return []
+    row = rows.iloc[0]
+    speed = (row["latency_ms"] - row["latency_delta_ms"]) / row["latency_ms"]
+    if speed >= 1.0:
+        return [f"every layer int8 runs {speed:.2f}x the teacher's speed here: int8 kernels pay in latency and size"]
+    return [f"every layer int8 runs {speed:.2f}x the teacher's speed here: int8 kernels do not pay in latency on "
+            "this model (its layers are too small for them to beat float), so bit-widths save size only; "
+            "pruning, ranks and the student are what make it faster"]
 
 
 def _percent(delta: float, value: float) -> str:

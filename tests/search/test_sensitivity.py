@@ -49,7 +49,10 @@ def test_the_scan_covers_every_knob_value_of_the_space_alone(scanned_run, digits
     space = inspect_task(digits_task)["space"]  # the space as inspect shows it
     expected = {(name, round(float(v), 6)) for name, values in space.items() if not name.startswith("use/")
                 for v in values if v != _teacher_value(name, values)}
-    assert len(expected) == 97 and _cells(table) == expected and len(table) == len(expected) + 1
+    assert len(expected) == 97 and _cells(table) == expected | {("bits/*", 8.0)} and len(table) == len(expected) + 2
+    every = table[table["knob"] == "bits/*"].iloc[0]  # every layer int8 at once: smaller than any one layer makes it
+    assert every["size_delta_bytes"] < table[table["knob"].str.startswith("bits/") & (table["value"] == 8)
+                                              & (table["knob"] != "bits/*")]["size_delta_bytes"].min()
     assert table["error"].isna().all() and table[["accuracy", "size_bytes", "latency_ms"]].notna().all().all()
     teacher = table[table["knob"] == "teacher"].iloc[0]
     assert teacher["size_bytes"] == json.loads((out / "run.json").read_text())["teacher"]["size_bytes"]
@@ -60,7 +63,7 @@ def test_the_scan_covers_every_knob_value_of_the_space_alone(scanned_run, digits
     # the scan sees what matters: the output layer at a quarter of its rank loses far more than at int8
     row = table.set_index(["knob", "value"])
     assert row.loc[("rank/fc", 0.25), "accuracy_delta"] < row.loc[("bits/fc", 8.0), "accuracy_delta"] - 0.1
-    assert "sensitivity scan: 98 of 98 cells" in stdout and json.loads((out / "run.json").read_text())[
+    assert "sensitivity scan: 99 of 99 cells" in stdout and json.loads((out / "run.json").read_text())[
         "settings"]["sensitivity"] is True
 
 
@@ -128,7 +131,7 @@ def test_a_complete_table_is_reused_without_any_worker(scanned_run, digits_task)
     before = (out / "sensitivity.csv").read_bytes()
     table = scan_for_run(job=None, space=SearchSpace(task_context(digits_task).discovery), out=out,
                          steps=0, workers=2, cpus_per_trial=1, gpus_per_trial=0, progress=lines.append)
-    assert lines == ["sensitivity scan: 98 cells reused from sensitivity.csv"] and len(table) == 98
+    assert lines == ["sensitivity scan: 99 cells reused from sensitivity.csv"] and len(table) == 99
     assert (out / "sensitivity.csv").read_bytes() == before
 
 
@@ -167,9 +170,13 @@ def test_inspect_prints_the_stored_scan_one_line_per_cell(scanned_run):
     proc = run_cli("inspect", "--task", "digits", "--sensitivity", "--run", str(out))
     assert proc.returncode == 0, proc.stderr
     table = read_table(out)
-    for knob in set(table["knob"]) - {"teacher"}:
+    for knob in set(table["knob"]) - {"teacher", "bits/*"}:
         assert sum(line.split()[0] == knob for line in proc.stdout.splitlines() if line.strip()) == \
             (table["knob"] == knob).sum(), knob
+    every = table[table["knob"] == "bits/*"].iloc[0]
+    speed = (every["latency_ms"] - every["latency_delta_ms"]) / every["latency_ms"]
+    assert sum(line.startswith("  every layer ") for line in proc.stdout.splitlines()) == 1
+    assert f"every layer int8 runs {speed:.2f}x the teacher's speed here: int8 kernels " in proc.stdout
     teacher = table[table["knob"] == "teacher"].iloc[0]
     assert f"teacher: accuracy {teacher['accuracy']:.4f} on the first {int(teacher['samples'])} validation" \
         in proc.stdout
@@ -180,8 +187,8 @@ def test_inspect_computes_the_scan_here_without_a_run(tiny_task):
     proc = run_cli("inspect", "--task", "tests.fixtures.user_tasks:tiny", "--sensitivity")
     assert proc.returncode == 0, proc.stderr
     table = scan_in_process(tiny_task, SearchSpace(task_context(tiny_task).discovery))
-    assert sum(line.startswith(("  bits/", "  prune/", "  rank/", "  arch/")) for line in proc.stdout.splitlines()) \
-        == len(table) - 1
+    assert sum(line.startswith(("  bits/", "  prune/", "  rank/", "  arch/", "  every layer ")) for line in
+               proc.stdout.splitlines()) == len(table) - 1
     assert "sensitivity scan: " in proc.stderr and "cells in this process" in proc.stderr
 
 
