@@ -9,6 +9,9 @@ put in an equivalent, explicit form, in place:
   any attention;
 - Hugging Face's ``Conv1D`` (GPT-2: a Linear with its weight stored transposed) becomes the
   ``nn.Linear`` it is;
+- torchvision's shifted-window attention (Swin V1 and V2), which multiplies by its ``qkv`` and
+  ``proj`` weights directly, becomes ``window_attention.WindowAttention``: the same computation
+  with q, k, v and proj called as Linear layers;
 - activations that overwrite their input (``nn.ReLU(inplace=True)``, torchvision's ReLU6) write a
   new tensor instead: a quantized layer's output is then quantized where the activation's
   result is, before its ReLU (a no-op there), and int8 kernels chain through it.
@@ -40,6 +43,7 @@ from torch import nn
 
 from autocompress.model_io import Inputs, forward
 from autocompress.modules import MultiheadAttention, attention_fast_path_off
+from autocompress.window_attention import WindowAttention, is_window_attention
 
 TOLERANCE = 1e-4  # max abs difference of the outputs, relative to their largest magnitude
 
@@ -66,6 +70,8 @@ def _rewrite(module: nn.Module) -> nn.Module | None:
         return MultiheadAttention(module).train(module.training)
     if is_transposed_linear(module):
         return _as_linear(module).train(module.training)
+    if is_window_attention(module):
+        return WindowAttention(module).train(module.training)
     return None
 
 

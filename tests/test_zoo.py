@@ -18,9 +18,7 @@ from tests.fixtures import zoo
 QUANTIZED_GOAL, PRUNED_OR_FACTORIZED_GOAL = 0.95, 0.80
 # Models still short of a coverage goal, with what is missing. The test expects them to fail the
 # goal (strict xfail): once the gap is closed the case fails until it is taken off this list.
-SHORT_OF_GOAL = {
-    "swin": "torchvision's shifted-window attention reads its qkv/proj weights directly",
-}
+SHORT_OF_GOAL: dict[str, str] = {}
 
 
 def _needs(name: str) -> None:
