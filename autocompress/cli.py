@@ -245,8 +245,9 @@ def _budget(args):
 def cmd_tasks(args) -> int:
     from autocompress.tasks import BUILTIN_TASKS
 
+    width = max(map(len, BUILTIN_TASKS))
     for name, factory in BUILTIN_TASKS.items():
-        print(f"{name:<12} {(factory.__doc__ or '').strip().splitlines()[0]}")
+        print(f"{name:<{width}}  {(factory.__doc__ or '').strip().splitlines()[0]}")
     return 0
 
 
