@@ -160,22 +160,12 @@ def search(task: Task, *, settings: SearchSettings | None = None, trials: int = 
             if fresh and not rundir.is_run_dir(out):  # refused before anything was stored: no half folder
                 shutil.rmtree(out, ignore_errors=True)
             raise
-        try:
-            return _run(session, on_checkpoint=on_checkpoint, task_spec=task_spec, data_dir=data_dir)
-        finally:
-            _stop_latency_actor(session)
+        return _run(session, on_checkpoint=on_checkpoint, task_spec=task_spec, data_dir=data_dir)
 
 
-def _stop_latency_actor(session: _Session) -> None:
-    """End this search's latency actor: a process that a later search in the same Ray would keep."""
-    import ray
-
-    if session.actor is not None and ray.is_initialized():
-        try:
-            ray.kill(session.actor)
-        except Exception:  # already gone with its node: nothing to end
-            pass
-    session.actor = None
+# --latency-resource -> this process's LatencyActor: the next search of this process reuses it (one
+# actor per latency resource, never one process per search); it ends with the process's Ray
+_LATENCY_ACTORS: dict = {}
 
 
 def _open(task: Task, *, out: Path, settings, execution, trials, storage, resume, task_spec, data_dir, command,
@@ -254,8 +244,9 @@ def _start(session: _Session, *, rdb, task_spec, data_dir, command) -> None:
     else:
         from autocompress.search.worker import remote_latency
 
-        where = f"on node {ray.get(session.actor.node.remote())} ({execution.latency_resource})"
-        teacher = local_teacher or _measure_teacher(session, remote_latency(session.actor), where=where)
+        teacher = local_teacher or _measure_teacher(  # (the actor's node asked only here: it may still be starting)
+            session, remote_latency(session.actor),
+            where=f"on node {ray.get(session.actor.node.remote())} ({execution.latency_resource})")
         session.run = _new_run_info(session, teacher, task_spec=task_spec, data_dir=data_dir, command=command)
         session.teacher = rundir.teacher_metrics(session.run)
     session.study = _open_study(session, rdb)
@@ -305,18 +296,33 @@ def _latency_noise(task: Task, path: Path, latency) -> dict:
             "relative_spread": round((medians[-1] - medians[0]) / middle, 4)}
 
 
+ACTOR_REPLY_S = 10.0  # a kept latency actor that does not answer within this is replaced
+
+
 def _latency_actor(resource: str | None, run_id: str):
-    """The one actor that measures every latency of this search (on the ``resource`` node if named)."""
+    """The one actor that measures every latency of this search (on the ``resource`` node if
+    named): the one an earlier search of this process used, if it still answers."""
     import ray
 
     from autocompress.search.worker import LatencyActor
 
+    kept = _LATENCY_ACTORS.pop(resource, None)
+    if kept is not None:
+        try:
+            ray.get(kept.for_run.remote(run_id), timeout=ACTOR_REPLY_S)
+            _LATENCY_ACTORS[resource] = kept
+            return kept
+        except Exception:  # gone with an earlier Ray or its node, or stuck: start another
+            pass
     if resource is None:
-        return LatencyActor.remote(run_id)
-    if ray.cluster_resources().get(resource, 0) <= 0:
+        actor = LatencyActor.remote(run_id)
+    elif ray.cluster_resources().get(resource, 0) <= 0:
         raise UsageError(f"--latency-resource {resource}: no Ray node carries it; start the target node with "
                          f"ray start --address HEAD --resources '{{\"{resource}\": 1}}'")
-    return LatencyActor.options(resources={resource: 0.001}).remote(run_id)
+    else:
+        actor = LatencyActor.options(resources={resource: 0.001}).remote(run_id)
+    _LATENCY_ACTORS[resource] = actor
+    return actor
 
 
 def _new_run_info(session: _Session, teacher_measured, *, task_spec, data_dir, command) -> dict:

@@ -118,6 +118,11 @@ class LatencyActor:
         _set_threads(1)
         self.flag = quiet_flag(run_id)
 
+    def for_run(self, run_id: str) -> None:
+        """Measure for another search from now on (a later search of the same process reuses
+        this actor rather than start a process of its own)."""
+        self.flag = quiet_flag(run_id)
+
     def node(self) -> str:
         return node_name()
 
