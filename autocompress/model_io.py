@@ -75,6 +75,22 @@ def tensors(inputs: Inputs) -> tuple[torch.Tensor, ...]:
     return (inputs,)
 
 
+def class_axis(outputs_shape: tuple, labels_shape: tuple) -> int:
+    """Where the classes are in outputs of ``outputs_shape`` scored against integer labels of
+    ``labels_shape``: the last dimension ((N, C); per token (N, T, C) with labels (N, T)), or
+    dimension 1 where the labels lack that one (per pixel (N, C, H, W) with labels (N, H, W), as
+    PyTorch's cross-entropy takes them).
+
+    >>> class_axis((8, 10), (8,)), class_axis((8, 12, 5), (8, 12)), class_axis((8, 5, 16, 16), (8, 16, 16))
+    (-1, -1, 1)
+    """
+    outputs_shape, labels_shape = tuple(outputs_shape), tuple(labels_shape)
+    if len(outputs_shape) > 2 and labels_shape != outputs_shape[:-1] and \
+            labels_shape == outputs_shape[:1] + outputs_shape[2:]:
+        return 1
+    return -1
+
+
 def input_names(inputs: Inputs) -> list[str]:
     """The ONNX input names for ``inputs`` (see the module docstring)."""
     if isinstance(inputs, dict):

@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from autocompress.canonical import explicit_layers
-from autocompress.model_io import Inputs, call, check_inputs, describe, output_tensor
+from autocompress.model_io import Inputs, call, check_inputs, class_axis, describe, output_tensor
 
 
 class UsageError(ValueError):
@@ -51,12 +51,14 @@ def one_line(text: object) -> str:
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy of class logits (N, C) against integer labels (N,); of per-token logits
-    (N, tokens, C) against labels (N, tokens), over every token.
+    (N, tokens, C) against labels (N, tokens), over every token; of per-pixel logits (N, C, H, W)
+    against labels (N, H, W), over every pixel (``model_io.class_axis``).
 
     >>> accuracy(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1]))
     0.5
     """
-    return float((np.asarray(logits).argmax(axis=-1) == np.asarray(labels)).mean())
+    logits, labels = np.asarray(logits), np.asarray(labels)
+    return float((logits.argmax(axis=class_axis(logits.shape, labels.shape)) == labels).mean())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,7 +175,7 @@ def load_task(spec: str, *, data_dir: str | None = None, teacher_state: dict | N
     >>> load_task("no-such-task")
     Traceback (most recent call last):
     ...
-    autocompress.task.UsageError: unknown task 'no-such-task'; built-in tasks: digits, mnist-lenet5, cifar10-resnet20, cifar10-resnet56, sst2-transformer, sst2-minilm (or give package.module:function)
+    autocompress.task.UsageError: unknown task 'no-such-task'; built-in tasks: digits, mnist-lenet5, cifar10-resnet20, cifar10-resnet56, cifar10-mobilenetv2, sst2-transformer, sst2-minilm, sst2-minilm-hf (or give package.module:function)
     """
     if spec in BUILTIN_TASK_SPECS:
         factory = import_factory(BUILTIN_TASK_SPECS[spec])

@@ -303,10 +303,11 @@ def is_classification(labels: torch.Tensor) -> bool:
 
 
 def hard_label_loss(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of class logits (classes in the last dimension) against integer labels; the mean
+    """Cross-entropy of class logits (``model_io.class_axis``) against integer labels; the mean
     squared error of the outputs against floating-point targets (regression)."""
-    if is_classification(labels):  # the classes are the last dimension: (N, C) or (N, tokens, C)
-        return nn.functional.cross_entropy(outputs.movedim(-1, 1) if outputs.dim() > 2 else outputs, labels)
+    if is_classification(labels):  # classes last ((N, C), (N, tokens, C)) or in dimension 1 (N, C, H, W)
+        axis = model_io.class_axis(outputs.shape, labels.shape)
+        return nn.functional.cross_entropy(outputs.movedim(axis, 1) if outputs.dim() > 2 else outputs, labels)
     return nn.functional.mse_loss(outputs, labels.reshape(outputs.shape).to(outputs.dtype))
 
 
@@ -316,9 +317,10 @@ def _loss(logits, y, teacher_logits, config: DistillConfig, projected=None, teac
     outputs for regression."""
     t = config.temperature
     if is_classification(y):
-        soft = nn.functional.kl_div(nn.functional.log_softmax(logits / t, dim=-1),
-                                    nn.functional.log_softmax(teacher_logits / t, dim=-1),
-                                    log_target=True, reduction="sum") * t * t / (logits.numel() / logits.shape[-1])
+        axis = model_io.class_axis(logits.shape, y.shape)
+        soft = nn.functional.kl_div(nn.functional.log_softmax(logits / t, dim=axis),
+                                    nn.functional.log_softmax(teacher_logits / t, dim=axis),
+                                    log_target=True, reduction="sum") * t * t / (logits.numel() / logits.shape[axis])
     else:
         soft = nn.functional.mse_loss(logits, teacher_logits.to(logits.dtype))
     loss = config.alpha * soft + (1 - config.alpha) * hard_label_loss(logits, y)

@@ -190,3 +190,25 @@ def test_a_task_augment_must_be_callable():
     with pytest.raises(UsageError, match="augment must be a function"):
         Task(name="t", teacher=base.teacher, train=base.train, val=base.val, test=base.test,
              example_inputs=base.example_inputs, augment="crop")
+
+
+def test_per_pixel_class_logits_are_distilled_and_scored_over_their_class_dimension(tmp_path):
+    """A segmentation-like output (N, C, H, W) with labels (N, H, W): classes in dimension 1, as
+    PyTorch's cross-entropy takes them; the candidate learns them, the metric counts pixels."""
+    from autocompress import evaluate
+    from autocompress.compressors.distill import hard_label_loss
+    from autocompress.task import accuracy
+
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 4, 1)).eval()
+    x = torch.randn(96, 3, 8, 8)
+    with torch.no_grad():
+        labels = teacher(x).argmax(1)  # (N, H, W)
+    assert float(hard_label_loss(teacher(x[:4]), labels[:4])) < 1.5
+    assert accuracy(teacher(x).detach().numpy(), labels.numpy()) == 1.0
+    data = TensorDataset(x, labels)
+    task = Task(name="pixels", teacher=teacher, train=data, val=data, test=data, example_inputs=x[:1])
+    plan = Plan(layers={"0": LayerPlan(prune=0.5)})
+    untuned = evaluate(task, plan, out_dir=tmp_path / "0", config=DistillConfig(steps=0))
+    tuned = evaluate(task, plan, out_dir=tmp_path / "60", config=DistillConfig(steps=60, lr=1e-2))
+    assert 0 <= untuned.accuracy <= 1 and tuned.accuracy > untuned.accuracy
