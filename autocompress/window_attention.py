@@ -6,7 +6,8 @@ factorized layer put in their place is never called. ``WindowAttention`` compute
 (pad to whole windows, roll by the shift, attend within each window with the relative position
 bias and, when shifted, a mask between regions that were not neighbours, roll back, crop) with
 q, k, v and proj as Linear modules called on the tokens: every technique reaches them, and the
-heads are visible (``spaces.attention``). ``canonical.explicit_layers`` puts one in place of
+heads are visible (``spaces.attention``) and pruned whole, their position bias with them
+(``keep_heads``). ``canonical.explicit_layers`` puts one in place of
 each such module, checked to give the same outputs. The original module stays inside it, without
 its projections, for its relative position bias (and V2's logit scale).
 
@@ -75,6 +76,25 @@ class WindowAttention(nn.Module):
         self.attention_dropout, self.dropout, self.cosine = original.attention_dropout, original.dropout, cosine
         del original.qkv, original.proj
         self.position = original  # its relative position bias (and V2's logit scale): no projections left
+
+    @torch.no_grad()
+    def keep_heads(self, kept: list[int]) -> None:
+        """The per-head parts of the position bias follow the heads kept (``compressors.heads``
+        slices q, k, v and proj): V1's bias table columns, V2's position MLP outputs and logit scales."""
+        index, position = torch.tensor(kept), self.position
+        position.num_heads = len(kept)
+        table = getattr(position, "relative_position_bias_table", None)
+        if isinstance(table, nn.Parameter):
+            position.relative_position_bias_table = nn.Parameter(table.index_select(1, index).clone())
+        mlp = getattr(position, "cpb_mlp", None)
+        if isinstance(mlp, nn.Sequential) and isinstance(mlp[-1], nn.Linear):
+            last = mlp[-1]
+            mlp[-1] = nn.Linear(last.in_features, len(kept), bias=last.bias is not None)
+            mlp[-1].weight.copy_(last.weight.index_select(0, index))
+            if last.bias is not None:
+                mlp[-1].bias.copy_(last.bias.index_select(0, index))
+        if isinstance(getattr(position, "logit_scale", None), nn.Parameter):
+            position.logit_scale = nn.Parameter(position.logit_scale.index_select(0, index).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, height, width, channels = x.shape

@@ -46,3 +46,23 @@ def test_swin_window_attention_is_rewritten_with_its_projections_as_linear_layer
     assert [n for n, m in attention.named_children() if isinstance(m, nn.Linear)] == ["q", "v", "k", "proj"]
     with torch.no_grad():
         assert torch.allclose(block(x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("version", ["ShiftedWindowAttention", "ShiftedWindowAttentionV2"])
+def test_swin_heads_are_pruned_whole_with_their_position_bias(version):
+    swin = pytest.importorskip("torchvision.models.swin_transformer")
+    from autocompress.compressors.heads import prune_heads
+
+    torch.manual_seed(0)
+    block = nn.Sequential(getattr(swin, version)(16, [4, 4], [2, 2], num_heads=4)).eval()
+    x = torch.randn(1, 8, 8, 16)
+    explicit_layers(block, x)
+    attention = block[0]
+    bias_before = attention.position.get_relative_position_bias()
+    assert prune_heads(block, x, keep={"0": 0.5}) == {"0": (4, 2)}
+    assert attention.q.out_features == 8 and attention.proj.in_features == 8
+    bias_after = attention.position.get_relative_position_bias()
+    assert bias_after.shape[1] == 2
+    assert any(torch.equal(bias_after[0, 0], bias_before[0, h]) for h in range(4))  # a kept head's own bias
+    with torch.no_grad():
+        assert block(x).shape == (1, 8, 8, 16)

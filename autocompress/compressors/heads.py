@@ -7,7 +7,8 @@ q, k and v and the same input columns of the output projection. Channel-wise pru
 (Torch-Pruning) never touches q/k/v outputs, because a channel removed from one head but not its
 partners breaks the head's shape; whole heads are pruned here instead, ranked by the L1 (or L2)
 norm of each head's weights. The module's head-count attribute (``num_heads``,
-``num_attention_heads`` ...) and ``all_head_size`` follow.
+``num_attention_heads`` ...) and ``all_head_size`` follow, and a module with a ``keep_heads(kept)``
+method of its own (``window_attention.WindowAttention``: a position bias per head) is told which.
 
 Example:
     >>> import torch
@@ -66,6 +67,8 @@ def keep_heads(model: nn.Module, heads: Heads, kept: list[int]) -> None:
             setattr(module, attribute, len(kept))
     if isinstance(getattr(module, "all_head_size", None), int):
         module.all_head_size = len(kept) * heads.head_dim
+    if callable(getattr(module, "keep_heads", None)):  # per-head parts of its own (Swin's position bias)
+        module.keep_heads(sorted(kept))
 
 
 def prune_heads(model: nn.Module, example_inputs: Inputs, *, keep: dict[str, float], importance: str = "l1"
