@@ -144,7 +144,30 @@ def two_node_cluster(tmp_path):
                        check=True, env=env, capture_output=True)
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+        _stop_cluster(port)
+
+
+def _stop_cluster(port: int) -> None:
+    """Kill this cluster's processes only (the ones given its GCS port): ``ray stop`` would also end
+    every other Ray on the machine, a search running beside the tests included."""
+    import psutil
+
+    def ours(proc) -> bool:
+        args = proc.info["cmdline"] or []
+        return any(a.endswith((f":{port}", f"port={port}")) or f":{port} " in a for a in args)
+
+    mine = [proc for proc in psutil.process_iter(["cmdline"]) if ours(proc)]
+    for proc in list(mine):  # its agents rename themselves (ray::DashboardAgent): found as children
+        try:
+            mine += proc.children(recursive=True)
+        except psutil.NoSuchProcess:
+            pass
+    for proc in mine:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(mine, timeout=10)
 
 
 def test_two_node_cluster_runs_trials_on_both_nodes_with_latency_on_the_target(two_node_cluster, tmp_path):
