@@ -93,8 +93,8 @@ def start_ray(*, address: str | None, workers: int, cpus_per_trial: float, num_c
                              "start one with 'ray start --head' or check the address and RAY_AUTH_MODE") from exc
         return f"Ray cluster at {address}: {ray.cluster_resources().get('CPU', 0):g} CPUs"
     cpus = num_cpus or os.cpu_count() or 1
-    ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-             configure_logging=False, _node_ip_address="127.0.0.1")
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR,  # a new Ray,
+             log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")  # never one running here
     unguarded = os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled"
     return f"local Ray: {cpus} CPUs" + ("; warning: RAY_AUTH_MODE=disabled, so Ray's ports (Ray 2.60 listens on "
                                          "every interface) take requests without its token" if unguarded else "")
