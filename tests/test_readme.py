@@ -36,6 +36,8 @@ def _own_model_files(folder):
 
 
 def test_the_readme_own_model_examples_run_as_written(tmp_path):
+    import autocompress  # noqa: F401  (first, as the README says: torchvision then imports beside the CPU torch)
+
     pytest.importorskip("torchvision")
     pytest.importorskip("transformers")
     modules = _own_model_files(tmp_path)
