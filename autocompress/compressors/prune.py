@@ -26,7 +26,7 @@ from torch import nn
 
 from autocompress.compressors.distill import hard_label_loss
 from autocompress.model_io import forward
-from autocompress.spaces.layers import COMPRESSIBLE_TYPES, channel_stripes, coupled_channels, out_channels
+from autocompress.spaces.layers import PRUNED_TYPES, channel_stripes, coupled_channels, out_channels
 
 
 def _importance(kind: str):
@@ -42,7 +42,7 @@ def _drops(scores: torch.Tensor, group: tp.Group, graph: tp.DependencyGraph, cou
     skipping any whose removal would leave one of its layers with no channel: a branch
     concatenated into a wider tensor owns only its slice of the root's channels, and keeps at
     least one of them."""
-    owners = [set(item.root_idxs) for item in group if isinstance(item.dep.target.module, COMPRESSIBLE_TYPES)
+    owners = [set(item.root_idxs) for item in group if isinstance(item.dep.target.module, PRUNED_TYPES)
               and graph.is_out_channel_pruning_fn(item.dep.handler)]
     left = [len(owned) for owned in owners]
     chunk = len(scores) // stripes
@@ -84,15 +84,16 @@ def prune_groups(model: nn.Module, example_inputs: torch.Tensor, *, keep: dict[s
         if group_name is None:
             continue
         channels = out_channels(group[0].dep.target.module)
-        stripes = channel_stripes(group, channels)
-        kept = max(1, round(channels // stripes * keep[group_name]))
-        if kept >= channels // stripes:
+        stripes = channel_stripes(graph, group, channels)
+        units = channels // stripes
+        kept = max(1, round(units * keep[group_name]))
+        if kept >= units:
             continue
         with torch.no_grad():
             scores = scorer(group)
         if scores is None:  # no gradient reached this group: fall back to magnitude
             scores = _importance("l1")(group)
-        drop = _drops(scores, group, graph, channels // stripes - kept, stripes)
+        drop = _drops(scores, group, graph, units - kept, stripes)
         if drop:
             decisions.append((group, group_name, channels, drop))
     changed = {}

@@ -144,7 +144,7 @@ def out_channels(module: nn.Module) -> int:
     return module.out_channels if isinstance(module, CONV_TYPES) else module.out_features
 
 
-def channel_stripes(group: tp.Group, channels: int) -> int:
+def channel_stripes(graph: tp.DependencyGraph, group: tp.Group, channels: int) -> int:
     """Into how many equal chunks the grouped convolutions (not depthwise ones) among ``group``'s
     layers split its ``channels``: each group of such a convolution must keep as many channels as
     the others, so every chunk loses the same positions (1: none; the least common multiple of
@@ -152,21 +152,16 @@ def channel_stripes(group: tp.Group, channels: int) -> int:
 
     >>> net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=4))
     >>> graph = tp.DependencyGraph().build_dependency(net, torch.randn(1, 3, 6, 6))
-    >>> channel_stripes(graph.get_pruning_group(net[0], tp.prune_conv_out_channels, [0]), 8)
+    >>> channel_stripes(graph, graph.get_pruning_group(net[0], tp.prune_conv_out_channels, [0]), 8)
     4
     """
     counts = [module.groups for item in group for module in [item.dep.target.module]
               if isinstance(module, CONV_TYPES) and module.groups > 1
               and not module.groups == module.in_channels == module.out_channels]
     counts += [2 for item in group if isinstance(item.dep.target.module, RECURRENT_TYPES)
-               and item.dep.target.module.bidirectional and graph_out_channel(item)]
+               and item.dep.target.module.bidirectional and graph.is_out_channel_pruning_fn(item.dep.handler)]
     stripes = math.lcm(*counts) if counts else 1
     return stripes if channels % stripes == 0 else 1
-
-
-def graph_out_channel(item) -> bool:
-    """Whether a Torch-Pruning group item removes output channels (not inputs) of its layer."""
-    return "out_channels" in getattr(item.dep.handler, "__name__", "")
 
 
 def _layer_outputs(graph: tp.DependencyGraph, group: tp.Group, names: dict[nn.Module, str]) -> list:
@@ -270,7 +265,7 @@ def dependency_groups(model: nn.Module, example_inputs: Inputs, *, head: str, at
     graph, found, refused = coupled_channels(model, example_inputs, head=head, attention=attention)
     names = {m: n for n, m in model.named_modules()}
     groups = [Group(name=members[0], members=members + _coupled_tables(graph, group, names), channels=channels,
-                    stripes=channel_stripes(group, channels))
+                    stripes=channel_stripes(graph, group, channels))
               for group, members in found for channels in [out_channels(group[0].dep.target.module)]]
     return sorted(groups, key=lambda g: order[g.name]), refused
 
