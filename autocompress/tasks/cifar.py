@@ -106,9 +106,9 @@ def _decode(archive: Path) -> dict[str, np.ndarray]:
     return {f"x_{s}": np.stack(images[s]) for s in images} | {f"y_{s}": np.array(labels[s], np.int64) for s in labels}
 
 
-def decoded_cifar(data_dir) -> dict[str, np.ndarray]:
+def decoded_cifar(data_dir, task: str = "cifar10-resnet20/56") -> dict[str, np.ndarray]:
     """The 60,000 images as uint8 arrays (decoded once, then read from the cache)."""
-    archive = require_files(data_dir, "cifar10-jpeg", ARCHIVE, task="cifar10-resnet20/56")[next(iter(ARCHIVE))]
+    archive = require_files(data_dir, "cifar10-jpeg", ARCHIVE, task=task)[next(iter(ARCHIVE))]
     cached = cache_root() / "data" / f"cifar10-jpeg-{sha256(archive)[:16]}.npz"
     if not cached.is_file():
         arrays = _decode(archive)
@@ -120,8 +120,9 @@ def decoded_cifar(data_dir) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def cifar_splits(data_dir, *, val: int = 5000, seed: int = 0) -> dict[str, TensorDataset]:
-    arrays = decoded_cifar(data_dir)
+def cifar_splits(data_dir, *, val: int = 5000, seed: int = 0, task: str = "cifar10-resnet20/56"
+                 ) -> dict[str, TensorDataset]:
+    arrays = decoded_cifar(data_dir, task)
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
     as_input = lambda a: (torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255.0 - mean) / std  # noqa: E731

