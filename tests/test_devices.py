@@ -77,7 +77,7 @@ def test_an_out_of_memory_error_says_what_to_change_and_other_errors_stay_as_the
 RAY_PROBE = r"""
 import json, os, ray
 from autocompress.devices import DeviceError, current_trial_device, trial_device
-ray.init(num_cpus=1, num_gpus=1, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+ray.init(address="local", num_cpus=1, num_gpus=1, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
 
 def probe():
     ids, visible = ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")

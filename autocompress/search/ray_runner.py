@@ -54,20 +54,36 @@ HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0
 
 def check_address(address: str) -> None:
     """Fail fast (one line, a few seconds) unless a Ray head answers at ``address``: something
-    must listen there and speak gRPC (HTTP/2: it answers our SETTINGS frame with its own)."""
+    must listen there and speak gRPC (HTTP/2: it answers our SETTINGS frame with its own).
+    ``auto`` is checked at the address it stands for (a cluster that died leaves its address behind)."""
+    named = address
     if address == "auto":
-        return
+        address = auto_address()
+        named = f"auto ({address}, from RAY_ADDRESS or the last 'ray start' on this machine)"
     host, _, port = address.removeprefix("ray://").rpartition(":")
     try:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=ADDRESS_TIMEOUT_S) as conn:
             conn.sendall(HTTP2_PREFACE)
             reply = conn.recv(9)
     except (OSError, ValueError) as exc:
-        raise UsageError(f"--address {address}: no Ray cluster answers there ({exc}); start one with "
+        raise UsageError(f"--address {named}: no Ray cluster answers there ({exc}); start one with "
                          "'ray start --head --port PORT' and pass HOST:PORT") from exc
     if len(reply) < 9 or reply[3] != 4:  # frame type 4 = SETTINGS
-        raise UsageError(f"--address {address}: something listens there but it is not a Ray head (no gRPC "
+        raise UsageError(f"--address {named}: something listens there but it is not a Ray head (no gRPC "
                          "answer); give the port 'ray start --head' printed (default 6379)")
+
+
+def auto_address() -> str:
+    """What Ray's ``address='auto'`` joins: RAY_ADDRESS, else the cluster ``ray start`` last wrote
+    down on this machine, else any Ray running here."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        return canonicalize_bootstrap_address("auto")
+    except (ConnectionError, ValueError) as exc:
+        raise UsageError("--address auto: no Ray cluster runs on this machine (RAY_ADDRESS is unset and no "
+                         "'ray start' left its address); "
+                         "start one with 'ray start --head' or leave --address out for a local Ray") from exc
 
 
 def start_ray(*, address: str | None, workers: int, cpus_per_trial: float, num_cpus: int | None = None) -> str:

@@ -56,7 +56,7 @@ from autocompress.search import search
 from autocompress.search.settings import Execution, SearchSettings
 from tests.fixtures.user_tasks import tiny
 
-ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
 settings = SearchSettings(distill=DistillConfig(steps=2), sensitivity=False, warm_start=False)
 search(tiny(), settings=settings, trials=3, out=sys.argv[1], task_spec="tests.fixtures.user_tasks:tiny",
        execution=Execution(workers=2, gpus_per_trial=0.25, address="auto"), progress=lambda line: None)

@@ -116,7 +116,7 @@ def test_rungs_promote_the_front_of_the_rung_below_and_the_front_uses_the_top_ru
 def test_time_budget_ends_the_search_cleanly(tmp_path):
     out = tmp_path / "run"
     proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "100000", "--steps", "50",
-                   "--time-budget", "15", "--no-warm-start", "--out", str(out))
+                   "--time-budget", "15", "--no-warm-start", "--no-sensitivity", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "time budget of 15 s spent" in proc.stdout
     trials = pd.read_csv(out / "trials.csv")

@@ -137,6 +137,8 @@ def two_node_cluster(tmp_path):
     port = _free_port()
     env = dict(os.environ, RAY_AUTH_MODE="token")
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    address_file = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # 'ray start' writes it,
+    before = address_file.read_text() if address_file.exists() else None  # address='auto' reads it
     subprocess.run([ray, "start", "--head", f"--port={port}", "--include-dashboard=false",
                     "--resources={\"target\": 1}", *common], check=True, env=env, capture_output=True)
     try:
@@ -145,6 +147,16 @@ def two_node_cluster(tmp_path):
         yield f"127.0.0.1:{port}"
     finally:
         _stop_cluster(port)
+        _restore(address_file, before)
+
+
+def _restore(path: Path, text: str | None) -> None:
+    """Put back the address file as it was: a dead cluster's address there would send every later
+    ``ray.init(address='auto')`` on this machine to wait for it."""
+    if text is not None:
+        path.write_text(text)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _stop_cluster(port: int) -> None:
