@@ -31,7 +31,9 @@ NAME = "cifar10-mobilenetv2"
 RECIPE = {"data": "CIFAR-10 JPEG (sha256-checked)", "val": 5000, "split_seed": 0, "normalize": [MEAN, STD],
           "model": "torchvision mobilenet_v2(num_classes=10), first conv stride 1", "init_seed": 0,
           "train": {"epochs": 7, "batch": 128, "lr": 0.05, "seed": 0, "augment": "crop4+flip"}}
-DISTILL_LR = 2e-3
+# AdamW at 2e-3 undid the SGD-trained teacher: the uncompressed plan lost 1 validation point in 300
+# steps; at 3e-4 an int4/int8 mix (6.8x) kept test 0.7243 where 2e-3 gave validation 0.7172
+DISTILL_LR = 3e-4
 
 
 def cifar_mobilenet_v2(num_classes: int = 10) -> nn.Module:
