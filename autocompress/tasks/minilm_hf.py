@@ -26,7 +26,7 @@ from autocompress import model_io
 from autocompress.task import Task, UsageError
 from autocompress.tasks.cache import cached_weights, training_report
 from autocompress.tasks.minilm import DISTILL_LR, RECIPE, minilm_splits, package_dir
-from autocompress.tasks.training import train_classifier
+from autocompress.tasks.training import split_accuracy, train_classifier
 
 NAME = "sst2-minilm-hf"
 HF_RECIPE = RECIPE | {"model": "transformers BertForSequenceClassification.from_pretrained (eager attention)",
@@ -53,13 +53,6 @@ def load_hf_classifier(folder) -> nn.Module:
 
 
 @torch.no_grad()
-def _accuracy(model: nn.Module, data: model_io.Examples) -> float:
-    model.eval()
-    predictions = torch.cat([model_io.forward(model, model_io.rows(data.inputs, slice(i, i + 256))).argmax(1)
-                             for i in range(0, len(data), 256)])
-    return float((predictions == data.labels).float().mean())
-
-
 def make_minilm_hf_task(data_dir=None) -> Task:
     """SST-2 sentiment (--data-dir), Hugging Face BertForSequenceClassification from pretrained MiniLM-L6."""
     folder = package_dir(NAME)
@@ -71,7 +64,7 @@ def make_minilm_hf_task(data_dir=None) -> Task:
 
     def fine_tune(model: nn.Module) -> dict:
         train_classifier(model, splits["train"], **HF_RECIPE["fine_tune"])
-        return {"val_accuracy": _accuracy(model, splits["val"]), "test_accuracy": _accuracy(model, splits["test"]),
+        return {"val_accuracy": split_accuracy(model, splits["val"]), "test_accuracy": split_accuracy(model, splits["test"]),
                 "note": "pretrained all-MiniLM-L6-v2 in transformers' BertForSequenceClassification, fine-tuned"}
 
     teacher = cached_weights(build, train=fine_tune, recipe=HF_RECIPE, name=NAME)

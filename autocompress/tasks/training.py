@@ -8,7 +8,7 @@ import time
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 from autocompress import model_io
 from autocompress.devices import training_device
@@ -40,3 +40,18 @@ def train_classifier(model: nn.Module, data: Dataset, *, epochs: int, batch: int
         print(f"autocompress: teacher epoch {epoch + 1}/{epochs}: mean loss {total / len(loader):.4f}, "
               f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     model.to("cpu").eval()
+
+
+@torch.no_grad()
+def split_accuracy(model: nn.Module, data: TensorDataset | model_io.Examples, *, batch: int = 256) -> float:
+    """Top-1 accuracy of ``model`` (eval mode) on a split of tensor or structured inputs.
+
+    >>> data = TensorDataset(torch.eye(4), torch.tensor([0, 1, 2, 0]))
+    >>> split_accuracy(nn.Identity(), data)
+    0.75
+    """
+    model.eval()
+    inputs, labels = (data.tensors if isinstance(data, TensorDataset) else (data.inputs, data.labels))
+    correct = sum(int((model_io.forward(model, model_io.rows(inputs, slice(i, i + batch))).argmax(1)
+                       == labels[i:i + batch]).sum()) for i in range(0, len(labels), batch))
+    return correct / len(labels)
