@@ -12,6 +12,9 @@ put in an equivalent, explicit form, in place:
 - torchvision's shifted-window attention (Swin V1 and V2), which multiplies by its ``qkv`` and
   ``proj`` weights directly, becomes ``window_attention.WindowAttention``: the same computation
   with q, k, v and proj called as Linear layers;
+- adaptive average pooling the ONNX exporter refuses (an output size that does not divide the
+  input size at the example inputs, e.g. VGG's 7x7 pooling after a 1x1 map) becomes
+  ``pooling.MatrixAvgPool``, the same averages as two matrix products;
 - activations that overwrite their input (``nn.ReLU(inplace=True)``, torchvision's ReLU6) write a
   new tensor instead: a quantized layer's output is then quantized where the activation's
   result is, before its ReLU (a no-op there), and int8 kernels chain through it.
@@ -43,6 +46,7 @@ from torch import nn
 
 from autocompress.model_io import Inputs, forward
 from autocompress.modules import MultiheadAttention, attention_fast_path_off
+from autocompress.pooling import POOLS, MatrixAvgPool, exportable
 from autocompress.window_attention import WindowAttention, is_window_attention
 
 TOLERANCE = 1e-4  # max abs difference of the outputs, relative to their largest magnitude
@@ -75,6 +79,26 @@ def _rewrite(module: nn.Module) -> nn.Module | None:
     return None
 
 
+def _unexportable_pools(model: nn.Module, example_inputs: Inputs) -> list[tuple[str, nn.Module, nn.Module]]:
+    pools = [(name, module) for name, module in model.named_modules() if type(module) in POOLS]
+    if not pools:
+        return []
+    sizes: dict[str, tuple] = {}
+    def record(name):
+        def hook(module, args):
+            sizes.setdefault(name, tuple(args[0].shape[2:]))
+        return hook
+
+    hooks = [module.register_forward_pre_hook(record(name)) for name, module in pools]
+    try:
+        forward(model, example_inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [(name, module, MatrixAvgPool(module, sizes[name])) for name, module in pools
+            if name in sizes and not exportable(module, sizes[name])]
+
+
 def _in_place(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, module) for name, module in model.named_modules()
             if getattr(module, "inplace", None) is True and not list(module.children())]
@@ -92,11 +116,13 @@ def explicit_layers(model: nn.Module, example_inputs: Inputs) -> list[str]:
     replaced = [(name, module, new) for name, module in model.named_modules()
                 for new in [_rewrite(module)] if new is not None]
     in_place = _in_place(model)
-    if not replaced and not in_place:
-        return []
     training = model.training
     model.eval()
     with attention_fast_path_off():
+        replaced += _unexportable_pools(model, example_inputs)
+        if not replaced and not in_place:
+            model.train(training)
+            return []
         before = forward(model, example_inputs).clone()
         for name, _, new in replaced:
             model.set_submodule(name, new)

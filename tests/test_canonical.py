@@ -66,3 +66,49 @@ def test_swin_heads_are_pruned_whole_with_their_position_bias(version):
     assert any(torch.equal(bias_after[0, 0], bias_before[0, h]) for h in range(4))  # a kept head's own bias
     with torch.no_grad():
         assert block(x).shape == (1, 8, 8, 16)
+
+
+class _VggLike(nn.Module):
+    """VGG/AlexNet at CIFAR size: a 2x2 map (1-D: length 2) spread by adaptive pooling to 3x3 (3)."""
+
+    def __init__(self, dims: int):
+        super().__init__()
+        conv, pool = (nn.Conv2d, nn.AdaptiveAvgPool2d) if dims == 2 else (nn.Conv1d, nn.AdaptiveAvgPool1d)
+        self.features = nn.Sequential(conv(3, 8, 3, padding=1), nn.ReLU(), conv(8, 8, 3, stride=4, padding=1), nn.ReLU())
+        self.avgpool = pool(3 if dims == 1 else (3, 3))
+        self.classifier = nn.Linear(8 * 3 ** dims, 4)
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_adaptive_pooling_the_exporter_refuses_becomes_matrices_and_every_technique_exports(dims, tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    from autocompress import DistillConfig, Plan, Task, evaluate, model_io
+
+    torch.manual_seed(0)
+    model = _VggLike(dims).eval()
+    x = torch.randn(48, 3, *([8] * dims))  # a map of 2 (x 2) before the pooling to 3 (x 3)
+    with pytest.raises(Exception, match="not factor of input size"):  # what a user meets without the rewrite
+        torch.onnx.export(_VggLike(dims).eval(), (x[:1],), str(tmp_path / "raw.onnx"), dynamo=False)
+    labels = model(x).argmax(1)
+    data = model_io.Examples(x, labels)
+    task = Task(name="vgg-like", teacher=model, train=data, val=data, test=data, example_inputs=x[:1])
+    assert type(task.teacher.avgpool).__name__ == "MatrixAvgPool"
+    evaluate(task, Plan(), out_dir=tmp_path / "off", config=DistillConfig(steps=0))
+    session = ort.InferenceSession(str(tmp_path / "off" / "model.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        assert np.abs(session.run(None, {session.get_inputs()[0].name: x[:8].numpy()})[0]
+                      - task.teacher(x[:8]).numpy()).max() <= 1e-5
+    plan = Plan.from_dict({"layers": {"features.0": {"bits": 8, "prune": 0.5}, "features.2": {"bits": 8},
+                                      "classifier": {"bits": 8}}})
+    metrics = evaluate(task, plan, out_dir=tmp_path / "compressed", config=DistillConfig(steps=2, batch_size=16))
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "compressed" / "model.onnx")).graph
+    int8_weights = [w for w in graph.initializer if w.data_type == onnx.TensorProto.INT8]
+    assert len(int8_weights) >= 3 and "pruned features.0 8->4" in metrics.notes, metrics.notes
+    assert 0 <= metrics.accuracy <= 1
