@@ -76,6 +76,7 @@ def coverage(model: nn.Module, info) -> dict:
 
 def inspect_task(task: Task | str, *, data_dir: str | None = None) -> dict:
     """The search space of ``task`` (a Task, a built-in name or ``package.module:function``)."""
+    from autocompress.evaluators.evaluate import check_teacher_exports
     from autocompress.spaces.space import SearchSpace
 
     if isinstance(task, str):
@@ -83,6 +84,7 @@ def inspect_task(task: Task | str, *, data_dir: str | None = None) -> dict:
     elif data_dir is not None:
         raise UsageError("data_dir= only helps load a task given by name; pass the name, or no data_dir=")
     info = _discovery(task)
+    check_teacher_exports(task)  # as search would: an operator ONNX lacks is said here, not after the scan
     space = SearchSpace(info)
     return {
         "task": {"name": task.name, "description": task.description,

@@ -77,6 +77,7 @@ def test_user_task_factory_runs(tmp_path):
     (["--task", "tests.fixtures.user_tasks:not_a_task"], "returned int, not autocompress.Task"),
     (["--task", "tests.fixtures.user_tasks:raises"], "failed: RuntimeError: database unreachable"),
     (["--task", "tests.fixtures.user_tasks:broken_forward"], "the teacher's forward failed"),
+    (["--task", "tests.fixtures.user_tasks:unexportable"], "the teacher cannot be exported to ONNX (Unsupported"),
     (["--task", "digits", "--sampler", "grid"], "--sampler 'grid' is unknown"),
     (["--task", "digits", "--trials", "0"], "--trials must be at least 1"),
     (["--task", "digits", "--trials", "-3"], "--trials must be at least 1"),
@@ -86,6 +87,11 @@ def test_user_task_factory_runs(tmp_path):
 def test_bad_input_isone_clear_line(tmp_path, args, expected, cli):
     line = one_clear_line(cli("search", *args, "--out", str(tmp_path / "out")))
     assert expected in line
+
+
+def test_inspect_says_a_teacher_cannot_be_exported_before_any_search(cli):
+    line = one_clear_line(cli("inspect", "--task", "tests.fixtures.user_tasks:unexportable"))
+    assert "aten::cummax" in line and "register_custom_op_symbolic" in line
 
 
 def test_out_that_is_not_a_run_directory_is_refused(tmp_path, cli):

@@ -14,10 +14,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
 import shutil
+import sys
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -33,7 +36,7 @@ from autocompress.evaluators.measure import (MetricError, file_sha256, latency_m
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
 from autocompress.budget import Budget
-from autocompress.task import Task, UsageError
+from autocompress.task import Task, UsageError, one_line
 
 ARTIFACT_NAME, PLAN_NAME, CHECKPOINT_NAME = "model.onnx", "plan.json", "checkpoint.pt"
 
@@ -122,7 +125,48 @@ def evaluate_teacher(task: Task, *, out_dir: str | os.PathLike, latency: Latency
     A metric that fails on the teacher is the user's to fix (a UsageError); on a candidate, the
     same MetricError fails that candidate only."""
     try:
-        return evaluate(task, Plan(), out_dir=out_dir, config=DistillConfig(steps=0), latency=latency)
+        with _exporter_log_silenced():
+            return evaluate(task, Plan(), out_dir=out_dir, config=DistillConfig(steps=0), latency=latency)
+    except torch.onnx.errors.OnnxExporterError as exc:
+        raise unexportable(task, exc) from exc
     except MetricError as exc:
         raise UsageError(f"task {task.name!r}: on the teacher's validation outputs, {exc}; make Task.metric "
                          "return a finite number for logits (N, classes) and labels (N,), higher is better") from exc
+
+
+def unexportable(task: Task, exc: Exception) -> UsageError:
+    """The one line for a teacher that torch cannot export to ONNX (an operator ONNX lacks)."""
+    return UsageError(f"task {task.name!r}: the teacher cannot be exported to ONNX ({type(exc).__name__}: "
+                      f"{one_line(exc)}); write that part with operators ONNX has, or register an export for it "
+                      "(torch.onnx.register_custom_op_symbolic)")
+
+
+def check_teacher_exports(task: Task) -> None:
+    """Export the teacher as the search will (to a temporary folder); a UsageError if torch cannot."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="autocompress-export-") as folder:
+        try:
+            with _exporter_log_silenced():
+                export_artifact(build(task, Plan()), task.example_inputs, str(Path(folder) / ARTIFACT_NAME))
+        except torch.onnx.errors.OnnxExporterError as exc:
+            raise unexportable(task, exc) from exc
+
+
+@contextlib.contextmanager
+def _exporter_log_silenced():
+    """Keep the process's C-level stdout shut: torch 2.13's exporter prints its whole graph there
+    when an export fails (its ONNX log is always on: ``setup_onnx_logging`` tests a function for
+    truth), and the caller says the error in one line. Main thread only (fd 1 is process-wide)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
