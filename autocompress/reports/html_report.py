@@ -143,8 +143,13 @@ def render_report(run: Run, *, run_ref: str | None = None, data: ReportData | No
     return _PLACEHOLDER.sub(lambda m: parts[m.group(1)], _static("report.html"))
 
 
-def _output_path(path: Path) -> Path:
-    """Check where the report goes before the report is built: a file in an existing folder."""
+def _output_path(path: Path, run_dir: Path) -> Path:
+    """Check where the report goes before the report is built: a file in an existing folder, and
+    never one of the run's own files (its table, study, settings or artifacts)."""
+    inside = path.resolve().is_relative_to(run_dir.resolve())
+    if inside and path.resolve() != (run_dir / REPORT_HTML).resolve() and (path.exists() or path.suffix != ".html"):
+        raise UsageError(f"-o {path} is inside the run directory {run_dir}, where the report would replace the "
+                         f"run's own files; write it to {run_dir / REPORT_HTML} or outside the run directory")
     if path.is_dir():
         raise UsageError(f"-o {path} is a folder; give a file path, e.g. {path / REPORT_HTML}")
     if not path.parent.is_dir():
@@ -172,7 +177,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     """Write the report of the run in ``run_dir`` to ``out`` (default: RUN_DIR/report.html),
     atomically; with ``png_dir``, also its main plots as PNG files there."""
     run = load_run(run_dir)
-    path = _output_path(Path(out) if out is not None else run.path / REPORT_HTML)
+    path = _output_path(Path(out) if out is not None else run.path / REPORT_HTML, run.path)
     if png_dir is not None and Path(png_dir).exists() and not Path(png_dir).is_dir():
         raise UsageError(f"--png {png_dir} is a file; give a folder for the PNG files")
     data = collect(run)

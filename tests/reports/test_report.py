@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from autocompress.reports.collect import collect
@@ -131,3 +132,16 @@ def test_a_run_without_recorded_groups_shows_each_prune_knob_on_its_own_layer(sy
     for j, name in enumerate(data.layers):
         expected = plan.width * (1 - plan.layer(name).prune) if name in data.groups else 1.0
         assert shown["kept"][j] == expected, name
+
+
+def test_a_report_is_never_written_over_the_runs_own_files(synthetic_run):
+    from autocompress.reports import write_report
+    from autocompress.task import UsageError
+
+    own = [path for path in synthetic_run.rglob("*") if path.is_file() and path.name != "report.html"]
+    before = {path: path.read_bytes() for path in own}
+    for target in [*own[:6], synthetic_run, synthetic_run / "trials.csv", synthetic_run / "notes.txt"]:
+        with pytest.raises(UsageError, match="inside the run directory"):
+            write_report(synthetic_run, target)
+    assert {path: path.read_bytes() for path in own} == before and not (synthetic_run / "notes.txt").exists()
+    assert write_report(synthetic_run, synthetic_run / "report.html").read_text().startswith("<!DOCTYPE html>")
