@@ -83,13 +83,11 @@ def _unexportable_pools(model: nn.Module, example_inputs: Inputs) -> list[tuple[
     pools = [(name, module) for name, module in model.named_modules() if type(module) in POOLS]
     if not pools:
         return []
+    names = {module: name for name, module in pools}
     sizes: dict[str, tuple] = {}
-    def record(name):
-        def hook(module, args):
-            sizes.setdefault(name, tuple(args[0].shape[2:]))
-        return hook
-
-    hooks = [module.register_forward_pre_hook(record(name)) for name, module in pools]
+    # a pre-hook returning anything but None would replace the inputs: hence "and None"
+    hooks = [module.register_forward_pre_hook(lambda mod, args: sizes.setdefault(names[mod], tuple(args[0].shape[2:]))
+                                              and None) for _, module in pools]
     try:
         forward(model, example_inputs)
     finally:

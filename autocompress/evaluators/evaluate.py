@@ -14,13 +14,10 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import os
 import shutil
-import sys
-import threading
 from pathlib import Path
 from typing import Callable
 
@@ -125,8 +122,7 @@ def evaluate_teacher(task: Task, *, out_dir: str | os.PathLike, latency: Latency
     A metric that fails on the teacher is the user's to fix (a UsageError); on a candidate, the
     same MetricError fails that candidate only."""
     try:
-        with _exporter_log_silenced():
-            return evaluate(task, Plan(), out_dir=out_dir, config=DistillConfig(steps=0), latency=latency)
+        return evaluate(task, Plan(), out_dir=out_dir, config=DistillConfig(steps=0), latency=latency)
     except torch.onnx.errors.OnnxExporterError as exc:
         raise unexportable(task, exc) from exc
     except MetricError as exc:
@@ -147,26 +143,7 @@ def check_teacher_exports(task: Task) -> None:
 
     with tempfile.TemporaryDirectory(prefix="autocompress-export-") as folder:
         try:
-            with _exporter_log_silenced():
-                export_artifact(build(task, Plan()), task.example_inputs, str(Path(folder) / ARTIFACT_NAME))
+            export_artifact(build(task, Plan()), task.example_inputs, str(Path(folder) / ARTIFACT_NAME))
         except torch.onnx.errors.OnnxExporterError as exc:
             raise unexportable(task, exc) from exc
 
-
-@contextlib.contextmanager
-def _exporter_log_silenced():
-    """Keep the process's C-level stdout shut: torch 2.13's exporter prints its whole graph there
-    when an export fails (its ONNX log is always on: ``setup_onnx_logging`` tests a function for
-    truth), and the caller says the error in one line. Main thread only (fd 1 is process-wide)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
