@@ -47,7 +47,10 @@ def parse_size(text: str) -> int:
     ...
     autocompress.task.UsageError: --max-size '0.4B' is under one byte; give a size of at least 1B (e.g. 50KB or 1.5MiB)
     """
-    size = int(round(_parse(text, SIZE_UNITS, "--max-size", "50KB or 1.5MiB")))
+    value = _parse(text, SIZE_UNITS, "--max-size", "50KB or 1.5MiB")
+    if not math.isfinite(value):
+        raise UsageError(f"--max-size {text!r} is too large to be a size; give e.g. 50KB or 1.5MiB")
+    size = int(round(value))
     if size < 1:
         raise UsageError(f"--max-size {text!r} is under one byte; give a size of at least 1B (e.g. 50KB or 1.5MiB)")
     return size

@@ -42,3 +42,8 @@ def test_constraints_are_zero_or_less_when_feasible():
     outside = {"accuracy": 0.85, "size_bytes": 150, "latency_ms": 0.5}
     assert budget.violations(outside) == pytest.approx({"size_bytes": 50, "accuracy": 0.05})
     assert Budget().feasible(outside) and Budget().is_empty
+
+
+def test_a_size_too_large_for_any_file_is_one_clear_refusal():
+    with pytest.raises(UsageError, match="too large to be a size"):
+        parse_size("1e300GB")
