@@ -33,6 +33,7 @@ from autocompress.compressors.lowrank import factorize
 from autocompress.compressors.prune import prune_groups
 from autocompress.compressors.quantize import calibrate, prepare_qat
 from autocompress.compressors.student import drop_blocks
+from autocompress.compressors.tables import trim_tables
 from autocompress.plan import Plan
 from autocompress.spaces.layers import Discovery, discover
 from autocompress.task import Task
@@ -105,7 +106,8 @@ def build(task: Task, plan: Plan) -> Compressed:
     fine-tuned: its exported file already has the final size and latency."""
     info = task_context(task).discovery
     model = copy.deepcopy(task.teacher).eval()
-    notes = []
+    notes = [f"kept rows {after} of {before} of {name} (the others are never read)"
+             for name, (before, after) in trim_tables(model, task.example_inputs).items()]
     dropped = drop_blocks(model, plan, info.stages)
     if dropped:
         notes.append(f"dropped blocks {', '.join(dropped)}")

@@ -5,8 +5,10 @@ table by ids the model computes from its input (token ids): that lookup is what 
 replaces by a lookup of the integer rows (``evaluators.export``). The others stay float, each
 with its reason, shown by ``inspect`` under "not compressed":
 
-- ids the model makes itself (positions from ``torch.arange``): the exporter may fold the
-  lookup into a float constant, leaving no table to quantize;
+- ids the model makes itself (positions from ``torch.arange``, a buffer of token types): the
+  exporter may fold the lookup into a float constant, leaving no table to quantize; such a
+  table reads the same first rows whatever the input, and only those rows are kept in a
+  candidate's file (``compressors.tables``);
 - a table looked up twice or never in a forward pass (shared, or unused);
 - ``max_norm`` (the lookup rewrites the table) or ``sparse`` gradients.
 
@@ -33,20 +35,21 @@ from autocompress.model_io import Inputs, call, tensors
 from autocompress.tracing import OpRecorder, computed_from, made_from
 
 CONSTANT_LOOKUP = ("embedding looked up by ids not computed from the input (positions from torch.arange): the "
-                   "exporter may fold that lookup into a float constant, so its table is not quantized")
+                   "exporter may fold that lookup into a float constant, so its table is not quantized (rows it "
+                   "never reads are left out of a candidate's file)")
 NOT_ONCE = "embedding looked up {count} times in a forward pass: only a table looked up once is quantized"
 REWRITTEN = "embedding with max_norm or sparse gradients: its table is not quantized"
 
 
-def _lookups(model: nn.Module, example_inputs: Inputs) -> tuple[dict[str, list[int]], OpRecorder]:
-    """The ids tensors (by id) each embedding of ``model`` was called with, and every operation
-    of that forward pass."""
-    calls: dict[str, list[int]] = {}
+def lookups(model: nn.Module, example_inputs: Inputs) -> tuple[dict[str, list[torch.Tensor]], OpRecorder]:
+    """The ids tensors each embedding of ``model`` was called with, and every operation of that
+    forward pass."""
+    calls: dict[str, list[torch.Tensor]] = {}
 
     def record(name: str):
         def hook(module, args, kwargs) -> None:
             ids = args[0] if args else kwargs.get("input")
-            calls.setdefault(name, []).append(id(ids))
+            calls.setdefault(name, []).append(ids)
         return hook
 
     hooks = [m.register_forward_pre_hook(record(n), with_kwargs=True) for n, m in model.named_modules()
@@ -66,7 +69,7 @@ def embeddings_left_float(model: nn.Module, example_inputs: Inputs) -> dict[str,
     tables = {n: m for n, m in model.named_modules() if isinstance(m, nn.Embedding)}
     if not tables:
         return {}
-    calls, recorder = _lookups(model, example_inputs)
+    calls, recorder = lookups(model, example_inputs)
     sources = made_from(recorder.ops)
     why = {}
     for name, table in tables.items():
@@ -74,6 +77,6 @@ def embeddings_left_float(model: nn.Module, example_inputs: Inputs) -> dict[str,
             why[name] = REWRITTEN
         elif len(calls.get(name, [])) != 1:
             why[name] = NOT_ONCE.format(count=len(calls.get(name, [])))
-        elif not computed_from(calls[name][0], {id(t) for t in tensors(example_inputs)}, sources):
+        elif not computed_from(id(calls[name][0]), {id(t) for t in tensors(example_inputs)}, sources):
             why[name] = CONSTANT_LOOKUP
     return why
