@@ -22,17 +22,46 @@ from autocompress.compat import allow_torchvision_models
 
 allow_torchvision_models()  # torchvision's models import beside the CPU torch (see compat.py)
 
-from autocompress.compressors import Compressed, DistillConfig, compress
-from autocompress.evaluators import evaluate, export_artifact
-from autocompress.metrics import Metrics
-from autocompress.modules import SelfAttention
-from autocompress.plan import LayerPlan, Plan
-from autocompress.search import Execution, SearchResult, SearchSettings, search
-from autocompress.search.best import Candidate, NothingFeasible, Run, load_run
-from autocompress.budget import Budget
-from autocompress.evaluators.measure import predict
-from autocompress.inspection import inspect_task
-from autocompress.task import Task, UsageError, accuracy, load_task
+import importlib
+
+# What ``autocompress.X`` names, imported on first use (PEP 562): a Ray worker importing one
+# module of the package does not pay for the controller, Optuna and pandas (a second per process).
+_HOMES = {
+    "Budget": "autocompress.budget", "Candidate": "autocompress.search.best", "Compressed": "autocompress.compressors",
+    "DistillConfig": "autocompress.compressors", "Execution": "autocompress.search.settings",
+    "LayerPlan": "autocompress.plan", "Metrics": "autocompress.metrics", "NothingFeasible": "autocompress.search.best",
+    "Plan": "autocompress.plan", "Run": "autocompress.search.best", "SearchResult": "autocompress.search.controller",
+    "SearchSettings": "autocompress.search.settings", "SelfAttention": "autocompress.modules",
+    "Task": "autocompress.task", "UsageError": "autocompress.task", "accuracy": "autocompress.task",
+    "compress": "autocompress.compressors", "evaluate": "autocompress.evaluators",
+    "export_artifact": "autocompress.evaluators", "inspect_task": "autocompress.inspection",
+    "load_run": "autocompress.search.best", "load_task": "autocompress.task",
+    "predict": "autocompress.evaluators.measure",
+}
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'autocompress' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))
+
+
+import autocompress.search as _search_package  # noqa: E402,F401  first, so that the name below stays the function
+
+
+def search(task, **options):
+    """Search the joint compression space of ``task``: ``autocompress.search.controller.search``,
+    whose docstring gives every option (imported here on first use, with Optuna and pandas)."""
+    from autocompress.search.controller import search as run
+
+    return run(task, **options)
+
 
 __all__ = ["Budget", "Candidate", "Compressed", "DistillConfig", "Execution", "LayerPlan", "Metrics", "NothingFeasible",
            "Plan", "Run", "SearchResult", "SearchSettings", "SelfAttention", "Task", "UsageError", "accuracy", "compress",

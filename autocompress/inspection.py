@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from autocompress.arguments import expect
 from autocompress.modules import SelfAttention
 from autocompress.task import Task, UsageError, load_task
 
@@ -79,6 +80,7 @@ def inspect_task(task: Task | str, *, data_dir: str | None = None) -> dict:
     from autocompress.evaluators.evaluate import check_teacher_exports
     from autocompress.spaces.space import SearchSpace
 
+    expect("inspect_task", "task", task, (Task, str), how="a Task, or a task name such as 'digits'")
     if isinstance(task, str):
         task = load_task(task, data_dir=data_dir)
     elif data_dir is not None:

@@ -118,3 +118,43 @@ def test_an_export_is_all_or_nothing_even_when_the_target_fills_up_meanwhile(tmp
         with staged_folder(tmp_path / "other", run_dir=tmp_path / "run"):
             raise RuntimeError("measurement failed")
     assert [p.name for p in tmp_path.iterdir()] == ["shipped"]
+
+
+@pytest.mark.parametrize("call, keyword", [
+    (lambda task: autocompress.search("digits"), "search(task='digits')"),
+    (lambda task: autocompress.search(task, settings={"steps": 3}), "search(settings=...)"),
+    (lambda task: autocompress.search(task, execution={"workers": 2}), "search(execution=...)"),
+    (lambda task: autocompress.search(task, out=None), "search(out=None)"),
+    (lambda task: autocompress.search(task, out=3), "search(out=3)"),
+    (lambda task: autocompress.search(task, out=""), "search(out='')"),
+    (lambda task: autocompress.search(task, resume="yes"), "search(resume='yes')"),
+    (lambda task: autocompress.search(task, progress="print"), "search(progress=...)"),
+    (lambda task: autocompress.evaluate(task, "plan.json", out_dir="x"), "evaluate(plan='plan.json')"),
+    (lambda task: autocompress.evaluate(task, Plan(), out_dir=None), "evaluate(out_dir=None)"),
+    (lambda task: autocompress.evaluate(task, Plan(), out_dir="x", config={"steps": 1}), "evaluate(config=...)"),
+    (lambda task: autocompress.inspect_task(3), "inspect_task(task=3)"),
+])
+def test_the_python_api_refuses_a_wrong_type_in_one_line_naming_the_keyword(call, keyword, digits_task, tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError) as refused:
+        call(digits_task)
+    message = str(refused.value)
+    assert message.startswith(keyword) and "give " in message and "\n" not in message
+    assert not list(tmp_path.iterdir())  # nothing written: no run folder, no plan.json
+
+
+def test_run_best_refuses_a_budget_that_is_not_a_budget(small_run):
+    with pytest.raises(UsageError, match=r"^Run.best\(budget=\.\.\.\): expected a Budget or None, got dict"):
+        autocompress.load_run(small_run).best(budget={"max_size_bytes": 1000})
+
+
+def test_a_plan_naming_a_layer_the_model_lacks_is_refused_before_anything_is_written(digits_task, tmp_path):
+    plan = Plan(layers={"fc": LayerPlan(bits=8), "decoder.fc9": LayerPlan(bits=4)}, depth={"nowhere": 1})
+    with pytest.raises(UsageError, match=r"the plan names decoder.fc9, nowhere, which this model's search space"):
+        autocompress.evaluate(digits_task, plan, out_dir=tmp_path / "candidate", config=DistillConfig(steps=0))
+    assert not (tmp_path / "candidate" / "model.onnx").exists()
+
+
+def test_techniques_given_as_one_name_is_that_technique():
+    assert autocompress.SearchSettings(techniques="prune").techniques == ("prune",)

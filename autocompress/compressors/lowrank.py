@@ -24,16 +24,20 @@ from torch import nn
 from autocompress.spaces.layers import COMPRESSIBLE_TYPES, CONV_TYPES, factorized_params, rank_for
 
 
-def _factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    u, s, vh = torch.linalg.svd(weight.reshape(weight.shape[0], -1), full_matrices=False)
+def _factors(weight: torch.Tensor, rank: int, *, svd: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    matrix = weight.reshape(weight.shape[0], -1)
+    if not svd:  # the shapes alone: a check that the model runs factorized needs no values
+        return matrix.new_zeros(matrix.shape[0], rank), matrix.new_zeros(rank, matrix.shape[1])
+    u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
     root = s[:rank].sqrt()
     return u[:, :rank] * root, root[:, None] * vh[:rank]
 
 
-def factorize_layer(layer: nn.Module, rank: int) -> nn.Sequential:
-    """The two-layer replacement of a Conv1d, Conv2d or Linear at ``rank``."""
+def factorize_layer(layer: nn.Module, rank: int, *, svd: bool = True) -> nn.Sequential:
+    """The two-layer replacement of a Conv1d, Conv2d or Linear at ``rank`` (``svd=False``: its
+    structure only, with zero weights)."""
     with torch.no_grad():
-        left, right = _factors(layer.weight, rank)
+        left, right = _factors(layer.weight, rank, svd=svd)
         bias = layer.bias is not None
         if isinstance(layer, nn.Linear):
             first, second = nn.Linear(layer.in_features, rank, bias=False), nn.Linear(rank, layer.out_features, bias)
@@ -51,8 +55,10 @@ def factorize_layer(layer: nn.Module, rank: int) -> nn.Sequential:
     return nn.Sequential(first, second)
 
 
-def factorize(model: nn.Module, ratios: dict[str, float]) -> dict[str, str]:
-    """Factorize the named layers in place at the given rank ratios; returns {layer: why skipped}."""
+def factorize(model: nn.Module, ratios: dict[str, float], *, svd: bool = True) -> dict[str, str]:
+    """Factorize the named layers in place at the given rank ratios; returns {layer: why skipped}.
+    ``svd=False`` builds the factorized structure with zero weights (no SVD: a check that the
+    model runs that way, in a fraction of the time)."""
     skipped = {}
     modules = dict(model.named_modules())
     for name, ratio in ratios.items():
@@ -66,5 +72,5 @@ def factorize(model: nn.Module, ratios: dict[str, float]) -> dict[str, str]:
         elif factorized_params(shape, rank) >= layer.weight.numel():
             skipped[name] = f"rank {rank} would not save parameters at shape {shape}"
         else:
-            model.set_submodule(name, factorize_layer(layer, rank))
+            model.set_submodule(name, factorize_layer(layer, rank, svd=svd))
     return skipped

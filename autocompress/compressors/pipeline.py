@@ -36,7 +36,7 @@ from autocompress.compressors.student import drop_blocks
 from autocompress.compressors.tables import trim_tables
 from autocompress.plan import Plan
 from autocompress.spaces.layers import Discovery, discover
-from autocompress.task import Task
+from autocompress.task import Task, UsageError
 
 CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE = 4, 64
 BN_BATCHES = 16  # training batches that re-estimate BatchNorm statistics after a structural change
@@ -75,6 +75,13 @@ class TaskContext:
 _contexts: "weakref.WeakKeyDictionary[nn.Module, TaskContext]" = weakref.WeakKeyDictionary()
 
 
+def share_discovery(task: Task, discovery: Discovery) -> None:
+    """Give ``task`` the discovery another process already made of the same teacher (a search's
+    workers get the driver's: discovery and its checks can take longer than a trial)."""
+    if task.teacher not in _contexts:
+        _contexts[task.teacher] = TaskContext(discovery)
+
+
 def task_context(task: Task) -> TaskContext:
     context = _contexts.get(task.teacher)
     if context is None:
@@ -101,10 +108,21 @@ def with_task_lr(config: DistillConfig, task: Task) -> DistillConfig:
     return dataclasses.replace(config, lr=config.lr or task.distill_lr or DEFAULT_LR)
 
 
+def _check_plan_names(plan: Plan, info: Discovery) -> None:
+    """A plan may name only the layers and groups the search space has, and its stages."""
+    known = {layer.name for layer in info.layers} | {group.name for group in info.groups}
+    unknown = sorted({name for name, _ in plan.layers} - known) + sorted(set(dict(plan.depth)) - set(info.stages))
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise UsageError(f"the plan names {shown}, which this model's search space does not have (not a layer of "
+                         "it, or one left out: 'autocompress inspect' lists both); was the plan made for another model?")
+
+
 def build(task: Task, plan: Plan) -> Compressed:
     """The structure ``plan`` describes, built on a copy of the teacher and calibrated, not yet
     fine-tuned: its exported file already has the final size and latency."""
     info = task_context(task).discovery
+    _check_plan_names(plan, info)
     model = copy.deepcopy(task.teacher).eval()
     notes = [f"kept rows {after} of {before} of {name} (the others are never read)"
              for name, (before, after) in trim_tables(model, task.example_inputs).items()]
@@ -161,4 +179,4 @@ def compress(task: Task, plan: Plan, *, config: DistillConfig = DistillConfig(),
     return fine_tune(task, build(task, plan), config=config, on_step=on_step, checkpoint=checkpoint)
 
 
-__all__ = ["Compressed", "build", "compress", "fine_tune", "task_context"]
+__all__ = ["Compressed", "build", "compress", "fine_tune", "share_discovery", "task_context"]

@@ -33,6 +33,7 @@ from autocompress.evaluators.measure import (MetricError, file_sha256, latency_m
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
 from autocompress.budget import Budget
+from autocompress.arguments import PATH, expect
 from autocompress.task import Task, UsageError, one_line
 
 ARTIFACT_NAME, PLAN_NAME, CHECKPOINT_NAME = "model.onnx", "plan.json", "checkpoint.pt"
@@ -83,6 +84,11 @@ def evaluate(task: Task, plan: Plan, *, out_dir: str | os.PathLike, config: Dist
     ``device``: where the fine-tuning runs (a trial's GPU); building, export and every
     measurement stay on the CPU.
     """
+    expect("evaluate", "task", task, Task, how="a Task, e.g. autocompress.load_task('digits')")
+    expect("evaluate", "plan", plan, Plan, how="an autocompress.Plan, e.g. Plan.from_json(open('plan.json').read())")
+    expect("evaluate", "out_dir", out_dir, PATH, how="the folder for model.onnx and plan.json")
+    expect("evaluate", "config", config, DistillConfig, how="an autocompress.DistillConfig, e.g. DistillConfig(steps=100)")
+    expect("evaluate", "limits", limits, Budget, optional=True, how="an autocompress.Budget, e.g. Budget(max_size_bytes=1e5)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / PLAN_NAME).write_text(plan.to_json())

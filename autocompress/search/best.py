@@ -41,6 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from autocompress.arguments import expect
 from autocompress.evaluators.evaluate import ARTIFACT_NAME, PLAN_NAME
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
@@ -128,6 +129,8 @@ class Run:
              min_accuracy: float | None = None, prefer: str = "accurate", budget: Budget | None = None) -> Candidate:
         """The preferred feasible candidate under the limits given as keywords, or as one ``budget``
         (not both); raises NothingFeasible (with the nearest candidates) when none meets them."""
+        expect("Run.best", "budget", budget, Budget, optional=True,
+               how="an autocompress.Budget, e.g. Budget(max_size_bytes=100_000), or the limits as keywords")
         limits = {"max_size_bytes": max_size_bytes, "max_latency_ms": max_latency_ms, "min_accuracy": min_accuracy}
         given = [f"{name}=" for name, value in limits.items() if value is not None]
         if budget is not None and given:

@@ -35,6 +35,7 @@ import optuna
 import pandas as pd
 import torch
 
+from autocompress.arguments import PATH, expect, expect_callable
 from autocompress.compressors.pipeline import task_context, with_task_lr
 from autocompress.devices import check_amp_placement
 from autocompress.evaluators.evaluate import ARTIFACT_NAME, evaluate_teacher, fidelity_label, local_latency
@@ -143,6 +144,8 @@ def search(task: Task, *, settings: SearchSettings | None = None, trials: int = 
     Ctrl-C and at the end, after the tables are written (the CLI refreshes report.html there).
     Only one search runs in a directory at a time.
     """
+    _check_search_arguments(task, settings=settings, execution=execution, out=out, resume=resume, storage=storage,
+                            progress=progress, on_checkpoint=on_checkpoint)
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise SettingError("trials", f"must be at least 1, got {trials!r}")
     execution = execution or Execution()
@@ -161,6 +164,19 @@ def search(task: Task, *, settings: SearchSettings | None = None, trials: int = 
                 shutil.rmtree(out, ignore_errors=True)
             raise
         return _run(session, on_checkpoint=on_checkpoint, task_spec=task_spec, data_dir=data_dir)
+
+
+def _check_search_arguments(task, *, settings, execution, out, resume, storage, progress, on_checkpoint) -> None:
+    """The types search() takes, each refused in one line naming its keyword."""
+    expect("search", "task", task, Task, how="a Task, e.g. autocompress.load_task('digits')")
+    expect("search", "settings", settings, SearchSettings, optional=True,
+           how="autocompress.SearchSettings(...), e.g. SearchSettings(distill=DistillConfig(steps=100))")
+    expect("search", "execution", execution, Execution, optional=True, how="autocompress.Execution(workers=2)")
+    expect("search", "out", out, PATH, how="the run folder's path, e.g. out='runs/first'")
+    expect("search", "resume", resume, bool, how="True or False")
+    expect("search", "storage", storage, str, optional=True, how="a database URL, e.g. 'postgresql://host/db'")
+    expect_callable("search", "progress", progress, how="a function of one line, e.g. progress=print")
+    expect_callable("search", "on_checkpoint", on_checkpoint, optional=True, how="a function of the run folder")
 
 
 # --latency-resource -> this process's LatencyActor: the next search of this process reuses it (one
@@ -410,7 +426,7 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
     job = Job(task_spec=task_spec, data_dir=data_dir, task=None if task_spec else session.task,
               teacher_state=session.task.teacher.state_dict(), distill=settings.distill, out_dir=str(out.resolve()),
               threads=max(1, int(execution.cpus_per_trial)), run_id=session.run_id, latency_actor=session.actor,
-              budget=settings.budget, checkpoints=rungs.top > 0)
+              budget=settings.budget, checkpoints=rungs.top > 0, discovery=task_context(session.task).discovery)
     try:
         if settings.sensitivity:  # before the first trial; a resume reuses what sensitivity.csv holds
             from autocompress.search.sensitivity import SCAN_SHARE, scan_for_run

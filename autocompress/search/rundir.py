@@ -22,15 +22,15 @@ import sys
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-
-import optuna
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
-from autocompress.search.pareto import OBJECTIVES, pareto_front
-from autocompress.spaces.space import applied_params
 from autocompress.task import UsageError
+
+if TYPE_CHECKING:  # the tables' modules are imported where used: a Ray worker reads only the file names here
+    import optuna
+    import pandas as pd
 
 RUN_JSON, TRIALS_CSV, PARETO_CSV, STUDY_DB = "run.json", "trials.csv", "pareto.csv", "study.db"
 REPORT_HTML, SENSITIVITY_CSV = "report.html", "sensitivity.csv"
@@ -155,6 +155,12 @@ def read_run_json(path: Path, *, resume: bool = False) -> dict:
 def trials_frame(study: optuna.Study, budget=None) -> pd.DataFrame:
     """One row per trial: number, state, objectives, feasible, metrics, fidelity, duration, error, and
     the knob values applied (a gated-off technique's knobs read as the teacher's)."""
+    import optuna
+    import pandas as pd
+
+    from autocompress.search.pareto import OBJECTIVES
+    from autocompress.spaces.space import applied_params
+
     rows = []
     for trial in study.get_trials(deepcopy=False):
         metrics = trial.user_attrs.get("metrics", {})
@@ -173,6 +179,8 @@ def trials_frame(study: optuna.Study, budget=None) -> pd.DataFrame:
 
 def write_tables(study: optuna.Study, path: Path, *, fidelity: str, budget=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Refresh trials.csv and pareto.csv (full-fidelity front) from the study."""
+    from autocompress.search.pareto import pareto_front
+
     trials = trials_frame(study, budget)
     front = pareto_front(trials, fidelity=fidelity)
     for frame, name in ((trials, TRIALS_CSV), (front, PARETO_CSV)):

@@ -148,7 +148,7 @@ class SearchSettings:
         if self.sampler not in SAMPLERS:
             raise SettingError("sampler", f"{self.sampler!r} is unknown; choose one of: {', '.join(SAMPLERS)}")
         _number("seed", self.seed, minimum=0, integer=True)
-        techniques = tuple(self.techniques)
+        techniques = (self.techniques,) if isinstance(self.techniques, str) else tuple(self.techniques)  # "prune"
         unknown = [t for t in techniques if t not in TECHNIQUES]
         if unknown or not techniques:
             raise SettingError("techniques", f"must be a non-empty subset of {', '.join(TECHNIQUES)}; got "

@@ -33,6 +33,7 @@ import torch
 
 from autocompress.budget import Budget
 from autocompress.compressors.distill import DistillConfig
+from autocompress.compressors.pipeline import share_discovery
 from autocompress.devices import CPU, current_trial_device, release_gpu_memory, trial_error
 from autocompress.evaluators.evaluate import CHECKPOINT_NAME, evaluate, local_latency
 from autocompress.plan import Plan
@@ -55,6 +56,7 @@ class Job:
     latency_actor: Any = None  # a LatencyActor handle, or None to measure in the trial
     budget: Budget | None = None  # plans over its size or latency limit are not fine-tuned
     checkpoints: bool = False  # keep each trial's fine-tuning state (a promotion continues from it)
+    discovery: Any = None  # the driver's spaces.layers.Discovery of the teacher: workers do not redo it
 
 
 _tasks: dict[tuple, Task] = {}
@@ -68,6 +70,8 @@ def worker_task(job: Job) -> Task:
             _tasks[key] = job.task
         else:
             _tasks[key] = load_task(job.task_spec, data_dir=job.data_dir, teacher_state=job.teacher_state)
+        if job.discovery is not None:
+            share_discovery(_tasks[key], job.discovery)
     return _tasks[key]
 
 
