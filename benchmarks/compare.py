@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import shutil
 import statistics
@@ -283,7 +284,8 @@ def write(result: dict, results: Path, work: Path | None, args) -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="compare.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
@@ -312,11 +314,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quiet-timeout", type=float, default=120.0,
                         help="seconds to wait at most for an idle machine before each run and the re-measurement")
     args = parser.parse_args(argv)
+    _check_numbers(args, parser)
+    if args.keep and Path(args.keep).exists() and not Path(args.keep).is_dir():
+        parser.error(f"--keep {args.keep}: a file, not a folder; give a folder (it is made if missing)")
     if args.trials is None:
         args.trials = TRIALS_CAP if args.time_budget else 40
     args.argv = list(argv)
     args.seeds_of = dict(_strategy_seeds(item, parser) for item in args.strategy_seeds)
     return args
+
+
+# flag -> (smallest value allowed, whether the smallest itself is allowed); argparse checks the types
+BOUNDS = {"time_budget": (0, False), "trials": (1, True), "steps": (0, True), "workers": (1, True),
+          "seeds": (0, True), "rounds": (1, True), "runs": (1, True), "quiet_timeout": (0, True)}
+
+
+def _check_numbers(args, parser) -> None:
+    """Every number flag finite and in range, or one line naming the flag (argparse's exit 2)."""
+    for dest, (least, inclusive) in BOUNDS.items():
+        values = getattr(args, dest)
+        for value in values if isinstance(values, list) else [values]:
+            if value is not None and (not math.isfinite(value) or value < least or (value == least and not inclusive)):
+                bound = f"{'at least' if inclusive else 'above'} {least}"
+                parser.error(f"--{dest.replace('_', '-')} {value}: must be a finite number {bound}")
 
 
 def _strategy_seeds(item: str, parser) -> tuple[str, list[int]]:
@@ -327,7 +347,15 @@ def _strategy_seeds(item: str, parser) -> tuple[str, list[int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    compare(parse_args(sys.argv[1:] if argv is None else argv))
+    from autocompress import UsageError, load_task
+
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        load_task(args.task, data_dir=args.data_dir)  # an unknown task or missing data: said now, not after hours
+    except UsageError as exc:
+        print(f"compare.py: error: {exc}", file=sys.stderr)
+        return 2
+    compare(args)
     return 0
 
 

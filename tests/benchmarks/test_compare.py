@@ -191,3 +191,28 @@ def test_manual_plans_of_a_transformer_whose_token_table_joins_the_width_group()
     for amount, plan in zip(manual.AMOUNTS, manual.manual_plans(task).values()):
         removed = sum(round(plan.layer(name).prune * g.channels) for name, g in groups.items())
         assert removed == total - int(total * (1 - amount))
+
+
+@pytest.mark.parametrize("flag, value", [("--time-budget", "0"), ("--time-budget", "-5"), ("--time-budget", "nan"),
+                                         ("--trials", "0"), ("--workers", "0"), ("--steps", "-1"), ("--seeds", "-1"),
+                                         ("--rounds", "0"), ("--runs", "0"), ("--quiet-timeout", "inf")])
+def test_a_number_out_of_range_is_one_line_naming_the_flag(flag, value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as refused:
+        compare.parse_args(["--task", "digits", f"{flag}={value}", "--keep", str(tmp_path / "keep")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert refused.value.code == 2 and lines[-1].startswith("compare.py: error: " + flag)
+    assert "must be a finite number" in lines[-1]
+
+
+def test_a_keep_that_is_a_file_an_unknown_task_and_missing_data_are_refused_before_any_search(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--task", "digits", "--keep", str(tmp_path / "file")])
+    assert "a file, not a folder" in capsys.readouterr().err
+    assert compare.main(["--task", "no-such-task", "--keep", str(tmp_path / "keep")]) == 2
+    assert "no-such-task" in capsys.readouterr().err
+    missing = tmp_path / "missing"
+    assert compare.main(["--task", "cifar10-resnet20", "--data-dir", str(missing), "--keep", str(tmp_path / "keep")]) == 2
+    error = capsys.readouterr().err
+    assert str(missing) in error and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "keep").exists()
