@@ -49,6 +49,10 @@ BAD = [
     (["--no-guid"], "unrecognized arguments: --no-guid"),  # a typo is not taken for --no-guide
     (["--storage", "sqlite:///no/such/folder/study.db"], "check that the SQLite file's folder exists"),
     (["--storage", "foo://bar"], "that kind of database is unknown"),
+    (["--storage", "sqlite://"], "an in-memory SQLite database keeps nothing"),
+    (["--storage", "sqlite:///:memory:"], "an in-memory SQLite database keeps nothing"),
+    (["--address", ""], "--address must be a Ray cluster's HOST:PORT or 'auto', got ''"),
+    (["--address", "  "], "--address must be a Ray cluster's HOST:PORT or 'auto'"),
 ]
 
 

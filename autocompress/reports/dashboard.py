@@ -21,7 +21,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from autocompress.search.best import Run
 from autocompress.search.rundir import STUDY_DB
-from autocompress.search.storage import sqlite_url
+from autocompress.search.storage import check_study_file, sqlite_url
 from autocompress.task import UsageError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -34,8 +34,7 @@ def study_storage(run: Run, storage: str | None) -> str:
         return storage
     stored = run.info["study"]["storage"]
     if stored == STUDY_DB:
-        if not (run.path / STUDY_DB).is_file():
-            raise UsageError(f"{run.path} has no study.db; give the study's database with --storage URL")
+        check_study_file(run.path)  # read-only: an empty or missing study.db is refused, not given a new schema
         return sqlite_url(run.path)
     raise UsageError(f"the study of {run.path} lives in {stored}; give that URL with its password as --storage URL")
 

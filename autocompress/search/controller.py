@@ -187,11 +187,13 @@ _LATENCY_ACTORS: dict = {}
 def _open(task: Task, *, out: Path, settings, execution, trials, storage, resume, task_spec, data_dir, command,
           progress) -> _Session:
     """Step 1: the run's settings and study (stored ones when resuming), the teacher, Ray."""
-    from autocompress.search.storage import check_resume_storage, open_storage
+    from autocompress.search.storage import check_resume_storage, check_study_file, open_storage
 
     stored = rundir.read_run_json(out, resume=True) if resume else None
     if stored is not None:
         check_resume_storage(stored, storage)
+        if storage is None:  # its study.db, checked before SQLite could make a new one in its place
+            check_study_file(out)
     rdb = open_storage(storage) if storage else None
     if stored is not None:
         settings = _resumed_settings(stored, settings, task)

@@ -255,6 +255,9 @@ class Execution:
             raise SettingError("gpus_per_trial", f"must be at most 1 (a trial fine-tunes on one GPU; 0.25 = four "
                                                  f"trials share one), got {self.gpus_per_trial!r}")
         _number("retries", self.retries, minimum=0, integer=True)
+        if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
+            raise SettingError("address", f"must be a Ray cluster's HOST:PORT or 'auto', got {self.address!r}; "
+                                          "leave it out for a local Ray")
         for name in ("trial_timeout_s", "time_budget_s"):
             if getattr(self, name) is not None:
                 _number(name, getattr(self, name), minimum=0, inclusive=False)

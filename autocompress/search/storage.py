@@ -10,8 +10,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 import optuna
 from sqlalchemy.engine import make_url
@@ -48,6 +51,35 @@ def sqlite_url(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / STUDY_DB).resolve()}"
 
 
+def check_study_file(run_dir: Path) -> None:
+    """The run's study.db must be there and hold an Optuna study. Checked read-only, so a
+    missing, empty or foreign file is refused without a database being written in its place.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp()); (folder / STUDY_DB).write_bytes(b"")
+    0
+    >>> check_study_file(folder)
+    Traceback (most recent call last):
+    ...
+    autocompress.task.UsageError: cannot open the study of ...: its study.db is empty, so every trial it stored is gone; restore study.db from a copy, or start a new --out (best and report still read trials.csv)
+    >>> sorted(p.name for p in folder.iterdir())
+    ['study.db']
+    """
+    path = Path(run_dir) / STUDY_DB
+    fix = "restore study.db from a copy, or start a new --out (best and report still read trials.csv)"
+    if not path.is_file() or path.stat().st_size == 0:
+        raise UsageError(f"cannot open the study of {run_dir}: its {STUDY_DB} is "
+                         f"{'empty' if path.is_file() else 'missing'}, so every trial it stored is gone; {fix}")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error as exc:
+        raise UsageError(f"cannot open the study of {run_dir}: its {STUDY_DB} is not a readable SQLite "
+                         f"database ({exc}); {fix}") from None
+    if "studies" not in tables:
+        raise UsageError(f"cannot open the study of {run_dir}: its {STUDY_DB} holds no Optuna study; {fix}")
+
+
 def check_resume_storage(run: dict, storage: str | None) -> None:
     """A resume must use the storage the run used: its study.db, or the same database URL
     (given again with its password, which run.json never holds).
@@ -78,6 +110,9 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         parsed = make_url(url)
     except Exception as exc:
         raise UsageError("--storage is not a database URL; use e.g. postgresql://USER:PASSWORD@HOST:5432/DB") from exc
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise UsageError(f"--storage {redact(url)}: an in-memory SQLite database keeps nothing after the search; "
+                         "give a file, e.g. sqlite:////absolute/path/study.db, or leave --storage out")
     engine_kwargs = {}
     if parsed.get_backend_name() == "postgresql":
         engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}

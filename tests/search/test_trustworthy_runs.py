@@ -168,3 +168,19 @@ def test_interrupted_trials_run_again_once_each(tmp_path):
     trial.set_user_attr("rung", 0)
     study.tell(trial, [1.0, 1.0, 1.0])
     assert requeue_interrupted(study, Rungs((10,))) == [(plans[1], 0)]
+
+
+def test_an_empty_or_deleted_study_db_is_refused_and_no_new_one_is_written(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("search", "--task", TINY, "--trials", "1", "--steps", "2", "--out", str(out)).returncode == 0
+    db = out / rundir.STUDY_DB
+    db.write_bytes(b"")
+    for command in (["search", "--task", TINY, "--trials", "2", "--out", str(out), "--resume"],
+                    ["dashboard", str(out), "--port", "0"]):
+        _one_line_refusal(run_cli(*command, timeout=120), "study.db is empty", "restore study.db")
+        assert db.read_bytes() == b""  # no schema written into it
+    db.unlink()
+    for command in (["search", "--task", TINY, "--trials", "2", "--out", str(out), "--resume"],
+                    ["dashboard", str(out), "--port", "0"]):
+        _one_line_refusal(run_cli(*command, timeout=120), "study.db is missing")
+        assert not db.exists()  # none made in its place
