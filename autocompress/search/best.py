@@ -35,7 +35,6 @@ from the teacher and two plans of the digits task evaluated here, without fine-t
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,21 +202,7 @@ def _read_info(path: Path) -> dict:
     info = rundir.read_run_json(path.parent)  # damaged or of a newer schema: one line
     if "fidelity" not in info["settings"]:
         raise _damaged(path, "lacks settings.fidelity")
-    teacher = info["teacher"]
-    if not _measured(teacher.get("accuracy"), teacher.get("size_bytes"), teacher.get("latency_ms")):
-        raise _damaged(path, "holds teacher metrics that no measurement gives (a finite metric, size and "
-                             "latency above 0)")
     return info
-
-
-def _measured(accuracy, size, latency) -> bool:
-    """Whether three numbers could come from a measurement: the task's metric is any finite
-    number (accuracy, or a user's metric such as negative mean squared error)."""
-    try:
-        accuracy, size, latency = float(accuracy), float(size), float(latency)
-    except (TypeError, ValueError):
-        return False
-    return math.isfinite(accuracy) and size > 0 and latency > 0 and math.isfinite(size) and math.isfinite(latency)
 
 
 def _read_trials(path: Path) -> pd.DataFrame:
@@ -232,7 +217,7 @@ def _read_trials(path: Path) -> pd.DataFrame:
         raise _damaged(path, f"is not a table of trials (no column {', '.join(missing)})")
     complete = trials[trials["state"] == "COMPLETE"]
     bad = [int(row["number"]) for _, row in complete.iterrows()
-           if not _measured(row["accuracy"], row["size_bytes"], row["latency_ms"])]
+           if not rundir.measured(row["accuracy"], row["size_bytes"], row["latency_ms"])]
     if bad:
         raise _damaged(path, f"holds numbers no measurement gives for complete trial(s) "
                              f"{', '.join(map(str, bad[:10]))}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import platform
 import sys
@@ -123,6 +124,20 @@ def write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+def measured(accuracy, size, latency) -> bool:
+    """Whether three numbers could come from a measurement: the task's metric is any finite
+    number (accuracy, or a user's metric such as negative mean squared error).
+
+    >>> measured(0.9, 1000, 0.5), measured(float("nan"), 1000, 0.5), measured(-3.2, 1000, 0.5)
+    (True, False, True)
+    """
+    try:
+        accuracy, size, latency = float(accuracy), float(size), float(latency)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(accuracy) and size > 0 and latency > 0 and math.isfinite(size) and math.isfinite(latency)
+
+
 def read_run_json(path: Path, *, resume: bool = False) -> dict:
     """run.json of a run directory, checked: a damaged file or an incompatible schema is one
     UsageError naming the fix, never a misread. ``resume`` also refuses runs from before the
@@ -146,6 +161,10 @@ def read_run_json(path: Path, *, resume: bool = False) -> dict:
     if not isinstance(schema, int) or schema > RUN_SCHEMA:
         raise UsageError(f"{file} was written by a newer autocompress (schema {schema}; this one reads up to "
                          f"{RUN_SCHEMA}); upgrade autocompress to read it")
+    teacher = run["teacher"]
+    if not measured(teacher.get("accuracy"), teacher.get("size_bytes"), teacher.get("latency_ms")):
+        raise UsageError(f"{file} holds teacher metrics that no measurement gives (a finite metric, size and latency "
+                         "above 0); the run directory is damaged: restore it from a copy, or run the search again")
     if resume and schema < RUN_SCHEMA:
         raise UsageError(f"--resume: {path} was written by an older autocompress (schema {schema}) whose settings "
                          "cannot be restored exactly; start a new --out (best and report still read it)")

@@ -170,9 +170,18 @@ def test_interrupted_trials_run_again_once_each(tmp_path):
     assert requeue_interrupted(study, Rungs((10,))) == [(plans[1], 0)]
 
 
-def test_an_empty_or_deleted_study_db_is_refused_and_no_new_one_is_written(tmp_path):
+def test_a_damaged_teacher_record_or_an_empty_or_deleted_study_db_is_refused_and_nothing_is_rewritten(tmp_path):
     out = tmp_path / "run"
     assert run_cli("search", "--task", TINY, "--trials", "1", "--steps", "2", "--out", str(out)).returncode == 0
+    stored = (out / rundir.RUN_JSON).read_text()
+    run = json.loads(stored)
+    run["teacher"]["accuracy"] = float("nan")
+    (out / rundir.RUN_JSON).write_text(json.dumps(run))
+    before = _snapshot(out)
+    _one_line_refusal(run_cli("search", "--task", TINY, "--trials", "2", "--out", str(out), "--resume"),
+                      "holds teacher metrics that no measurement gives")
+    assert _snapshot(out) == before  # no table rewritten with NaN
+    (out / rundir.RUN_JSON).write_text(stored)
     db = out / rundir.STUDY_DB
     db.write_bytes(b"")
     for command in (["search", "--task", TINY, "--trials", "2", "--out", str(out), "--resume"],
