@@ -31,6 +31,7 @@ BAD = [
     (["--eta", "1"], "--eta must be a whole number at least 2"),
     (["--proposals", "--no-sensitivity"], "--proposals needs the sensitivity scan it predicts from"),
     (["--seed", "-1"], "--seed must be a whole number at least 0"),
+    (["--seed", "4294967296"], "--seed must be below 2**32"),
     (["--sampler", "grid"], "--sampler 'grid' is unknown; choose one of: tpe, nsga2, random"),
     (["--techniques", ","], "--techniques must be a non-empty subset"),
     (["--techniques", "prune,distill"], "--techniques must be a non-empty subset"),
@@ -62,6 +63,11 @@ def _run_main(args, capsys) -> tuple[int, str]:
     except SystemExit as exc:  # argparse's own usage errors
         code = exc.code
     return code, capsys.readouterr().err
+
+
+def test_an_out_name_too_long_for_the_file_system_is_one_line(tmp_path, capsys):
+    code, err = _run_main(["search", "--task", TINY, "--out", str(tmp_path / ("r" * 300))], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "choose a shorter one" in err, err
 
 
 @pytest.mark.parametrize("args, expected", BAD, ids=[" ".join(a) for a, _ in BAD])

@@ -152,7 +152,7 @@ def search(task: Task, *, settings: SearchSettings | None = None, trials: int = 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data_dir = str(Path(data_dir).expanduser().resolve()) if data_dir else None  # workers run elsewhere
     out = Path(out)
-    fresh = not out.exists()
+    fresh = not rundir.out_exists(out)
     out = rundir.prepare_run_dir(out, resume=resume)
     with rundir.locked(out):
         try:

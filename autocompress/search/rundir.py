@@ -48,9 +48,19 @@ def is_run_dir(path: Path) -> bool:
     return (path / RUN_JSON).is_file()
 
 
+def out_exists(path: Path) -> bool:
+    """Whether ``--out`` exists; a path the file system cannot take (a name too long) is one line."""
+    try:
+        return path.exists()
+    except OSError as exc:
+        raise UsageError(f"--out {str(path)[:80]}...: not a usable path ({exc.strerror or exc}); choose a shorter "
+                         "one") from None
+
+
 def prepare_run_dir(path: str | os.PathLike, *, resume: bool) -> Path:
     """Check ``--out``: a new or empty folder, or (with resume) an existing run."""
     path = Path(path)
+    out_exists(path)
     if resume:
         if not is_run_dir(path):
             raise UsageError(f"--resume: {path} is not a run directory (no {RUN_JSON}); "

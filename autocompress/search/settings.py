@@ -147,7 +147,8 @@ class SearchSettings:
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
             raise SettingError("sampler", f"{self.sampler!r} is unknown; choose one of: {', '.join(SAMPLERS)}")
-        _number("seed", self.seed, minimum=0, integer=True)
+        if _number("seed", self.seed, minimum=0, integer=True) >= 2**32:  # NumPy's and Optuna's seeds are 32-bit
+            raise SettingError("seed", f"must be below 2**32 = 4294967296, got {self.seed!r}")
         techniques = (self.techniques,) if isinstance(self.techniques, str) else tuple(self.techniques)  # "prune"
         unknown = [t for t in techniques if t not in TECHNIQUES]
         if unknown or not techniques:
