@@ -262,3 +262,13 @@ def test_best_without_limits_answers_the_budget_the_search_ran_under(budget_run,
     number = int(proc.stdout.split("): trial ", 1)[1].split()[0])
     row = pd.read_csv(budget_run / "trials.csv").set_index("number").loc[number]
     assert row["size_bytes"] <= 250_000 and row["accuracy"] >= 0.5
+
+
+def test_a_word_in_the_number_column_is_one_line_for_best_and_report(budget_run, tmp_path, cli):
+    run, _ = _damaged_copy(budget_run, tmp_path)
+    trials = pd.read_csv(run / "trials.csv").astype({"number": object})
+    trials.loc[0, "number"] = "seven"
+    trials.to_csv(run / "trials.csv", index=False)
+    for args in (["best", run], ["report", run, "-o", tmp_path / "r.html"]):
+        assert "its number column holds something other than distinct whole numbers" in one_clear_line(cli(*args))
+    assert not (tmp_path / "r.html").exists()

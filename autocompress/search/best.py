@@ -215,6 +215,11 @@ def _read_trials(path: Path) -> pd.DataFrame:
     missing = [c for c in TRIAL_COLUMNS if c not in trials.columns]
     if missing:
         raise _damaged(path, f"is not a table of trials (no column {', '.join(missing)})")
+    numbers = pd.to_numeric(trials["number"], errors="coerce")
+    if numbers.isna().any() or (numbers % 1 != 0).any() or numbers.duplicated().any():
+        raise _damaged(path, "is not a table of trials (its number column holds something other than distinct "
+                             "whole numbers)")
+    trials["number"] = numbers.astype(int)
     complete = trials[trials["state"] == "COMPLETE"]
     bad = [int(row["number"]) for _, row in complete.iterrows()
            if not rundir.measured(row["accuracy"], row["size_bytes"], row["latency_ms"])]
