@@ -25,6 +25,7 @@ import inspect
 import signal
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -184,6 +185,9 @@ def load_task(spec: str, *, data_dir: str | None = None, teacher_state: dict | N
     else:
         raise UsageError(f"unknown task {spec!r}; built-in tasks: {', '.join(BUILTIN_TASK_SPECS)} "
                          "(or give package.module:function)")
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        raise UsageError(f"--data-dir {data_dir}: no such folder; give the folder that holds the data sets "
+                         "(README: 'Built-in tasks on real data'), or leave --data-dir out")
     kwargs = {"data_dir": data_dir} if "data_dir" in inspect.signature(factory).parameters else {}
     with _factory_errors(spec), supplied_teacher(teacher_state):
         task = factory(**kwargs)

@@ -72,6 +72,7 @@ def test_user_task_factory_runs(tmp_path):
 
 @pytest.mark.parametrize("args,expected", [
     (["--task", "nope"], "unknown task 'nope'"),
+    (["--task", "digits", "--data-dir", "/no/such/folder"], "--data-dir /no/such/folder: no such folder"),
     (["--task", "no_such_module:make"], "cannot import 'no_such_module'"),
     (["--task", "tests.fixtures.user_tasks:missing"], "has no function 'missing'"),
     (["--task", "tests.fixtures.user_tasks:not_a_task"], "returned int, not autocompress.Task"),
@@ -87,6 +88,10 @@ def test_user_task_factory_runs(tmp_path):
 def test_bad_input_isone_clear_line(tmp_path, args, expected, cli):
     line = one_clear_line(cli("search", *args, "--out", str(tmp_path / "out")))
     assert expected in line
+
+
+def test_inspect_with_a_data_dir_that_does_not_exist_is_one_line(cli):
+    assert "no such folder" in one_clear_line(cli("inspect", "--task", "digits", "--data-dir", "/no/such/folder"))
 
 
 def test_inspect_says_a_teacher_cannot_be_exported_before_any_search(cli):
