@@ -22,6 +22,7 @@ import contextlib
 import contextvars
 import importlib
 import inspect
+import itertools
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from autocompress.canonical import explicit_layers
-from autocompress.model_io import Inputs, call, check_inputs, class_axis, describe, output_tensor
+from autocompress.model_io import Inputs, call, check_inputs, class_axis, describe, output_tensor, rows
 
 
 class UsageError(ValueError):
@@ -282,3 +283,32 @@ def check_teacher_runs(task: Task) -> None:
     if not torch.is_floating_point(tensor):
         raise UsageError(f"task {task.name!r}: the teacher's output must be floating point (logits or values), "
                          f"got {tensor.dtype}")
+    _check_finite_teacher(task, tensor)
+    _check_batch_of_two(task)
+
+
+def _check_finite_teacher(task: Task, outputs: torch.Tensor) -> None:
+    """NaN or infinite weights (a training run that diverged) or outputs: refused, not searched."""
+    tensors = itertools.chain(task.teacher.named_parameters(), task.teacher.named_buffers())
+    bad = next((name for name, t in tensors if torch.is_floating_point(t) and not torch.isfinite(t).all()), None)
+    if bad is not None:
+        raise UsageError(f"task {task.name!r}: the teacher's {bad} holds NaN or infinite values (did its training "
+                         "diverge?); load finite weights before compressing it")
+    if not torch.isfinite(outputs).all():
+        raise UsageError(f"task {task.name!r}: the teacher's outputs on example_inputs hold NaN or infinite values; "
+                         "fix the model (or its inputs) before compressing it")
+
+
+def _check_batch_of_two(task: Task) -> None:
+    """The teacher must take a batch of any size: training, calibration and evaluation use batches."""
+    two = rows(task.example_inputs, torch.tensor([0, 0]))
+    try:
+        with torch.no_grad():
+            size = output_tensor(call(task.teacher, two)).shape[0]
+    except Exception as exc:
+        raise UsageError(f"task {task.name!r}: the teacher fails on a batch of 2 (example_inputs twice): "
+                         f"{type(exc).__name__}: {one_line(exc)[:200]}; autocompress trains and evaluates in "
+                         "batches, so make the model accept any batch size") from None
+    if size != 2:
+        raise UsageError(f"task {task.name!r}: on a batch of 2 the teacher's output has batch size {size}; its "
+                         "first dimension must follow the input's batch")

@@ -73,6 +73,8 @@ def test_user_task_factory_runs(tmp_path):
 @pytest.mark.parametrize("args,expected", [
     (["--task", "nope"], "unknown task 'nope'"),
     (["--task", "digits", "--data-dir", "/no/such/folder"], "--data-dir /no/such/folder: no such folder"),
+    (["--task", "tests.fixtures.user_tasks:nan_weights"], "holds NaN or infinite values (did its training diverge?)"),
+    (["--task", "tests.fixtures.user_tasks:batch_one_only"], "the teacher fails on a batch of 2"),
     (["--task", "no_such_module:make"], "cannot import 'no_such_module'"),
     (["--task", "tests.fixtures.user_tasks:missing"], "has no function 'missing'"),
     (["--task", "tests.fixtures.user_tasks:not_a_task"], "returned int, not autocompress.Task"),

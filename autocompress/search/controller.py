@@ -47,7 +47,7 @@ from autocompress.search.pareto import OBJECTIVES
 from autocompress.search.proposals import Predictor
 from autocompress.search.settings import SAMPLERS, Execution, SearchSettings, SettingError
 from autocompress.spaces.space import SearchSpace
-from autocompress.task import Task, UsageError
+from autocompress.task import Task, UsageError, check_teacher_runs
 
 NOISE_REPEATS = 5
 CHECKPOINT_EVERY_S = 300.0  # on_checkpoint (the CLI: refresh report.html) at most this often, and at the end
@@ -148,6 +148,7 @@ def search(task: Task, *, settings: SearchSettings | None = None, trials: int = 
                             progress=progress, on_checkpoint=on_checkpoint)
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise SettingError("trials", f"must be at least 1, got {trials!r}")
+    check_teacher_runs(task)  # a Task made in Python: its teacher runs, takes batches, holds finite weights
     execution = execution or Execution()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data_dir = str(Path(data_dir).expanduser().resolve()) if data_dir else None  # workers run elsewhere
