@@ -33,7 +33,7 @@ from autocompress.compressors.lowrank import factorize
 from autocompress.compressors.prune import prune_groups
 from autocompress.compressors.quantize import calibrate, prepare_qat
 from autocompress.compressors.student import drop_blocks
-from autocompress.compressors.tables import trim_tables
+from autocompress.compressors.tables import rows_read, trim_tables
 from autocompress.plan import Plan
 from autocompress.spaces.layers import Discovery, discover
 from autocompress.task import Task, UsageError
@@ -48,6 +48,7 @@ class TaskContext:
 
     discovery: Discovery
     _targets: TeacherTargets | None = None
+    _table_rows: dict | None = None  # tables.rows_read of the teacher, traced once
     _on_device: dict = field(default_factory=dict)  # str(device) -> (teacher copy, its targets or None)
 
     def teacher(self, task: Task, device: torch.device | None) -> nn.Module:
@@ -58,6 +59,12 @@ class TaskContext:
         if key not in self._on_device:
             self._on_device[key] = (copy.deepcopy(task.teacher).to(device).eval(), None)
         return self._on_device[key][0]
+
+    def table_rows(self, task: Task) -> dict[str, int]:
+        """The embedding rows each table of the teacher can ever read (``tables.rows_read``)."""
+        if self._table_rows is None:
+            self._table_rows = rows_read(task.teacher, task.example_inputs)
+        return self._table_rows
 
     def targets(self, task: Task, device: torch.device | None = None) -> TeacherTargets:
         """The teacher's outputs on the train split (computed where ``device`` says, kept there)."""
@@ -121,11 +128,13 @@ def _check_plan_names(plan: Plan, info: Discovery) -> None:
 def build(task: Task, plan: Plan) -> Compressed:
     """The structure ``plan`` describes, built on a copy of the teacher and calibrated, not yet
     fine-tuned: its exported file already has the final size and latency."""
-    info = task_context(task).discovery
+    context = task_context(task)
+    info = context.discovery
     _check_plan_names(plan, info)
     model = copy.deepcopy(task.teacher).eval()
+    trimmed = trim_tables(model, task.example_inputs, rows=context.table_rows(task))
     notes = [f"kept rows {after} of {before} of {name} (the others are never read)"
-             for name, (before, after) in trim_tables(model, task.example_inputs).items()]
+             for name, (before, after) in trimmed.items()]
     dropped = drop_blocks(model, plan, info.stages)
     if dropped:
         notes.append(f"dropped blocks {', '.join(dropped)}")

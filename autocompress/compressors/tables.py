@@ -34,7 +34,7 @@ from autocompress import model_io
 from autocompress.spaces.embeddings import CONSTANT_LOOKUP, embeddings_left_float, lookups
 
 
-def _rows_read(model: nn.Module, example_inputs: model_io.Inputs) -> dict[str, int]:
+def rows_read(model: nn.Module, example_inputs: model_io.Inputs) -> dict[str, int]:
     """{table: rows} for the tables looked up once by ids not made from the input, reading the
     same first ``rows`` rows for a batch of one and a batch of two."""
     constant = [n for n, why in embeddings_left_float(model, example_inputs).items() if why == CONSTANT_LOOKUP]
@@ -57,12 +57,14 @@ def _shared_weights(model: nn.Module) -> set[int]:
     return {key for key, count in seen.items() if count > 1}
 
 
-def trim_tables(model: nn.Module, example_inputs: model_io.Inputs) -> dict[str, tuple[int, int]]:
+def trim_tables(model: nn.Module, example_inputs: model_io.Inputs, *,
+                rows: dict[str, int] | None = None) -> dict[str, tuple[int, int]]:
     """Cut, in place, every table that reads only its first rows whatever the input to those
-    rows; returns {table: (rows before, rows after)} of those cut."""
+    rows (``rows``: what ``rows_read`` found on the same model, to skip tracing it again);
+    returns {table: (rows before, rows after)} of those cut."""
     shared = _shared_weights(model)
     changed = {}
-    for name, rows in _rows_read(model, example_inputs).items():
+    for name, rows in (rows_read(model, example_inputs) if rows is None else rows).items():
         table = model.get_submodule(name)
         if rows >= table.num_embeddings or id(table.weight) in shared:
             continue
