@@ -36,9 +36,10 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
+from autocompress.plan import Plan
 from autocompress.search.pareto import normalized_hypervolume
 from autocompress.search.sensitivity import EVERY_LAYER_INT8
-from autocompress.spaces.space import GATE_PREFIX, TECHNIQUES
+from autocompress.spaces.space import GATE_PREFIX, TECHNIQUES, SearchSpace
 
 OBJECTIVE_COLUMNS = {"accuracy": "accuracy_delta", "size_bytes": "size_delta_bytes", "latency_ms": "latency_delta_ms"}
 COST_MIXES = (1.0, 0.0, 0.5)  # the weight of size against latency in a sweep's cost
@@ -186,6 +187,31 @@ class Predictor:
                 if depth < len(plans) and plans[spread[depth]] not in chosen:
                     chosen.append(plans[spread[depth]])
         return [dict(p) for p in chosen[:count]]
+
+
+def propose(predictor: Predictor, *, space, tried: set, front: pd.DataFrame, count: int) -> Plan | None:
+    """The plan a search proposes next: of the plans along ``predictor``'s front (``sweep``, up
+    to ``count``) that are not in ``tried``, the one predicted to add most hypervolume to
+    ``front`` (measured results); search parameters that make the same plan count once, as the
+    first that makes it. None when every one was tried.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from autocompress.spaces.layers import discover
+    >>> space = SearchSpace(discover(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), torch.randn(1, 4)))
+    >>> table = pd.DataFrame({"knob": ["bits/0", "bits/0"], "value": [8, 2], "accuracy_delta": [0.0, -0.3],
+    ...     "size_delta_bytes": [-30, -45], "latency_delta_ms": [-0.1, -0.1]})
+    >>> predictor = Predictor.from_scan(table, {"accuracy": 0.9, "size_bytes": 100, "latency_ms": 1.0})
+    >>> propose(predictor, space=space, tried=set(), front=pd.DataFrame(), count=10).layer("0").bits
+    8
+    """
+    candidates: dict = {}
+    for params in predictor.sweep(count=count):
+        plan = space.plan_from_params({k: v for k, v in params.items() if k in space.distributions()})
+        if plan not in tried:
+            candidates.setdefault(plan, params)
+    chosen = predictor.choose(list(candidates.values()), front=front)
+    return None if chosen is None else list(candidates)[chosen]
 
 
 def most_added(points: list[dict], *, front: pd.DataFrame, teacher: dict) -> int | None:

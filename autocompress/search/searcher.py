@@ -38,7 +38,7 @@ from autocompress.budget import Budget
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
 from autocompress.search.mutations import guided_mutation, mutation, parents
-from autocompress.search.proposals import FIT_MIN_TRIALS, Predictor
+from autocompress.search.proposals import FIT_MIN_TRIALS, Predictor, propose
 from autocompress.search.rungs import Rungs, promotion_floor
 from autocompress.spaces.space import SearchSpace
 
@@ -191,15 +191,9 @@ class StudySearcher(Searcher):
         if self.predictor is None:
             return None
         self.predictor = self._refit(self.predictor)
-        tried = self._tried()
-        candidates = {}
-        for params in self.predictor.sweep(count=PROPOSALS_CONSIDERED):
-            plan = self.space.plan_from_params({k: v for k, v in params.items() if k in self.space.distributions()})
-            if plan not in tried:
-                candidates.setdefault(plan, params)
         front = pd.DataFrame([f.user_attrs["metrics"] for (_, rung), f in self.seen.items() if rung == self.rungs.top])
-        chosen = self.predictor.choose(list(candidates.values()), front=front)
-        return None if chosen is None else list(candidates)[chosen]
+        return propose(self.predictor, space=self.space, tried=self._tried(), front=front,
+                       count=PROPOSALS_CONSIDERED)
 
     def _answer_duplicate(self, trial: optuna.Trial, previous: optuna.trial.FrozenTrial) -> None:
         """The same applied plan at the same fidelity ran before: store its numbers under this

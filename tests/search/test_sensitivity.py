@@ -92,7 +92,8 @@ def test_the_first_new_plan_of_a_search_is_the_predictors_first_proposal(scanned
     sampler), trial 0 is the plan along the front it predicts from sensitivity.csv and the teacher
     of run.json that it expects to add most hypervolume."""
     from autocompress.compressors.pipeline import task_context
-    from autocompress.search.proposals import Predictor
+    from autocompress.search.proposals import Predictor, propose
+    from autocompress.search.searcher import PROPOSALS_CONSIDERED
     from autocompress.spaces.space import SearchSpace
 
     out, _ = scanned_run
@@ -100,9 +101,8 @@ def test_the_first_new_plan_of_a_search_is_the_predictors_first_proposal(scanned
     assert trials.loc[0, "source"] == "predictor"
     teacher = json.loads((out / "run.json").read_text())["teacher"]
     predictor = Predictor.from_scan(read_table(out), teacher)
-    candidates = predictor.sweep(count=200)  # nothing measured yet: the front is empty
-    params = candidates[predictor.choose(candidates, front=pd.DataFrame())]
-    expected = SearchSpace(task_context(digits_task).discovery).plan_from_params(params)
+    space = SearchSpace(task_context(digits_task).discovery)
+    expected = propose(predictor, space=space, tried=set(), front=pd.DataFrame(), count=PROPOSALS_CONSIDERED)
     stored = json.loads((out / "artifacts" / "0" / "plan.json").read_text())
     assert stored == json.loads(expected.to_json())
 
