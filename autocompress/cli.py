@@ -286,7 +286,8 @@ def cmd_inspect(args) -> int:
         print(f"  {technique:<22} {shares[technique]:>7.1%}")
     print(f"\nsearch space: {len(info['space'])} parameters")
     for name, values in info["space"].items():
-        shown = ["float" if v == 32 and name.startswith("bits/") else f"{v:g}" for v in values]
+        shown = [str(v) if isinstance(v, str) else "float" if v == 32 and name.startswith("bits/") else f"{v:g}"
+                 for v in values]
         print(f"  {name:<32} {{{', '.join(shown)}}}")
     return 0
 

@@ -11,10 +11,12 @@ Example:
     ...             depth={"stage2": 1}, width=0.75)
     >>> Plan.from_json(plan.to_json()) == plan
     True
+    >>> Plan(layers={"fc": LayerPlan(bits=4)}, kernels="float").summary()
+    'int4 weights, float kernels'
     >>> Plan.from_dict({**plan.to_dict(), "schema": 99})
     Traceback (most recent call last):
     ...
-    ValueError: the plan was written by a newer autocompress (schema 99; this one reads up to 1); upgrade autocompress to read it
+    ValueError: the plan was written by a newer autocompress (schema 99; this one reads up to 2); upgrade autocompress to read it
     >>> plan.layer("fc").bits, plan.layer("missing").bits
     (8, None)
 """
@@ -25,9 +27,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-PLAN_SCHEMA = 1  # the layout of a plan's JSON (plan.json, trials' stored plans)
+PLAN_SCHEMA = 2  # the layout of a plan's JSON (plan.json, trials' stored plans); 2 added ``kernels``
 BIT_WIDTHS = (2, 4, 8)  # weight bit-widths ONNX stores natively (INT2/INT4/INT8)
 IMPORTANCES = ("l1", "l2", "taylor")
+KERNELS = ("int8", "float")  # what quantized conv/linear layers run on (see Plan)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,12 +68,19 @@ class Plan:
     depth: stage name -> number of its droppable blocks kept (the first ones); absent = all.
     width: uniform width multiplier of the student (1.0 = teacher width).
     importance: channel importance used by pruning: "l1", "l2" or "taylor".
+    kernels: what the quantized conv and linear layers run on. "int8": ONNX Runtime's int8
+        kernels, their inputs and outputs quantized to uint8 too; "float": their weights alone
+        are quantized, stored at their bit-width and widened to float once, when the file is
+        loaded, so they run the float kernels on float activations (where int8 kernels do not
+        pay: small or depthwise layers). Embeddings and recurrent layers are quantized by weight
+        either way.
     """
 
     layers: Mapping[str, LayerPlan] = field(default_factory=dict)
     depth: Mapping[str, int] = field(default_factory=dict)
     width: float = 1.0
     importance: str = "l1"
+    kernels: str = "int8"
 
     def __post_init__(self):
         layers = tuple(sorted((str(k), v) for k, v in dict(self.layers).items() if not v.is_identity))
@@ -84,6 +94,10 @@ class Plan:
             raise ValueError(f"width must be in (0, 1], got {self.width}")
         if self.importance not in IMPORTANCES:
             raise ValueError(f"importance must be one of {IMPORTANCES}, got {self.importance!r}")
+        if self.kernels not in KERNELS:
+            raise ValueError(f"kernels must be one of {KERNELS}, got {self.kernels!r}")
+        if not any(plan.bits for _, plan in layers):  # nothing quantized: the kernels do not matter
+            object.__setattr__(self, "kernels", KERNELS[0])
         object.__setattr__(self, "layers", layers)
         object.__setattr__(self, "depth", depth)
 
@@ -101,11 +115,12 @@ class Plan:
             "depth": dict(self.depth),
             "width": self.width,
             "importance": self.importance,
+            "kernels": self.kernels,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Plan":
-        unknown = set(data) - {"schema", "layers", "depth", "width", "importance"}
+        unknown = set(data) - {"schema", "layers", "depth", "width", "importance", "kernels"}
         if unknown:
             raise ValueError(f"unknown plan fields {sorted(unknown)}")
         schema = data.get("schema", 0)  # 0: written before plans carried a schema (the same fields)
@@ -117,6 +132,7 @@ class Plan:
             depth=data.get("depth", {}),
             width=float(data.get("width", 1.0)),
             importance=data.get("importance", "l1"),
+            kernels=data.get("kernels", KERNELS[0]),  # schema 0 and 1: int8 kernels
         )
 
     def to_json(self) -> str:
@@ -137,7 +153,7 @@ class Plan:
             parts.append(f"prune {len(pruned)} groups (mean {sum(pruned) / len(pruned):.2f})")
         bits = sorted({v.bits for _, v in self.layers if v.bits})
         if bits:
-            parts.append("int" + "/".join(str(b) for b in bits))
+            parts.append("int" + "/".join(str(b) for b in bits) + (" weights, float kernels" if self.kernels == "float" else ""))
         ranked = [k for k, v in self.layers if v.rank not in (None, 1.0)]
         if ranked:
             parts.append(f"low-rank {len(ranked)} layers")

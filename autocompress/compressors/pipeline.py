@@ -157,7 +157,7 @@ def build(task: Task, plan: Plan) -> Compressed:
     model = fold_batchnorm(model, task.example_inputs)
     skipped = factorize(model, {name: lp.rank for name, lp in plan.layers if lp.rank not in (None, 1.0)})
     notes += [f"low-rank skipped for {name}: {why}" for name, why in skipped.items()]
-    prepare_qat(model, {name: lp.bits for name, lp in plan.layers if lp.bits})
+    prepare_qat(model, {name: lp.bits for name, lp in plan.layers if lp.bits}, kernels=plan.kernels)
     calibrate(model, [x for x, _ in _train_batches(task, CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE)])
     return Compressed(model.eval(), notes)
 

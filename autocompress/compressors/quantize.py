@@ -73,7 +73,7 @@ class QuantSpec:
     bits: int
     weight: torch.Tensor  # integer values, same shape as the float weight
     weight_scale: torch.Tensor  # per output channel (an embedding: per row)
-    input_qparams: tuple[float, int] | None  # None: an embedding (its input is token ids)
+    input_qparams: tuple[float, int] | None  # None: weights alone (an embedding; a layer on float kernels)
     output_qparams: tuple[float, int] | None  # None: the layer's output stays float
     recurrent: bool = False  # a recurrent layer's weight: quantized alone, per row (``recurrent``)
 
@@ -127,13 +127,14 @@ class OutputHook:
 
 class FakeQuantLayer(nn.Module):
     """A Conv1d, Conv2d or Linear whose weight and bias are fake-quantized, and its input (unless it
-    arrives quantized from upstream: ``quantize_input`` False) and output (if ``output_quant``)."""
+    arrives quantized from upstream: ``quantize_input`` False) and output (if ``output_quant``).
+    ``weights_only``: the weight alone (float kernels: the input, output and bias stay float)."""
 
-    def __init__(self, layer: nn.Module, bits: int):
+    def __init__(self, layer: nn.Module, bits: int, *, weights_only: bool = False):
         super().__init__()
-        self.layer, self.bits = layer, bits
-        self.input_quant = ActivationQuant()
-        self.quantize_input = True
+        self.layer, self.bits, self.weights_only = layer, bits, weights_only
+        self.input_quant = None if weights_only else ActivationQuant()
+        self.quantize_input = not weights_only
         self.output_quant: ActivationQuant | None = None
         self.observing = False  # calibration: float weights
         self.frozen = False  # after ``freeze``: the weights already are the dequantized integers
@@ -164,7 +165,7 @@ class FakeQuantLayer(nn.Module):
         weight = torch.fake_quantize_per_channel_affine(
             self.layer.weight, scale, torch.zeros_like(scale, dtype=torch.int32), 0, -qmax - 1, qmax)
         bias = self.layer.bias
-        if bias is not None:  # int32 at input_scale * weight_scale, as ONNX Runtime computes it
+        if bias is not None and not self.weights_only:  # int32 at input_scale * weight_scale, as ONNX Runtime computes it
             bias_scale = scale * self.input_quant.qparams()[0]
             bias = bias + (torch.round(bias.detach() / bias_scale) * bias_scale - bias.detach())
         if isinstance(self.layer, (nn.Conv1d, nn.Conv2d)):
@@ -224,8 +225,9 @@ def _wrapper(module: nn.Module | None) -> type | None:
     return FakeQuantLayer if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)) else None
 
 
-def prepare_qat(model: nn.Module, bits: dict[str, int]) -> list[str]:
-    """Wrap the named layers (or both factors of a factorized layer) in place.
+def prepare_qat(model: nn.Module, bits: dict[str, int], *, kernels: str = "int8") -> list[str]:
+    """Wrap the named layers (or both factors of a factorized layer) in place; ``kernels``
+    "float": conv and linear layers quantize their weights alone (``Plan.kernels``).
 
     >>> prepare_qat(nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2)), {"0": 8, "1": 4})
     ['0', '1']
@@ -237,7 +239,9 @@ def prepare_qat(model: nn.Module, bits: dict[str, int]) -> list[str]:
         targets = [name] if _wrapper(module) else (
             [f"{name}.{i}" for i in range(len(module))] if isinstance(module, nn.Sequential) else [])
         for target in targets:
-            model.set_submodule(target, _wrapper(modules[target])(modules[target], b))
+            wrapper = _wrapper(modules[target])
+            options = {"weights_only": kernels == "float"} if wrapper is FakeQuantLayer else {}
+            model.set_submodule(target, wrapper(modules[target], b, **options))
             wrapped.append(target)
     return wrapped
 
@@ -252,8 +256,11 @@ def activation_quants(model: nn.Module) -> list[ActivationQuant]:
 
 def place_quantizers(model: nn.Module, example: torch.Tensor) -> None:
     """Share and move the layers' activation quantizers so each tensor is quantized once, where
-    it is produced (see the module docstring). Called by ``calibrate`` on its first batch."""
-    layers = fake_quant_layers(model)
+    it is produced (see the module docstring). Called by ``calibrate`` on its first batch.
+    Layers that quantize their weights alone have none."""
+    layers = [layer for layer in fake_quant_layers(model) if not layer.weights_only]
+    if not layers:
+        return
     for layer in layers:
         layer.observing = True
     placements: list[Placement] = trace_dataflow(model, example, layers)
@@ -335,9 +342,9 @@ def freeze(model: nn.Module) -> tuple[nn.Module, dict[str, QuantSpec]]:
             continue
         layer, scale = module.layer, module.weight_scale()
         integers = module.quantized_weight()
-        input_qparams = module.input_quant.qparams()
+        input_qparams = None if module.weights_only else module.input_quant.qparams()
         layer.weight.copy_(integers * module._per_channel(scale))
-        if layer.bias is not None:
+        if layer.bias is not None and input_qparams is not None:
             bias_scale = scale * input_qparams[0]
             layer.bias.copy_(torch.round(layer.bias / bias_scale) * bias_scale)
         output_qparams = None if module.output_quant is None else module.output_quant.qparams()

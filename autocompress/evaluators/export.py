@@ -8,7 +8,9 @@ is produced), so the graph computes what the fake-quantized model computes. Then
 quantized layer's weight becomes an INT8/INT4/INT2 initializer (raw-packed; 4 and 2 bits
 widened by a Cast that ONNX Runtime folds at load) feeding a per-channel DequantizeLinear,
 its bias an int32 initializer: the patterns ONNX Runtime fuses into int8 kernels (QLinearConv
-chains, QLinearAdd, QGemm). A quantized embedding's lookup becomes a lookup of its integer rows
+chains, QLinearAdd, QGemm). A plan on float kernels (``Plan.kernels``) quantizes weights alone:
+no activation is quantized, and each weight's integers are widened to float by a Cast and a Mul
+that ONNX Runtime folds at load (float kernels, the file's bytes still ``bits`` a weight). A quantized embedding's lookup becomes a lookup of its integer rows
 and of their scales, then a Cast and a Mul: only the rows read are dequantized. INT2 needs
 opset 25; otherwise opset 21. Doc strings are stripped: the file holds the model, nothing else.
 Its bytes are the weights: the exporter's long intermediate names
@@ -113,6 +115,25 @@ def _dequantized_weight(tag: str, integers: np.ndarray, scale: np.ndarray, bits:
     return nodes, stored
 
 
+def _widened_weight(tag: str, integers: np.ndarray, scale: np.ndarray, bits: int, *, axis: int
+                    ) -> tuple[list, list]:
+    """Nodes and initializers producing ``{tag}.weight_dq`` for a layer on float kernels
+    (``Plan.kernels``): its integers Cast to float and scaled per channel by a Mul. Every input
+    is a constant, so ONNX Runtime folds them once, at session load: the layer then runs the
+    float kernel, as fast as the teacher's, while the file holds ``bits`` a weight."""
+    shape = [1] * integers.ndim
+    shape[axis] = len(scale)
+    stored = [integer_tensor(f"{tag}.weight_quantized", integers, bits),
+              numpy_helper.from_array(scale.reshape(shape), f"{tag}.weight_scale")]
+    nodes, int8 = [], f"{tag}.weight_quantized"
+    if bits != 8:
+        int8 = f"{tag}.weight_int8"
+        nodes.append(helper.make_node("Cast", [f"{tag}.weight_quantized"], [int8], to=TensorProto.INT8))
+    nodes += [helper.make_node("Cast", [int8], [f"{tag}.weight_float"], to=TensorProto.FLOAT),
+              helper.make_node("Mul", [f"{tag}.weight_float", f"{tag}.weight_scale"], [f"{tag}.weight_dq"])]
+    return nodes, stored
+
+
 def _dequantized_bias(tag: str, bias: np.ndarray, scale: np.ndarray, input_scale: float) -> tuple[list, list]:
     """int32 bias at input_scale x weight_scale, dequantized: what int8 kernels add. The bias
     scale is a Mul of two constants, folded at load: the file does not store it."""
@@ -155,10 +176,11 @@ def _quantized_layer(spec: QuantSpec, tag: str, node: onnx.NodeProto, *, index: 
     if node.op_type not in ("Conv", "Gemm", "MatMul") or index != 1:
         raise RuntimeError(f"cannot quantize {tag}: used by {node.op_type} input {index}")
     integers = spec.weight.numpy().T if transposed else spec.weight.numpy()
-    nodes, inits = _dequantized_weight(tag, integers, scale, spec.bits, axis=1 if transposed else 0)
+    weight = _dequantized_weight if spec.input_qparams else _widened_weight
+    nodes, inits = weight(tag, integers, scale, spec.bits, axis=1 if transposed else 0)
     dropped = {node.input[1]}
     node.input[1] = f"{tag}.weight_dq"
-    if len(node.input) > 2 and node.input[2] in initializers:
+    if spec.input_qparams and len(node.input) > 2 and node.input[2] in initializers:
         bias = numpy_helper.to_array(initializers[node.input[2]]).astype(np.float64)
         bias_nodes, bias_inits = _dequantized_bias(tag, bias, scale, spec.input_qparams[0])
         nodes, inits = nodes + bias_nodes, inits + bias_inits

@@ -25,7 +25,7 @@ from autocompress.search.best import Run
 from autocompress.budget import Budget
 from autocompress.search.pareto import OBJECTIVES, dominated, normalized_hypervolume, pareto_mask
 from autocompress.search.sensitivity import read_table
-from autocompress.spaces.space import KNOB_PREFIXES, plan_from_params
+from autocompress.spaces.space import KERNELS_KNOB, KNOB_PREFIXES, plan_from_params
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def _model(run: Run) -> tuple[list[str], dict[str, list[str]], dict[str, list[st
         groups = prune_knobs
     if model:
         return list(model["layers"]), {k: list(v) for k, v in model["stages"].items()}, groups
-    knobs = [c for c in columns if c.startswith(("prune/", "bits/", "rank/"))]
+    knobs = [c for c in columns if c.startswith(("prune/", "bits/", "rank/")) and c != KERNELS_KNOB]
     stages = [c.removeprefix("arch/depth/") for c in columns if c.startswith("arch/depth/")]
     return sorted({c.partition("/")[2] for c in knobs}), {s: [] for s in stages}, groups
 

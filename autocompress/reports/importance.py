@@ -34,6 +34,8 @@ def objective_importances(trials: pd.DataFrame) -> tuple[str, dict[str, dict[str
     fidelity). Empty when there are too few trials or no parameter varies."""
     knobs = [c for c in trials.columns if c.startswith(KNOB_PREFIXES)]
     rows = trials.dropna(subset=[*OBJECTIVES, *knobs])
+    rows = rows.assign(**{c: pd.factorize(rows[c], sort=True)[0] for c in knobs  # a choice of words: its index
+                          if not pd.api.types.is_numeric_dtype(rows[c])})
     varying = [c for c in knobs if rows[c].nunique() > 1]
     if len(rows) < MIN_TRIALS or not varying:
         return "none", {}

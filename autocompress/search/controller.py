@@ -21,6 +21,7 @@ Example (two candidates of the built-in digits task, real Ray, about a minute):
 
 from __future__ import annotations
 
+
 import os
 import random
 import shutil
@@ -440,6 +441,7 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
                                  gpus_per_trial=execution.gpus_per_trial, time_limit_s=limit_s,
                                  progress=session.progress)
             scanned = Predictor.from_scan(table, session.teacher.to_dict())  # immutable: refits make new ones
+            _run_warm_starts_on(searcher, scanned.kernels)
             searcher.predictor = scanned if settings.proposals else None
             searcher.guide = scanned if settings.guide and settings.local_search else None
         budget_s = execution.time_budget_s  # it covers the scan too: a search stops when its time is spent
@@ -454,6 +456,18 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
                          f"{resume_command(session)}")
         raise
     return _finish(session, searcher, clock, checkpoint)
+
+
+def _run_warm_starts_on(searcher, kernels: str) -> None:
+    """The warm-start recipes still queued, on the kernels the scan found faster (``Plan.kernels``:
+    where int8 kernels do not pay, their quantized weights run on float kernels)."""
+    from autocompress.search.searcher import WARM_START
+
+    for i, (plan, rung) in enumerate(searcher.queue):
+        moved = replace(plan, kernels=kernels)
+        if searcher.sources.get((plan, rung)) == WARM_START and moved != plan:
+            searcher.queue[i] = (moved, rung)
+            searcher.sources[(moved, rung)] = searcher.sources.pop((plan, rung))
 
 
 def resume_command(session: _Session) -> str:

@@ -38,8 +38,8 @@ from scipy.optimize import nnls
 
 from autocompress.plan import Plan
 from autocompress.search.pareto import normalized_hypervolume
-from autocompress.search.sensitivity import EVERY_LAYER_INT8
-from autocompress.spaces.space import GATE_PREFIX, TECHNIQUES, SearchSpace
+from autocompress.search.sensitivity import EVERY_LAYER_INT8, EVERY_LAYER_INT8_FLOAT, WHOLE_MODEL, whole_model_speeds
+from autocompress.spaces.space import GATE_PREFIX, KERNELS_KNOB, TECHNIQUES, SearchSpace
 
 OBJECTIVE_COLUMNS = {"accuracy": "accuracy_delta", "size_bytes": "size_delta_bytes", "latency_ms": "latency_delta_ms"}
 COST_MIXES = (1.0, 0.0, 0.5)  # the weight of size against latency in a sweep's cost
@@ -63,19 +63,28 @@ class Predictor:
     options: dict[str, dict]  # knob -> {value: (accuracy_delta, size_delta, latency_delta)}
     teacher: dict
     factors: dict[str, float] = field(default_factory=dict)
+    kernels: str = "int8"  # what its plans' quantized layers run on (``Plan.kernels``)
 
     @classmethod
     def from_scan(cls, table: pd.DataFrame, teacher: dict) -> "Predictor":
-        """From ``sensitivity.csv``'s rows (the teacher's row, the every-layer int8 row, which is no
-        one knob, and failed cells are left out)."""
+        """From ``sensitivity.csv``'s rows (the teacher's row, the whole-model int8 rows, which are
+        no one knob, and failed cells are left out). Where those rows show int8 weights on float
+        kernels faster than on int8 kernels, its plans run on float kernels (``kernels``), and a
+        bit-width costs no latency (the scan measured each on int8 kernels; its accuracy loss,
+        activations quantized too, is then an upper bound)."""
         knobs = table["knob"].astype(str)
-        rows = table[knobs.str.contains("/") & (knobs != EVERY_LAYER_INT8)].dropna(
+        rows = table[knobs.str.contains("/") & ~knobs.isin((*WHOLE_MODEL, KERNELS_KNOB))].dropna(
             subset=list(OBJECTIVE_COLUMNS.values()))
+        speeds = whole_model_speeds(table)
+        kernels = "float" if speeds.get(EVERY_LAYER_INT8_FLOAT, 0.0) > speeds.get(EVERY_LAYER_INT8, math.inf) \
+            else "int8"
         options: dict[str, dict] = {}
         for row in rows.itertuples(index=False):
-            value = _number(row.value)
-            options.setdefault(row.knob, {})[value] = tuple(float(getattr(row, c)) for c in OBJECTIVE_COLUMNS.values())
-        return cls(options=options, teacher=dict(teacher))
+            deltas = tuple(float(getattr(row, c)) for c in OBJECTIVE_COLUMNS.values())
+            if kernels == "float" and technique_of(row.knob) == "quant":
+                deltas = (deltas[0], deltas[1], 0.0)
+            options.setdefault(row.knob, {})[_number(row.value)] = deltas
+        return cls(options=options, teacher=dict(teacher), kernels=kernels)
 
     def group_bytes(self) -> dict[str, float]:
         """Per pruning group, the bytes pruning all its channels would save, from the scan (the
@@ -133,7 +142,7 @@ class Predictor:
             return self
         solution, _ = nnls(design[:, used], np.clip(target, 0.0, None))
         factors = dict(zip([n for n, u in zip(names, used) if u], solution.round(6).tolist()))
-        return Predictor(options=self.options, teacher=self.teacher, factors=factors)
+        return Predictor(options=self.options, teacher=self.teacher, factors=factors, kernels=self.kernels)
 
     def _cost(self, deltas: tuple, mix: float) -> float:
         return mix * deltas[1] / self.teacher["size_bytes"] + (1 - mix) * deltas[2] / self.teacher["latency_ms"]
@@ -177,7 +186,8 @@ class Predictor:
 
     def sweep(self, *, count: int) -> list[dict]:
         """Up to ``count`` distinct parameter sets along the predicted front's hull, spread over
-        the price range and the cost mixes (size, latency, both), the teacher itself left out."""
+        the price range and the cost mixes (size, latency, both), the teacher itself left out
+        (each with ``bits/*kernels`` where it quantizes on float kernels)."""
         per_mix = [[p for p in dict.fromkeys(_frozen(self._choice(price, mix)) for price in PRICES) if p]
                    for mix in COST_MIXES]
         chosen: list = []
@@ -186,7 +196,9 @@ class Predictor:
                 spread = _spread_order(len(plans))
                 if depth < len(plans) and plans[spread[depth]] not in chosen:
                     chosen.append(plans[spread[depth]])
-        return [dict(p) for p in chosen[:count]]
+        quant = TECHNIQUES["quant"]
+        return [{**dict(p), KERNELS_KNOB: "float"} if self.kernels == "float" and any(k.startswith(quant) for k, _ in p)
+                else dict(p) for p in chosen[:count]]
 
 
 def propose(predictor: Predictor, *, space, tried: set, front: pd.DataFrame, count: int) -> Plan | None:

@@ -2,7 +2,8 @@
 
 For each layer's bit-width and rank, each pruning group's ratio and each student knob (depth
 per stage, width), and each of its values other than the teacher's, a one-knob plan is built
-(and one plan with every layer int8: whether int8 kernels pay on this model at all)
+(and one plan with every layer int8: whether int8 kernels pay on this model at all; and the
+same on float kernels, ``Plan.kernels``)
 (calibration included), fine-tuned for ``steps`` steps (default 0: calibration only), exported
 and measured by ``evaluators.evaluate`` (the trials' own path): accuracy on the first
 ``samples`` validation examples (a fixed subset), size of the file, latency of the file. The
@@ -25,10 +26,10 @@ Example (a tiny model, in this process):
     ...             train=data, val=data, test=data, example_inputs=data.tensors[0][:1])
     >>> space = SearchSpace(task_context(task).discovery, techniques=("quant",))
     >>> [cell.label for cell in scan_cells(space)]
-    ['teacher', 'bits/*=8', 'bits/0=8', 'bits/0=4', 'bits/0=2', 'bits/2=8', 'bits/2=4', 'bits/2=2']
+    ['teacher', 'bits/*=8', 'bits/*float=8', 'bits/0=8', 'bits/0=4', 'bits/0=2', 'bits/2=8', 'bits/2=4', 'bits/2=2']
     >>> table = scan_in_process(task, space, samples=32)
     >>> len(table), table.loc[0, "knob"], float(table.loc[0, "accuracy_delta"]), int(table["samples"].max())
-    (8, 'teacher', 0.0, 32)
+    (9, 'teacher', 0.0, 32)
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from autocompress.devices import trial_error
 from autocompress.evaluators.evaluate import LatencyMeter, evaluate, local_latency
 from autocompress.plan import Plan
 from autocompress.search.rundir import SENSITIVITY_CSV
-from autocompress.spaces.space import GATE_PREFIX, TEACHER_VALUES, SearchSpace
+from autocompress.spaces.space import GATE_PREFIX, KERNELS_KNOB, TEACHER_VALUES, SearchSpace
 from autocompress.task import Task, UsageError, one_line
 
 SAMPLES = 512  # the fixed validation subset: its first SAMPLES examples (all of a smaller split)
@@ -60,6 +61,8 @@ SCAN_SHARE = 1 / 3  # of a search's --time-budget: no scan batch starts after it
 CHUNKS_PER_WORKER = 4  # cells go to the workers in this many batches each (a slow cell delays little)
 TEACHER = "teacher"
 EVERY_LAYER_INT8 = "bits/*"  # one more cell: every layer int8 at once (do int8 kernels pay on this model?)
+EVERY_LAYER_INT8_FLOAT = "bits/*float"  # and every layer's weights int8 on float kernels (Plan.kernels)
+WHOLE_MODEL = (EVERY_LAYER_INT8, EVERY_LAYER_INT8_FLOAT)  # cells that are no one knob
 COLUMNS = ["knob", "kind", "target", "value", "accuracy", "size_bytes", "latency_ms", "accuracy_delta",
            "size_delta_bytes", "latency_delta_ms", "latency_spread_ms", "samples", "steps", "duration_s", "sha256",
            "error"]
@@ -103,11 +106,15 @@ def _bit_knobs(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistrib
 
 def scan_cells(space: SearchSpace) -> list[Cell]:
     """The teacher, every layer int8 at once (where the space has bit-widths: whether int8 kernels
-    pay on this model at all, which no one layer alone shows), then every knob of ``space``
-    (gates aside) at each of its non-teacher values."""
-    cells = [Cell(TEACHER)] + ([Cell(EVERY_LAYER_INT8, 8)] if _bit_knobs(space) else [])
+    pay on this model at all, which no one layer alone shows) on int8 kernels and, where the space
+    offers the choice, on float kernels; then every knob of ``space`` (gates and the kernels
+    knob, which alone changes nothing, aside) at each of its non-teacher values."""
+    cells = [Cell(TEACHER)]
+    if _bit_knobs(space):
+        cells += [Cell(EVERY_LAYER_INT8, 8)] + ([Cell(EVERY_LAYER_INT8_FLOAT, 8)] if KERNELS_KNOB in
+                                                 space.distributions() else [])
     for name, dist in space.distributions().items():
-        if name.startswith(GATE_PREFIX):
+        if name.startswith(GATE_PREFIX) or name == KERNELS_KNOB:
             continue
         teacher = _teacher_value(name, dist)
         cells += [Cell(name, value) for value in _values(dist) if value != teacher]
@@ -120,6 +127,8 @@ def cell_plan(space: SearchSpace, cell: Cell) -> Plan:
         return Plan(importance=space.importance)
     if cell.knob == EVERY_LAYER_INT8:
         return space.plan_from_params(dict.fromkeys(_bit_knobs(space), cell.value))
+    if cell.knob == EVERY_LAYER_INT8_FLOAT:
+        return space.plan_from_params({**dict.fromkeys(_bit_knobs(space), cell.value), KERNELS_KNOB: "float"})
     return space.plan_from_params({cell.knob: cell.value})
 
 
@@ -342,7 +351,8 @@ def format_table(table: pd.DataFrame) -> str:
     lines.append(f"  {'knob':<32} {'value':<14} {'accuracy':>8} {'change':>9} {'size':>9} {'latency':>9}")
     lines.append(f"  {'':<32} {'':<14} {'':>8} {'':>9} {'change':>9} {'change':>9}")
     for _, row in table[table["knob"] != TEACHER].iterrows():
-        knob = "every layer" if row["knob"] == EVERY_LAYER_INT8 else row["knob"]
+        knob = {EVERY_LAYER_INT8: "every layer", EVERY_LAYER_INT8_FLOAT: "every layer, float kernels"}.get(
+            row["knob"], row["knob"])
         value = _value_text(row["knob"], row["value"])
         if isinstance(row["error"], str) and row["error"]:
             lines.append(f"  {knob:<32} {value:<14} FAILED: {row['error'][:160]}")
@@ -353,18 +363,35 @@ def format_table(table: pd.DataFrame) -> str:
     return "\n".join(lines + _int8_verdict(table))
 
 
+def whole_model_speeds(table: pd.DataFrame) -> dict[str, float]:
+    """The teacher's latency over each whole-model int8 cell's (``WHOLE_MODEL``): its speed, > 1
+    faster. Cells not measured are absent.
+
+    >>> table = pd.DataFrame({"knob": [EVERY_LAYER_INT8, EVERY_LAYER_INT8_FLOAT], "latency_ms": [2.0, 1.0],
+    ...                       "latency_delta_ms": [1.0, 0.0]})
+    >>> whole_model_speeds(table)
+    {'bits/*': 0.5, 'bits/*float': 1.0}
+    """
+    rows = table[table["knob"].isin(WHOLE_MODEL) & table["latency_delta_ms"].notna()]
+    return {row["knob"]: float((row["latency_ms"] - row["latency_delta_ms"]) / row["latency_ms"])
+            for _, row in rows.iterrows()}
+
+
 def _int8_verdict(table: pd.DataFrame) -> list[str]:
-    """A line on whether int8 kernels pay in latency on this model (the every-layer int8 row)."""
-    rows = table[(table["knob"] == EVERY_LAYER_INT8) & table["latency_delta_ms"].notna()]
-    if not len(rows):
+    """A line on whether int8 kernels pay in latency on this model (the whole-model int8 rows)."""
+    speeds = whole_model_speeds(table)
+    if EVERY_LAYER_INT8 not in speeds:
         return []
-    row = rows.iloc[0]
-    speed = (row["latency_ms"] - row["latency_delta_ms"]) / row["latency_ms"]
+    speed = speeds[EVERY_LAYER_INT8]
+    on_float = speeds.get(EVERY_LAYER_INT8_FLOAT)
+    float_part = "" if on_float is None else f"; its int8 weights on float kernels run {on_float:.2f}x"
     if speed >= 1.0:
-        return [f"every layer int8 runs {speed:.2f}x the teacher's speed here: int8 kernels pay in latency and size"]
-    return [f"every layer int8 runs {speed:.2f}x the teacher's speed here: int8 kernels do not pay in latency on "
-            "this model (its layers are too small for them to beat float), so bit-widths save size only; "
-            "pruning, ranks and the student are what make it faster"]
+        return [f"every layer int8 runs {speed:.2f}x the teacher's speed here{float_part}: int8 kernels pay in "
+                "latency and size"]
+    return [f"every layer int8 runs {speed:.2f}x the teacher's speed here{float_part}: int8 kernels do not pay in "
+            "latency on this model (its layers are too small for them to beat float), so the search offers "
+            "quantized weights on float kernels too (bits/*kernels = float: the file as small, the speed the "
+            "teacher's); pruning, ranks and the student are what make it faster"]
 
 
 def _percent(delta: float, value: float) -> str:
@@ -373,5 +400,5 @@ def _percent(delta: float, value: float) -> str:
     return f"{delta / base:+.1%}" if base and not math.isnan(base) else "-"
 
 
-__all__ = ["COLUMNS", "Cell", "SAMPLES", "cell_plan", "evaluate_cell", "format_table", "read_table", "scan_cells",
+__all__ = ["COLUMNS", "Cell", "WHOLE_MODEL", "whole_model_speeds", "SAMPLES", "cell_plan", "evaluate_cell", "format_table", "read_table", "scan_cells",
            "scan_for_run", "scan_in_process", "with_deltas"]

@@ -1,6 +1,7 @@
 """The joint search space: pruning x bit-width x rank x student architecture, one Optuna study.
 
-Parameter names are stable and readable: ``prune/<group>``, ``bits/<layer>``, ``rank/<layer>``,
+Parameter names are stable and readable: ``prune/<group>``, ``bits/<layer>``, ``bits/*kernels``
+(what the quantized layers run on: int8 or float kernels, ``Plan.kernels``), ``rank/<layer>``,
 ``arch/depth/<stage>``, ``arch/width``, and one gate per technique, ``use/<technique>`` (1 or
 0): a plan applies a technique's knobs only when its gate is 1. The gates let the sampler learn
 in a few trials what a technique does on this model as a whole (say, that any quantized layer
@@ -14,9 +15,9 @@ Example:
     >>> from autocompress.spaces.layers import discover
     >>> net = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 3))
     >>> space = SearchSpace(discover(net, torch.randn(1, 16)))
-    >>> space.param_names()[:6]
-    ['arch/width', 'bits/0', 'bits/2', 'prune/0', 'rank/0', 'rank/2']
-    >>> space.param_names()[6:]
+    >>> space.param_names()[:7]
+    ['arch/width', 'bits/*kernels', 'bits/0', 'bits/2', 'prune/0', 'rank/0', 'rank/2']
+    >>> space.param_names()[7:]
     ['use/lowrank', 'use/prune', 'use/quant', 'use/student']
     >>> space.plan_from_params({"prune/0": 0.5, "bits/0": 8, "use/prune": 1, "use/quant": 1}).layer("0")
     LayerPlan(prune=0.5, bits=8, rank=None)
@@ -32,7 +33,7 @@ from typing import Any
 
 import optuna
 
-from autocompress.plan import LayerPlan, Plan
+from autocompress.plan import KERNELS, LayerPlan, Plan
 from autocompress.spaces.layers import Discovery
 
 FLOAT_BITS = 32  # the ``bits/`` value meaning "not quantized"
@@ -45,7 +46,8 @@ TECHNIQUES = {"prune": "prune/", "quant": "bits/", "lowrank": "rank/", "student"
 GATE_PREFIX = "use/"  # use/<technique>: 1 = apply its knobs, 0 = leave them at the teacher's
 KNOB_PREFIXES = (*TECHNIQUES.values(), GATE_PREFIX)  # every search parameter starts with one
 # a knob's value that leaves the teacher as it is (the depth knobs': all blocks, their upper bound)
-TEACHER_VALUES = {"prune/": 0.0, "bits/": FLOAT_BITS, "rank/": 1.0, "arch/width": 1.0}
+KERNELS_KNOB = "bits/*kernels"  # "int8" or "float": what quantized conv/linear layers run on (Plan.kernels)
+TEACHER_VALUES = {"prune/": 0.0, KERNELS_KNOB: KERNELS[0], "bits/": FLOAT_BITS, "rank/": 1.0, "arch/width": 1.0}
 
 
 def techniques_used(plan: Plan) -> set[str]:
@@ -100,6 +102,8 @@ class SearchSpace:
             dists[f"arch/depth/{stage}"] = d.IntDistribution(0, len(blocks))
         for group in self.discovery.groups:
             dists[f"prune/{group.name}"] = d.FloatDistribution(0.0, PRUNE_MAX, step=PRUNE_STEP)
+        if any(layer.kind in ("conv", "linear") for layer in self.discovery.layers):
+            dists[KERNELS_KNOB] = d.CategoricalDistribution(KERNELS)
         for layer in self.discovery.layers:
             dists[f"bits/{layer.name}"] = d.CategoricalDistribution(BIT_CHOICES)
             if layer.rank_ratios:
@@ -137,14 +141,14 @@ class SearchSpace:
         dropped = tuple(f"{block}." for stage, blocks in stages.items()
                         for block in blocks[plan.blocks_kept(stage, len(blocks)):])
         if not dropped:
-            return Plan(layers=dict(plan.layers), depth=depth, width=plan.width, importance=plan.importance)
+            return replace(plan, layers=dict(plan.layers), depth=depth)
         all_dropped = {g.name for g in self.discovery.groups if all(m.startswith(dropped) for m in g.members)}
         layers = {}
         for name, layer in plan.layers:
             gone = name.startswith(dropped)
             prune = 0.0 if name in all_dropped or (gone and not self._names_group(name)) else layer.prune
             layers[name] = LayerPlan(prune=prune, bits=None if gone else layer.bits, rank=None if gone else layer.rank)
-        return Plan(layers=layers, depth=depth, width=plan.width, importance=plan.importance)
+        return replace(plan, layers=layers, depth=depth)
 
     def _names_group(self, name: str) -> bool:
         return any(g.name == name for g in self.discovery.groups)
@@ -256,6 +260,8 @@ def params_of_plan(plan: Plan, distributions: dict[str, optuna.distributions.Bas
             params[name] = int(target in used)
         elif name == "arch/width":
             params[name] = plan.width
+        elif name == KERNELS_KNOB:
+            params[name] = plan.kernels
         elif kind == "arch":
             params[name] = dict(plan.depth).get(target.removeprefix("depth/"), distributions[name].high)
         elif kind == "prune":
@@ -303,7 +309,7 @@ def plan_from_params(params: dict[str, Any], *, layers: list[str], stages: list[
     """The plan that parameter values (``prune/``, ``bits/``, ``rank/``, ``arch/``) describe.
 
     >>> plan_from_params({"bits/fc": 8, "prune/conv": 0.5, "arch/depth/s1": 1}, layers=["conv", "fc"], stages=["s1"])
-    Plan(layers=(('conv', LayerPlan(prune=0.5, bits=None, rank=None)), ('fc', LayerPlan(prune=0.0, bits=8, rank=None))), depth=(('s1', 1),), width=1.0, importance='l1')
+    Plan(layers=(('conv', LayerPlan(prune=0.5, bits=None, rank=None)), ('fc', LayerPlan(prune=0.0, bits=8, rank=None))), depth=(('s1', 1),), width=1.0, importance='l1', kernels='int8')
 
     Knobs of a technique whose gate ``use/<technique>`` is 0 are ignored (no gate: applied).
     """
@@ -318,4 +324,5 @@ def plan_from_params(params: dict[str, Any], *, layers: list[str], stages: list[
                                 rank=None if rank == 1.0 else float(rank))
     depth = {stage: int(params[f"arch/depth/{stage}"]) for stage in stages if f"arch/depth/{stage}" in params}
     width = float(params.get("arch/width", TEACHER_VALUES["arch/width"]))
-    return Plan(layers=plans, depth=depth, width=width, importance=importance)
+    kernels = params.get(KERNELS_KNOB, TEACHER_VALUES[KERNELS_KNOB])
+    return Plan(layers=plans, depth=depth, width=width, importance=importance, kernels=kernels)

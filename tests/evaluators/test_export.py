@@ -164,6 +164,34 @@ def test_plain_module_export_matches_fake_quant_model_and_stays_int8(tmp_path, b
     assert len(weight.raw_data) == math.ceil(16 * 8 * 5 * 5 * bits / 8)
 
 
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_weights_on_float_kernels_are_stored_at_their_width_and_run_the_float_kernels(tmp_path, bits):
+    """Plan.kernels "float": the file holds the integers (bits a weight) and no activation
+    quantizer; ONNX Runtime widens them once, at load, so the graph it runs is the teacher's
+    (float Conv and Gemm, nothing dequantized per inference), and the output is the
+    weight-quantized model's."""
+    torch.manual_seed(0)
+    model, x = _LeNetLike().eval(), torch.randn(64, 1, 28, 28)
+    teacher_path = str(tmp_path / "teacher.onnx")
+    export_onnx(copy.deepcopy(model), x[:1], teacher_path)
+    prepare_qat(model, {"conv1": bits, "conv2": bits, "fc1": bits, "fc2": 8}, kernels="float")
+    calibrate(model, [x])
+    expected = _torch_logits(model, torch.utils.data.TensorDataset(x))
+    frozen, specs = freeze(copy.deepcopy(model))
+    path = str(tmp_path / "lenet.onnx")
+    export_onnx(frozen, x[:1], path, specs)
+    got = onnx_session(path).run(None, {"input": x.numpy()})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+    stored = collections.Counter(n.op_type for n in onnx.load(path).graph.node)
+    assert stored["QuantizeLinear"] == 0 and stored["DequantizeLinear"] == 0
+    ran = collections.Counter(n.op_type for n in _optimized_graph(path, tmp_path).node)
+    teacher_ran = collections.Counter(n.op_type for n in _optimized_graph(teacher_path, tmp_path).node)
+    assert ran == teacher_ran and ran["Conv"] == 2 and ran["Cast"] == ran["Mul"] == 0
+    weight = {t.name: t for t in onnx.load(path).graph.initializer}["conv2.weight_quantized"]
+    assert len(weight.raw_data) == math.ceil(16 * 8 * 5 * 5 * bits / 8)
+    assert os.path.getsize(path) < os.path.getsize(teacher_path) * (bits + 2) / 32
+
+
 def test_pack_integers_low_bits_first():
     assert pack_integers(np.array([1, -2, 3, -1]), 2) == bytes([0b11_11_10_01])
     assert pack_integers(np.array([-8, 7]), 4) == bytes([0x78])
