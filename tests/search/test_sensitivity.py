@@ -15,7 +15,7 @@ from autocompress import DistillConfig, LayerPlan, Plan, evaluate, inspect_task,
 from autocompress.evaluators.measure import onnx_metric, onnx_session
 from autocompress.search.settings import SearchSettings, SettingError, flag_for
 from autocompress.search.sensitivity import SAMPLES, read_table, scan_cells, scan_for_run, scan_in_process
-from autocompress.spaces.space import SearchSpace
+from autocompress.spaces.space import KERNELS_KNOB, SearchSpace
 from tests.conftest import one_clear_line, run_cli
 from tests.fixtures.user_tasks import HOSTILE_ERROR
 
@@ -47,12 +47,16 @@ def test_the_scan_covers_every_knob_value_of_the_space_alone(scanned_run, digits
     out, stdout = scanned_run
     table = read_table(out)
     space = inspect_task(digits_task)["space"]  # the space as inspect shows it
-    expected = {(name, round(float(v), 6)) for name, values in space.items() if not name.startswith("use/")
+    expected = {(name, round(float(v), 6)) for name, values in space.items()
+                if not name.startswith("use/") and name != KERNELS_KNOB  # the kernels alone change nothing
                 for v in values if v != _teacher_value(name, values)}
-    assert len(expected) == 97 and _cells(table) == expected | {("bits/*", 8.0)} and len(table) == len(expected) + 2
-    every = table[table["knob"] == "bits/*"].iloc[0]  # every layer int8 at once: smaller than any one layer makes it
-    assert every["size_delta_bytes"] < table[table["knob"].str.startswith("bits/") & (table["value"] == 8)
-                                              & (table["knob"] != "bits/*")]["size_delta_bytes"].min()
+    whole = {("bits/*", 8.0), ("bits/*float", 8.0)}  # every layer int8, on int8 and on float kernels
+    assert len(expected) == 97 and _cells(table) == expected | whole and len(table) == len(expected) + 3
+    for knob in ("bits/*", "bits/*float"):  # every layer int8 at once: smaller than any one layer makes it
+        every = table[table["knob"] == knob].iloc[0]
+        assert every["size_delta_bytes"] < table[table["knob"].str.startswith("bits/") & (table["value"] == 8)
+                                                  & ~table["knob"].isin(["bits/*", "bits/*float"])][
+            "size_delta_bytes"].min()
     assert table["error"].isna().all() and table[["accuracy", "size_bytes", "latency_ms"]].notna().all().all()
     teacher = table[table["knob"] == "teacher"].iloc[0]
     assert teacher["size_bytes"] == json.loads((out / "run.json").read_text())["teacher"]["size_bytes"]
@@ -63,7 +67,7 @@ def test_the_scan_covers_every_knob_value_of_the_space_alone(scanned_run, digits
     # the scan sees what matters: the output layer at a quarter of its rank loses far more than at int8
     row = table.set_index(["knob", "value"])
     assert row.loc[("rank/fc", 0.25), "accuracy_delta"] < row.loc[("bits/fc", 8.0), "accuracy_delta"] - 0.1
-    assert "sensitivity scan: 99 of 99 cells" in stdout and json.loads((out / "run.json").read_text())[
+    assert "sensitivity scan: 100 of 100 cells" in stdout and json.loads((out / "run.json").read_text())[
         "settings"]["sensitivity"] is True
 
 
@@ -131,7 +135,7 @@ def test_a_complete_table_is_reused_without_any_worker(scanned_run, digits_task)
     before = (out / "sensitivity.csv").read_bytes()
     table = scan_for_run(job=None, space=SearchSpace(task_context(digits_task).discovery), out=out,
                          steps=0, workers=2, cpus_per_trial=1, gpus_per_trial=0, progress=lines.append)
-    assert lines == ["sensitivity scan: 99 cells reused from sensitivity.csv"] and len(table) == 99
+    assert lines == ["sensitivity scan: 100 cells reused from sensitivity.csv"] and len(table) == 100
     assert (out / "sensitivity.csv").read_bytes() == before
 
 
