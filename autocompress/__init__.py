@@ -40,10 +40,18 @@ _HOMES = {
 }
 
 
+# the functions whose errors were written for the CLI: here they name keywords, not flags
+_SPOKEN = {"compress", "evaluate", "export_artifact", "inspect_task", "load_run", "load_task", "predict"}
+
+
 def __getattr__(name: str):
     if name not in _HOMES:
         raise AttributeError(f"module 'autocompress' has no attribute {name!r}")
     value = getattr(importlib.import_module(_HOMES[name]), name)
+    if name in _SPOKEN:
+        from autocompress.arguments import spoken_to_python
+
+        value = spoken_to_python(value)
     globals()[name] = value
     return value
 
@@ -58,9 +66,10 @@ import autocompress.search as _search_package  # noqa: E402,F401  first, so that
 def search(task, **options):
     """Search the joint compression space of ``task``: ``autocompress.search.controller.search``,
     whose docstring gives every option (imported here on first use, with Optuna and pandas)."""
+    from autocompress.arguments import spoken_to_python
     from autocompress.search.controller import search as run
 
-    return run(task, **options)
+    return spoken_to_python(run)(task, **options)
 
 
 __all__ = ["Budget", "Candidate", "Compressed", "DistillConfig", "Execution", "LayerPlan", "Metrics", "NothingFeasible",

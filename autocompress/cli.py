@@ -346,7 +346,7 @@ def _refresh_report(out: Path) -> None:
 
 
 def cmd_search(args) -> int:
-    from autocompress import load_task
+    from autocompress.task import load_task
     from autocompress.search import front_table, search
     from autocompress.search.rundir import REPORT_HTML, read_run_json
     from autocompress.search.settings import Execution, SearchSettings, SettingError

@@ -211,7 +211,7 @@ def front_files(runs: dict[str, dict[int, dict]]) -> dict[tuple, Path]:
 def add_fronts(strategies: dict, runs: dict, args) -> dict:
     """Measure every final front again side by side with the teacher; adds ``front``, the
     re-measured hypervolumes and ``headline`` per strategy. Returns the teacher re-measured."""
-    from autocompress import load_task
+    from autocompress.task import load_task
 
     task = load_task(args.task, data_dir=args.data_dir)
     first = next(iter(next(iter(runs.values())).values()))
@@ -347,7 +347,7 @@ def _strategy_seeds(item: str, parser) -> tuple[str, list[int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from autocompress import UsageError, load_task
+    from autocompress.task import UsageError, load_task
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:

@@ -127,7 +127,7 @@ def export_models(code_dir: Path, task: str, data_dir: str | None, paths: list[s
 
 def model_results(tasks: list[str], data_dir: str | None, out_dir: Path, before_dir: Path,
                   stand_ins: list[str]) -> dict:
-    from autocompress import load_task
+    from autocompress.task import load_task
     from autocompress.evaluators.measure import onnx_metric
 
     results = {}

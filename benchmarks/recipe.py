@@ -64,7 +64,7 @@ def probe_step_s(task, plan, config) -> tuple[float, float]:
 
 
 def run(args) -> dict:
-    from autocompress import load_task
+    from autocompress.task import load_task
     from autocompress.evaluators.evaluate import ARTIFACT_NAME, evaluate, evaluate_teacher
     from autocompress.evaluators.measure import onnx_metric, onnx_session, size_bytes
 

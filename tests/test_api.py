@@ -158,3 +158,19 @@ def test_a_plan_naming_a_layer_the_model_lacks_is_refused_before_anything_is_wri
 
 def test_techniques_given_as_one_name_is_that_technique():
     assert autocompress.SearchSettings(techniques="prune").techniques == ("prune",)
+
+
+def test_errors_name_the_keyword_to_python_callers_and_the_flag_to_the_cli(tmp_path, tiny_task):
+    """The same check speaks both: a Python caller reads keywords (data_dir, out, resume=True),
+    the CLI its flags."""
+    with pytest.raises(UsageError) as raised:
+        autocompress.load_task("digits", data_dir=tmp_path / "missing")
+    assert "data_dir" in str(raised.value) and "--" not in str(raised.value)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError) as raised:
+        autocompress.search(tiny_task, out=tmp_path / "taken", trials=1)
+    assert str(raised.value).startswith("out ") and "--" not in str(raised.value)
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
+    proc = run_cli("search", "--task", "digits", "--out", str(tmp_path / "taken"), "--trials", "1")
+    assert proc.returncode == 2 and proc.stderr.splitlines()[-1].startswith("autocompress: error: --out ")
