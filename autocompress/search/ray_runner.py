@@ -87,8 +87,9 @@ def auto_address() -> str:
 
 
 def start_ray(*, address: str | None, workers: int, cpus_per_trial: float, num_cpus: int | None = None) -> str:
-    """Start (or join) Ray quietly; returns a line describing where trials run. A local Ray
-    advertises 127.0.0.1 only (see the README on what Ray 2.60 still listens on)."""
+    """Start (or join) Ray quietly; returns a line describing where trials run. A local Ray is
+    advertised on this machine's interface address, never loopback (Ray's rule), and listens on
+    every interface behind its token (see the README)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -110,7 +111,7 @@ def start_ray(*, address: str | None, workers: int, cpus_per_trial: float, num_c
         return f"Ray cluster at {address}: {ray.cluster_resources().get('CPU', 0):g} CPUs"
     cpus = num_cpus or os.cpu_count() or 1
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR,  # a new Ray,
-             log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")  # never one running here
+             log_to_driver=False, configure_logging=False)  # never one running here
     unguarded = os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled"
     return f"local Ray: {cpus} CPUs" + ("; warning: RAY_AUTH_MODE=disabled, so Ray's ports (Ray 2.60 listens on "
                                          "every interface) take requests without its token" if unguarded else "")
