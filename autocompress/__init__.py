@@ -49,7 +49,7 @@ def __getattr__(name: str):
         raise AttributeError(f"module 'autocompress' has no attribute {name!r}")
     value = getattr(importlib.import_module(_HOMES[name]), name)
     if name in _SPOKEN:
-        from autocompress.arguments import spoken_to_python
+        from autocompress.search.settings import spoken_to_python
 
         value = spoken_to_python(value)
     globals()[name] = value
@@ -66,7 +66,7 @@ import autocompress.search as _search_package  # noqa: E402,F401  first, so that
 def search(task, **options):
     """Search the joint compression space of ``task``: ``autocompress.search.controller.search``,
     whose docstring gives every option (imported here on first use, with Optuna and pandas)."""
-    from autocompress.arguments import spoken_to_python
+    from autocompress.search.settings import spoken_to_python
     from autocompress.search.controller import search as run
 
     return spoken_to_python(run)(task, **options)

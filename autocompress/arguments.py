@@ -6,7 +6,7 @@ makes it one ``UsageError`` naming the function, the keyword, what it takes and 
 one. Values are checked where they are defined (``SearchSettings``, ``Budget``, ``Plan``).
 
 The same errors reach the CLI and Python callers; the CLI's name the flags, and a Python caller
-reads them with each flag said as its keyword (``spoken_to_python``).
+reads them with each flag said as its keyword (``search.settings.spoken_to_python``).
 
 Example:
     >>> from pathlib import Path
@@ -19,10 +19,8 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import os
-import re
-from typing import Any, Callable
+from typing import Any
 
 from autocompress.task import UsageError
 
@@ -53,42 +51,3 @@ def expect_callable(function: str, keyword: str, value: Any, *, how: str, option
     if not (callable(value) or (optional and value is None)):
         raise UsageError(f"{function}({keyword}=...): expected a function, got {type(value).__name__}; give {how}")
 
-
-def keyword_for(flag: str) -> str:
-    """The Python keyword a CLI flag sets (``settings.flag_for`` the other way round).
-
-    >>> keyword_for("--data-dir"), keyword_for("--steps"), keyword_for("--resume"), keyword_for("--no-sensitivity")
-    ('data_dir', 'distill.steps', 'resume=True', 'sensitivity=False')
-    """
-    from autocompress.search.settings import FLAGS
-
-    named = {value: key for key, value in FLAGS.items()}
-    if flag in named:
-        return named[flag] + ("=False" if flag.startswith("--no-") else "")
-    if flag.startswith("--no-"):
-        return flag[len("--no-"):].replace("-", "_") + "=False"
-    return flag[2:].replace("-", "_") + ("=True" if flag in SWITCHES else "")
-
-
-SWITCHES = ("--resume",)  # flags without a value: said as keyword=True
-
-
-def for_python(message: str) -> str:
-    """A message written for the CLI as a Python caller reads it: every ``--flag`` as its keyword.
-
-    >>> for_python("--out runs/x already holds a run; add --resume to continue it, or choose a new --out")
-    'out runs/x already holds a run; add resume=True to continue it, or choose a new out'
-    """
-    return re.sub(r"(?<![\w-])--[a-z][a-z0-9-]*", lambda match: keyword_for(match.group(0)), message)
-
-
-def spoken_to_python(function: Callable) -> Callable:
-    """``function`` as the Python API offers it: the UsageError it raises names keywords, not flags."""
-    @functools.wraps(function)
-    def spoken(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except UsageError as exc:
-            exc.args = (for_python(str(exc)),)
-            raise
-    return spoken

@@ -26,9 +26,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
+import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 from autocompress.compressors.distill import OPTIMIZERS, SCHEDULES, DistillConfig
 from autocompress.devices import AMP_MODES
@@ -63,6 +66,44 @@ def flag_for(name: str) -> str:
     ('--steps', '--min-steps')
     """
     return FLAGS.get(name, "--" + name.rpartition(".")[2].replace("_", "-"))
+
+
+def keyword_for(flag: str) -> str:
+    """The Python keyword a CLI flag sets (``settings.flag_for`` the other way round).
+
+    >>> keyword_for("--data-dir"), keyword_for("--steps"), keyword_for("--resume"), keyword_for("--no-sensitivity")
+    ('data_dir', 'distill.steps', 'resume=True', 'sensitivity=False')
+    """
+    named = {value: key for key, value in FLAGS.items()}
+    if flag in named:
+        return named[flag] + ("=False" if flag.startswith("--no-") else "")
+    if flag.startswith("--no-"):
+        return flag[len("--no-"):].replace("-", "_") + "=False"
+    return flag[2:].replace("-", "_") + ("=True" if flag in SWITCHES else "")
+
+
+SWITCHES = ("--resume",)  # flags without a value: said as keyword=True
+
+
+def for_python(message: str) -> str:
+    """A message written for the CLI as a Python caller reads it: every ``--flag`` as its keyword.
+
+    >>> for_python("--out runs/x already holds a run; add --resume to continue it, or choose a new --out")
+    'out runs/x already holds a run; add resume=True to continue it, or choose a new out'
+    """
+    return re.sub(r"(?<![\w-])--[a-z][a-z0-9-]*", lambda match: keyword_for(match.group(0)), message)
+
+
+def spoken_to_python(function: Callable) -> Callable:
+    """``function`` as the Python API offers it: the UsageError it raises names keywords, not flags."""
+    @functools.wraps(function)
+    def spoken(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except UsageError as exc:
+            exc.args = (for_python(str(exc)),)
+            raise
+    return spoken
 
 
 def _number(name: str, value, *, minimum: float, inclusive: bool = True, integer: bool = False, what: str = ""):
@@ -267,4 +308,5 @@ class Execution:
         return dataclasses.asdict(self)
 
 
-__all__ = ["Execution", "SAMPLERS", "SearchSettings", "SettingError", "distill_config", "flag_for"]
+__all__ = ["Execution", "SAMPLERS", "SearchSettings", "SettingError", "distill_config", "flag_for", "for_python", "keyword_for",
+           "spoken_to_python"]

@@ -174,13 +174,17 @@ def test_inspect_prints_the_stored_scan_one_line_per_cell(scanned_run):
     proc = run_cli("inspect", "--task", "digits", "--sensitivity", "--run", str(out))
     assert proc.returncode == 0, proc.stderr
     table = read_table(out)
-    for knob in set(table["knob"]) - {"teacher", "bits/*"}:
+    for knob in set(table["knob"]) - {"teacher", "bits/*", "bits/*float"}:
         assert sum(line.split()[0] == knob for line in proc.stdout.splitlines() if line.strip()) == \
             (table["knob"] == knob).sum(), knob
     every = table[table["knob"] == "bits/*"].iloc[0]
     speed = (every["latency_ms"] - every["latency_delta_ms"]) / every["latency_ms"]
     assert sum(line.startswith("  every layer ") for line in proc.stdout.splitlines()) == 1
-    assert f"every layer int8 runs {speed:.2f}x the teacher's speed here: int8 kernels " in proc.stdout
+    assert sum(line.startswith("  every layer, float kernels ") for line in proc.stdout.splitlines()) == 1
+    on_float = table[table["knob"] == "bits/*float"].iloc[0]
+    float_speed = (on_float["latency_ms"] - on_float["latency_delta_ms"]) / on_float["latency_ms"]
+    assert (f"every layer int8 runs {speed:.2f}x the teacher's speed here; its int8 weights on float kernels run "
+            f"{float_speed:.2f}x: int8 kernels ") in proc.stdout
     teacher = table[table["knob"] == "teacher"].iloc[0]
     assert f"teacher: accuracy {teacher['accuracy']:.4f} on the first {int(teacher['samples'])} validation" \
         in proc.stdout
@@ -191,7 +195,7 @@ def test_inspect_computes_the_scan_here_without_a_run(tiny_task):
     proc = run_cli("inspect", "--task", "tests.fixtures.user_tasks:tiny", "--sensitivity")
     assert proc.returncode == 0, proc.stderr
     table = scan_in_process(tiny_task, SearchSpace(task_context(tiny_task).discovery))
-    assert sum(line.startswith(("  bits/", "  prune/", "  rank/", "  arch/", "  every layer ")) for line in
+    assert sum(line.startswith(("  bits/", "  prune/", "  rank/", "  arch/", "  every layer")) for line in
                proc.stdout.splitlines()) == len(table) - 1
     assert "sensitivity scan: " in proc.stderr and "cells in this process" in proc.stderr
 
