@@ -342,7 +342,7 @@ def _refresh_report(out: Path) -> None:
         write_report(out)
     except Exception as exc:  # noqa: BLE001 - the results are stored; only the page is missing
         print(f"warning: report.html not refreshed ({type(exc).__name__}: {str(exc)[:200]}); "
-              f"write it later with: autocompress report {out}")
+              f"write it later with: autocompress report {shlex.quote(str(out))}")
 
 
 def cmd_search(args) -> int:
@@ -378,7 +378,8 @@ def cmd_search(args) -> int:
             raise
         from autocompress.search.rundir import is_run_dir
 
-        again = (f"continue with: autocompress search --task {args.task} --out {out} --trials {args.trials} --resume"
+        again = ("continue with: " + shlex.join(["autocompress", "search", "--task", args.task, "--out", str(out),
+                                                  "--trials", str(args.trials), "--resume"])
                  if is_run_dir(Path(out)) else "run the same command again")
         raise UsageError(f"cannot write the results in {out} or its study ({reason}); every trial stored before is "
                          f"kept: free space or make it writable, then {again}") from exc

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import random
+import shlex
 import shutil
 import time
 import warnings
@@ -449,11 +450,9 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
         run_trials(searcher=searcher, job=job, workers=session.workers, cpus_per_trial=execution.cpus_per_trial,
                    gpus_per_trial=execution.gpus_per_trial, timeout_s=execution.trial_timeout_s,
                    retries=execution.retries, time_budget_s=left_s, storage=out)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # in the scan or the trials: _finish says how to continue
         searcher.interrupt_running("interrupted by the user (Ctrl-C)")
         _finish(session, searcher, clock, checkpoint)
-        session.progress(f"stopped: {searcher.finished} trials stored in {out}; continue with: "
-                         f"{resume_command(session)}")
         raise
     return _finish(session, searcher, clock, checkpoint)
 
@@ -471,11 +470,11 @@ def _run_warm_starts_on(searcher, kernels: str) -> None:
 
 
 def resume_command(session: _Session) -> str:
-    """The command that continues this search (a database URL's password as PASSWORD)."""
-    storage = f" --storage {session.run['study']['storage'].replace('***', 'PASSWORD')}" \
-        if session.storage else ""
-    return (f"autocompress search --task {session.run['task']['spec']} --out {session.out} "
-            f"--trials {session.trials}{storage} --resume")
+    """The command that continues this search, quoted for a shell (a database URL's password as
+    PASSWORD)."""
+    storage = ["--storage", session.run["study"]["storage"].replace("***", "PASSWORD")] if session.storage else []
+    return shlex.join(["autocompress", "search", "--task", session.run["task"]["spec"], "--out", str(session.out),
+                       "--trials", str(session.trials), *storage, "--resume"])
 
 
 class _Checkpoint:

@@ -312,6 +312,8 @@ def _run_on_ray(*, job, space: SearchSpace, batches: list[list[Cell]], samples: 
             try:
                 rows = ray.get(done[0])
             except Exception as exc:  # the worker died (or could not rebuild the task)
+                if _stopped_by_the_user(exc):  # Ctrl-C reached the worker first: a resume measures them
+                    continue
                 reason = one_line(f"{type(exc).__name__}: {exc}")[:1000]
                 rows = [{"knob": c.knob, "kind": c.knob.partition("/")[0], "target": c.knob.partition("/")[2],
                          "value": c.value, "samples": samples, "steps": steps, "error": reason} for c in batch]
@@ -321,6 +323,15 @@ def _run_on_ray(*, job, space: SearchSpace, batches: list[list[Cell]], samples: 
         for ref in pending:
             ray.cancel(ref, force=True)
     return stored
+
+
+def _stopped_by_the_user(exc: Exception) -> bool:
+    """Whether a scan task failed because Ctrl-C stopped it (its worker got the SIGINT too)."""
+    import ray
+
+    if isinstance(exc, ray.exceptions.TaskCancelledError) or isinstance(getattr(exc, "cause", None), KeyboardInterrupt):
+        return True
+    return "KeyboardInterrupt" in (str(exc).splitlines() or [""])[0]
 
 
 # -- the table as text (``autocompress inspect --sensitivity``)
