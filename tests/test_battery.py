@@ -140,3 +140,25 @@ def test_a_full_disk_during_a_search_is_one_line_that_says_how_to_continue(small
     assert proc.returncode == 2, proc.stdout + proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-2000:]
     assert "cannot write the results in" in proc.stderr and "free space" in proc.stderr
+
+
+def test_a_search_killed_before_it_recorded_anything_is_started_again_by_the_same_command(tmp_path, capsys):
+    """A kill while the teacher is measured leaves the lock, a half teacher folder and perhaps an
+    empty study.db, and no run.json: --resume says to run without it, and the same command
+    takes the folder again. A folder holding anything else is still refused."""
+    out = tmp_path / "run"
+    (out / "teacher").mkdir(parents=True)
+    (out / "teacher" / "model.onnx").write_bytes(b"half a fil")
+    (out / ".lock").write_text("12345")
+    (out / "study.db").write_bytes(b"")
+    code, err = _run_main(["search", "--task", TINY, "--out", str(out), "--trials", "1", "--resume"], capsys)
+    assert code == 2 and "stopped before it recorded anything" in err and "without --resume" in err, err
+    assert (out / "teacher" / "model.onnx").read_bytes() == b"half a fil"  # a refusal changes nothing
+    proc = run_cli("search", "--task", TINY, "--out", str(out), "--trials", "1", "--no-sensitivity")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (out / "run.json").is_file() and (out / "teacher" / "model.onnx").stat().st_size > 100
+    mine = tmp_path / "mine"
+    (mine / "teacher").mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep")
+    code, err = _run_main(["search", "--task", TINY, "--out", str(mine), "--trials", "1"], capsys)
+    assert code == 2 and "not an empty folder" in err and (mine / "notes.txt").read_text() == "keep"

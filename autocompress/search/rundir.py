@@ -19,6 +19,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sys
 from contextlib import contextmanager
 from importlib import metadata
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # the tables' modules are imported where used: a Ray worker r
 RUN_JSON, TRIALS_CSV, PARETO_CSV, STUDY_DB = "run.json", "trials.csv", "pareto.csv", "study.db"
 REPORT_HTML, SENSITIVITY_CSV = "report.html", "sensitivity.csv"
 ARTIFACTS, TEACHER, STUDY_NAME, LOCK = "artifacts", "teacher", "autocompress", ".lock"
+WRITE_TEST = ".write-test"  # made and removed when --out is checked
 RUN_SCHEMA = 1  # run.json's layout; 0 = written before it carried a schema (readable, not resumable)
 RUN_KEYS = ("teacher", "settings")  # what every reader needs; a resume also needs RESUME_KEYS
 RESUME_KEYS = ("task", "study", "space")
@@ -57,22 +59,58 @@ def out_exists(path: Path) -> bool:
                          "one") from None
 
 
+def never_recorded(path: Path) -> bool:
+    """Whether ``path`` holds only what a search writes before its run.json (the lock, the
+    teacher's file, the study): a search stopped (say, killed) before it recorded anything.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> (d / TEACHER).mkdir(); (d / LOCK).write_text("1")
+    1
+    >>> never_recorded(d), never_recorded(d.parent)
+    (True, False)
+    """
+    if not path.is_dir() or is_run_dir(path):
+        return False
+    names = {p.name for p in path.iterdir()} - {LOCK, WRITE_TEST}
+    return bool(names) and all(name == TEACHER or name.startswith(STUDY_DB) for name in names)
+
+
+STOPPED_UNRECORDED = ("the search in {path} stopped before it recorded anything (no " + RUN_JSON + "): nothing to "
+                      "read or resume; run the same search command again, without --resume (it starts there afresh)")
+
+
+def _clear_unrecorded(path: Path) -> None:
+    """Remove what a search stopped before its run.json left in ``path`` (unless it still runs)."""
+    with locked(path):
+        for entry in path.iterdir():
+            if entry.name == TEACHER:
+                shutil.rmtree(entry)
+            elif entry.name.startswith(STUDY_DB):
+                entry.unlink()
+
+
 def prepare_run_dir(path: str | os.PathLike, *, resume: bool) -> Path:
-    """Check ``--out``: a new or empty folder, or (with resume) an existing run."""
+    """Check ``--out``: a new or empty folder, or (with resume) an existing run. A folder where a
+    search was stopped before it recorded anything is taken again, as if empty."""
     path = Path(path)
     out_exists(path)
     if resume:
+        if never_recorded(path):
+            raise UsageError(STOPPED_UNRECORDED.format(path=path))
         if not is_run_dir(path):
             raise UsageError(f"--resume: {path} is not a run directory (no {RUN_JSON}); "
                              "give the --out of an earlier search")
         return path
+    if never_recorded(path):
+        _clear_unrecorded(path)
     if path.exists() and (not path.is_dir() or any(p.name != LOCK for p in path.iterdir())):
         if is_run_dir(path):
             raise UsageError(f"--out {path} already holds a run; add --resume to continue it, or choose a new --out")
         raise UsageError(f"--out {path} exists and is not an empty folder; choose a new path or remove it")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
+        probe = path / WRITE_TEST
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
@@ -156,6 +194,8 @@ def read_run_json(path: Path, *, resume: bool = False) -> dict:
     try:
         run = json.loads(file.read_text())
     except FileNotFoundError:
+        if never_recorded(Path(path)):
+            raise UsageError(STOPPED_UNRECORDED.format(path=path)) from None
         raise UsageError(f"{path} is not a run directory (no {RUN_JSON}); give the --out of a search") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{file} is damaged ({type(exc).__name__}: {str(exc)[:120]}); restore it from a backup, "
