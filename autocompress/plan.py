@@ -105,6 +105,15 @@ class Plan:
         """The plan of one layer (identity when the plan does not mention it)."""
         return dict(self.layers).get(name, LayerPlan())
 
+    def unknown_names(self, *, layers, stages) -> list[str]:
+        """The layer (or group) and stage names this plan uses that are not in ``layers`` and
+        ``stages``: a plan made for another model.
+
+        >>> Plan(layers={"fc": LayerPlan(bits=8), "gone": LayerPlan(bits=4)}).unknown_names(layers={"fc"}, stages=set())
+        ['gone']
+        """
+        return sorted({name for name, _ in self.layers} - set(layers)) + sorted(set(dict(self.depth)) - set(stages))
+
     def blocks_kept(self, stage: str, available: int) -> int:
         return min(dict(self.depth).get(stage, available), available)
 

@@ -106,6 +106,12 @@ def _change_one_weight(path):
     assert path.stat().st_size == before
 
 
+def _plan_naming(path, layer: str) -> None:
+    plan = json.loads(path.read_text())
+    plan["layers"][layer] = {"prune": 0.0, "bits": 8, "rank": None}
+    path.write_text(json.dumps(plan))
+
+
 DAMAGES = {  # what is done to the copy -> what the one-line error must say
     "model.onnx deleted": (lambda run, art: (art / "model.onnx").unlink(), "model.onnx is missing"),
     "model.onnx one byte longer": (lambda run, art: (art / "model.onnx").open("ab").write(b"\x00"),
@@ -117,6 +123,8 @@ DAMAGES = {  # what is done to the copy -> what the one-line error must say
     "plan.json deleted": (lambda run, art: (art / "plan.json").unlink(), "plan.json (the plan of trial"),
     "plan.json garbage": (lambda run, art: (art / "plan.json").write_text("{not json"), "is not a plan"),
     "plan.json of another kind": (lambda run, art: (art / "plan.json").write_text('{"colour": 1}'), "is not a plan"),
+    "plan.json naming a layer the model lacks": (lambda run, art: _plan_naming(art / "plan.json", "no_such_layer"),
+                                                 "names no_such_layer, which the run's model does not have"),
     "trials.csv deleted": (lambda run, art: (run / "trials.csv").unlink(), "trials.csv (the table of trials) is missing"),
     "trials.csv empty": (lambda run, art: (run / "trials.csv").write_text(""), "trials.csv is not a table of trials"),
     "trials.csv of another table": (lambda run, art: (run / "trials.csv").write_text("a,b\n1,2\n"),

@@ -117,8 +117,8 @@ def with_task_lr(config: DistillConfig, task: Task) -> DistillConfig:
 
 def _check_plan_names(plan: Plan, info: Discovery) -> None:
     """A plan may name only the layers and groups the search space has, and its stages."""
-    known = {layer.name for layer in info.layers} | {group.name for group in info.groups}
-    unknown = sorted({name for name, _ in plan.layers} - known) + sorted(set(dict(plan.depth)) - set(info.stages))
+    unknown = plan.unknown_names(layers={layer.name for layer in info.layers} | {group.name for group in info.groups},
+                                 stages=info.stages)
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise UsageError(f"the plan names {shown}, which this model's search space does not have (not a layer of "

@@ -154,8 +154,14 @@ class Run:
         folder = self.path / rundir.ARTIFACTS / str(int(source) if pd.notna(source) else number)
         metrics = Metrics.from_dict({k: (v if pd.notna(v) else "") for k, v in row.items()
                                      if k in Metrics.__dataclass_fields__})
-        return Candidate(number=number, metrics=metrics, plan=_read_plan(folder / PLAN_NAME, number),
-                         artifact=folder / ARTIFACT_NAME, chosen=chosen)
+        plan = _read_plan(folder / PLAN_NAME, number)
+        model = self.info.get("model")  # the model's names, in every run.json since they carried it
+        unknown = plan.unknown_names(layers={*model["layers"], *model.get("groups", {})}, stages=model["stages"]) \
+            if model else []
+        if unknown:
+            raise _damaged(folder / PLAN_NAME, f"(the plan of trial {number}) names {', '.join(unknown[:5])}, which the "
+                                               "run's model does not have")
+        return Candidate(number=number, metrics=metrics, plan=plan, artifact=folder / ARTIFACT_NAME, chosen=chosen)
 
     def export(self, candidate: Candidate | int, out_dir: str | Path, *, task: Task | None = None,
                data_dir: str | None = None) -> dict:
