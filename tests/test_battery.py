@@ -162,3 +162,11 @@ def test_a_search_killed_before_it_recorded_anything_is_started_again_by_the_sam
     (mine / "notes.txt").write_text("keep")
     code, err = _run_main(["search", "--task", TINY, "--out", str(mine), "--trials", "1"], capsys)
     assert code == 2 and "not an empty folder" in err and (mine / "notes.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize("task, says", [("metric_raises", "raised ZeroDivisionError"), ("metric_nan", "returned nan")])
+def test_inspect_sensitivity_with_a_metric_that_fails_on_the_teacher_is_one_line(task, says, capsys):
+    code, err = _run_main(["inspect", "--task", f"tests.fixtures.user_tasks:{task}", "--sensitivity"], capsys)
+    lines = [line for line in err.splitlines() if line.startswith("autocompress: error: ")]
+    assert code == 2 and "Traceback" not in err and len(lines) == 1, err
+    assert "the teacher of" in lines[0] and says in lines[0], err

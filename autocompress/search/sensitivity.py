@@ -217,12 +217,18 @@ def _order(table: pd.DataFrame, cells: list[Cell]) -> pd.DataFrame:
 
 def scan_in_process(task: Task, space: SearchSpace, *, samples: int = SAMPLES, config: DistillConfig | None = None,
                     progress: Callable[[str], None] = lambda line: None) -> pd.DataFrame:
-    """The whole scan here, one cell after another (``autocompress inspect --sensitivity``)."""
+    """The whole scan here, one cell after another (``autocompress inspect --sensitivity``); the
+    teacher's cell first: one that cannot be measured (its metric raises, say) is one
+    UsageError, before any other cell runs."""
     config = config or DistillConfig(steps=0)
     cells = scan_cells(space)
     progress(f"sensitivity scan: {len(cells)} cells in this process ({samples} validation samples, "
              f"{config.steps} fine-tuning steps each)")
-    return with_deltas(evaluate_cells(task, space, cells, samples=samples, config=config))
+    teacher = evaluate_cells(task, space, cells[:1], samples=samples, config=config)
+    if isinstance(teacher[0].get("error"), str):
+        raise UsageError(f"the teacher of {task.name!r} cannot be measured, so no cell can be compared with it: "
+                         f"{teacher[0]['error'][:300]}")
+    return with_deltas(teacher + evaluate_cells(task, space, cells[1:], samples=samples, config=config))
 
 
 def scan_for_run(*, job, space: SearchSpace, out: Path, steps: int, workers: int, cpus_per_trial: float,
@@ -354,7 +360,9 @@ def format_table(table: pd.DataFrame) -> str:
     """One line per cell: the accuracy on the subset and its change, size and latency changes."""
     teacher = table[table["knob"] == TEACHER]
     lines = []
-    if len(teacher):
+    if len(teacher) and isinstance(teacher.iloc[0]["error"], str):
+        lines.append(f"teacher: FAILED: {teacher.iloc[0]['error'][:200]} (no cell can be compared with it)")
+    elif len(teacher):
         t, steps = teacher.iloc[0], int(table["steps"].max())
         lines.append(f"teacher: accuracy {t['accuracy']:.4f} on the first {int(t['samples'])} validation samples, "
                      f"{int(t['size_bytes']):,} B, {t['latency_ms']:.4f} ms; each cell calibrated"
