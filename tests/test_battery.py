@@ -170,3 +170,12 @@ def test_inspect_sensitivity_with_a_metric_that_fails_on_the_teacher_is_one_line
     lines = [line for line in err.splitlines() if line.startswith("autocompress: error: ")]
     assert code == 2 and "Traceback" not in err and len(lines) == 1, err
     assert "the teacher of" in lines[0] and says in lines[0], err
+
+
+def test_a_cache_folder_that_cannot_be_written_is_one_line_before_any_training(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("AUTOCOMPRESS_CACHE", str(blocker))
+    code, err = _run_main(["inspect", "--task", "digits"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "the cache folder" in err and "AUTOCOMPRESS_CACHE" in err and "training" not in err, err

@@ -26,12 +26,36 @@ import torch
 from torch import nn
 
 from autocompress.devices import describe, training_device
-from autocompress.task import supplied_teacher_state
+from autocompress.task import UsageError, supplied_teacher_state
 
 
 def cache_root() -> Path:
     """``$AUTOCOMPRESS_CACHE``, else ``~/.cache/autocompress``."""
     return Path(os.environ.get("AUTOCOMPRESS_CACHE", Path.home() / ".cache" / "autocompress"))
+
+
+def writable_cache(folder: Path) -> Path:
+    """``folder`` made and checked writable before anything is computed to keep in it; a file in
+    the way or a read-only folder is one UsageError naming $AUTOCOMPRESS_CACHE.
+
+    >>> import tempfile
+    >>> blocked = Path(tempfile.mkdtemp()) / "file"
+    >>> _ = blocked.write_text("x")
+    >>> writable_cache(blocked / "teachers")
+    Traceback (most recent call last):
+    ...
+    autocompress.task.UsageError: the cache folder .../file/teachers cannot be used (Not a directory): what is trained or decoded now could not be kept; set AUTOCOMPRESS_CACHE to a writable folder (default ~/.cache/autocompress)
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"the cache folder {folder} cannot be used ({exc.strerror or type(exc).__name__}): what is "
+                         "trained or decoded now could not be kept; set AUTOCOMPRESS_CACHE to a writable folder "
+                         "(default ~/.cache/autocompress)") from None
+    return folder
 
 
 def recipe_key(recipe: dict) -> str:
@@ -69,6 +93,7 @@ def cached_weights(build: Callable[[], nn.Module], *, train: Callable[[nn.Module
         except Exception as exc:  # corrupt or stale: rebuild, never trust it
             print(f"autocompress: cached teacher {path} is unusable ({exc}); retraining it", file=sys.stderr)
             model = build()
+    writable_cache(folder)  # before the training, not after it
     print(f"autocompress: training the {name} teacher once (cached in {folder})", file=sys.stderr)
     report = train(model)
     device = training_device()

@@ -34,7 +34,7 @@ from torch.utils.data import TensorDataset
 
 from autocompress.devices import training_device
 from autocompress.task import Task, UsageError
-from autocompress.tasks.cache import cache_root, cached_weights
+from autocompress.tasks.cache import cache_root, cached_weights, writable_cache
 from autocompress.tasks.data_files import require_files, sha256
 from autocompress.tasks.training import split_accuracy
 
@@ -112,8 +112,8 @@ def decoded_cifar(data_dir, task: str = "cifar10-resnet20/56") -> dict[str, np.n
     archive = require_files(data_dir, "cifar10-jpeg", ARCHIVE, task=task)[next(iter(ARCHIVE))]
     cached = cache_root() / "data" / f"cifar10-jpeg-{sha256(archive)[:16]}.npz"
     if not cached.is_file():
+        writable_cache(cached.parent)  # before the decoding, not after it
         arrays = _decode(archive)
-        cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(".tmp.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, cached)
