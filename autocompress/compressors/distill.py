@@ -268,6 +268,18 @@ def _read_checkpoint(path: Path) -> dict:
     return state
 
 
+def checkpoint_problem(path: str | os.PathLike) -> str | None:
+    """Why the fine-tuning checkpoint at ``path`` cannot be continued from (missing, unreadable,
+    not a checkpoint), or None when it can be read."""
+    if not Path(path).is_file():
+        return f"checkpoint {path} is missing"
+    try:
+        _read_checkpoint(Path(path))
+    except UsageError as exc:
+        return str(exc).partition("; delete it")[0]
+    return None
+
+
 def _mismatch(saved: dict, current: dict) -> str | None:
     """The first difference between two state dicts' names and shapes, in words; None if none."""
     for name in sorted(saved.keys() ^ current.keys()):

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from autocompress.compressors.distill import DistillConfig
+from autocompress.compressors.distill import DistillConfig, checkpoint_problem
 from autocompress.compressors.pipeline import Compressed, build, fine_tune
 from autocompress.compressors.quantize import freeze
 from autocompress.evaluators.export import export_onnx
@@ -80,7 +80,8 @@ def evaluate(task: Task, plan: Plan, *, out_dir: str | os.PathLike, config: Dist
     ``latency`` measures the file (default: here); ``on_step`` hears fine-tuning progress.
     ``checkpoint``: keep the fine-tuning state (weights, optimizer, step) in
     ``out_dir/checkpoint.pt``; ``continue_from``: an earlier candidate's checkpoint of the same
-    plan, whose fine-tuning this one continues up to ``config.steps`` instead of starting again.
+    plan, whose fine-tuning this one continues up to ``config.steps`` instead of starting again
+    (one that is missing or cannot be read: it fine-tunes from the start, and its notes say so).
     ``device``: where the fine-tuning runs (a trial's GPU); building, export and every
     measurement stay on the CPU.
     """
@@ -107,7 +108,11 @@ def evaluate(task: Task, plan: Plan, *, out_dir: str | os.PathLike, config: Dist
     if config.steps:
         state = str(out / CHECKPOINT_NAME) if checkpoint or continue_from else None
         if continue_from is not None and Path(continue_from).resolve() != Path(state).resolve():
-            shutil.copyfile(continue_from, state)
+            problem = checkpoint_problem(continue_from)
+            if problem is None:
+                shutil.copyfile(continue_from, state)
+            else:  # a promotion whose rung-below state is gone or garbled: all its steps, said so
+                built.notes.append(f"fine-tuned from the start, not continued: {problem}")
         fine_tune(task, built, config=config, on_step=on_step, checkpoint=state, device=device)
         plain = export_artifact(built, task.example_inputs, path)
     return _measured(task, built, plain, path, config=config, latency=latency)

@@ -152,11 +152,10 @@ def remote_latency(actor):
 
 def _continued(job: Job, config: dict) -> Path | None:
     """The checkpoint of the earlier trial this one continues (the same plan one rung below,
-    promoted), if it kept one."""
+    promoted); ``evaluate`` says so in the trial's notes if it is missing or cannot be read."""
     if "continue_from" not in config:
         return None
-    path = Path(job.out_dir) / ARTIFACTS / str(config["continue_from"]) / CHECKPOINT_NAME
-    return path if path.is_file() else None
+    return Path(job.out_dir) / ARTIFACTS / str(config["continue_from"]) / CHECKPOINT_NAME
 
 
 def evaluate_trial(config: dict, job: Job) -> None:

@@ -289,3 +289,20 @@ def test_in_place_activations_relu6_and_residuals_chain_int8_kernels(tmp_path):
     assert not {"DequantizeLinear", "Relu", "Clip"} & set(fed["QLinearConv"] + fed["QLinearAdd"])
     onnx_out, _ = onnx_logits(onnx_session(path), data)
     _within_quantization_error(onnx_out, _torch_logits(result.model, data), dict(result.model.named_modules())["head"])
+
+
+@pytest.mark.parametrize("damage", ["garbled", "missing"])
+def test_a_promotion_whose_checkpoint_is_garbled_or_missing_fine_tunes_from_the_start_and_says_so(
+        digits_task, tmp_path, damage):
+    """A promoted trial continues its rung-below checkpoint; with that state gone it cannot have
+    continued it: it fine-tunes all its steps from the start, and its notes say which and why."""
+    plan = Plan(layers={"fc": LayerPlan(bits=8)})
+    below = tmp_path / "below" / "checkpoint.pt"
+    below.parent.mkdir()
+    if damage == "garbled":
+        below.write_bytes(b"PK\x03\x04 not a checkpoint at all")
+    metrics = evaluate(digits_task, plan, out_dir=tmp_path / "promoted", config=DistillConfig(steps=3),
+                       checkpoint=True, continue_from=below)
+    assert "fine-tuned from the start, not continued: checkpoint" in metrics.notes
+    assert ("is missing" if damage == "missing" else "cannot be read") in metrics.notes
+    assert metrics.steps == 3 and (tmp_path / "promoted" / "checkpoint.pt").is_file()
