@@ -179,3 +179,41 @@ def test_a_cache_folder_that_cannot_be_written_is_one_line_before_any_training(t
     code, err = _run_main(["inspect", "--task", "digits"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "the cache folder" in err and "AUTOCOMPRESS_CACHE" in err and "training" not in err, err
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    proc = run_cli("search", "--task", TINY, "--trials", "2", "--steps", "2", "--no-sensitivity", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_report_of_a_run_on_a_read_only_file_system_is_one_line(tiny_run, tmp_path, cli):
+    import shutil
+    import subprocess
+
+    disk = _mounted_tmpfs(tmp_path / "ro", "size=20m")
+    try:
+        shutil.copytree(tiny_run, disk / "run")
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        line = one_clear_line(cli("report", disk / "run"))
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    assert "cannot write the report" in line and "Read-only file system" in line and "-o" in line
+
+
+def test_best_export_onto_a_full_disk_is_one_line_and_leaves_no_half_folder(tiny_run, small_disk, cli):
+    import os
+
+    fd = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:  # the disk filled to its last byte
+        while os.write(fd, b"\0" * 512):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    line = one_clear_line(cli("best", tiny_run, "--export", small_disk / "shipped"))
+    assert "No space left on device" in line or "no space" in line.lower(), line
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]

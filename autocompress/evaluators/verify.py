@@ -87,7 +87,8 @@ def check_target(target: str | Path, *, run_dir: str | Path) -> Path:
 @contextmanager
 def staged_folder(target: str | Path, *, run_dir: str | Path) -> Iterator[Path]:
     """A hidden folder beside ``target`` to write into; it becomes ``target`` only when the block
-    finishes without an error, and is removed otherwise."""
+    finishes without an error, and is removed otherwise (a write that fails, say on a full disk,
+    is one UsageError)."""
     target = check_target(target, run_dir=run_dir).resolve()  # "." or "x/.." get a real name and parent
     staging = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
     try:
@@ -102,6 +103,10 @@ def staged_folder(target: str | Path, *, run_dir: str | Path) -> Iterator[Path]:
         except OSError as exc:
             raise UsageError(f"export target {target} could not be written ({exc.strerror}); give a new or "
                              "empty folder") from None
+    except OSError as exc:  # writing the staged files: a full disk, a file system gone read-only
+        shutil.rmtree(staging, ignore_errors=True)
+        raise UsageError(f"export target {target} could not be written ({exc.strerror or exc}); free space there "
+                         "or give another folder (nothing was written)") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

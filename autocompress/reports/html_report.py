@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -167,7 +168,8 @@ def _write_atomically(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only file system refuses even this
+            tmp.unlink(missing_ok=True)
         raise UsageError(f"cannot write the report to {path} ({exc.strerror or exc}); "
                          "choose a writable path with -o") from None
 
