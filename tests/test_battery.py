@@ -36,6 +36,8 @@ BAD = [
     (["--techniques", ","], "--techniques must be a non-empty subset"),
     (["--techniques", "prune,distill"], "--techniques must be a non-empty subset"),
     (["--trials", "0"], "--trials must be at least 1"),
+    (["--address", "127.0.0.1:"], "--address 127.0.0.1:: not HOST:PORT with a port number"),
+    (["--address", "head:99999"], "--address head:99999: not HOST:PORT with a port number"),
     (["--max-size", "0.4B"], "--max-size '0.4B' is under one byte"),
     (["--max-size", "-5KB"], "--max-size '-5KB' is not a positive number with a unit"),
     (["--max-size", "5XB"], "unknown unit 'xb'"),

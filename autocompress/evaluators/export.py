@@ -29,11 +29,8 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import sys
-import threading
 import warnings
 
 import numpy as np
@@ -43,6 +40,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from autocompress import model_io
+from autocompress.quiet import fd_silenced
 from autocompress.compressors.quantize import QuantSpec
 from autocompress.evaluators.recurrent_export import quantize_recurrent_weights
 from autocompress.modules import attention_fast_path_off
@@ -385,7 +383,9 @@ def export_onnx(model: nn.Module, example_inputs: model_io.Inputs, path: str,
     plain = isinstance(example_inputs, torch.Tensor) and isinstance(model(example_inputs), torch.Tensor)
     traced = model if plain else model_io.Exportable(model, example_inputs)
     names = model_io.input_names(example_inputs)
-    with warnings.catch_warnings(), torch.no_grad(), attention_fast_path_off(), _exporter_log_silenced():
+    # fd 1 shut: torch 2.13's exporter prints its whole graph there when an export fails (its ONNX
+    # log is always on), and our callers say the error in one line
+    with warnings.catch_warnings(), torch.no_grad(), attention_fast_path_off(), fd_silenced(1):
         warnings.simplefilter("ignore")
         torch.onnx.export(traced, model_io.tensors(example_inputs), buffer, dynamo=False, opset_version=21,
                           input_names=names, output_names=[OUTPUT_NAME],
@@ -405,22 +405,3 @@ def export_onnx(model: nn.Module, example_inputs: model_io.Inputs, path: str,
     compact_graph(proto)
     onnx.checker.check_model(proto)
     onnx.save(proto, path)
-
-
-@contextlib.contextmanager
-def _exporter_log_silenced():
-    """Keep the process's C-level stdout shut: torch 2.13's exporter prints its whole graph there
-    when an export fails (its ONNX log is always on: ``setup_onnx_logging`` tests a function for
-    truth), and our callers say the error in one line. Main thread only (fd 1 is process-wide)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)

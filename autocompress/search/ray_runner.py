@@ -19,6 +19,7 @@ import threading
 import warnings
 from pathlib import Path
 
+from autocompress.quiet import fd_silenced
 from autocompress.task import UsageError
 
 ADDRESS_TIMEOUT_S = 5.0
@@ -61,6 +62,9 @@ def check_address(address: str) -> None:
         address = auto_address()
         named = f"auto ({address}, from RAY_ADDRESS or the last 'ray start' on this machine)"
     host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--address {named}: not HOST:PORT with a port number; give e.g. 10.0.0.5:6379 (the "
+                         "address 'ray start --head' printed), or auto")
     try:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=ADDRESS_TIMEOUT_S) as conn:
             conn.sendall(HTTP2_PREFACE)
@@ -104,7 +108,8 @@ def start_ray(*, address: str | None, workers: int, cpus_per_trial: float, num_c
     if address:
         check_address(address)
         try:
-            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+            with fd_silenced(2):  # Ray's GCS client logs each failed try from C++; the error is one line
+                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UsageError(f"--address {address}: cannot join the Ray cluster ({str(exc).splitlines()[0][:160]}); "
                              "start one with 'ray start --head' or check the address and RAY_AUTH_MODE") from exc
