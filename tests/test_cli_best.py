@@ -187,6 +187,7 @@ def test_export_into_an_existing_empty_folder_with_a_hostile_task_name(budget_ru
     run, artifact = _damaged_copy(budget_run, tmp_path)
     info = json.loads((run / "run.json").read_text())
     info["task"]["name"] = "<script>alert(1)</script> *x* | y"
+    info["model"]["layers"].append("fc|<b>evil</b>")  # a model may name a layer so (a ModuleDict key)
     (run / "run.json").write_text(json.dumps(info))
     plan = json.loads((artifact / "plan.json").read_text())
     plan["layers"]["fc|<b>evil</b>"] = {"prune": 0.0, "bits": 8, "rank": None}
