@@ -145,17 +145,25 @@ class _LeNetLike(nn.Module):
         return self.fc2(torch.relu(self.fc1(x.flatten(1))))
 
 
-@pytest.mark.parametrize("bits", [8, 4, 2])
-def test_plain_module_export_matches_fake_quant_model_and_stays_int8(tmp_path, bits):
+def _quantized_lenet(tmp_path, bits: int, *, kernels: str = "int8"):
+    """A LeNet-like model quantized at ``bits`` (its last layer at 8), calibrated, exported:
+    (the fake-quantized model, its outputs on 64 inputs, the file's outputs, the file's path);
+    the float model's own file is teacher.onnx beside it."""
     torch.manual_seed(0)
     model, x = _LeNetLike().eval(), torch.randn(64, 1, 28, 28)
-    prepare_qat(model, {"conv1": bits, "conv2": bits, "fc1": bits, "fc2": 8})
+    export_onnx(copy.deepcopy(model), x[:1], str(tmp_path / "teacher.onnx"))
+    prepare_qat(model, {"conv1": bits, "conv2": bits, "fc1": bits, "fc2": 8}, kernels=kernels)
     calibrate(model, [x])
     expected = _torch_logits(model, torch.utils.data.TensorDataset(x))
     frozen, specs = freeze(copy.deepcopy(model))
     path = str(tmp_path / "lenet.onnx")
     export_onnx(frozen, x[:1], path, specs)
-    got = onnx_session(path).run(None, {"input": x.numpy()})[0]
+    return model, expected, onnx_session(path).run(None, {"input": x.numpy()})[0], path
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_plain_module_export_matches_fake_quant_model_and_stays_int8(tmp_path, bits):
+    model, expected, got, path = _quantized_lenet(tmp_path, bits)
     _within_quantization_error(got, expected, model.fc2)
     ops = collections.Counter(n.op_type for n in _optimized_graph(path, tmp_path).node)
     assert ops["QLinearConv"] == 2 and ops["Conv"] == 0 and ops["QGemm"] == 2 and ops["Relu"] == 0
@@ -170,17 +178,8 @@ def test_weights_on_float_kernels_are_stored_at_their_width_and_run_the_float_ke
     quantizer; ONNX Runtime widens them once, at load, so the graph it runs is the teacher's
     (float Conv and Gemm, nothing dequantized per inference), and the output is the
     weight-quantized model's."""
-    torch.manual_seed(0)
-    model, x = _LeNetLike().eval(), torch.randn(64, 1, 28, 28)
+    _, expected, got, path = _quantized_lenet(tmp_path, bits, kernels="float")
     teacher_path = str(tmp_path / "teacher.onnx")
-    export_onnx(copy.deepcopy(model), x[:1], teacher_path)
-    prepare_qat(model, {"conv1": bits, "conv2": bits, "fc1": bits, "fc2": 8}, kernels="float")
-    calibrate(model, [x])
-    expected = _torch_logits(model, torch.utils.data.TensorDataset(x))
-    frozen, specs = freeze(copy.deepcopy(model))
-    path = str(tmp_path / "lenet.onnx")
-    export_onnx(frozen, x[:1], path, specs)
-    got = onnx_session(path).run(None, {"input": x.numpy()})[0]
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
     stored = collections.Counter(n.op_type for n in onnx.load(path).graph.node)
     assert stored["QuantizeLinear"] == 0 and stored["DequantizeLinear"] == 0
