@@ -238,9 +238,11 @@ def _start(session: _Session, *, rdb, task_spec, data_dir, command) -> None:
     """Measure the teacher (a fresh run), start Ray and the latency actor, open the study."""
     import ray
 
-    from autocompress.search.ray_runner import cap_workers, largest_node_cpus, start_ray
+    from autocompress.search.ray_runner import cap_workers, check_address, largest_node_cpus, start_ray
 
     execution, progress = session.execution, session.progress
+    if execution.address:  # a wrong --address is said before the teacher is measured
+        check_address(execution.address)
     local_teacher = None
     if execution.latency_resource is None and not session.resume:  # measure while the machine is quiet
         local_teacher = _measure_teacher(session, local_latency, where="here (before Ray starts)")
