@@ -21,7 +21,6 @@ Example (two candidates of the built-in digits task, real Ray, about a minute):
 
 from __future__ import annotations
 
-
 import os
 import random
 import shlex

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -142,7 +143,7 @@ class Predictor:
             return self
         solution, _ = nnls(design[:, used], np.clip(target, 0.0, None))
         factors = dict(zip([n for n, u in zip(names, used) if u], solution.round(6).tolist()))
-        return Predictor(options=self.options, teacher=self.teacher, factors=factors, kernels=self.kernels)
+        return dataclasses.replace(self, factors=factors)
 
     def _cost(self, deltas: tuple, mix: float) -> float:
         return mix * deltas[1] / self.teacher["size_bytes"] + (1 - mix) * deltas[2] / self.teacher["latency_ms"]

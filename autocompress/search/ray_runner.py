@@ -105,8 +105,7 @@ def start_ray(*, address: str | None, workers: int, cpus_per_trial: float, num_c
     warnings.filterwarnings("ignore", module="ray")
     if ray.is_initialized():
         return "Ray already initialized in this process"
-    if address:
-        check_address(address)
+    if address:  # checked by the caller before the teacher is measured (check_address)
         try:
             with fd_silenced(2):  # Ray's GCS client logs each failed try from C++; the error is one line
                 ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
