@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
 import warnings
 from pathlib import Path
@@ -50,13 +49,13 @@ def cap_workers(workers: int, *, available_cpus: float, cpus_per_trial: float, l
                  f"running {fit} workers instead of {workers}")
 
 
-HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + an empty SETTINGS frame
-
-
 def check_address(address: str) -> None:
     """Fail fast (one line, a few seconds) unless a Ray head answers at ``address``: something
-    must listen there and speak gRPC (HTTP/2: it answers our SETTINGS frame with its own).
-    ``auto`` is checked at the address it stands for (a cluster that died leaves its address behind)."""
+    must listen there and answer a Ray GCS call (see gcs_probe; ``ray.init`` would wait without
+    end on a server that accepts and stays silent). ``auto`` is checked at the address it stands
+    for (a cluster that died leaves its address behind)."""
+    from autocompress.search.gcs_probe import probe
+
     named = address
     if address == "auto":
         address = auto_address()
@@ -66,15 +65,13 @@ def check_address(address: str) -> None:
         raise UsageError(f"--address {named}: not HOST:PORT with a port number; give e.g. 10.0.0.5:6379 (the "
                          "address 'ray start --head' printed), or auto")
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=ADDRESS_TIMEOUT_S) as conn:
-            conn.sendall(HTTP2_PREFACE)
-            reply = conn.recv(9)
+        why_not = probe(host or "127.0.0.1", int(port), timeout_s=ADDRESS_TIMEOUT_S)
     except (OSError, ValueError) as exc:
         raise UsageError(f"--address {named}: no Ray cluster answers there ({exc}); start one with "
                          "'ray start --head --port PORT' and pass HOST:PORT") from exc
-    if len(reply) < 9 or reply[3] != 4:  # frame type 4 = SETTINGS
-        raise UsageError(f"--address {named}: something listens there but it is not a Ray head (no gRPC "
-                         "answer); give the port 'ray start --head' printed (default 6379)")
+    if why_not:
+        raise UsageError(f"--address {named}: something listens there but it is not a Ray head ({why_not}); "
+                         "give the port 'ray start --head' printed (default 6379)")
 
 
 def auto_address() -> str:

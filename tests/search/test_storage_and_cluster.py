@@ -114,6 +114,35 @@ def test_a_live_port_that_is_not_ray_is_one_line_quickly(tmp_path):
     assert time.monotonic() - started < 120  # generous: the point is "no hang" (it used to wait over 200 s)
 
 
+def test_a_server_that_speaks_http2_and_then_stays_silent_is_refused_not_waited_on(tmp_path):
+    """Such a server used to hold ``ray.init`` for good (over 150 s measured): it answered the
+    HTTP/2 handshake and nothing else."""
+    import threading
+
+    from autocompress.search.gcs_probe import SETTINGS, frame
+
+    server, held = socket.socket(), []
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def answer_the_handshake_only():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(frame(SETTINGS, 0, b""))
+            held.append(conn)  # open and silent
+
+    threading.Thread(target=answer_the_handshake_only, daemon=True).start()
+    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--out", str(tmp_path / "run"),
+                   "--address", f"127.0.0.1:{server.getsockname()[1]}")
+    server.close()
+    assert proc.returncode == 2 and "did not answer a Ray call within" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
 def test_unreachable_cluster_is_one_line_quickly(tmp_path):
     started = time.monotonic()
     proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--out", str(tmp_path / "run"),
