@@ -1,6 +1,7 @@
 """Shared fixtures: the digits task with its teacher trained once per test session."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,11 +33,17 @@ def tiny_task():
     return tiny()
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """For ``preexec_fn``: a child started from a shell that ignores SIGINT (a background job, nohup)
+    inherits the ignore, and a test's Ctrl-C would not reach it; a user's terminal delivers it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(*args, cwd=None, timeout=600):
     """Run the installed CLI as a user would; returns the CompletedProcess."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-m", "autocompress.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=timeout)
+                          cwd=cwd, env=env, timeout=timeout, preexec_fn=ctrl_c_as_in_a_terminal)
 
 
 def one_clear_line(proc) -> str:

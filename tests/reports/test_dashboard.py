@@ -15,7 +15,7 @@ import pytest
 from autocompress.reports.dashboard import study_storage
 from autocompress.search.best import Run
 from autocompress.task import UsageError
-from tests.conftest import ROOT
+from tests.conftest import ROOT, ctrl_c_as_in_a_terminal
 
 
 def _free_port() -> int:
@@ -28,7 +28,7 @@ def test_dashboard_serves_the_study_on_loopback_and_says_how_to_reach_it(hostile
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "autocompress.cli", "dashboard", str(hostile_run), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), preexec_fn=ctrl_c_as_in_a_terminal)
     try:
         studies = None
         for _ in range(120):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, ctrl_c_as_in_a_terminal
 
 
 def _search_stopped_when(marker: str, out, *extra) -> tuple[int, str]:
@@ -17,7 +17,8 @@ def _search_stopped_when(marker: str, out, *extra) -> tuple[int, str]:
     with open(log, "w") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "autocompress.cli", "search", "--task", "digits", "--trials", "6",
                                  "--steps", "5", "--out", str(out), *extra], stdout=sink, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, PYTHONPATH=str(ROOT)), start_new_session=True)
+                                env=dict(os.environ, PYTHONPATH=str(ROOT)), start_new_session=True,
+                                preexec_fn=ctrl_c_as_in_a_terminal)
         deadline = time.monotonic() + 300
         while marker not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -2,6 +2,8 @@
 a metric that raises or returns NaN, a factory that calls sys.exit or raises KeyboardInterrupt,
 a teacher that runs no layer to compress. A real Ctrl-C is not the factory's fault."""
 
+import signal
+
 import pandas as pd
 import pytest
 import torch
@@ -46,8 +48,12 @@ def test_a_factory_that_exits_or_interrupts_itself_isone_clear_line(factory, exp
 
 
 def test_ctrl_c_while_a_factory_runs_stops_loading_and_is_not_blamed_on_the_factory():
-    with pytest.raises(KeyboardInterrupt):
-        load_task(f"{FIXTURES}:ctrl_c")
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even under nohup
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            load_task(f"{FIXTURES}:ctrl_c")
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_a_teacher_whose_output_layer_is_a_convolution_is_searched(tmp_path):
