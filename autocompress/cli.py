@@ -8,232 +8,13 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import sys
-from pathlib import Path
 import warnings
+from pathlib import Path
 
-EXAMPLES = """examples:
-  autocompress tasks
-  autocompress inspect --task digits
-  autocompress search --task digits --out runs/digits
-  autocompress search --task mypackage.mytask:make_task --trials 100 --sampler nsga2 --out runs/mine
-  autocompress inspect --task digits --sensitivity --run runs/digits
-  autocompress best runs/digits --max-size 80KB --min-accuracy 0.98 --export shipped/
-  autocompress report runs/digits --png slides/
-  autocompress dashboard runs/digits
-"""
-
-
-VALUE_FLAGS = ("--max-size", "--max-latency", "--min-accuracy")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (and the fix), like every other bad input, and a
-    flag is spelled out: '--no-guid' is refused, not silently taken for '--no-guide'."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str):
-        self.exit(2, f"autocompress: error: {message}; see '{self.prog} --help'\n")
-
-
-def _join_negative_values(argv: list[str]) -> list[str]:
-    """'--max-size -5KB' -> '--max-size=-5KB', so the value is checked (and refused) as a budget
-    instead of argparse taking '-5KB' for an option."""
-    joined, i = [], 0
-    while i < len(argv):
-        if argv[i] in VALUE_FLAGS and i + 1 < len(argv) and argv[i + 1].startswith("-"):
-            joined.append(f"{argv[i]}={argv[i + 1]}")
-            i += 2
-        else:
-            joined.append(argv[i])
-            i += 1
-    return joined
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="autocompress", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
-        description="Find the best compressed version of a trained model: one search over per-layer "
-                    "pruning, bit-width, low-rank rank and a distilled student; every number is measured "
-                    "on the exported ONNX file.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    sub.add_parser("tasks", help="list the built-in tasks")
-
-    inspect_p = sub.add_parser("inspect", help="show the compressible layers, dependency groups and search space",
-                               description="Show what a search of the task would compress: the Conv2d, Linear "
-                                           "and Embedding layers, the groups whose channels are pruned together, "
-                                           "the droppable blocks, what is not compressed and why, and every "
-                                           "search parameter. "
-                                           "With --sensitivity: how much each knob value alone changes accuracy, "
-                                           "size and latency.")
-    _task_args(inspect_p)
-    inspect_p.add_argument("--sensitivity", action="store_true",
-                           help="print the sensitivity scan instead: every knob value applied alone (the rest as "
-                                "the teacher), calibrated, exported and measured like a trial; accuracy on the first "
-                                "512 validation samples, size and latency against the teacher. Computed here (about "
-                                "a minute for digits) unless --run gives a search that stored it")
-    inspect_p.add_argument("--run", default=None, metavar="RUN_DIR",
-                           help="with --sensitivity: print the scan stored in this search's run directory "
-                                "(sensitivity.csv) instead of computing it")
-
-    _add_search(sub)
-    _budget_spending_args(sub.choices["search"])
-    _add_best(sub)
-    _add_report_and_dashboard(sub)
-    return parser
-
-
-def _task_args(p) -> None:
-    p.add_argument("--task", required=True,
-                   help="a built-in task name (see 'autocompress tasks') or package.module:function "
-                        "returning an autocompress.Task")
-    p.add_argument("--data-dir", default=None, help="folder with the task's data files (built-ins that need them)")
-
-
-
-def _add_search(sub) -> None:
-    search_p = sub.add_parser("search", help="run a joint compression search and print the Pareto front",
-                              description="Run a joint compression search; every trial is stored the moment it "
-                                          "finishes. One search per --out at a time.")
-    _task_args(search_p)
-    search_p.add_argument("--trials", type=int, default=40,
-                          help="number of candidates to evaluate (default: 40; with --resume: continue until this many)")
-    settings = search_p.add_argument_group(
-        "settings (they shape the results; run.json stores them and --resume restores them: give them again "
-        "on --resume only with the stored values)")
-    settings.add_argument("--sampler", default=None, help="tpe | nsga2 | random (default: tpe)")
-    settings.add_argument("--seed", type=int, default=None, help="seed of the sampler and of fine-tuning (default: 0)")
-    settings.add_argument("--steps", type=int, default=None,
-                          help="distillation fine-tune steps per candidate (default: 300)")
-    settings.add_argument("--lr", type=float, default=None,
-                          help="learning rate of the fine-tuning (default: the task's, else 2e-3)")
-    settings.add_argument("--importance", default=None, choices=["l1", "l2", "taylor"],
-                          help="channel importance for structured pruning (default: l1)")
-    settings.add_argument("--feature-distill", type=float, default=None, metavar="WEIGHT",
-                          help="weight of feature-based distillation (inputs of the output layer); default 0 = off")
-    settings.add_argument("--optimizer", default=None, choices=["adamw", "sgd"],
-                          help="fine-tuning optimizer: adamw, or sgd with Nesterov momentum 0.9 (default: adamw)")
-    settings.add_argument("--warmup", type=float, default=None, metavar="FRACTION",
-                          help="fraction of the fine-tuning steps spent warming the learning rate up before its "
-                               "cosine decay (default: 0.05)")
-    settings.add_argument("--no-augment", action="store_const", const=True, default=None,
-                          help="fine-tune without the task's training augmentation (e.g. CIFAR crops and flips)")
-    settings.add_argument("--amp", default=None, choices=["bf16"], help="fine-tune in bfloat16 autocast on the "
-                          "trials' GPUs (needs --gpus-per-trial, Ampere or later); default: full precision")
-    settings.add_argument("--techniques", default=None, metavar="LIST",
-                          help="knob families to search, comma-separated: prune, quant (bit-widths), lowrank, "
-                               "student (depth and width); default all, jointly")
-    settings.add_argument("--no-warm-start", action="store_const", const=True, default=None,
-                          help="do not try the known recipes (int8; 50%% prune + int8; shallow int4 student; int4 "
-                               "with the first and last layers int8) first")
-    settings.add_argument("--no-local-search", action="store_const", const=True, default=None,
-                          help="every new plan from the sampler alone; by default every other one is a "
-                               "neighbour (one or two knob steps) of a plan on the measured front")
-    settings.add_argument("--no-guide", action="store_const", const=True, default=None,
-                          help="local search takes a neighbour at random; by default, with the sensitivity scan, "
-                               "of 16 neighbours the one the scan predicts will add most to the front")
-    search_p.add_argument("--out", default=None, help="run directory (default: runs/<task>)")
-    search_p.add_argument("--resume", action="store_true",
-                          help="continue the search stored in --out, with its stored settings and storage")
-    budget_args(search_p.add_argument_group("budget (a setting: steers the search; any budget can also be asked later "
-                                            "with 'best')"))
-    _execution_args(search_p)
-
-
-def _execution_args(search_p) -> None:
-    run = search_p.add_argument_group("where trials run (Ray)")
-    run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                     help="trials evaluated at once (capped to the CPUs available; default: one per CPU)")
-    run.add_argument("--address", default=None,
-                     help="join an existing Ray cluster at HOST:PORT (started with 'ray start --head'); default: local Ray")
-    run.add_argument("--cpus-per-trial", type=float, default=1.0,
-                     help="CPUs (and torch/ONNX Runtime threads) per trial (default: 1)")
-    run.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPU share a trial fine-tunes on, at most 1 "
-                     "(0.25: four trials per GPU); export and latency stay on the CPU (default: 0)")
-    run.add_argument("--trial-timeout", type=float, default=None, metavar="SECONDS",
-                     help="stop a trial still fine-tuning after this long and store it as failed")
-    run.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                     help="stop the search this long after it starts, the sensitivity scan included (no scan batch "
-                          "starts after a third of it), whatever --trials says (running trials are stored as "
-                          "interrupted; --resume runs them again)")
-    run.add_argument("--latency-resource", default=None, metavar="NAME",
-                     help="measure every latency (and the teacher's) on the Ray node carrying this custom "
-                          "resource, one at a time")
-    run.add_argument("--storage", default=None, metavar="URL",
-                     help="database URL for the study (e.g. postgresql://USER:PASSWORD@HOST/DB); default: "
-                          "study.db in the run directory. A resume gives the same URL again (the password is never "
-                          "stored)")
-
-
-def _budget_spending_args(search_p) -> None:
-    rungs = search_p.add_argument_group("successive halving (settings too: how fine-tuning is spent across plans)")
-    rungs.add_argument("--min-steps", type=int, default=None, metavar="STEPS",
-                       help="fine-tune every new plan for STEPS steps first (rung 0); the best 1 in --eta of a rung "
-                            "(non-dominated on accuracy, size, latency) continue to STEPS x eta, ... up to --steps, "
-                            "from where they stopped (default: off, every plan gets --steps)")
-    rungs.add_argument("--eta", type=int, default=None, metavar="N",
-                       help="the reduction factor: 1 in N results of a rung goes up (default: 3)")
-    settings = search_p.add_argument_group(
-        "sensitivity scan and proposals (settings too: run.json stores them; before the first trial, each knob value "
-        "alone is measured like a trial and stored as sensitivity.csv)")
-    settings.add_argument("--no-sensitivity", action="store_const", const=True, default=None,
-                          help="skip the sensitivity scan (e.g. for a baseline search); no --proposals then")
-    settings.add_argument("--sensitivity-steps", type=int, default=None, metavar="STEPS",
-                          help="fine-tuning steps of each sensitivity cell (default: 0, calibration only)")
-    settings.add_argument("--proposals", action="store_const", const=True, default=None,
-                          help="every other new plan is the one the scan's predictor expects to extend the front "
-                               "most (refit as trials finish); default off: on digits its plans have not yet "
-                               "beaten the sampler's (see the README)")
-
-
-def _add_best(sub) -> None:
-    best_p = sub.add_parser("best", help="the best stored candidate under a budget; --export ships it, re-measured",
-                            description="Answer a budget from a run's stored results without re-running anything: "
-                                        "the preferred complete full-fidelity candidate within it, against the "
-                                        "teacher, with every layer's plan. Budgets: size of the ONNX file, median "
-                                        "batch-1 latency in ONNX Runtime (1 pinned thread), validation accuracy.")
-    best_p.add_argument("run_dir", metavar="RUN_DIR", help="the --out of a search")
-    budget_args(best_p)
-    best_p.add_argument("--prefer", default="accurate", choices=["accurate", "smallest", "fastest"],
-                        help="among feasible candidates: highest accuracy (ties: smaller, then faster), "
-                             "smallest, or fastest (default: accurate)")
-    best_p.add_argument("--export", metavar="DIR", default=None,
-                        help="write model.onnx, plan.json, metrics.json and MODEL_CARD.md into DIR (new or empty, "
-                             "outside the run directory), measured again: the file must be the one recorded")
-    best_p.add_argument("--trial", type=int, default=None, metavar="N",
-                        help="take trial N (e.g. picked in the report) instead of choosing under a budget")
-    best_p.add_argument("--data-dir", default=None, help="the task's data folder, if it needs one")
-
-
-def _add_report_and_dashboard(sub) -> None:
-    report_p = sub.add_parser("report", help="write the interactive HTML report of a run (one offline file)",
-                              description="Write the run's report: Pareto plots, a budget filter, per-layer plans, "
-                                          "search progress and run facts, in one HTML file that works offline "
-                                          "(also for a search still running).")
-    report_p.add_argument("run_dir", metavar="RUN_DIR", help="the --out of a search")
-    report_p.add_argument("-o", "--output", default=None, metavar="FILE",
-                          help="where to write it (default: RUN_DIR/report.html)")
-    report_p.add_argument("--png", default=None, metavar="DIR",
-                          help="also write the main plots as PNG files into DIR (for slides)")
-    dash_p = sub.add_parser("dashboard", help="serve optuna-dashboard on the run's study (a live view during a search)")
-    dash_p.add_argument("run_dir", metavar="RUN_DIR", help="the --out of a search")
-    dash_p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
-    dash_p.add_argument("--host", default="127.0.0.1",
-                        help="interface to bind (default 127.0.0.1: reach it from a laptop through an SSH tunnel)")
-    dash_p.add_argument("--storage", default=None, metavar="URL",
-                        help="the study's database URL, when the search used --storage (its password is not stored)")
-
-
-def budget_args(group) -> None:
-    group.add_argument("--max-size", default=None, metavar="SIZE", help="e.g. 50KB, 1.5MiB (KB = 1000 B, KiB = 1024 B)")
-    group.add_argument("--max-latency", default=None, metavar="TIME", help="e.g. 2ms, 250us, 0.01s")
-    group.add_argument("--min-accuracy", default=None, metavar="ACC", help="e.g. 0.97 or 97%%")
+from autocompress.cli_parser import join_negative_values, parser
 
 
 def _budget(args):
@@ -294,7 +75,7 @@ def cmd_inspect(args) -> int:
 
 def _print_sensitivity(args) -> int:
     from autocompress.inspection import inspect_sensitivity
-    from autocompress.search.sensitivity import format_table
+    from autocompress.search.sensitivity_text import format_table
 
     table = inspect_sensitivity(args.task, data_dir=args.data_dir, run_dir=args.run,
                                 progress=lambda line: print(line, file=sys.stderr, flush=True))
@@ -376,10 +157,10 @@ def cmd_search(args) -> int:
         reason = write_failure(exc)
         if reason is None:
             raise
-        from autocompress.search.rundir import is_run_dir
+        from autocompress.search.rundir import is_run_dir, resume_command
 
-        again = ("continue with: " + shlex.join(["autocompress", "search", "--task", args.task, "--out", str(out),
-                                                  "--trials", str(args.trials), "--resume"])
+        again = ("continue with: " + resume_command(task_spec=args.task, out=out, trials=args.trials,
+                                                    storage=args.storage)
                  if is_run_dir(Path(out)) else "run the same command again")
         raise UsageError(f"cannot write the results in {out} or its study ({reason}); every trial stored before is "
                          f"kept: free space or make it writable, then {again}") from exc
@@ -519,7 +300,7 @@ COMMANDS = {"tasks": cmd_tasks, "inspect": cmd_inspect, "search": cmd_search, "b
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    args = parser().parse_args(join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     warnings.filterwarnings("ignore")
     from autocompress.task import UsageError
 

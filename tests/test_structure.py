@@ -12,6 +12,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "autocompress"
 MAX_FUNCTION_LINES = 60
+MAX_FILE_LINES = 400  # a file past this holds more than one concept: split it
 # private attributes of Optuna's Study, Trial and storages, flagged even where a class of ours
 # happens to use the same name for its own attribute
 OPTUNA_PRIVATE = {"_storage", "_trial_id", "_study_id", "_study", "_cached_frozen_trial", "_get_trials",
@@ -176,6 +177,25 @@ def private_optuna_uses(trees: dict[str, ast.Module]) -> list[str]:
 def test_no_function_is_longer_than_60_lines():
     found = long_functions(_sources())
     assert not found, "split these functions:\n" + "\n".join(found)
+
+
+def long_files(package: Path = PACKAGE) -> list[str]:
+    """'path (N lines)' for every source file of ``package`` longer than MAX_FILE_LINES."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_FILE_LINES:
+            found.append(f"{path.relative_to(package.parent)} ({lines} lines)")
+    return found
+
+
+def test_no_file_is_longer_than_400_lines(tmp_path):
+    found = long_files()
+    assert not found, "split these files, one concept each:\n" + "\n".join(found)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "big.py").write_text("x = 1\n" * (MAX_FILE_LINES + 1))
+    (tmp_path / "pkg" / "small.py").write_text("x = 1\n" * MAX_FILE_LINES)
+    assert long_files(tmp_path / "pkg") == [f"pkg/big.py ({MAX_FILE_LINES + 1} lines)"]  # the check can fail
 
 
 def test_no_import_cycle_between_packages_and_top_level_modules():

@@ -50,7 +50,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -64,13 +63,12 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from autocompress import model_io
 from autocompress.model_io import forward
+from autocompress.compressors.distill_checkpoint import TrainingState
 from autocompress.devices import AMP_MODES, amp_dtype, autocast
-from autocompress.task import UsageError, one_line
 
 DEFAULT_LR = 2e-3
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
-CHECKPOINT_FORMAT = 1
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -218,96 +216,6 @@ def _projection(student: nn.Module, teacher: _Teacher, sample: model_io.Inputs, 
     return nn.Linear(features[-1].shape[1], target.shape[1])
 
 
-@dataclass
-class _State:
-    """Everything a continued fine-tuning needs besides the structure its caller rebuilds."""
-
-    student: nn.Module
-    projection: nn.Linear | None
-    optimizer: torch.optim.Optimizer
-    generator: torch.Generator
-    losses: list[float]
-
-    def save(self, path: Path, config: DistillConfig) -> None:
-        state = {"format": CHECKPOINT_FORMAT, "step": len(self.losses), "student": self.student.state_dict(),
-                 "projection": self.projection.state_dict() if self.projection is not None else {},
-                 "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
-                 "torch_rng": torch.get_rng_state(), "losses": torch.tensor(self.losses, dtype=torch.float64),
-                 "settings": _resumable(config)}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-
-    def restore(self, path: Path, config: DistillConfig) -> None:
-        state = _read_checkpoint(path)
-        _check_fits(path, state, self, config)
-        self.student.load_state_dict(state["student"])
-        if self.projection is not None:
-            self.projection.load_state_dict(state["projection"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        self.losses = state["losses"].tolist()
-
-
-def _resumable(config: DistillConfig) -> dict:
-    """The settings a continued fine-tuning must share with its checkpoint: all but ``steps``."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if k != "steps"}
-
-
-def _read_checkpoint(path: Path) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise UsageError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {one_line(exc)[:200]}); "
-                         "delete it to fine-tune from the start") from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise UsageError(f"checkpoint {path} is not a fine-tuning checkpoint of format {CHECKPOINT_FORMAT}; "
-                         "delete it to fine-tune from the start")
-    return state
-
-
-def checkpoint_problem(path: str | os.PathLike) -> str | None:
-    """Why the fine-tuning checkpoint at ``path`` cannot be continued from (missing, unreadable,
-    not a checkpoint), or None when it can be read."""
-    if not Path(path).is_file():
-        return f"checkpoint {path} is missing"
-    try:
-        _read_checkpoint(Path(path))
-    except UsageError as exc:
-        return str(exc).partition("; delete it")[0]
-    return None
-
-
-def _mismatch(saved: dict, current: dict) -> str | None:
-    """The first difference between two state dicts' names and shapes, in words; None if none."""
-    for name in sorted(saved.keys() ^ current.keys()):
-        where = "checkpoint only" if name in saved else "student only"
-        return f"{name} is in the {where}"
-    for name, tensor in current.items():
-        if tuple(saved[name].shape) != tuple(tensor.shape):
-            return f"{name} is {tuple(saved[name].shape)} there, {tuple(tensor.shape)} here"
-    return None
-
-
-def _check_fits(path: Path, state: dict, current: _State, config: DistillConfig) -> None:
-    projection = current.projection.state_dict() if current.projection is not None else {}
-    problem = _mismatch(state["student"], current.student.state_dict()) or _mismatch(state["projection"], projection)
-    if problem:
-        raise UsageError(f"checkpoint {path} does not fit the student ({problem}); rebuild the student from "
-                         "the plan that made it, or delete the checkpoint to fine-tune from the start")
-    settings = _resumable(config)
-    changed = {k: (state["settings"].get(k), v) for k, v in settings.items() if state["settings"].get(k) != v}
-    if changed:
-        name, (before, now) = next(iter(changed.items()))
-        raise UsageError(f"checkpoint {path} was fine-tuned with {name}={before!r}, not {now!r}; continue it with "
-                         "the same settings (only steps may grow), or delete it to fine-tune from the start")
-    if int(state["step"]) > config.steps:
-        raise UsageError(f"checkpoint {path} has {int(state['step'])} steps, more than steps={config.steps}; "
-                         "continue it to at least as many steps")
-
-
 def is_classification(labels: torch.Tensor) -> bool:
     """Integer labels are classes (the outputs are class logits); floating-point labels are
     targets the outputs regress."""
@@ -372,7 +280,7 @@ def distill(student: nn.Module, train: Dataset, teacher: nn.Module | TeacherTarg
         if projection is not None and device is not None:
             projection.to(device)
         params = list(student.parameters()) + (list(projection.parameters()) if projection is not None else [])
-        state = _State(student, projection, _optimizer(params, config), generator, [])
+        state = TrainingState(student, projection, _optimizer(params, config), generator, [])
         path = Path(checkpoint) if checkpoint is not None else None
         if path is not None and path.exists():
             state.restore(path, config)
@@ -398,7 +306,7 @@ def _to(x, device: torch.device | None):
     return model_io.to(x, device) if not isinstance(x, torch.Tensor) else x if device is None else x.to(device)
 
 
-def _train(state: _State, train: Dataset, subset: torch.Tensor, teacher: _Teacher, config: DistillConfig,
+def _train(state: TrainingState, train: Dataset, subset: torch.Tensor, teacher: _Teacher, config: DistillConfig,
            features: list, augment: Augment | None, on_step: Callable[[int], None] | None, *,
            device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
     state.student.train()

@@ -24,7 +24,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from autocompress.compressors.distill import DistillConfig, checkpoint_problem
+from autocompress.compressors.distill import DistillConfig
+from autocompress.compressors.distill_checkpoint import checkpoint_problem
 from autocompress.compressors.pipeline import Compressed, build, fine_tune
 from autocompress.compressors.quantize import freeze
 from autocompress.evaluators.export import export_onnx

@@ -30,7 +30,6 @@ Example:
 from __future__ import annotations
 
 import io
-import os
 import warnings
 
 import numpy as np
@@ -42,6 +41,7 @@ from torch import nn
 from autocompress import model_io
 from autocompress.quiet import fd_silenced
 from autocompress.compressors.quantize import QuantSpec
+from autocompress.evaluators.graph_tidy import compact_graph, drop_name_prefix, strip_doc_strings
 from autocompress.evaluators.recurrent_export import quantize_recurrent_weights
 from autocompress.modules import attention_fast_path_off
 
@@ -299,81 +299,6 @@ def drop_clamps_after_dequantize(model: onnx.ModelProto) -> None:
     graph.node.extend(kept)
 
 
-def _strip_doc_strings(model: onnx.ModelProto) -> None:
-    model.doc_string = ""
-    model.graph.doc_string = ""
-    for node in model.graph.node:
-        node.doc_string = ""
-
-
-def _short_name(index: int) -> str:
-    return np.base_repr(index, 36).lower()
-
-
-def compact_graph(model: onnx.ModelProto) -> None:
-    """Shorten what the file stores besides weights, in place: every Constant node becomes an
-    initializer (one per distinct value), every intermediate tensor a short id, nodes lose their
-    names and the graph its value_info. The graph computes exactly what it computed.
-
-    >>> graph = helper.make_graph(
-    ...     [helper.make_node("Constant", [], ["/a/Constant_output_0"], value=numpy_helper.from_array(np.float32(2))),
-    ...      helper.make_node("Mul", ["x", "/a/Constant_output_0"], ["/a/Mul_output_0"], name="/a/Mul"),
-    ...      helper.make_node("Relu", ["/a/Mul_output_0"], ["y"], name="/a/Relu")], "g",
-    ...     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-    ...     [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    >>> model = helper.make_model(graph)
-    >>> compact_graph(model)
-    >>> [(n.op_type, list(n.input), list(n.output), n.name) for n in model.graph.node]
-    [('Mul', ['x', '0'], ['1'], ''), ('Relu', ['1'], ['y'], '')]
-    >>> [t.name for t in model.graph.initializer]
-    ['0']
-    """
-    graph = model.graph
-    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in graph.node for a in n.attribute):
-        return  # a subgraph may read the outer graph's names: leave them as they are
-    kept = {v.name for v in graph.input} | {v.name for v in graph.output} | {t.name for t in graph.initializer}
-    renamed, first_of_value, constants, nodes = {}, {}, [], []
-
-    def short(name: str) -> str:
-        if not name or name in kept:
-            return name
-        return renamed.setdefault(name, _short_name(len(renamed)))
-
-    for node in graph.node:
-        if node.op_type == "Constant" and [a.name for a in node.attribute] == ["value"] and node.output[0] not in kept:
-            tensor = node.attribute[0].t
-            key = (tensor.data_type, tuple(tensor.dims), numpy_helper.to_array(tensor).tobytes())
-            if key in first_of_value:
-                renamed[node.output[0]] = short(first_of_value[key])
-            else:
-                first_of_value[key] = node.output[0]
-                constants.append((node.output[0], tensor))
-            continue
-        nodes.append(node)
-    for node in nodes:
-        node.name = ""
-        node.input[:] = [short(name) for name in node.input]
-        node.output[:] = [short(name) for name in node.output]
-    for name, tensor in constants:
-        stored = TensorProto()
-        stored.CopyFrom(tensor)
-        stored.name = short(name)
-        graph.initializer.append(stored)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    del graph.value_info[:]
-
-
-def _drop_name_prefix(model: onnx.ModelProto, prefix: str) -> None:
-    """Rename the initializers ``prefix<name>`` to ``<name>``: the weights of a model exported
-    inside ``model_io.Exportable`` keep the names of the model's own parameters."""
-    renamed = {t.name: t.name[len(prefix):] for t in model.graph.initializer if t.name.startswith(prefix)}
-    for tensor in model.graph.initializer:
-        tensor.name = renamed.get(tensor.name, tensor.name)
-    for node in model.graph.node:
-        node.input[:] = [renamed.get(name, name) for name in node.input]
-
-
 def export_onnx(model: nn.Module, example_inputs: model_io.Inputs, path: str,
                 specs: dict[str, QuantSpec] | None = None) -> None:
     """Write ``model`` (eval mode; frozen by ``quantize.freeze`` if quantized) to ``path`` as ONNX,
@@ -392,7 +317,7 @@ def export_onnx(model: nn.Module, example_inputs: model_io.Inputs, path: str,
                           dynamic_axes={**{name: {0: "batch"} for name in names}, OUTPUT_NAME: {0: "batch"}})
     proto = onnx.load_from_string(buffer.getvalue())
     if not plain:
-        _drop_name_prefix(proto, "model.")
+        drop_name_prefix(proto, "model.")
     if specs:
         quantize_recurrent_weights(proto, specs)
         insert_quantized_weights(proto, {name: spec for name, spec in specs.items() if not spec.recurrent})
@@ -401,7 +326,7 @@ def export_onnx(model: nn.Module, example_inputs: model_io.Inputs, path: str,
             for opset in proto.opset_import:
                 if opset.domain in ("", "ai.onnx"):
                     opset.version = 25
-    _strip_doc_strings(proto)
+    strip_doc_strings(proto)
     compact_graph(proto)
     onnx.checker.check_model(proto)
     onnx.save(proto, path)

@@ -6,7 +6,7 @@ load the controller, Optuna and pandas.
 
 import importlib
 
-_HOMES = {"SearchResult": "controller", "front_table": "controller", "make_sampler": "controller",
+_HOMES = {"SearchResult": "controller", "front_table": "text_tables", "make_sampler": "samplers",
           "search": "controller", "OBJECTIVES": "pareto", "pareto_front": "pareto", "pareto_mask": "pareto",
           "SAMPLERS": "settings", "Execution": "settings", "SearchSettings": "settings", "SettingError": "settings"}
 

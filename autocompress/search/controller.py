@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import os
 import random
-import shlex
 import shutil
 import time
-import warnings
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,18 +37,18 @@ import torch
 from autocompress.arguments import PATH, expect, expect_callable
 from autocompress.compressors.pipeline import task_context, with_task_lr
 from autocompress.devices import check_amp_placement
-from autocompress.evaluators.evaluate import ARTIFACT_NAME, evaluate_teacher, fidelity_label, local_latency
-from autocompress.evaluators.measure import LATENCY_THREADS
+from autocompress.evaluators.evaluate import fidelity_label, local_latency
 from autocompress.metrics import Metrics
-from autocompress.plan import Plan
 from autocompress.search import rundir
 from autocompress.search.pareto import OBJECTIVES
 from autocompress.search.proposals import Predictor
-from autocompress.search.settings import SAMPLERS, Execution, SearchSettings, SettingError
+from autocompress.search.samplers import make_sampler
+from autocompress.search.settings import Execution, SearchSettings, SettingError
+from autocompress.search.teacher_latency import latency_actor, measure_teacher
+from autocompress.search.text_tables import progress_line
 from autocompress.spaces.space import SearchSpace
 from autocompress.task import Task, UsageError, check_teacher_runs
 
-NOISE_REPEATS = 5
 CHECKPOINT_EVERY_S = 300.0  # on_checkpoint (the CLI: refresh report.html) at most this often, and at the end
 
 
@@ -68,44 +66,6 @@ class SearchResult:
         from autocompress.search.best import load_run
 
         return load_run(self.run_dir).best(**budget_and_preference)
-
-
-def startup_trials(trials: int) -> int:
-    """Exploratory trials before TPE models the results."""
-    return max(3, min(10, trials // 4))
-
-
-def make_sampler(name: str, *, seed: int | None, trials: int) -> optuna.samplers.BaseSampler:
-    """tpe: multi-objective TPE after a few random trials; nsga2: NSGA-II with a population sized
-    to give several generations; random: uniform random sampling."""
-    if name not in SAMPLERS:
-        raise SettingError("sampler", f"{name!r} is unknown; choose one of: {', '.join(SAMPLERS)}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if name == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(trials), multivariate=True)
-        if name == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
-def _progress_line(done: int, total: int, frozen: optuna.trial.FrozenTrial, teacher: Metrics, *, rungs: int = 1
-                   ) -> str:
-    attrs = frozen.user_attrs
-    rung = f"rung {attrs['rung']}" if rungs > 1 and "rung" in attrs else ""
-    head = f"[{done:>{len(str(total))}}/{total}] trial {frozen.number:<3}" + (f" {rung:<6}" if rung else "")
-    seconds = attrs.get("duration_s", 0.0)
-    if "metrics" not in attrs:
-        return f"{head} FAILED  {seconds:5.1f}s  {attrs.get('error', '')}"
-    if "duplicate_of" in attrs:
-        return f"{head} same plan as trial {attrs['duplicate_of']}: answered from it, not counted"
-    metrics = Metrics.from_dict(attrs["metrics"])
-    plan = Plan.from_dict(attrs["plan"]) if "plan" in attrs else None
-    return (f"{head} acc {metrics.accuracy:.4f} ({(metrics.accuracy - teacher.accuracy) * 100:+.1f} pt)  "
-            f"size {metrics.size_bytes / 1024:7.1f} KB ({teacher.size_bytes / metrics.size_bytes:4.1f}x)  "
-            f"latency {metrics.latency_ms:.4f} ms ({teacher.latency_ms / metrics.latency_ms:4.2f}x)  "
-            f"{seconds:5.1f}s  {plan.summary() if plan else ''}"
-            + ("  (over the budget: not fine-tuned)" if "not fine-tuned" in metrics.notes else ""))
 
 
 @dataclass
@@ -181,11 +141,6 @@ def _check_search_arguments(task, *, settings, execution, out, resume, storage, 
     expect_callable("search", "on_checkpoint", on_checkpoint, optional=True, how="a function of the run folder")
 
 
-# --latency-resource -> this process's LatencyActor: the next search of this process reuses it (one
-# actor per latency resource, never one process per search); it ends with the process's Ray
-_LATENCY_ACTORS: dict = {}
-
-
 def _open(task: Task, *, out: Path, settings, execution, trials, storage, resume, task_spec, data_dir, command,
           progress) -> _Session:
     """Step 1: the run's settings and study (stored ones when resuming), the teacher, Ray."""
@@ -244,7 +199,8 @@ def _start(session: _Session, *, rdb, task_spec, data_dir, command) -> None:
         check_address(execution.address)
     local_teacher = None
     if execution.latency_resource is None and not session.resume:  # measure while the machine is quiet
-        local_teacher = _measure_teacher(session, local_latency, where="here (before Ray starts)")
+        local_teacher = measure_teacher(session.task, out=session.out, latency=local_latency,
+                                        where="here (before Ray starts)", progress=progress)
     progress(start_ray(address=execution.address, workers=execution.workers, cpus_per_trial=execution.cpus_per_trial))
     session.workers, warning = cap_workers(execution.workers, available_cpus=ray.cluster_resources().get("CPU", 1),
                                            cpus_per_trial=execution.cpus_per_trial,
@@ -260,16 +216,19 @@ def _start(session: _Session, *, rdb, task_spec, data_dir, command) -> None:
                          f"{torch.__version__} has no CUDA (a CPU-only build); install a CUDA build of torch, or use "
                          "--gpus-per-trial 0")
     session.run_id = f"{os.getpid()}-{int(time.time() * 1000)}"
-    session.actor = _latency_actor(execution.latency_resource, session.run_id)
+    session.actor = latency_actor(execution.latency_resource, session.run_id)
     if session.resume:
         session.teacher = rundir.teacher_metrics(session.run)
     else:
         from autocompress.search.worker import remote_latency
 
-        teacher = local_teacher or _measure_teacher(  # (the actor's node asked only here: it may still be starting)
-            session, remote_latency(session.actor),
+        teacher = local_teacher or measure_teacher(  # (the actor's node asked only here: it may still be starting)
+            session.task, out=session.out, latency=remote_latency(session.actor), progress=progress,
             where=f"on node {ray.get(session.actor.node.remote())} ({execution.latency_resource})")
-        session.run = _new_run_info(session, teacher, task_spec=task_spec, data_dir=data_dir, command=command)
+        session.run = rundir.new_run_info(
+            task=session.task, space=session.space, settings=session.settings, execution=execution,
+            workers=session.workers, trials=session.trials, storage=session.storage, out=session.out,
+            teacher_measured=teacher, task_spec=task_spec, data_dir=data_dir, command=command)
         session.teacher = rundir.teacher_metrics(session.run)
     session.study = _open_study(session, rdb)
     if not session.resume:
@@ -301,121 +260,16 @@ def _open_study(session: _Session, rdb) -> optuna.Study:
                          "from a backup, or start a new --out") from exc
 
 
-def _measure_teacher(session: _Session, latency, *, where: str) -> tuple[Metrics, dict, str]:
-    task = session.task
-    session.progress(f"measuring the teacher of {task.name!r} {where} (ONNX Runtime, batch 1, "
-                     f"{LATENCY_THREADS} thread)")
-    teacher = evaluate_teacher(task, out_dir=session.out / rundir.TEACHER, latency=latency)
-    return teacher, _latency_noise(task, session.out / rundir.TEACHER / ARTIFACT_NAME, latency), where
-
-
-def _latency_noise(task: Task, path: Path, latency) -> dict:
-    """Repeat the teacher's latency measurement to show how noisy this machine is."""
-    medians = sorted(latency(str(path), task.example_inputs)[0] for _ in range(NOISE_REPEATS))
-    middle = medians[len(medians) // 2]
-    return {"repeats": NOISE_REPEATS, "medians_ms": [round(m, 6) for m in medians],
-            "spread_ms": round(medians[-1] - medians[0], 6),
-            "relative_spread": round((medians[-1] - medians[0]) / middle, 4)}
-
-
-ACTOR_REPLY_S = 10.0  # a kept latency actor that does not answer within this is replaced
-
-
-def _latency_actor(resource: str | None, run_id: str):
-    """The one actor that measures every latency of this search (on the ``resource`` node if
-    named): the one an earlier search of this process used, if it still answers."""
-    import ray
-
-    from autocompress.search.worker import LatencyActor
-
-    kept = _LATENCY_ACTORS.pop(resource, None)
-    if kept is not None:
-        try:
-            ray.get(kept.for_run.remote(run_id), timeout=ACTOR_REPLY_S)
-            _LATENCY_ACTORS[resource] = kept
-            return kept
-        except Exception:  # gone with an earlier Ray or its node, or stuck: start another
-            pass
-    if resource is None:
-        actor = LatencyActor.remote(run_id)
-    elif ray.cluster_resources().get(resource, 0) <= 0:
-        raise UsageError(f"--latency-resource {resource}: no Ray node carries it; start the target node with "
-                         f"ray start --address HEAD --resources '{{\"{resource}\": 1}}'")
-    else:
-        actor = LatencyActor.options(resources={resource: 0.001}).remote(run_id)
-    _LATENCY_ACTORS[resource] = actor
-    return actor
-
-
-def _new_run_info(session: _Session, teacher_measured, *, task_spec, data_dir, command) -> dict:
-    from autocompress.search.storage import redact
-
-    task, space, settings, storage = session.task, session.space, session.settings, session.storage
-    teacher, noise, where = teacher_measured
-    study_name = rundir.STUDY_NAME if storage is None else \
-        f"{rundir.STUDY_NAME}-{session.out.resolve().name}-{int(time.time())}"
-    discovery = space.discovery
-    return {
-        "schema": rundir.RUN_SCHEMA,
-        "task": {"name": task.name, "spec": task_spec or task.name, "data_dir": data_dir, "recipe": task.recipe,
-                 "train": task.num_examples("train"), "val": task.num_examples("val"),
-                 "test": task.num_examples("test")},
-        "space": space.summary(),
-        "model": {"layers": [layer.name for layer in discovery.layers],
-                  "stages": {stage: list(blocks) for stage, blocks in discovery.stages.items()},
-                  "groups": {group.name: list(group.members) for group in discovery.groups},
-                  "channels": {group.name: group.channels for group in discovery.groups}},
-        "teacher": teacher.to_dict(),
-        "latency_noise": noise,
-        "objectives": OBJECTIVES,
-        "study": {"name": study_name, "storage": rundir.STUDY_DB if storage is None else redact(storage)},
-        "settings": {**settings.to_dict(), "trials": session.trials, "fidelity": fidelity_label(settings.distill),
-                     "execution": {**session.execution.to_dict(), "workers": session.workers},
-                     "latency": {"runtime": "onnxruntime CPUExecutionProvider", "threads": LATENCY_THREADS,
-                                 "batch": 1, "warmup": 20, "runs": 300, "statistic": "median", "pinned_core": True,
-                                 "where": where}},
-        "versions": rundir.versions(),
-        "machine": rundir.machine(),
-        "command": command,
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def _first_trials(session: _Session) -> list[tuple[Plan, int, str]]:
-    """Step 2: interrupted trials to run again, then (a new study) the warm-start recipes:
-    (plan, rung, source)."""
-    from autocompress.search.searcher import WARM_START, requeue_interrupted
-
-    study, space, settings = session.study, session.space, session.settings
-    rerun = [(plan, rung, "re-run") for plan, rung in requeue_interrupted(study, settings.rungs())]
-    if rerun:
-        session.progress(f"resuming: {len(rerun)} interrupted trial(s) will run again")
-    first = []
-    if not study.trials:
-        if settings.warm_start:
-            first += [(plan, 0, WARM_START) for plan in space.warm_start_plans()[: max(0, session.trials // 4)]]
-    return rerun + first
-
-
-def _startup_plans(session: _Session, warm_starts: int) -> list[Plan]:
-    """TPE's one-technique-at-a-time start (a new study only): the start-up trials the warm-start
-    recipes do not already fill (TPE counts every finished trial toward its start-up), and at
-    least each technique alone once."""
-    settings = session.settings
-    if session.study.trials or settings.sampler != "tpe":
-        return []
-    count = max(len(settings.techniques), startup_trials(session.trials) - warm_starts)
-    return session.space.startup_plans(count, seed=settings.seed)
-
-
 def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResult:
     """Step 3: run the trials on Ray until enough have finished, Ctrl-C, or the time budget."""
+    from autocompress.search.first_trials import first_trials, startup_plans, warm_starts_on
     from autocompress.search.ray_runner import run_trials
     from autocompress.search.searcher import WARM_START, StudySearcher, seen_plans
     from autocompress.search.worker import Job
 
     settings, execution, out = session.settings, session.execution, session.out
-    queue = _first_trials(session)
+    queue = first_trials(study=session.study, space=session.space, settings=settings, trials=session.trials,
+                         progress=session.progress)
     clock = time.perf_counter()
     checkpoint = _Checkpoint(session, on_checkpoint)
     rungs = settings.rungs()
@@ -427,7 +281,9 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
     checkpoint.searcher = searcher
     checkpoint.tables()  # trials.csv exists from the start: best and report can read a run before its first trial
     searcher.queue += [(plan, rung) for plan, rung, _ in queue]
-    searcher.startup = _startup_plans(session, sum(source == WARM_START for _, _, source in queue))
+    searcher.startup = startup_plans(study=session.study, space=session.space, settings=settings,
+                                     trials=session.trials,
+                                     warm_starts=sum(source == WARM_START for _, _, source in queue))
     searcher.sources.update({(plan, rung): source for plan, rung, source in queue})
     job = Job(task_spec=task_spec, data_dir=data_dir, task=None if task_spec else session.task,
               teacher_state=session.task.teacher.state_dict(), distill=settings.distill, out_dir=str(out.resolve()),
@@ -443,7 +299,7 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
                                  gpus_per_trial=execution.gpus_per_trial, time_limit_s=limit_s,
                                  progress=session.progress)
             scanned = Predictor.from_scan(table, session.teacher.to_dict())  # immutable: refits make new ones
-            _run_warm_starts_on(searcher, scanned.kernels)
+            warm_starts_on(searcher, scanned.kernels)
             searcher.predictor = scanned if settings.proposals else None
             searcher.guide = scanned if settings.guide and settings.local_search else None
         budget_s = execution.time_budget_s  # it covers the scan too: a search stops when its time is spent
@@ -458,24 +314,9 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
     return _finish(session, searcher, clock, checkpoint)
 
 
-def _run_warm_starts_on(searcher, kernels: str) -> None:
-    """The warm-start recipes still queued, on the kernels the scan found faster (``Plan.kernels``:
-    where int8 kernels do not pay, their quantized weights run on float kernels)."""
-    from autocompress.search.searcher import WARM_START
-
-    for i, (plan, rung) in enumerate(searcher.queue):
-        moved = replace(plan, kernels=kernels)
-        if searcher.sources.get((plan, rung)) == WARM_START and moved != plan:
-            searcher.queue[i] = (moved, rung)
-            searcher.sources[(moved, rung)] = searcher.sources.pop((plan, rung))
-
-
-def resume_command(session: _Session) -> str:
-    """The command that continues this search, quoted for a shell (a database URL's password as
-    PASSWORD)."""
-    storage = ["--storage", session.run["study"]["storage"].replace("***", "PASSWORD")] if session.storage else []
-    return shlex.join(["autocompress", "search", "--task", session.run["task"]["spec"], "--out", str(session.out),
-                       "--trials", str(session.trials), *storage, "--resume"])
+def _resume_command(session: _Session) -> str:
+    return rundir.resume_command(task_spec=session.run["task"]["spec"], out=session.out, trials=session.trials,
+                                 storage=session.storage)
 
 
 class _Checkpoint:
@@ -493,7 +334,7 @@ class _Checkpoint:
 
     def trial_finished(self, frozen: optuna.trial.FrozenTrial) -> None:
         s = self.session
-        s.progress(_progress_line(self.searcher.finished, s.trials, frozen, s.teacher,
+        s.progress(progress_line(self.searcher.finished, s.trials, frozen, s.teacher,
                                   rungs=len(self.searcher.rungs.steps)))
         self.tables()
         if time.perf_counter() - self.last >= CHECKPOINT_EVERY_S:
@@ -515,7 +356,7 @@ def _finish(session: _Session, searcher, clock: float, checkpoint: _Checkpoint) 
     out_of_time = budget_s is not None and time.perf_counter() - clock >= budget_s
     if out_of_time:
         session.progress(f"time budget of {budget_s:g} s spent after {searcher.finished} trials"
-                         + (f"; {interrupted} interrupted trial(s) run again with: {resume_command(session)}"
+                         + (f"; {interrupted} interrupted trial(s) run again with: {_resume_command(session)}"
                             if interrupted else ""))
     elif searcher.exhausted:
         session.progress(f"stopped after {searcher.finished} of {session.trials} trials: the last "
@@ -523,7 +364,7 @@ def _finish(session: _Session, searcher, clock: float, checkpoint: _Checkpoint) 
                          "plans; search more --techniques, or ask for fewer --trials)")
     elif searcher.finished < session.trials:
         session.progress(f"stopped after {searcher.finished} of {session.trials} trials (all stored in "
-                         f"{session.out}); continue with: {resume_command(session)}")
+                         f"{session.out}); continue with: {_resume_command(session)}")
     run = session.run  # what run.json holds (written at the start, or read for the resume)
     run["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     run["settings"]["trials"] = session.trials
@@ -535,20 +376,4 @@ def _finish(session: _Session, searcher, clock: float, checkpoint: _Checkpoint) 
                         finished=searcher.finished >= session.trials or out_of_time or searcher.exhausted)
 
 
-def front_table(front: pd.DataFrame, teacher: Metrics) -> str:
-    """The Pareto front as text, with ratios against the teacher."""
-    if front.empty:
-        return "no complete trials at full fidelity yet"
-    table = pd.DataFrame({
-        "trial": front["number"],
-        "accuracy": front["accuracy"].map("{:.4f}".format),
-        "vs teacher": ((front["accuracy"] - teacher.accuracy) * 100).map("{:+.1f} pt".format),
-        "size": (front["size_bytes"] / 1024).map("{:.1f} KB".format),
-        "smaller": (teacher.size_bytes / front["size_bytes"]).map("{:.1f}x".format),
-        "latency": front["latency_ms"].map("{:.4f} ms".format),
-        "faster": (teacher.latency_ms / front["latency_ms"]).map("{:.2f}x".format),
-    })
-    return table.to_string(index=False)
-
-
-__all__ = ["Execution", "SearchResult", "SearchSettings", "front_table", "make_sampler", "search"]
+__all__ = ["Execution", "SearchResult", "SearchSettings", "search"]

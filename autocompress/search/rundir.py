@@ -166,6 +166,65 @@ def machine() -> dict[str, object]:
             "cpus": os.cpu_count(), "node": platform.node()}
 
 
+def new_run_info(*, task, space, settings, execution, workers: int, trials: int, storage: str | None, out: Path,
+                 teacher_measured: tuple, task_spec: str | None, data_dir: str | None, command: str) -> dict:
+    """What run.json holds for a new search: the task, the space and the model's layers, the
+    teacher as measured (with its latency noise and where), the settings, versions and machine."""
+    import time
+    from datetime import datetime, timezone
+
+    from autocompress.evaluators.evaluate import fidelity_label
+    from autocompress.evaluators.measure import LATENCY_THREADS
+    from autocompress.search.pareto import OBJECTIVES
+    from autocompress.search.storage import redact
+
+    teacher, noise, where = teacher_measured
+    study_name = STUDY_NAME if storage is None else f"{STUDY_NAME}-{out.resolve().name}-{int(time.time())}"
+    discovery = space.discovery
+    return {
+        "schema": RUN_SCHEMA,
+        "task": {"name": task.name, "spec": task_spec or task.name, "data_dir": data_dir, "recipe": task.recipe,
+                 "train": task.num_examples("train"), "val": task.num_examples("val"),
+                 "test": task.num_examples("test")},
+        "space": space.summary(),
+        "model": {"layers": [layer.name for layer in discovery.layers],
+                  "stages": {stage: list(blocks) for stage, blocks in discovery.stages.items()},
+                  "groups": {group.name: list(group.members) for group in discovery.groups},
+                  "channels": {group.name: group.channels for group in discovery.groups}},
+        "teacher": teacher.to_dict(),
+        "latency_noise": noise,
+        "objectives": OBJECTIVES,
+        "study": {"name": study_name, "storage": STUDY_DB if storage is None else redact(storage)},
+        "settings": {**settings.to_dict(), "trials": trials, "fidelity": fidelity_label(settings.distill),
+                     "execution": {**execution.to_dict(), "workers": workers},
+                     "latency": {"runtime": "onnxruntime CPUExecutionProvider", "threads": LATENCY_THREADS,
+                                 "batch": 1, "warmup": 20, "runs": 300, "statistic": "median", "pinned_core": True,
+                                 "where": where}},
+        "versions": versions(),
+        "machine": machine(),
+        "command": command,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def resume_command(*, task_spec: str, out: str | os.PathLike, trials: int, storage: str | None = None) -> str:
+    """The one command that continues the search in ``out``, quoted for a shell; a database
+    URL's password is shown as PASSWORD (never printed).
+
+    >>> print(resume_command(task_spec="digits", out="runs/my run", trials=40))
+    autocompress search --task digits --out 'runs/my run' --trials 40 --resume
+    >>> print(resume_command(task_spec="digits", out="r", trials=4, storage="postgresql://al:s3cret@db/s"))
+    autocompress search --task digits --out r --trials 4 --storage postgresql://al:PASSWORD@db/s --resume
+    """
+    import shlex
+
+    from autocompress.search.storage import redact
+
+    shown = ["--storage", redact(storage).replace("***", "PASSWORD")] if storage else []
+    return shlex.join(["autocompress", "search", "--task", task_spec, "--out", str(out), "--trials", str(trials),
+                       *shown, "--resume"])
+
+
 def write_json(path: Path, payload: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))

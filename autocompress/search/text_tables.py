@@ -1,0 +1,56 @@
+"""What a search prints: one line per finished trial, and the Pareto front as a table, each
+with its ratios against the teacher.
+
+Example:
+    >>> import pandas as pd
+    >>> from autocompress.metrics import Metrics
+    >>> teacher = Metrics(accuracy=0.98, size_bytes=40960, latency_ms=0.02, params=0, macs=0, fidelity="")
+    >>> front = pd.DataFrame({"number": [3], "accuracy": [0.97], "size_bytes": [10240], "latency_ms": [0.01]})
+    >>> print(front_table(front, teacher))
+     trial accuracy vs teacher    size smaller   latency faster
+         3   0.9700    -1.0 pt 10.0 KB    4.0x 0.0100 ms  2.00x
+"""
+
+from __future__ import annotations
+
+import optuna
+import pandas as pd
+
+from autocompress.metrics import Metrics
+from autocompress.plan import Plan
+
+
+def progress_line(done: int, total: int, frozen: optuna.trial.FrozenTrial, teacher: Metrics, *, rungs: int = 1
+                  ) -> str:
+    """``[done/total] trial N  acc ... size ... latency ...  seconds  plan`` (or why it failed)."""
+    attrs = frozen.user_attrs
+    rung = f"rung {attrs['rung']}" if rungs > 1 and "rung" in attrs else ""
+    head = f"[{done:>{len(str(total))}}/{total}] trial {frozen.number:<3}" + (f" {rung:<6}" if rung else "")
+    seconds = attrs.get("duration_s", 0.0)
+    if "metrics" not in attrs:
+        return f"{head} FAILED  {seconds:5.1f}s  {attrs.get('error', '')}"
+    if "duplicate_of" in attrs:
+        return f"{head} same plan as trial {attrs['duplicate_of']}: answered from it, not counted"
+    metrics = Metrics.from_dict(attrs["metrics"])
+    plan = Plan.from_dict(attrs["plan"]) if "plan" in attrs else None
+    return (f"{head} acc {metrics.accuracy:.4f} ({(metrics.accuracy - teacher.accuracy) * 100:+.1f} pt)  "
+            f"size {metrics.size_bytes / 1024:7.1f} KB ({teacher.size_bytes / metrics.size_bytes:4.1f}x)  "
+            f"latency {metrics.latency_ms:.4f} ms ({teacher.latency_ms / metrics.latency_ms:4.2f}x)  "
+            f"{seconds:5.1f}s  {plan.summary() if plan else ''}"
+            + ("  (over the budget: not fine-tuned)" if "not fine-tuned" in metrics.notes else ""))
+
+
+def front_table(front: pd.DataFrame, teacher: Metrics) -> str:
+    """The Pareto front as text, with ratios against the teacher."""
+    if front.empty:
+        return "no complete trials at full fidelity yet"
+    table = pd.DataFrame({
+        "trial": front["number"],
+        "accuracy": front["accuracy"].map("{:.4f}".format),
+        "vs teacher": ((front["accuracy"] - teacher.accuracy) * 100).map("{:+.1f} pt".format),
+        "size": (front["size_bytes"] / 1024).map("{:.1f} KB".format),
+        "smaller": (teacher.size_bytes / front["size_bytes"]).map("{:.1f}x".format),
+        "latency": front["latency_ms"].map("{:.4f} ms".format),
+        "faster": (teacher.latency_ms / front["latency_ms"]).map("{:.2f}x".format),
+    })
+    return table.to_string(index=False)
