@@ -18,9 +18,9 @@ Example:
     True
 """
 
-from autocompress.compat import allow_torchvision_models
+from autocompress.compat import before_torchvision
 
-allow_torchvision_models()  # torchvision's models import beside the CPU torch (see compat.py)
+before_torchvision()  # torchvision's models import beside the CPU torch (see compat.py); no torch loaded here
 
 import importlib
 

@@ -3,10 +3,12 @@
 PyPI's torchvision wheel for torch 2.13.0 is a CUDA build: its C++ operators (``nms``,
 ``roi_align`` ...) cannot load beside the CPU torch, and ``import torchvision`` then fails
 registering ``torchvision::nms``. Its model code (ResNet, MobileNet, ViT ...) is pure Python and
-needs none of them. ``allow_torchvision_models()``, called when autocompress is imported, loads
-torchvision's operators if they load; if they do not, it declares the two operators whose absence
+needs none of them. ``allow_torchvision_models()`` loads torchvision's operators if they load; if they do not, it declares the two operators whose absence
 breaks the import, so the models import and run while the detection operators stay unavailable
 (calling one raises). It does nothing when torchvision is not installed or is already imported.
+Importing autocompress calls ``before_torchvision()``: the fix runs now if torch is loaded, else
+just before torchvision is first imported, so ``import autocompress`` alone loads no torch (a
+run is read without it).
 
 Example:
     >>> allow_torchvision_models()   # idempotent; returns whether it had to declare the operators
@@ -15,11 +17,10 @@ Example:
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.util
 import sys
 from pathlib import Path
-
-import torch
 
 _declared: list = []  # the Library fragment is kept alive here: it unregisters when collected
 
@@ -35,6 +36,8 @@ def _operators_file() -> Path | None:
 def allow_torchvision_models() -> bool:
     """Make ``import torchvision`` work for its models (see the module docstring). Returns True
     when its own operators could not load and placeholders were declared (once per process)."""
+    import torch
+
     if "torchvision" in sys.modules or _declared or hasattr(torch.ops.torchvision, "nms"):
         return False
     library = _operators_file()
@@ -50,3 +53,22 @@ def allow_torchvision_models() -> bool:
     fragment.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _declared.append(fragment)
     return True
+
+
+class _FirstTorchvisionImport(importlib.abc.MetaPathFinder):
+    """Runs ``allow_torchvision_models`` once, as ``torchvision`` is about to be imported; the
+    import itself is left to the usual finders."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torchvision" and self in sys.meta_path:
+            sys.meta_path.remove(self)
+            allow_torchvision_models()
+        return None
+
+
+def before_torchvision() -> None:
+    """Make ``import torchvision`` work, now (torch already loaded) or on its first import."""
+    if "torch" in sys.modules or "torchvision" in sys.modules:
+        allow_torchvision_models()
+    elif not any(isinstance(finder, _FirstTorchvisionImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _FirstTorchvisionImport())

@@ -43,6 +43,22 @@ def test_the_public_names_are_exported():
         assert name in autocompress.__all__ and getattr(autocompress, name)
 
 
+def test_importing_autocompress_loads_no_torch_and_torchvision_still_imports_after_it():
+    """A run is read without torch (best, report); torchvision's models, imported after
+    autocompress as the README says, still import beside the CPU torch (compat.py)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import sys, autocompress\nprint('torch' in sys.modules)\n"
+            "try:\n    from torchvision.models import resnet18\n    print(type(resnet18()).__name__)\n"
+            "except ModuleNotFoundError:\n    print('ResNet')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["False", "ResNet"]
+
+
 def test_inspect_task_describes_the_space_the_cli_prints(digits_task):
     info = autocompress.inspect_task(digits_task)
     json.dumps(info)  # plain data
