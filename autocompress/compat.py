@@ -11,7 +11,9 @@ just before torchvision is first imported, so ``import autocompress`` alone load
 run is read without it).
 
 Example:
-    >>> allow_torchvision_models()   # idempotent; returns whether it had to declare the operators
+    >>> allow_torchvision_models() in (True, False)   # True when it had to declare the operators
+    True
+    >>> allow_torchvision_models()   # idempotent: never twice
     False
 """
 
@@ -36,7 +38,8 @@ def _operators_file() -> Path | None:
 def allow_torchvision_models() -> bool:
     """Make ``import torchvision`` work for its models (see the module docstring). Returns True
     when its own operators could not load and placeholders were declared (once per process)."""
-    import torch
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _FirstTorchvisionImport)]  # once: importing
+    import torch  # torch may itself look for torchvision
 
     if "torchvision" in sys.modules or _declared or hasattr(torch.ops.torchvision, "nms"):
         return False
@@ -60,9 +63,8 @@ class _FirstTorchvisionImport(importlib.abc.MetaPathFinder):
     import itself is left to the usual finders."""
 
     def find_spec(self, name, path=None, target=None):
-        if name == "torchvision" and self in sys.meta_path:
-            sys.meta_path.remove(self)
-            allow_torchvision_models()
+        if name == "torchvision":
+            allow_torchvision_models()  # takes this finder off sys.meta_path first
         return None
 
 
