@@ -10,6 +10,25 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The tiers (pyproject.toml declares the markers; README "Development" says how to run them):
+# a test that runs a search, starts Ray or a browser, or builds a run for others is ``slow``.
+# Beyond the tests marked one by one, these fixtures make every test that uses them slow,
+# and these doctests run a real search.
+SLOW_FIXTURES = {"budget_run", "elsewhere_run", "tight_search", "scanned_run", "small_run", "compared",
+                 "hostile_run", "tiny_run", "synthetic_report", "chromium", "postgres_url", "two_node_cluster"}
+TIER_OF_FIXTURE = {"chromium": "browser", "postgres_url": "postgres", "two_node_cluster": "cluster"}
+SLOW_DOCTESTS = {"autocompress.search.controller"}
+
+
+def pytest_collection_modifyitems(items):
+    """Marks what the fixtures and doctests above imply (``pytest -m "not slow"``: the fast tier)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & SLOW_FIXTURES or item.name in SLOW_DOCTESTS:
+            item.add_marker(pytest.mark.slow)
+        for fixture in fixtures & TIER_OF_FIXTURE.keys():
+            item.add_marker(getattr(pytest.mark, TIER_OF_FIXTURE[fixture]))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def teacher_cache(tmp_path_factory):

@@ -59,6 +59,7 @@ def test_importing_autocompress_loads_no_torch_and_torchvision_still_imports_aft
     assert proc.stdout.split() == ["False", "ResNet"]
 
 
+@pytest.mark.slow
 def test_inspect_task_describes_the_space_the_cli_prints(digits_task):
     info = autocompress.inspect_task(digits_task)
     json.dumps(info)  # plain data
@@ -176,6 +177,7 @@ def test_techniques_given_as_one_name_is_that_technique():
     assert autocompress.SearchSettings(techniques="prune").techniques == ("prune",)
 
 
+@pytest.mark.slow
 def test_errors_name_the_keyword_to_python_callers_and_the_flag_to_the_cli(tmp_path, tiny_task):
     """The same check speaks both: a Python caller reads keywords (data_dir, out, resume=True),
     the CLI its flags."""

@@ -82,6 +82,7 @@ def test_a_bad_search_flag_is_one_line_naming_the_flag(args, expected, tmp_path,
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_trial_asking_for_more_cpus_than_any_node_has_is_refused_not_a_hang(tmp_path):
     proc = run_cli("search", "--task", TINY, "--cpus-per-trial", "64", "--out", str(tmp_path / "run"))
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -130,12 +131,14 @@ def test_out_on_a_read_only_file_system_is_one_line(tmp_path, cli):
     assert "cannot write there" in line and "Read-only file system" in line
 
 
+@pytest.mark.slow
 def test_address_auto_without_a_cluster_is_one_line_and_leaves_no_run_directory(tmp_path):
     proc = run_cli("search", "--task", TINY, "--address", "auto", "--out", str(tmp_path / "run"))
     assert "--address auto" in one_clear_line(proc)
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_search_is_one_line_that_says_how_to_continue(small_disk):
     out = small_disk / "run"
     proc = run_cli("search", "--task", TINY, "--trials", "6", "--steps", "3", "--out", str(out))
@@ -144,6 +147,7 @@ def test_a_full_disk_during_a_search_is_one_line_that_says_how_to_continue(small
     assert "cannot write the results in" in proc.stderr and "free space" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_search_killed_before_it_recorded_anything_is_started_again_by_the_same_command(tmp_path, capsys):
     """A kill while the teacher is measured leaves the lock, a half teacher folder and perhaps an
     empty study.db, and no run.json: --resume says to run without it, and the same command
@@ -191,6 +195,7 @@ def tiny_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_report_of_a_run_on_a_read_only_file_system_is_one_line(tiny_run, tmp_path, cli):
     import shutil
     import subprocess

@@ -9,11 +9,13 @@ import pytest
 from tests.conftest import one_clear_line, run_cli
 
 
+@pytest.mark.slow
 def test_tasks_lists_digits():
     proc = run_cli("tasks")
     assert proc.returncode == 0 and proc.stdout.startswith("digits")
 
 
+@pytest.mark.slow
 def test_inspect_shows_layers_groups_knobs_and_what_is_not_compressed(digits_task):
     proc = run_cli("inspect", "--task", "digits")
     assert proc.returncode == 0, proc.stderr
@@ -22,6 +24,7 @@ def test_inspect_shows_layers_groups_knobs_and_what_is_not_compressed(digits_tas
         assert text in proc.stdout
 
 
+@pytest.mark.slow
 def test_search_end_to_end_on_digits(digits_task, tmp_path):
     out = tmp_path / "run"
     proc = run_cli("search", "--task", "digits", "--trials", "4", "--steps", "20", "--out", str(out),
@@ -52,6 +55,7 @@ def test_search_end_to_end_on_digits(digits_task, tmp_path):
     pd.testing.assert_frame_equal(resumed.iloc[:len(trials)].reset_index(drop=True), trials, check_dtype=False)
 
 
+@pytest.mark.slow
 def test_failing_candidates_are_stored_as_failed_and_the_search_goes_on(tmp_path):
     out = tmp_path / "nan"
     proc = run_cli("search", "--task", "tests.fixtures.user_tasks:nan_training", "--trials", "3", "--steps", "2",
@@ -63,6 +67,7 @@ def test_failing_candidates_are_stored_as_failed_and_the_search_goes_on(tmp_path
     assert "FAILED" in proc.stdout
 
 
+@pytest.mark.slow
 def test_user_task_factory_runs(tmp_path):
     proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "2", "--steps", "2",
                    "--out", str(tmp_path / "tiny"))

@@ -21,6 +21,7 @@ def budget_run(tmp_path_factory, digits_task):
     return out
 
 
+@pytest.mark.slow
 def test_budget_steers_the_search_as_constraints_and_marks_feasible_trials(budget_run):
     trials = pd.read_csv(budget_run / "trials.csv")
     done = trials[trials["state"] == "COMPLETE"]
@@ -33,6 +34,7 @@ def test_budget_steers_the_search_as_constraints_and_marks_feasible_trials(budge
     assert complete and all(any(k.startswith("constraints") for k in t.system_attrs) for t in complete)
 
 
+@pytest.mark.slow
 def test_best_exports_the_measured_file_and_re_measures_it(budget_run, tmp_path, digits_task):
     export = tmp_path / "shipped"
     proc = run_cli("best", str(budget_run), "--max-size", "250KB", "--export", str(export))
@@ -61,6 +63,7 @@ def test_impossible_budget_exits_2_and_shows_the_nearest(budget_run):
     assert "nearest candidates" in proc.stdout and "size_bytes" in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,expected", [
     (["best", "{run}", "--max-latency", "5parsecs"], "unknown unit 'parsecs'"),
     (["best", "{run}", "--prefer", "cheapest"], "invalid choice"),
@@ -156,6 +159,7 @@ def test_trials_csv_missing_is_not_reported_as_run_json_missing(budget_run, tmp_
     assert proc.returncode == 2 and "trials.csv" in proc.stderr and "no run.json" not in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where,expected", [
     ("non-empty", "is not empty"),
     ("file", "is a file"),
@@ -182,6 +186,7 @@ def test_export_target_must_be_new_or_empty_and_outside_the_run(budget_run, tmp_
     assert not [p for p in tmp_path.rglob("*.partial")]
 
 
+@pytest.mark.slow
 def test_export_into_an_existing_empty_folder_with_a_hostile_task_name(budget_run, tmp_path):
     """An empty target is fine; the card shows user strings as text, never as Markdown or HTML."""
     run, artifact = _damaged_copy(budget_run, tmp_path)

@@ -94,6 +94,7 @@ print(json.dumps({"shares": ray.get(shares), "none": ray.get(none)}))
 """
 
 
+@pytest.mark.slow
 def test_real_ray_gpu_shares_reach_the_device_decision():
     """Ray told it has one GPU (there is none here): four 0.25 shares each get GPU 0 through
     ray.get_gpu_ids and CUDA_VISIBLE_DEVICES, which a CUDA machine would train on as cuda:0; this

@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow
 def test_the_readme_python_example_runs(tmp_path):
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Python API"):]
@@ -35,6 +36,7 @@ def _own_model_files(folder):
     return written
 
 
+@pytest.mark.slow
 def test_the_readme_own_model_examples_run_as_written(tmp_path):
     import autocompress  # noqa: F401  (first, as the README says: torchvision then imports beside the CPU torch)
 

@@ -71,6 +71,7 @@ def test_the_all_off_plan_reproduces_the_teacher(name, zoo_tasks, tmp_path):
     assert np.abs(got - expected).max() <= 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(zoo.MODELS))
 def test_a_search_with_every_technique_exports_its_best(name, zoo_tasks, tmp_path):
     task = zoo_tasks(name)

@@ -51,6 +51,7 @@ def _walk(value):
         yield value
 
 
+@pytest.mark.slow
 def test_result_json_keeps_todays_keys_and_adds_budget_and_front(compared):
     tmp, args, _ = compared
     result = json.loads((tmp / "results" / "digits.json").read_text())

@@ -24,6 +24,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_dashboard_serves_the_study_on_loopback_and_says_how_to_reach_it(hostile_run):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "autocompress.cli", "dashboard", str(hostile_run), "--port", str(port)],
@@ -57,6 +58,7 @@ def test_a_database_study_needs_its_url_again(tmp_path):
     assert study_storage(run, "postgresql://alice:pw@db/studies") == "postgresql://alice:pw@db/studies"
 
 
+@pytest.mark.slow
 def test_a_port_in_use_is_one_line_and_nothing_says_it_is_served(hostile_run):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

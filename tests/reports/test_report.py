@@ -48,6 +48,7 @@ def test_front_hypervolume_and_plans_agree_with_the_stored_results(synthetic_run
     assert plan.layer("stem.0").prune == row["prune/stem.0"] and plan.width == row["arch/width"]
 
 
+@pytest.mark.slow
 def test_importances_switch_to_ped_anova_beyond_fanovas_share(synthetic_run):
     payload = report_payload(load_run(synthetic_run), run_ref="runs/synthetic")
     trials = pd.read_csv(synthetic_run / "trials.csv")
@@ -61,6 +62,7 @@ def test_importances_switch_to_ped_anova_beyond_fanovas_share(synthetic_run):
     assert payload["export_command"] == "autocompress best runs/synthetic"
 
 
+@pytest.mark.slow
 def test_report_command_writes_the_file_and_pngs(hostile_run, tmp_path):
     out, pngs = tmp_path / "r.html", tmp_path / "slides"
     proc = run_cli("report", str(hostile_run), "-o", str(out), "--png", str(pngs))
@@ -71,12 +73,14 @@ def test_report_command_writes_the_file_and_pngs(hostile_run, tmp_path):
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000, name
 
 
+@pytest.mark.slow
 def test_report_of_a_folder_that_is_no_run_is_one_line(tmp_path):
     proc = run_cli("report", str(tmp_path))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "not a run directory" in proc.stderr
 
 
+@pytest.mark.slow
 def test_best_exports_a_trial_chosen_in_the_report(hostile_run, tmp_path):
     run = load_run(hostile_run)
     number = int(run.candidates["number"].iloc[-1])
@@ -95,6 +99,7 @@ def _one_line_error(proc) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_report_output_that_cannot_be_written_is_one_line_and_leaves_nothing(hostile_run, tmp_path):
     folder = tmp_path / "out"
     folder.mkdir()
@@ -121,6 +126,7 @@ def test_report_output_that_cannot_be_written_is_one_line_and_leaves_nothing(hos
     assert "--png" in line and not (tmp_path / "r.html").exists()
 
 
+@pytest.mark.slow
 def test_a_run_without_recorded_groups_shows_each_prune_knob_on_its_own_layer(synthetic_run):
     run = load_run(synthetic_run)
     assert "groups" not in run.info["model"]  # written like runs made before run.json recorded them
@@ -134,6 +140,7 @@ def test_a_run_without_recorded_groups_shows_each_prune_knob_on_its_own_layer(sy
         assert shown["kept"][j] == expected, name
 
 
+@pytest.mark.slow
 def test_a_report_is_never_written_over_the_runs_own_files(synthetic_run):
     from autocompress.reports import write_report
     from autocompress.task import UsageError

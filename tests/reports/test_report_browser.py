@@ -36,6 +36,7 @@ def _selected_trial(page) -> int:
     return int(page.inner_text("#cand-title").split()[1])
 
 
+@pytest.mark.slow
 def test_report_renders_without_errors_and_hostile_strings_stay_text(report_page, hostile_run):
     page, problems, dialogs = report_page
     SCREENSHOTS.mkdir(exist_ok=True)
@@ -63,6 +64,7 @@ def test_report_renders_without_errors_and_hostile_strings_stay_text(report_page
     assert page.locator("#facts-list dt").count() > 10 and "autocompress search" in page.inner_text("#facts-list")
 
 
+@pytest.mark.slow
 def test_selecting_a_candidate_shows_its_layer_plan(report_page, hostile_run):
     page, problems, _ = report_page
     layers = page.evaluate("window.autocompressReport.data.layers")
@@ -102,6 +104,7 @@ def test_selecting_a_candidate_shows_its_layer_plan(report_page, hostile_run):
     assert problems == []
 
 
+@pytest.mark.slow
 def test_pareto_table_sorts_by_a_clicked_column(chromium, synthetic_report):
     page = chromium.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(synthetic_report.as_uri())
@@ -121,6 +124,7 @@ def _layer_cells(page) -> dict[str, list[str]]:
         tr => [tr.dataset.layer, [...tr.children].map(td => td.textContent)]))""")
 
 
+@pytest.mark.slow
 def test_layer_table_shows_the_channels_each_layer_keeps_through_its_group(report_page, hostile_run):
     page, problems, _ = report_page
     trials = pd.read_csv(hostile_run / "trials.csv")
@@ -152,6 +156,7 @@ def _fill(page, size="", latency="", accuracy=""):
         page.fill(selector, text)
 
 
+@pytest.mark.slow
 def test_budget_filter_picks_what_best_picks_and_its_command_exports_it(report_page, hostile_run, tmp_path):
     page, problems, _ = report_page
     run = load_run(hostile_run)
@@ -192,6 +197,7 @@ def test_budget_filter_picks_what_best_picks_and_its_command_exports_it(report_p
     assert problems == []
 
 
+@pytest.mark.slow
 def test_budget_filter_nothing_feasible_and_bad_input(report_page, hostile_run):
     page, problems, dialogs = report_page
     _fill(page, "1B")
@@ -222,6 +228,7 @@ PARSE_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("axis", PARSE_CASES)
 def test_the_page_parses_budgets_as_the_cli_does(report_page, axis):
     page, _, _ = report_page
@@ -250,6 +257,7 @@ def _hover_cell(page, row: str, column: str) -> str:
     return page.locator("#plot-sensitivity .hoverlayer .hovertext").first.text_content()  # SVG: no inner_text
 
 
+@pytest.mark.slow
 def test_sensitivity_heat_map_shows_every_cell_and_hover_tells_size_and_latency(report_page, hostile_run):
     from autocompress.search.sensitivity import read_table
 
@@ -278,6 +286,7 @@ def test_sensitivity_heat_map_shows_every_cell_and_hover_tells_size_and_latency(
     assert problems == [] and dialogs == []
 
 
+@pytest.mark.slow
 def test_a_run_without_a_scan_says_so_instead_of_a_heat_map(chromium, synthetic_report):
     page = chromium.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(synthetic_report.as_uri())

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 import torch
 
 from tests.conftest import ROOT, one_clear_line, run_cli
@@ -27,6 +28,7 @@ def test_more_than_one_gpu_per_trial_is_refused_in_one_line(cli, tmp_path):
     assert "--gpus-per-trial must be at most 1" in line and "0.25 = four trials share one" in line
 
 
+@pytest.mark.slow
 def test_a_gpu_share_on_a_machine_without_gpus_is_refused_in_one_line(tmp_path):
     out = tmp_path / "run"
     proc = run_cli("search", "--task", TINY, "--gpus-per-trial", "0.25", "--out", str(out))
@@ -34,6 +36,7 @@ def test_a_gpu_share_on_a_machine_without_gpus_is_refused_in_one_line(tmp_path):
     assert "--gpus-per-trial 0.25: the Ray cluster has 0 GPUs" in line and not out.exists()
 
 
+@pytest.mark.slow
 def test_a_trial_out_of_gpu_memory_fails_with_what_to_change_and_the_search_goes_on(tmp_path, monkeypatch):
     monkeypatch.setenv(MARKER_ENV, str(tmp_path / "raised"))
     out = tmp_path / "run"
@@ -63,6 +66,7 @@ search(tiny(), settings=settings, trials=3, out=sys.argv[1], task_spec="tests.fi
 """
 
 
+@pytest.mark.slow
 def test_ray_tune_trials_get_their_quarter_gpu_and_train_where_ray_put_them(tmp_path):
     """A Ray that declares one GPU (joined as a cluster: no local CUDA check): Tune schedules the
     0.25 shares, each trial's device follows the GPU Ray gave it. Where torch has CUDA the trials

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import ROOT, ctrl_c_as_in_a_terminal
 
 
@@ -27,6 +29,7 @@ def _search_stopped_when(marker: str, out, *extra) -> tuple[int, str]:
     return code, log.read_text()
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_the_sensitivity_scan_exits_130_with_the_command_that_continues(tmp_path, digits_task):
     """(The README: 130 and the resume command.) The command is printed once, quoted for the
     shell: an --out with a space in it survives copy and paste."""

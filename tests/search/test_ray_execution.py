@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import ROOT, run_cli
 
 
+@pytest.mark.slow
 def test_two_workers_run_trials_at_once_and_record_where_and_when(tmp_path):
     out = tmp_path / "run"
     proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "6", "--steps", "300",
@@ -29,6 +30,7 @@ def test_two_workers_run_trials_at_once_and_record_where_and_when(tmp_path):
     assert overlapping >= 1, "two workers should have run trials at the same time"
 
 
+@pytest.mark.slow
 def test_workers_above_the_cpus_are_capped_with_a_warning(tmp_path):
     proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "1", "--steps", "2",
                    "--workers", "64", "--out", str(tmp_path / "run"))
@@ -36,6 +38,7 @@ def test_workers_above_the_cpus_are_capped_with_a_warning(tmp_path):
     assert f"running {os.cpu_count()} workers instead of 64" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_trial_is_retried_and_nothing_is_lost(tmp_path):
     marker = tmp_path / "killed"
     env_marker = {"AUTOCOMPRESS_TEST_MARKER": str(marker)}
@@ -51,6 +54,7 @@ def test_a_worker_killed_mid_trial_is_retried_and_nothing_is_lost(tmp_path):
     assert len(trials) == 3 and set(trials["state"]) == {"COMPLETE"}
 
 
+@pytest.mark.slow
 def test_a_trial_past_its_timeout_is_stored_as_failed(tmp_path):
     proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "2", "--steps", "100000",
                    "--trial-timeout", "2", "--no-warm-start", "--out", str(tmp_path / "run"))
@@ -60,6 +64,7 @@ def test_a_trial_past_its_timeout_is_stored_as_failed(tmp_path):
     assert trials["error"].str.contains("timed out").all()
 
 
+@pytest.mark.slow
 def test_resume_after_the_driver_is_killed_between_rungs_keeps_every_finished_trial(digits_task, tmp_path):
     """Successive halving on digits (rungs of 50 and 150 steps): the driver killed with SIGKILL
     once rung 0 has results; the resumed search reaches the requested count, every trial that
@@ -95,6 +100,7 @@ def test_resume_after_the_driver_is_killed_between_rungs_keeps_every_finished_tr
     assert len(promoted) >= 1 and set(promoted["steps"]) == {150} and set(done[done["rung"] == 0]["steps"]) <= {0, 50}
 
 
+@pytest.mark.slow
 def test_rungs_promote_the_front_of_the_rung_below_and_the_front_uses_the_top_rung_only(tmp_path):
     out = tmp_path / "run"
     proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "8", "--steps", "20",
@@ -113,6 +119,7 @@ def test_rungs_promote_the_front_of_the_rung_below_and_the_front_uses_the_top_ru
     assert len(pareto) >= 1 and set(pareto["rung"]) == {1}
 
 
+@pytest.mark.slow
 def test_time_budget_ends_the_search_cleanly(tmp_path):
     out = tmp_path / "run"
     proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "100000", "--steps", "50",
@@ -123,6 +130,7 @@ def test_time_budget_ends_the_search_cleanly(tmp_path):
     assert 1 <= (trials["state"] == "COMPLETE").sum() < 100000
 
 
+@pytest.mark.slow
 def test_gpus_the_cluster_lacks_are_refused_and_leave_no_half_run(tmp_path):
     out = tmp_path / "run"
     proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--gpus-per-trial", "1", "--out", str(out))

@@ -43,6 +43,7 @@ def scanned_run(digits_task, tmp_path_factory):
     return out, proc.stdout
 
 
+@pytest.mark.slow
 def test_the_scan_covers_every_knob_value_of_the_space_alone(scanned_run, digits_task):
     out, stdout = scanned_run
     table = read_table(out)
@@ -111,6 +112,7 @@ def test_the_first_new_plan_of_a_search_is_the_predictors_first_proposal(scanned
     assert stored == json.loads(expected.to_json())
 
 
+@pytest.mark.slow
 def test_resume_reuses_the_stored_cells_and_measures_only_the_missing_ones(scanned_run, tmp_path):
     out, _ = scanned_run
     stored = read_table(out)
@@ -139,6 +141,7 @@ def test_a_complete_table_is_reused_without_any_worker(scanned_run, digits_task)
     assert (out / "sensitivity.csv").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_failing_cell_is_stored_with_its_error_and_the_search_goes_on(tmp_path):
     out = tmp_path / "run"
     proc = run_cli("search", "--task", "tests.fixtures.user_tasks:hostile", "--trials", "2", "--steps", "4",
@@ -157,6 +160,7 @@ def test_a_failing_cell_is_stored_with_its_error_and_the_search_goes_on(tmp_path
     assert shown.returncode == 0 and shown.stdout.count("FAILED: RuntimeError: stem too narrow") == 2
 
 
+@pytest.mark.slow
 def test_no_sensitivity_skips_the_scan_and_says_so_in_run_json(tmp_path):
     out = tmp_path / "run"
     proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "1", "--steps", "2",
@@ -191,6 +195,7 @@ def test_inspect_prints_the_stored_scan_one_line_per_cell(scanned_run):
     assert "rank/fc                          25% rank" in proc.stdout and "(no fine-tuning)" in proc.stdout
 
 
+@pytest.mark.slow
 def test_inspect_computes_the_scan_here_without_a_run(tiny_task):
     proc = run_cli("inspect", "--task", "tests.fixtures.user_tasks:tiny", "--sensitivity")
     assert proc.returncode == 0, proc.stderr
@@ -245,6 +250,7 @@ def test_with_fine_tuning_steps_the_reference_is_still_the_teacher_as_it_is(tiny
 
 
 
+@pytest.mark.slow
 def test_a_short_time_budget_leaves_cells_for_resume_and_resume_adds_only_missing_ones(tmp_path):
     """No scan batch starts after a third of --time-budget: with 1 s only the first batch per
     worker runs, the rest is left out of the table (not stored as failed), and --resume adds cells."""

@@ -53,6 +53,7 @@ def postgres_url(tmp_path_factory):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_search_stores_its_study_in_postgresql_without_keeping_the_password(postgres_url, tmp_path):
     out = tmp_path / "run"
     proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "3", "--steps", "5",
@@ -68,6 +69,7 @@ def test_search_stores_its_study_in_postgresql_without_keeping_the_password(post
     assert len(pd.read_csv(out / "trials.csv")) == 3
 
 
+@pytest.mark.slow
 def test_unreachable_storage_is_one_line_without_the_password(tmp_path):
     proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--out", str(tmp_path / "run"),
                    "--storage", f"postgresql://ac:{SECRET}@127.0.0.1:{_free_port()}/studies")
@@ -76,6 +78,7 @@ def test_unreachable_storage_is_one_line_without_the_password(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_resume_of_a_postgresql_study_needs_its_url_and_continues_it(postgres_url, tmp_path):
     out = tmp_path / "run"
     args = ["search", "--task", "tests.fixtures.user_tasks:tiny", "--steps", "3", "--out", str(out)]
@@ -88,6 +91,8 @@ def test_resume_of_a_postgresql_study_needs_its_url_and_continues_it(postgres_ur
     assert list(pd.read_csv(out / "trials.csv")["number"]) == [0, 1]
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_a_live_port_that_is_not_ray_is_one_line_quickly(tmp_path):
     import threading
 
@@ -114,6 +119,8 @@ def test_a_live_port_that_is_not_ray_is_one_line_quickly(tmp_path):
     assert time.monotonic() - started < 120  # generous: the point is "no hang" (it used to wait over 200 s)
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_a_server_that_speaks_http2_and_then_stays_silent_is_refused_not_waited_on(tmp_path):
     """Such a server used to hold ``ray.init`` for good (over 150 s measured): it answered the
     HTTP/2 handshake and nothing else."""
@@ -143,6 +150,8 @@ def test_a_server_that_speaks_http2_and_then_stays_silent_is_refused_not_waited_
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_unreachable_cluster_is_one_line_quickly(tmp_path):
     started = time.monotonic()
     proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--out", str(tmp_path / "run"),
@@ -152,6 +161,7 @@ def test_unreachable_cluster_is_one_line_quickly(tmp_path):
     assert time.monotonic() - started < 60  # generous: the point is "no hang", not a speed goal
 
 
+@pytest.mark.slow
 def test_resume_with_another_task_is_refused(tmp_path):
     out = tmp_path / "run"
     assert run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "1", "--steps", "2",
@@ -211,6 +221,7 @@ def _stop_cluster(port: int) -> None:
     psutil.wait_procs(mine, timeout=10)
 
 
+@pytest.mark.slow
 def test_two_node_cluster_runs_trials_on_both_nodes_with_latency_on_the_target(two_node_cluster, tmp_path):
     out = tmp_path / "run"
     os.environ["RAY_AUTH_MODE"] = "token"

@@ -140,6 +140,7 @@ def tight_search(tmp_path_factory):
     return result, pd.read_csv(out / rundir.TRIALS_CSV)
 
 
+@pytest.mark.slow
 def test_over_budget_trials_show_zero_steps_and_the_others_were_fine_tuned(tight_search):
     _, trials = tight_search
     over = trials[trials["size_bytes"] > 2500]
@@ -158,6 +159,7 @@ def test_duplicates_in_a_real_search_neither_count_nor_join_the_front(tight_sear
         assert (Path(result.run_dir) / rundir.ARTIFACTS / str(int(number)) / ARTIFACT_NAME).is_file()
 
 
+@pytest.mark.slow
 def test_a_promoted_plan_continues_the_fine_tuning_of_the_rung_below(tmp_path):
     """With screening, each trial keeps its fine-tuning state; a plan promoted to full fidelity
     continues from its screened checkpoint (its first steps are the screened ones) instead of

@@ -39,6 +39,7 @@ def elsewhere_run(tmp_path_factory):
     return out, url
 
 
+@pytest.mark.slow
 def test_resume_without_the_runs_storage_is_refused_and_overwrites_nothing(elsewhere_run, cli):
     out, url = elsewhere_run
     before = _snapshot(out)
@@ -64,6 +65,7 @@ def test_resume_with_a_setting_that_differs_from_the_stored_one_is_refused(elsew
     assert _snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_resume_with_the_stored_values_and_storage_continues_the_same_study(elsewhere_run):
     out, url = elsewhere_run
     before = pd.read_csv(out / rundir.TRIALS_CSV)
@@ -122,6 +124,7 @@ def test_a_run_from_before_the_schema_is_read_but_not_resumed(elsewhere_run, tmp
                               elsewhere_run[1]), "older autocompress (schema 0)")
 
 
+@pytest.mark.slow
 def test_a_second_search_in_a_run_directory_in_use_is_refused(elsewhere_run):
     out, url = elsewhere_run
     before = _snapshot(out)
@@ -131,6 +134,7 @@ def test_a_second_search_in_a_run_directory_in_use_is_refused(elsewhere_run):
     assert _snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_a_truncated_study_db_is_one_line_on_resume(tmp_path):
     out = tmp_path / "run"
     assert run_cli("search", "--task", TINY, "--trials", "1", "--steps", "2", "--out", str(out)).returncode == 0
@@ -170,6 +174,7 @@ def test_interrupted_trials_run_again_once_each(tmp_path):
     assert requeue_interrupted(study, Rungs((10,))) == [(plans[1], 0)]
 
 
+@pytest.mark.slow
 def test_a_damaged_teacher_record_or_an_empty_or_deleted_study_db_is_refused_and_nothing_is_rewritten(tmp_path):
     out = tmp_path / "run"
     assert run_cli("search", "--task", TINY, "--trials", "1", "--steps", "2", "--out", str(out)).returncode == 0

@@ -1,6 +1,7 @@
 """Discovery through concatenations: concatenated branches are offered for pruning, channel by
 channel; a zero-padding shortcut, which no index mapping describes, stays refused with its reason."""
 
+import pytest
 import torch
 
 from autocompress.spaces.layers import discover
@@ -38,6 +39,7 @@ def test_a_spatial_padding_is_not_named_as_the_cause():
     assert not _pads_channels(torch.relu(x).grad_fn)
 
 
+@pytest.mark.slow
 def test_inspect_shows_concatenated_groups_and_the_padded_refusal():
     proc = run_cli("inspect", "--task", "tests.fixtures.concat_tasks:two_branch")
     assert proc.returncode == 0, proc.stderr

@@ -24,6 +24,7 @@ def test_published_checkpoints_load_into_our_model_code(depth, params):
         assert model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
+@pytest.mark.slow
 def test_missing_checkpoint_and_data_are_one_line(tmp_path):
     with pytest.raises(UsageError, match="checkpoint resnet20-12fca82f.th not found"):
         checkpoint_path(tmp_path, 20)

@@ -13,6 +13,7 @@ SHARED = ROOT.parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="../shared/data/mnist is not here")
 
 
+@pytest.mark.slow
 def test_missing_files_are_named_in_one_line(tmp_path):
     proc = run_cli("inspect", "--task", "mnist-lenet5", "--data-dir", str(tmp_path))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

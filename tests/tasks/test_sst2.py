@@ -12,6 +12,7 @@ SHARED = ROOT.parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not (SHARED / "sst2").is_dir(), reason="../shared/data/sst2 is not here")
 
 
+@pytest.mark.slow
 def test_missing_files_are_named_in_one_line(tmp_path):
     proc = run_cli("inspect", "--task", "sst2-transformer", "--data-dir", str(tmp_path))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -16,6 +16,7 @@ from tests.conftest import one_clear_line, run_cli
 FIXTURES = "tests.fixtures.user_tasks"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("factory,expected", [
     ("metric_raises", "the task's metric macro_f1 raised ZeroDivisionError: no positive labels in this split"),
     ("metric_nan", "the task's metric nan_score returned nan, not a finite number"),
@@ -27,6 +28,7 @@ def test_a_metric_that_fails_on_the_teacher_is_the_users_to_fix(tmp_path, factor
     assert expected in line and "on the teacher's validation outputs" in line and "make Task.metric" in line
 
 
+@pytest.mark.slow
 def test_a_metric_that_fails_on_a_candidate_fails_that_trial_only(tmp_path):
     out = tmp_path / "run"
     proc = run_cli("search", "--task", f"{FIXTURES}:metric_fails_on_candidates", "--trials", "2", "--steps", "2",
@@ -38,6 +40,7 @@ def test_a_metric_that_fails_on_a_candidate_fails_that_trial_only(tmp_path):
     assert failed["error"].str.contains("the task's metric TeacherOnlyMetric raised ValueError").all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("factory,expected", [
     ("exits", f"task factory '{FIXTURES}:exits' called sys.exit(3); raise an exception"),
     ("interrupts", f"task factory '{FIXTURES}:interrupts' raised KeyboardInterrupt (no Ctrl-C was pressed)"),
@@ -56,6 +59,7 @@ def test_ctrl_c_while_a_factory_runs_stops_loading_and_is_not_blamed_on_the_fact
         signal.signal(signal.SIGINT, before)
 
 
+@pytest.mark.slow
 def test_a_teacher_whose_output_layer_is_a_convolution_is_searched(tmp_path):
     proc = run_cli("inspect", "--task", f"{FIXTURES}:conv_head")
     assert proc.returncode == 0, proc.stderr
