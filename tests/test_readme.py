@@ -1,4 +1,5 @@
-"""The README's Python example runs as it stands (digits, a few trials, real Ray)."""
+"""The README's Python example runs as it stands (digits, a few trials, real Ray); the README stays short and
+its links and the docs' links resolve."""
 
 import os
 import re
@@ -27,7 +28,8 @@ def test_the_readme_python_example_runs(tmp_path):
 def _own_model_files(folder):
     """The task files of the README's "Bring your own model", written as the README shows them."""
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Bring your own model"):readme.index("## Results on real workloads")]
+    start = readme.index("## Bring your own model")
+    section = readme[start:readme.index("\n## ", start)]  # up to the next section
     written = []
     for code in re.findall(r"```python\n(.*?)```", section, re.S):
         name = re.match(r"# (\w+\.py)\n", code).group(1)
@@ -58,3 +60,20 @@ def test_the_readme_own_model_examples_run_as_written(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     trials = pd.read_csv(tmp_path / "runs" / "my-bert" / "trials.csv")
     assert (trials["state"] == "COMPLETE").sum() == 2
+
+
+def _relative_link_targets(text):
+    """The files a page's markdown links name: [text](path), not http/https/mailto or a bare #anchor."""
+    for target in re.findall(r"\[[^\]]*\]\(([^)\s]+)\)", text):
+        if not target.startswith(("http://", "https://", "mailto:", "#")):
+            yield target.split("#", 1)[0]
+
+
+def test_the_readme_is_short_and_every_relative_link_resolves():
+    readme = ROOT / "README.md"
+    assert len(readme.read_text().splitlines()) <= 250
+    broken = [f"{page.relative_to(ROOT)}: {target}"
+              for page in [readme, *sorted((ROOT / "docs").glob("*.md"))]
+              for target in _relative_link_targets(page.read_text())
+              if not (page.parent / target).exists()]
+    assert not broken, broken
