@@ -14,7 +14,7 @@ Example:
     >>> expect("search", "out", None, PATH, how="a folder path, e.g. out='runs/first'")
     Traceback (most recent call last):
     ...
-    autocompress.task.UsageError: search(out=None): expected a str or PathLike, got NoneType; give a folder path, e.g. out='runs/first'
+    autocompress.errors.UsageError: search(out=None): expected a str or PathLike, got NoneType; give a folder path, e.g. out='runs/first'
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from autocompress.task import UsageError
+from autocompress.errors import UsageError
 
 PATH = (str, os.PathLike)
 

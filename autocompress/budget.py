@@ -20,7 +20,7 @@ import numbers
 import re
 from dataclasses import asdict, dataclass
 
-from autocompress.task import UsageError
+from autocompress.errors import UsageError
 
 SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
@@ -45,7 +45,7 @@ def parse_size(text: str) -> int:
     >>> parse_size("0.4B")
     Traceback (most recent call last):
     ...
-    autocompress.task.UsageError: --max-size '0.4B' is under one byte; give a size of at least 1B (e.g. 50KB or 1.5MiB)
+    autocompress.errors.UsageError: --max-size '0.4B' is under one byte; give a size of at least 1B (e.g. 50KB or 1.5MiB)
     """
     value = _parse(text, SIZE_UNITS, "--max-size", "50KB or 1.5MiB")
     if not math.isfinite(value):

@@ -34,7 +34,7 @@ def cmd_tasks(args) -> int:
 
 def cmd_inspect(args) -> int:
     from autocompress.inspection import inspect_task
-    from autocompress.task import UsageError
+    from autocompress.errors import UsageError
 
     if args.run is not None and not args.sensitivity:
         raise UsageError("--run goes with --sensitivity (it names the search whose scan to print); add --sensitivity")
@@ -75,7 +75,7 @@ def cmd_inspect(args) -> int:
 
 def _print_sensitivity(args) -> int:
     from autocompress.inspection import inspect_sensitivity
-    from autocompress.search.sensitivity_text import format_table
+    from autocompress.search.sensitivity_table import format_table
 
     table = inspect_sensitivity(args.task, data_dir=args.data_dir, run_dir=args.run,
                                 progress=lambda line: print(line, file=sys.stderr, flush=True))
@@ -132,7 +132,7 @@ def cmd_search(args) -> int:
     from autocompress.search.rundir import REPORT_HTML, read_run_json
     from autocompress.search.settings import Execution, SearchSettings, SettingError
     from autocompress.search.storage import redact_argv, write_failure
-    from autocompress.task import UsageError
+    from autocompress.errors import UsageError
 
     if args.trials < 1:
         raise SettingError("trials", f"must be at least 1, got {args.trials}")
@@ -177,7 +177,6 @@ def cmd_search(args) -> int:
 
 
 def cmd_best(args) -> int:
-    from autocompress.evaluators.verify import check_target
     from autocompress.search.best import NothingFeasible, load_run
     from autocompress.budget import Budget
 
@@ -188,6 +187,8 @@ def cmd_best(args) -> int:
         budget = Budget(**run.info["settings"].get("budget", {}))
         whose = "the run's budget: " if not budget.is_empty else ""
     if args.export:
+        from autocompress.evaluators.verify import check_target  # (the measuring stack: only to export)
+
         check_target(args.export, run_dir=run.path)  # refused before anything is chosen or measured
     try:
         best = run.best(budget=budget, prefer=args.prefer) if args.trial is None else _chosen(run, args)
@@ -255,7 +256,7 @@ def _print_layers(run, plan) -> None:
 
 def _chosen(run, args):
     """The candidate named by --trial: a complete trial at the run's full fidelity."""
-    from autocompress.task import UsageError
+    from autocompress.errors import UsageError
 
     if any(v is not None for v in (args.max_size, args.max_latency, args.min_accuracy)):
         raise UsageError("--trial names the candidate itself; drop --max-size/--max-latency/--min-accuracy, "
@@ -302,9 +303,9 @@ COMMANDS = {"tasks": cmd_tasks, "inspect": cmd_inspect, "search": cmd_search, "b
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     warnings.filterwarnings("ignore")
-    from autocompress.task import UsageError
+    from autocompress.errors import UsageError
 
-    from autocompress.search.settings import SettingError, flag_for
+    from autocompress.search.setting_names import SettingError, flag_for
 
     try:
         return COMMANDS[args.command](args)

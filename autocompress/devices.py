@@ -21,7 +21,7 @@ import os
 
 import torch
 
-from autocompress.task import UsageError, one_line
+from autocompress.errors import UsageError, one_line
 
 AMP_MODES = ("bf16",)
 BF16_CAPABILITY = (8, 0)  # Ampere and later compute in bfloat16 natively
@@ -104,11 +104,11 @@ def amp_dtype(amp: str | None, device: torch.device, *, capability: tuple[int, i
     >>> amp_dtype("bf16", CPU)
     Traceback (most recent call last):
     ...
-    autocompress.task.UsageError: --amp bf16: this trial trains on the CPU, and mixed precision is for GPUs; drop --amp, or give trials a GPU share with --gpus-per-trial
+    autocompress.errors.UsageError: --amp bf16: this trial trains on the CPU, and mixed precision is for GPUs; drop --amp, or give trials a GPU share with --gpus-per-trial
     >>> amp_dtype("bf16", torch.device("cuda", 0), capability=(7, 0))
     Traceback (most recent call last):
     ...
-    autocompress.task.UsageError: --amp bf16: cuda:0 (compute capability 7.0) has no bfloat16 arithmetic (needs 8.0, Ampere or later); drop --amp
+    autocompress.errors.UsageError: --amp bf16: cuda:0 (compute capability 7.0) has no bfloat16 arithmetic (needs 8.0, Ampere or later); drop --amp
     """
     if amp is None:
         return None
@@ -132,7 +132,7 @@ def check_amp_placement(amp: str | None, gpus_per_trial: float) -> None:
     >>> check_amp_placement("bf16", 0)
     Traceback (most recent call last):
     ...
-    autocompress.task.UsageError: --amp bf16: trials train on the CPU (--gpus-per-trial 0), and mixed precision is for GPUs; drop --amp, or give trials a GPU share with --gpus-per-trial (e.g. 0.25)
+    autocompress.errors.UsageError: --amp bf16: trials train on the CPU (--gpus-per-trial 0), and mixed precision is for GPUs; drop --amp, or give trials a GPU share with --gpus-per-trial (e.g. 0.25)
     """
     if amp is not None and not gpus_per_trial > 0:
         raise UsageError(f"--amp {amp}: trials train on the CPU (--gpus-per-trial {gpus_per_trial:g}), and mixed "

@@ -114,7 +114,7 @@ def inspect_sensitivity(task: str, *, data_dir: str | None = None, run_dir: str 
     >>> inspect_sensitivity("digits", run_dir="/nonexistent")
     Traceback (most recent call last):
     ...
-    autocompress.task.UsageError: /nonexistent is not a run directory (no run.json); give the --out of a search
+    autocompress.errors.UsageError: /nonexistent is not a run directory (no run.json); give the --out of a search
     """
     from autocompress.search import sensitivity
     from autocompress.search.rundir import SENSITIVITY_CSV, read_run_json

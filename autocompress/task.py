@@ -35,20 +35,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from autocompress.canonical import explicit_layers
+from autocompress.errors import UsageError, one_line
 from autocompress.model_io import Inputs, call, check_inputs, class_axis, describe, output_tensor, rows
-
-
-class UsageError(ValueError):
-    """Bad input from the user: the CLI prints its message as one line and exits with 2."""
-
-
-def one_line(text: object) -> str:
-    """``text`` with its whitespace runs (newlines included) made single spaces, for a one-line error.
-
-    >>> one_line("shape mismatch:\\n  expected 3\\n")
-    'shape mismatch: expected 3'
-    """
-    return " ".join(str(text).split())
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -177,7 +165,7 @@ def load_task(spec: str, *, data_dir: str | None = None, teacher_state: dict | N
     >>> load_task("no-such-task")
     Traceback (most recent call last):
     ...
-    autocompress.task.UsageError: unknown task 'no-such-task'; built-in tasks: digits, mnist-lenet5, cifar10-resnet20, cifar10-resnet56, cifar10-mobilenetv2, sst2-transformer, sst2-minilm, sst2-minilm-hf (or give package.module:function)
+    autocompress.errors.UsageError: unknown task 'no-such-task'; built-in tasks: digits, mnist-lenet5, cifar10-resnet20, cifar10-resnet56, cifar10-mobilenetv2, sst2-transformer, sst2-minilm, sst2-minilm-hf (or give package.module:function)
     """
     if spec in BUILTIN_TASK_SPECS:
         factory = import_factory(BUILTIN_TASK_SPECS[spec])

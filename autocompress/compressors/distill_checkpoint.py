@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from autocompress.task import UsageError, one_line
+from autocompress.errors import UsageError, one_line
 
 if TYPE_CHECKING:
     from autocompress.compressors.distill import DistillConfig

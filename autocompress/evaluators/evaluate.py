@@ -36,8 +36,8 @@ from autocompress.plan import Plan
 from autocompress.budget import Budget
 from autocompress.arguments import PATH, expect
 from autocompress.task import Task, UsageError, one_line
+from autocompress.artifact_files import ARTIFACT_NAME, CHECKPOINT_NAME, PLAN_NAME
 
-ARTIFACT_NAME, PLAN_NAME, CHECKPOINT_NAME = "model.onnx", "plan.json", "checkpoint.pt"
 
 
 def export_artifact(compressed: Compressed, example_inputs, path: str) -> nn.Module:

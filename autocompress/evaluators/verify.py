@@ -25,12 +25,12 @@ Example (an int8 plan of the digits task, evaluated here, stands for a stored ca
     >>> with staged_folder(folder / "shipped", run_dir=folder / "run") as staging:  # doctest: +ELLIPSIS
     ...     pass
     Traceback (most recent call last):
-    autocompress.task.UsageError: export target .../shipped is not empty; give a new or empty folder ...
+    autocompress.errors.UsageError: export target .../shipped is not empty; give a new or empty folder ...
     >>> wrong = dataclasses.replace(recorded, size_bytes=recorded.size_bytes + 1)
     >>> with staged_folder(folder / "again", run_dir=folder / "run") as staging:  # doctest: +ELLIPSIS
     ...     ship_artifact(task, folder / "trial" / "model.onnx", staging, recorded=wrong)
     Traceback (most recent call last):
-    autocompress.task.UsageError: .../model.onnx holds ... B but ... B were recorded: ...
+    autocompress.errors.UsageError: .../model.onnx holds ... B but ... B were recorded: ...
     >>> (folder / "again").exists()                         # a refused export leaves nothing behind
     False
 """

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from autocompress.evaluators.evaluate import PLAN_NAME
+from autocompress.artifact_files import PLAN_NAME
 from autocompress.plan import Plan
 from autocompress.reports.layer_plan import channels_from_notes
 from autocompress.search import rundir
 from autocompress.search.best import Run
 from autocompress.budget import Budget
 from autocompress.search.pareto import OBJECTIVES, dominated, normalized_hypervolume, pareto_mask
-from autocompress.search.sensitivity import read_table
+from autocompress.search.sensitivity_table import read_table
 from autocompress.spaces.space import KERNELS_KNOB, KNOB_PREFIXES, plan_from_params
 
 

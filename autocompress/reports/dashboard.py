@@ -22,7 +22,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from autocompress.search.best import Run
 from autocompress.search.rundir import STUDY_DB
 from autocompress.search.storage import check_study_file, sqlite_url
-from autocompress.task import UsageError
+from autocompress.errors import UsageError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -64,7 +64,7 @@ def listen(host: str, port: int, app) -> WSGIServer:
     ...     taken.bind(("127.0.0.1", 0)); taken.listen()
     ...     listen("127.0.0.1", taken.getsockname()[1], None)
     Traceback (most recent call last):
-    autocompress.task.UsageError: cannot listen on 127.0.0.1:... (Address already in use); choose another --port
+    autocompress.errors.UsageError: cannot listen on 127.0.0.1:... (Address already in use); choose another --port
     """
     if not 0 < port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, got {port}")

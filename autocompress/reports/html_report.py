@@ -30,7 +30,7 @@ from autocompress.reports.importance import objective_importances
 from autocompress.reports.layer_plan import layer_plan
 from autocompress.search.best import Run, load_run
 from autocompress.search.rundir import REPORT_HTML
-from autocompress.task import UsageError
+from autocompress.errors import UsageError
 
 _PLACEHOLDER = re.compile(r"__(TITLE|CSS|PLOTLY_JS|DATA|JS)__")
 

@@ -37,17 +37,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from autocompress.arguments import expect
-from autocompress.evaluators.evaluate import ARTIFACT_NAME, PLAN_NAME
+from autocompress.artifact_files import ARTIFACT_NAME, PLAN_NAME
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
 from autocompress.search import rundir
 from autocompress.budget import Budget
 from autocompress.search.pareto import OBJECTIVES, pareto_front
-from autocompress.task import Task, UsageError
+from autocompress.errors import UsageError
+
+if TYPE_CHECKING:
+    from autocompress.task import Task
 
 PREFERENCES = {
     "accurate": (["accuracy", "size_bytes", "latency_ms"], [False, True, True]),
@@ -152,8 +156,12 @@ class Run:
     def _candidate(self, row: pd.Series, *, chosen: str) -> Candidate:
         number, source = int(row["number"]), row.get("duplicate_of")
         folder = self.path / rundir.ARTIFACTS / str(int(source) if pd.notna(source) else number)
-        metrics = Metrics.from_dict({k: (v if pd.notna(v) else "") for k, v in row.items()
-                                     if k in Metrics.__dataclass_fields__})
+        try:
+            metrics = Metrics.from_dict({k: (v if pd.notna(v) else "") for k, v in row.items()
+                                         if k in Metrics.__dataclass_fields__})
+        except (TypeError, ValueError) as exc:
+            raise _damaged(self.path / rundir.TRIALS_CSV, f"(trial {number}) holds a measurement that is missing or "
+                                                          f"not a number ({_one_line(exc)})") from None
         plan = _read_plan(folder / PLAN_NAME, number)
         model = self.info.get("model")  # the model's names, in every run.json since they carried it
         unknown = plan.unknown_names(layers={*model["layers"], *model.get("groups", {})}, stages=model["stages"]) \

@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 
 from autocompress.quiet import fd_silenced
-from autocompress.task import UsageError
+from autocompress.errors import UsageError
 
 ADDRESS_TIMEOUT_S = 5.0
 
@@ -32,7 +32,7 @@ def cap_workers(workers: int, *, available_cpus: float, cpus_per_trial: float, l
     >>> cap_workers(1, available_cpus=2, cpus_per_trial=3)
     Traceback (most recent call last):
     ...
-    autocompress.task.UsageError: --cpus-per-trial 3: no Ray node has that many CPUs (the largest has 2), so no trial could ever start; use at most 2
+    autocompress.errors.UsageError: --cpus-per-trial 3: no Ray node has that many CPUs (the largest has 2), so no trial could ever start; use at most 2
     """
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
-from autocompress.task import UsageError
+from autocompress.errors import UsageError
 
 if TYPE_CHECKING:  # the tables' modules are imported where used: a Ray worker reads only the file names here
     import optuna
@@ -132,7 +132,7 @@ def locked(path: Path):
     ...         pass
     Traceback (most recent call last):
     ...
-    autocompress.task.UsageError: another search is running in ... (pid ...); wait for it to end (or stop it), or use another --out
+    autocompress.errors.UsageError: another search is running in ... (pid ...); wait for it to end (or stop it), or use another --out
     """
     fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:

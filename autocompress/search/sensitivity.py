@@ -36,14 +36,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import optuna
 import pandas as pd
 from torch.utils.data import Subset
@@ -56,16 +54,14 @@ from autocompress.search.rundir import SENSITIVITY_CSV
 from autocompress.spaces.space import GATE_PREFIX, KERNELS_KNOB, TEACHER_VALUES, SearchSpace
 from autocompress.task import Task, UsageError, one_line
 
+# the table's columns, file and text live in sensitivity_table (no torch: reports read it); named here too
+from autocompress.search.sensitivity_table import (COLUMNS, EVERY_LAYER_INT8, EVERY_LAYER_INT8_FLOAT,  # noqa: F401
+                                                   TEACHER, WHOLE_MODEL, read_table, whole_model_speeds,
+                                                   with_deltas, write_table)
+
 SAMPLES = 512  # the fixed validation subset: its first SAMPLES examples (all of a smaller split)
 SCAN_SHARE = 1 / 3  # of a search's --time-budget: no scan batch starts after it (the trials need the rest)
 CHUNKS_PER_WORKER = 4  # cells go to the workers in this many batches each (a slow cell delays little)
-TEACHER = "teacher"
-EVERY_LAYER_INT8 = "bits/*"  # one more cell: every layer int8 at once (do int8 kernels pay on this model?)
-EVERY_LAYER_INT8_FLOAT = "bits/*float"  # and every layer's weights int8 on float kernels (Plan.kernels)
-WHOLE_MODEL = (EVERY_LAYER_INT8, EVERY_LAYER_INT8_FLOAT)  # cells that are no one knob
-COLUMNS = ["knob", "kind", "target", "value", "accuracy", "size_bytes", "latency_ms", "accuracy_delta",
-           "size_delta_bytes", "latency_delta_ms", "latency_spread_ms", "samples", "steps", "duration_s", "sha256",
-           "error"]
 
 
 @dataclass(frozen=True)
@@ -168,37 +164,6 @@ def evaluate_cells(task: Task, space: SearchSpace, cells: list[Cell], *, samples
     subset = subset_task(task, samples)
     return [evaluate_cell(subset, space, cell, config=config, latency=latency, on_step=on_step, device=device)
             for cell in cells]
-
-
-def with_deltas(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
-    """The scan's table: rows in scan order, each with its deltas to the teacher row (none
-    without one: NaN)."""
-    table = pd.DataFrame(rows).reindex(columns=COLUMNS)
-    teacher = table[table["knob"] == TEACHER]
-    for column, delta in (("accuracy", "accuracy_delta"), ("size_bytes", "size_delta_bytes"),
-                          ("latency_ms", "latency_delta_ms")):
-        reference = teacher[column].iloc[0] if len(teacher) else np.nan
-        table[delta] = table[column] - reference
-    return table.reset_index(drop=True)
-
-
-def read_table(run_dir: str | os.PathLike) -> pd.DataFrame | None:
-    """The stored scan of a run (``sensitivity.csv``), or None when it has none."""
-    path = Path(run_dir) / SENSITIVITY_CSV
-    if not path.is_file():
-        return None
-    try:
-        return pd.read_csv(path, dtype={"target": str, "error": str, "sha256": str}, keep_default_na=False,
-                           na_values=[""]).reindex(columns=COLUMNS)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path} is damaged ({type(exc).__name__}); delete it and resume the search to measure "
-                         "it again") from None
-
-
-def write_table(run_dir: Path, table: pd.DataFrame) -> None:
-    tmp = run_dir / (SENSITIVITY_CSV + ".tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, run_dir / SENSITIVITY_CSV)
 
 
 def _stored_keys(table: pd.DataFrame | None) -> set:
@@ -338,20 +303,6 @@ def _stopped_by_the_user(exc: Exception) -> bool:
     if isinstance(exc, ray.exceptions.TaskCancelledError) or isinstance(getattr(exc, "cause", None), KeyboardInterrupt):
         return True
     return "KeyboardInterrupt" in (str(exc).splitlines() or [""])[0]
-
-
-def whole_model_speeds(table: pd.DataFrame) -> dict[str, float]:
-    """The teacher's latency over each whole-model int8 cell's (``WHOLE_MODEL``): its speed, > 1
-    faster. Cells not measured are absent.
-
-    >>> table = pd.DataFrame({"knob": [EVERY_LAYER_INT8, EVERY_LAYER_INT8_FLOAT], "latency_ms": [2.0, 1.0],
-    ...                       "latency_delta_ms": [1.0, 0.0]})
-    >>> whole_model_speeds(table)
-    {'bits/*': 0.5, 'bits/*float': 1.0}
-    """
-    rows = table[table["knob"].isin(WHOLE_MODEL) & table["latency_delta_ms"].notna()]
-    return {row["knob"]: float((row["latency_ms"] - row["latency_delta_ms"]) / row["latency_ms"])
-            for _, row in rows.iterrows()}
 
 
 __all__ = ["COLUMNS", "Cell", "WHOLE_MODEL", "whole_model_speeds", "SAMPLES", "cell_plan", "evaluate_cell", "read_table", "scan_cells",

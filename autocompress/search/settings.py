@@ -20,18 +20,15 @@ Example:
     >>> SearchSettings(sampler="anneal")
     Traceback (most recent call last):
     ...
-    autocompress.search.settings.SettingError: sampler 'anneal' is unknown; choose one of: tpe, nsga2, random
+    autocompress.search.setting_names.SettingError: sampler 'anneal' is unknown; choose one of: tpe, nsga2, random
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
-import re
 from dataclasses import dataclass, field
-from typing import Callable
 
 from autocompress.compressors.distill import OPTIMIZERS, SCHEDULES, DistillConfig
 from autocompress.devices import AMP_MODES
@@ -39,71 +36,10 @@ from autocompress.plan import IMPORTANCES
 from autocompress.budget import Budget
 from autocompress.search.rungs import DEFAULT_ETA, Rungs
 from autocompress.spaces.space import TECHNIQUES
-from autocompress.task import UsageError
+# how settings are named (keyword, flag) lives in setting_names; these names stay importable from here
+from autocompress.search.setting_names import SettingError, flag_for, spoken_to_python  # noqa: F401
 
 SAMPLERS = ("tpe", "nsga2", "random")
-
-# keyword (as SettingError names it) -> the CLI flag that sets it
-FLAGS = {"distill.steps": "--steps", "distill.lr": "--lr", "distill.feature_weight": "--feature-distill",
-         "distill.warmup_fraction": "--warmup", "distill.augment": "--no-augment", "distill.amp": "--amp",
-         "warm_start": "--no-warm-start", "sensitivity": "--no-sensitivity", "local_search": "--no-local-search", "guide": "--no-guide", "proposals": "--proposals", "budget.max_size_bytes": "--max-size",
-         "budget.max_latency_ms": "--max-latency", "budget.min_accuracy": "--min-accuracy",
-         "trial_timeout_s": "--trial-timeout", "time_budget_s": "--time-budget"}
-
-
-class SettingError(UsageError):
-    """A bad setting: ``name`` is the keyword, ``problem`` what is wrong with it and the fix."""
-
-    def __init__(self, name: str, problem: str):
-        super().__init__(f"{name} {problem}")
-        self.name, self.problem = name, problem
-
-
-def flag_for(name: str) -> str:
-    """The CLI flag of a setting keyword.
-
-    >>> flag_for("distill.steps"), flag_for("min_steps")
-    ('--steps', '--min-steps')
-    """
-    return FLAGS.get(name, "--" + name.rpartition(".")[2].replace("_", "-"))
-
-
-def keyword_for(flag: str) -> str:
-    """The Python keyword a CLI flag sets (``settings.flag_for`` the other way round).
-
-    >>> keyword_for("--data-dir"), keyword_for("--steps"), keyword_for("--resume"), keyword_for("--no-sensitivity")
-    ('data_dir', 'distill.steps', 'resume=True', 'sensitivity=False')
-    """
-    named = {value: key for key, value in FLAGS.items()}
-    if flag in named:
-        return named[flag] + ("=False" if flag.startswith("--no-") else "")
-    if flag.startswith("--no-"):
-        return flag[len("--no-"):].replace("-", "_") + "=False"
-    return flag[2:].replace("-", "_") + ("=True" if flag in SWITCHES else "")
-
-
-SWITCHES = ("--resume",)  # flags without a value: said as keyword=True
-
-
-def for_python(message: str) -> str:
-    """A message written for the CLI as a Python caller reads it: every ``--flag`` as its keyword.
-
-    >>> for_python("--out runs/x already holds a run; add --resume to continue it, or choose a new --out")
-    'out runs/x already holds a run; add resume=True to continue it, or choose a new out'
-    """
-    return re.sub(r"(?<![\w-])--[a-z][a-z0-9-]*", lambda match: keyword_for(match.group(0)), message)
-
-
-def spoken_to_python(function: Callable) -> Callable:
-    """``function`` as the Python API offers it: the UsageError it raises names keywords, not flags."""
-    @functools.wraps(function)
-    def spoken(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except UsageError as exc:
-            exc.args = (for_python(str(exc)),)
-            raise
-    return spoken
 
 
 def _number(name: str, value, *, minimum: float, inclusive: bool = True, integer: bool = False, what: str = ""):
@@ -125,7 +61,7 @@ def distill_config(values: dict) -> DistillConfig:
     >>> distill_config({"lr": float("nan")})
     Traceback (most recent call last):
     ...
-    autocompress.search.settings.SettingError: distill.lr must be a finite number above 0 (e.g. 1e-3), got nan
+    autocompress.search.setting_names.SettingError: distill.lr must be a finite number above 0 (e.g. 1e-3), got nan
     """
     _number("distill.steps", values.get("steps", 0), minimum=0, integer=True)
     if values.get("lr") is not None:
@@ -278,7 +214,7 @@ class Execution:
     >>> Execution(time_budget_s=float("nan"))
     Traceback (most recent call last):
     ...
-    autocompress.search.settings.SettingError: time_budget_s must be a finite number above 0, got nan
+    autocompress.search.setting_names.SettingError: time_budget_s must be a finite number above 0, got nan
     """
 
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -308,5 +244,4 @@ class Execution:
         return dataclasses.asdict(self)
 
 
-__all__ = ["Execution", "SAMPLERS", "SearchSettings", "SettingError", "distill_config", "flag_for", "for_python", "keyword_for",
-           "spoken_to_python"]
+__all__ = ["Execution", "SAMPLERS", "SearchSettings", "SettingError", "distill_config", "flag_for", "spoken_to_python"]

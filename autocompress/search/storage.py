@@ -20,7 +20,7 @@ import optuna
 from sqlalchemy.engine import make_url
 
 from autocompress.search.rundir import STUDY_DB
-from autocompress.task import UsageError
+from autocompress.errors import UsageError
 
 CONNECT_TIMEOUT_S = 5
 
@@ -61,7 +61,7 @@ def check_study_file(run_dir: Path) -> None:
     >>> check_study_file(folder)
     Traceback (most recent call last):
     ...
-    autocompress.task.UsageError: cannot open the study of ...: its study.db is empty, so every trial it stored is gone; restore study.db from a copy, or start a new --out (best and report still read trials.csv)
+    autocompress.errors.UsageError: cannot open the study of ...: its study.db is empty, so every trial it stored is gone; restore study.db from a copy, or start a new --out (best and report still read trials.csv)
     >>> sorted(p.name for p in folder.iterdir())
     ['study.db']
     """
@@ -89,7 +89,7 @@ def check_resume_storage(run: dict, storage: str | None) -> None:
     >>> check_resume_storage(run, None)
     Traceback (most recent call last):
     ...
-    autocompress.task.UsageError: --resume: this run's study lives in postgresql://u:***@db/studies; give --storage postgresql://u:PASSWORD@db/studies (its password is never stored)
+    autocompress.errors.UsageError: --resume: this run's study lives in postgresql://u:***@db/studies; give --storage postgresql://u:PASSWORD@db/studies (its password is never stored)
     """
     stored = run["study"]["storage"]
     if stored == STUDY_DB:

@@ -30,7 +30,7 @@ from autocompress.model_io import Inputs, call, forward, output_tensor
 from autocompress.spaces.attention import Heads, find_heads, projection_layers
 from autocompress.spaces.dependency import build_graph, walk_groups
 from autocompress.spaces.embeddings import embeddings_left_float
-from autocompress.task import UsageError
+from autocompress.errors import UsageError
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d)
 COMPRESSIBLE_TYPES = CONV_TYPES + (nn.Linear,)

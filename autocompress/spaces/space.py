@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from autocompress.plan import KERNELS, LayerPlan, Plan
-from autocompress.spaces.layers import Discovery
+
+if TYPE_CHECKING:  # only named in annotations: the space itself needs no torch (a run is read without it)
+    from autocompress.spaces.layers import Discovery
 
 FLOAT_BITS = 32  # the ``bits/`` value meaning "not quantized"
 BIT_CHOICES = (FLOAT_BITS, 8, 4, 2)

@@ -44,7 +44,7 @@ def writable_cache(folder: Path) -> Path:
     >>> writable_cache(blocked / "teachers")
     Traceback (most recent call last):
     ...
-    autocompress.task.UsageError: the cache folder .../file/teachers cannot be used (Not a directory): what is trained or decoded now could not be kept; set AUTOCOMPRESS_CACHE to a writable folder (default ~/.cache/autocompress)
+    autocompress.errors.UsageError: the cache folder .../file/teachers cannot be used (Not a directory): what is trained or decoded now could not be kept; set AUTOCOMPRESS_CACHE to a writable folder (default ~/.cache/autocompress)
     """
     try:
         folder.mkdir(parents=True, exist_ok=True)

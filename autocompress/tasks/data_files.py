@@ -9,7 +9,7 @@ Example:
     >>> require_files(None, "mnist", {"t10k-labels-idx1-ubyte.gz": "0" * 64}, task="mnist-lenet5")
     Traceback (most recent call last):
     ...
-    autocompress.task.UsageError: task mnist-lenet5 needs its data files: give --data-dir DIR (the folder holding mnist/, e.g. ../shared/data) or set AUTOCOMPRESS_DATA_DIR
+    autocompress.errors.UsageError: task mnist-lenet5 needs its data files: give --data-dir DIR (the folder holding mnist/, e.g. ../shared/data) or set AUTOCOMPRESS_DATA_DIR
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from autocompress.task import UsageError
+from autocompress.errors import UsageError
 
 ENV = "AUTOCOMPRESS_DATA_DIR"
 _verified: dict[tuple[str, float, int], str] = {}  # (path, mtime, size) -> sha256, per process

@@ -152,3 +152,34 @@ def test_a_report_is_never_written_over_the_runs_own_files(synthetic_run):
             write_report(synthetic_run, target)
     assert {path: path.read_bytes() for path in own} == before and not (synthetic_run / "notes.txt").exists()
     assert write_report(synthetic_run, synthetic_run / "report.html").read_text().startswith("<!DOCTYPE html>")
+
+
+READ_WITHOUT_TORCH = """
+import sys
+import autocompress.cli as cli
+codes = [cli.main(["best", sys.argv[1], "--max-size", "1GB"]), cli.main(["report", sys.argv[1], "-o", sys.argv[2]])]
+print(codes, sorted(m for m in ("torch", "torch_pruning", "onnx", "onnxruntime") if m in sys.modules))
+"""
+
+
+@pytest.mark.slow
+def test_best_and_report_read_a_run_without_torch_or_the_compression_stack(hostile_run, tmp_path):
+    """The read model (best, the report) needs none of torch, Torch-Pruning, ONNX or ONNX Runtime:
+    it starts fast, and a machine without the compression stack can read a run."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.run([sys.executable, "-c", READ_WITHOUT_TORCH, str(hostile_run), str(tmp_path / "r.html")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[0, 0] []"
+    assert (tmp_path / "r.html").stat().st_size > 0
+
+
+def test_a_trial_row_without_its_measurements_is_one_line_naming_trials_csv(synthetic_run, cli):
+    """The synthetic run's trials carry no parameter counts: best says the table is damaged, in one line."""
+    proc = cli("best", str(synthetic_run), "--max-size", "1GB")
+    assert proc.returncode == 2 and "trials.csv (trial" in proc.stderr and "missing or not a number" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -1,13 +1,73 @@
-"""The sensitivity table as text (``autocompress inspect --sensitivity``): one line per cell,
-and a verdict on whether int8 kernels pay in latency on this model."""
+"""The sensitivity scan's table (``search/sensitivity.py`` measures it): its columns, the stored
+``sensitivity.csv``, each cell's change against the teacher row, the whole-model int8 speeds,
+and the table as text (``autocompress inspect --sensitivity``) with a verdict on whether int8
+kernels pay in latency on this model. Imports no torch: the report reads it.
+"""
 
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from autocompress.search.sensitivity import EVERY_LAYER_INT8, EVERY_LAYER_INT8_FLOAT, TEACHER, whole_model_speeds
+from autocompress.errors import UsageError
+from autocompress.search.rundir import SENSITIVITY_CSV
+
+TEACHER = "teacher"
+EVERY_LAYER_INT8 = "bits/*"  # one more cell: every layer int8 at once (do int8 kernels pay on this model?)
+EVERY_LAYER_INT8_FLOAT = "bits/*float"  # and every layer's weights int8 on float kernels (Plan.kernels)
+WHOLE_MODEL = (EVERY_LAYER_INT8, EVERY_LAYER_INT8_FLOAT)  # cells that are no one knob
+COLUMNS = ["knob", "kind", "target", "value", "accuracy", "size_bytes", "latency_ms", "accuracy_delta",
+           "size_delta_bytes", "latency_delta_ms", "latency_spread_ms", "samples", "steps", "duration_s", "sha256",
+           "error"]
+
+
+def with_deltas(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
+    """The scan's table: rows in scan order, each with its deltas to the teacher row (none
+    without one: NaN)."""
+    table = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    teacher = table[table["knob"] == TEACHER]
+    for column, delta in (("accuracy", "accuracy_delta"), ("size_bytes", "size_delta_bytes"),
+                          ("latency_ms", "latency_delta_ms")):
+        reference = teacher[column].iloc[0] if len(teacher) else np.nan
+        table[delta] = table[column] - reference
+    return table.reset_index(drop=True)
+
+
+def read_table(run_dir: str | os.PathLike) -> pd.DataFrame | None:
+    """The stored scan of a run (``sensitivity.csv``), or None when it has none."""
+    path = Path(run_dir) / SENSITIVITY_CSV
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path, dtype={"target": str, "error": str, "sha256": str}, keep_default_na=False,
+                           na_values=[""]).reindex(columns=COLUMNS)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path} is damaged ({type(exc).__name__}); delete it and resume the search to measure "
+                         "it again") from None
+
+
+def write_table(run_dir: Path, table: pd.DataFrame) -> None:
+    tmp = run_dir / (SENSITIVITY_CSV + ".tmp")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, run_dir / SENSITIVITY_CSV)
+
+
+def whole_model_speeds(table: pd.DataFrame) -> dict[str, float]:
+    """The teacher's latency over each whole-model int8 cell's (``WHOLE_MODEL``): its speed, > 1
+    faster. Cells not measured are absent.
+
+    >>> table = pd.DataFrame({"knob": [EVERY_LAYER_INT8, EVERY_LAYER_INT8_FLOAT], "latency_ms": [2.0, 1.0],
+    ...                       "latency_delta_ms": [1.0, 0.0]})
+    >>> whole_model_speeds(table)
+    {'bits/*': 0.5, 'bits/*float': 1.0}
+    """
+    rows = table[table["knob"].isin(WHOLE_MODEL) & table["latency_delta_ms"].notna()]
+    return {row["knob"]: float((row["latency_ms"] - row["latency_delta_ms"]) / row["latency_ms"])
+            for _, row in rows.iterrows()}
 
 
 def _value_text(knob: str, value) -> str:
