@@ -32,7 +32,7 @@ _HOMES = {
     "LayerPlan": "autocompress.plan", "Metrics": "autocompress.metrics", "NothingFeasible": "autocompress.search.best",
     "Plan": "autocompress.plan", "Run": "autocompress.search.best", "SearchResult": "autocompress.search.controller",
     "SearchSettings": "autocompress.search.settings", "SelfAttention": "autocompress.modules",
-    "Task": "autocompress.task", "UsageError": "autocompress.task", "accuracy": "autocompress.task",
+    "Task": "autocompress.task", "UsageError": "autocompress.errors", "accuracy": "autocompress.task",
     "compress": "autocompress.compressors", "evaluate": "autocompress.evaluators",
     "export_artifact": "autocompress.evaluators", "inspect_task": "autocompress.inspection",
     "load_run": "autocompress.search.best", "load_task": "autocompress.task",
@@ -49,7 +49,7 @@ def __getattr__(name: str):
         raise AttributeError(f"module 'autocompress' has no attribute {name!r}")
     value = getattr(importlib.import_module(_HOMES[name]), name)
     if name in _SPOKEN:
-        from autocompress.search.settings import spoken_to_python
+        from autocompress.search.setting_names import spoken_to_python
 
         value = spoken_to_python(value)
     globals()[name] = value
@@ -66,8 +66,8 @@ import autocompress.search as _search_package  # noqa: E402,F401  first, so that
 def search(task, **options):
     """Search the joint compression space of ``task``: ``autocompress.search.controller.search``,
     whose docstring gives every option (imported here on first use, with Optuna and pandas)."""
-    from autocompress.search.settings import spoken_to_python
     from autocompress.search.controller import search as run
+    from autocompress.search.setting_names import spoken_to_python
 
     return spoken_to_python(run)(task, **options)
 

@@ -5,22 +5,10 @@ Its names are imported on first use (PEP 562): ``best`` reading ``reports.layer_
 load the report's plotting stack.
 """
 
-import importlib
+from autocompress.lazy import first_use
 
 _HOMES = {"REPORT_HTML": "html_report", "render_report": "html_report", "write_report": "html_report",
           "write_pngs": "png"}
 
-
-def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module 'autocompress.reports' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"autocompress.reports.{_HOMES[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
-
-
+__getattr__, __dir__ = first_use(__name__, _HOMES)
 __all__ = sorted(_HOMES)

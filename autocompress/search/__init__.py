@@ -4,23 +4,11 @@ Its names are imported on first use (PEP 562): a Ray worker importing ``search.w
 load the controller, Optuna and pandas.
 """
 
-import importlib
+from autocompress.lazy import first_use
 
 _HOMES = {"SearchResult": "controller", "front_table": "text_tables", "make_sampler": "samplers",
           "search": "controller", "OBJECTIVES": "pareto", "pareto_front": "pareto", "pareto_mask": "pareto",
           "SAMPLERS": "settings", "Execution": "settings", "SearchSettings": "settings", "SettingError": "settings"}
 
-
-def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module 'autocompress.search' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"autocompress.search.{_HOMES[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
-
-
+__getattr__, __dir__ = first_use(__name__, _HOMES)
 __all__ = sorted(_HOMES)
