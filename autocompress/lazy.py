@@ -2,9 +2,9 @@
 when X is read, so a Ray worker or a reader of a run does not pay for what it never uses.
 
 Example:
-    >>> getattr_, dir_ = first_use("json", {"dumps": "json"})
-    >>> getattr_("dumps")([1])
-    '[1]'
+    >>> getattr_, dir_ = first_use("demo", {"JSONDecoder": "json.decoder"})
+    >>> getattr_("JSONDecoder").__name__, dir_()
+    ('JSONDecoder', ['JSONDecoder'])
 """
 
 from __future__ import annotations
