@@ -22,7 +22,7 @@ from autocompress.compat import before_torchvision
 
 before_torchvision()  # torchvision's models import beside the CPU torch (see compat.py); no torch loaded here
 
-import importlib
+from autocompress.lazy import first_use  # noqa: E402
 
 # What ``autocompress.X`` names, imported on first use (PEP 562): a Ray worker importing one
 # module of the package does not pay for the controller, Optuna and pandas (a second per process).
@@ -44,20 +44,17 @@ _HOMES = {
 _SPOKEN = {"compress", "evaluate", "export_artifact", "inspect_task", "load_run", "load_task", "predict"}
 
 
+_first_use, __dir__ = first_use(__name__, _HOMES)
+
+
 def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module 'autocompress' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_HOMES[name]), name)
+    value = _first_use(name)
     if name in _SPOKEN:
         from autocompress.search.setting_names import spoken_to_python
 
         value = spoken_to_python(value)
-    globals()[name] = value
+        globals()[name] = value
     return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
 
 
 import autocompress.search as _search_package  # noqa: E402,F401  first, so that the name below stays the function

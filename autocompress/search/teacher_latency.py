@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from autocompress.evaluators.evaluate import ARTIFACT_NAME, evaluate_teacher
+from autocompress.artifact_files import ARTIFACT_NAME
+from autocompress.evaluators.evaluate import evaluate_teacher
 from autocompress.evaluators.measure import LATENCY_THREADS
 from autocompress.metrics import Metrics
 from autocompress.search import rundir
