@@ -26,12 +26,13 @@ TRIAL_THREADS = 1  # torch threads of a search's trial (one CPU per trial by def
 def fixed_plans(name: str, task) -> dict:
     """``{candidate name: (plan, fine-tuned?)}`` of one fixed strategy."""
     from autocompress.compressors.pipeline import task_context
+    from autocompress.search.first_trials import warm_start_plans
     from autocompress.spaces.space import SearchSpace
     from manual import manual_plans
 
     if name == "manual":
         return {label: (plan, True) for label, plan in manual_plans(task).items()}
-    int8, prune50_int8 = SearchSpace(task_context(task).discovery).warm_start_plans()[:2]  # the search's recipes
+    int8, prune50_int8 = warm_start_plans(SearchSpace(task_context(task).discovery))[:2]  # the search's recipes
     if name == "uniform-int8":
         return {"int8": (int8, False)}
     if name == "prune50-int8":

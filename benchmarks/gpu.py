@@ -39,6 +39,7 @@ from common import machine, run_search, write_result  # noqa: E402
 
 from autocompress import DistillConfig, load_task  # noqa: E402
 from autocompress.compressors.pipeline import build, fine_tune, task_context  # noqa: E402
+from autocompress.search.first_trials import warm_start_plans  # noqa: E402
 from autocompress.spaces.space import SearchSpace  # noqa: E402
 
 STEP_TASKS = ("cifar10-resnet20", "sst2-minilm")
@@ -61,7 +62,7 @@ def steps_per_second(task, built, device: torch.device, *, steps: int, amp: str 
 def measure_steps(name: str, data_dir: str, *, cpu_steps: int, gpu_steps: int) -> dict:
     task = load_task(name, data_dir=data_dir)
     space = SearchSpace(task_context(task).discovery)
-    built = build(task, space.warm_start_plans()[1])  # 50% pruning + int8
+    built = build(task, warm_start_plans(space)[1])  # 50% pruning + int8
     task_context(task).targets(task)  # the CPU's cached teacher outputs, with every core (not timed)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

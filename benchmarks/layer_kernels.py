@@ -106,9 +106,10 @@ import sys
 from autocompress import DistillConfig, LayerPlan, Plan, load_task
 from autocompress.compressors.pipeline import compress, task_context
 from autocompress.evaluators.evaluate import export_artifact
+from autocompress.search.first_trials import warm_start_plans
 from autocompress.spaces.space import SearchSpace
 task = load_task(sys.argv[1], data_dir=sys.argv[2] or None)
-int8 = SearchSpace(task_context(task).discovery).warm_start_plans()[0]
+int8 = warm_start_plans(SearchSpace(task_context(task).discovery))[0]
 for bits, path in zip((8, 4, 2, None), sys.argv[3:]):
     plan = Plan() if bits is None else Plan(layers={name: LayerPlan(bits=bits) for name, _ in int8.layers},
                                             importance=int8.importance)

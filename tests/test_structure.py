@@ -13,6 +13,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "autocompress"
 MAX_FUNCTION_LINES = 60
 MAX_FILE_LINES = 400  # a file past this holds more than one concept: split it
+MAX_METHODS = 9  # the classes where policies used to pile up stay small: a new policy is a new part
+SMALL_CLASSES = {"search/searcher.py": "StudySearcher", "spaces/space.py": "SearchSpace"}
 # private attributes of Optuna's Study, Trial and storages, flagged even where a class of ours
 # happens to use the same name for its own attribute
 OPTUNA_PRIVATE = {"_storage", "_trial_id", "_study_id", "_study", "_cached_frozen_trial", "_get_trials",
@@ -196,6 +198,21 @@ def test_no_file_is_longer_than_400_lines(tmp_path):
     (tmp_path / "pkg" / "big.py").write_text("x = 1\n" * (MAX_FILE_LINES + 1))
     (tmp_path / "pkg" / "small.py").write_text("x = 1\n" * MAX_FILE_LINES)
     assert long_files(tmp_path / "pkg") == [f"pkg/big.py ({MAX_FILE_LINES + 1} lines)"]  # the check can fail
+
+
+def methods_of(source: str, name: str) -> list[str]:
+    """The methods class ``name`` defines in ``source`` (its own, not inherited)."""
+    tree = ast.parse(source)
+    found = next(node for node in ast.walk(tree) if isinstance(node, ast.ClassDef) and node.name == name)
+    return [n.name for n in found.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+def test_the_searcher_and_the_space_stay_under_ten_methods():
+    for path, name in SMALL_CLASSES.items():
+        methods = methods_of((PACKAGE / path).read_text(), name)
+        assert len(methods) <= MAX_METHODS, f"{name} has {len(methods)} methods: move a policy out ({methods})"
+    many = "class Big:\n" + "".join(f"    def m{i}(self): pass\n" for i in range(MAX_METHODS + 1))
+    assert len(methods_of(many, "Big")) > MAX_METHODS  # the check can fail
 
 
 def test_no_import_cycle_between_packages_and_top_level_modules():

@@ -22,7 +22,6 @@ Example (two candidates of the built-in digits task, real Ray, about a minute):
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -262,9 +261,11 @@ def _open_study(session: _Session, rdb) -> optuna.Study:
 
 def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResult:
     """Step 3: run the trials on Ray until enough have finished, Ctrl-C, or the time budget."""
-    from autocompress.search.first_trials import first_trials, startup_plans, warm_starts_on
+    from autocompress.search.first_trials import WARM_START, first_trials, startup_plans, warm_starts_on
+    from autocompress.search.proposers import ProposerOptions, turns
     from autocompress.search.ray_runner import run_trials
-    from autocompress.search.searcher import WARM_START, StudySearcher, seen_plans
+    from autocompress.search.searcher import StudySearcher
+    from autocompress.search.trial_record import seen_plans
     from autocompress.search.worker import Job
 
     settings, execution, out = session.settings, session.execution, session.out
@@ -273,17 +274,16 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
     clock = time.perf_counter()
     checkpoint = _Checkpoint(session, on_checkpoint)
     rungs = settings.rungs()
+    startup = startup_plans(study=session.study, space=session.space, settings=settings, trials=session.trials,
+                            warm_starts=sum(source == WARM_START for _, _, source in queue))
     searcher = StudySearcher(study=session.study, space=session.space, total=session.trials,
-                             seen=seen_plans(session.study, rungs), on_finished=checkpoint.trial_finished,
+                             seen=seen_plans(session.study, rungs.top), on_finished=checkpoint.trial_finished,
                              rungs=rungs, timeout_s=execution.trial_timeout_s, retries=execution.retries,
                              budget=settings.budget, teacher=session.teacher.to_dict(),
-                             mutations=random.Random(settings.seed) if settings.local_search else None)
+                             turns=turns(ProposerOptions(settings=settings, scan=None, startup=startup)))
     checkpoint.searcher = searcher
     checkpoint.tables()  # trials.csv exists from the start: best and report can read a run before its first trial
     searcher.queue += [(plan, rung) for plan, rung, _ in queue]
-    searcher.startup = startup_plans(study=session.study, space=session.space, settings=settings,
-                                     trials=session.trials,
-                                     warm_starts=sum(source == WARM_START for _, _, source in queue))
     searcher.sources.update({(plan, rung): source for plan, rung, source in queue})
     job = Job(task_spec=task_spec, data_dir=data_dir, task=None if task_spec else session.task,
               teacher_state=session.task.teacher.state_dict(), distill=settings.distill, out_dir=str(out.resolve()),
@@ -300,8 +300,9 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
                                  progress=session.progress)
             scanned = Predictor.from_scan(table, session.teacher.to_dict())  # immutable: refits make new ones
             warm_starts_on(searcher, scanned.kernels)
-            searcher.predictor = scanned if settings.proposals else None
-            searcher.guide = scanned if settings.guide and settings.local_search else None
+            searcher.turns = turns(ProposerOptions(settings=settings, scan=scanned, startup=startup))
+            uses_scan = settings.proposals or (settings.guide and settings.local_search)
+            searcher.fit_weights = scanned.group_bytes() if uses_scan else None
         budget_s = execution.time_budget_s  # it covers the scan too: a search stops when its time is spent
         left_s = None if budget_s is None else max(1.0, budget_s - (time.perf_counter() - clock))
         run_trials(searcher=searcher, job=job, workers=session.workers, cpus_per_trial=execution.cpus_per_trial,
@@ -335,7 +336,7 @@ class _Checkpoint:
     def trial_finished(self, frozen: optuna.trial.FrozenTrial) -> None:
         s = self.session
         s.progress(progress_line(self.searcher.finished, s.trials, frozen, s.teacher,
-                                  rungs=len(self.searcher.rungs.steps)))
+                                  rungs=len(self.searcher.scheduler.rungs.steps)))
         self.tables()
         if time.perf_counter() - self.last >= CHECKPOINT_EVERY_S:
             self.call()

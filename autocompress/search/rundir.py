@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autocompress.metrics import Metrics
-from autocompress.plan import Plan
 from autocompress.errors import UsageError
 
 if TYPE_CHECKING:  # the tables' modules are imported where used: a Ray worker reads only the file names here
@@ -283,23 +282,24 @@ def read_run_json(path: Path, *, resume: bool = False) -> dict:
 def trials_frame(study: optuna.Study, budget=None) -> pd.DataFrame:
     """One row per trial: number, state, objectives, feasible, metrics, fidelity, duration, error, and
     the knob values applied (a gated-off technique's knobs read as the teacher's)."""
-    import optuna
     import pandas as pd
 
     from autocompress.search.pareto import OBJECTIVES
+    from autocompress.search.trial_record import STORED_FIELDS, TrialRecord
     from autocompress.spaces.space import applied_params
 
     rows = []
     for trial in study.get_trials(deepcopy=False):
-        metrics = trial.user_attrs.get("metrics", {})
-        row = {"number": trial.number, "state": trial.state.name}
+        saved = TrialRecord.of(trial)
+        metrics = saved.metrics or {}
+        row = {"number": trial.number, "state": saved.state}
         row.update({name: metrics.get(name) for name in OBJECTIVES})
         row["feasible"] = bool(metrics) and (budget is None or budget.feasible(metrics))
-        row.update({name: metrics.get(name, trial.user_attrs.get(name)) for name in METRIC_COLUMNS})
-        if trial.state == optuna.trial.TrialState.FAIL and not row["error"]:
+        row.update({name: metrics.get(name, getattr(saved, name) if name in STORED_FIELDS else None)
+                    for name in METRIC_COLUMNS})
+        if saved.state == "FAIL" and not row["error"]:
             row["error"] = INTERRUPTED  # its driver died while it ran
-        plan = Plan.from_dict(trial.user_attrs["plan"]) if "plan" in trial.user_attrs else None
-        row.update(dict(sorted(applied_params(trial.params, trial.distributions, plan).items())))
+        row.update(dict(sorted(applied_params(trial.params, trial.distributions, saved.plan).items())))
         rows.append(row)
     columns = ["number", "state", *OBJECTIVES, "feasible", *METRIC_COLUMNS]
     return pd.DataFrame(rows, columns=columns + sorted({k for r in rows for k in r} - set(columns)))

@@ -17,22 +17,21 @@ import optuna
 import pandas as pd
 
 from autocompress.metrics import Metrics
-from autocompress.plan import Plan
+from autocompress.search.trial_record import TrialRecord
 
 
 def progress_line(done: int, total: int, frozen: optuna.trial.FrozenTrial, teacher: Metrics, *, rungs: int = 1
                   ) -> str:
     """``[done/total] trial N  acc ... size ... latency ...  seconds  plan`` (or why it failed)."""
-    attrs = frozen.user_attrs
-    rung = f"rung {attrs['rung']}" if rungs > 1 and "rung" in attrs else ""
+    saved = TrialRecord.of(frozen)
+    rung = f"rung {saved.rung}" if rungs > 1 and saved.rung is not None else ""
     head = f"[{done:>{len(str(total))}}/{total}] trial {frozen.number:<3}" + (f" {rung:<6}" if rung else "")
-    seconds = attrs.get("duration_s", 0.0)
-    if "metrics" not in attrs:
-        return f"{head} FAILED  {seconds:5.1f}s  {attrs.get('error', '')}"
-    if "duplicate_of" in attrs:
-        return f"{head} same plan as trial {attrs['duplicate_of']}: answered from it, not counted"
-    metrics = Metrics.from_dict(attrs["metrics"])
-    plan = Plan.from_dict(attrs["plan"]) if "plan" in attrs else None
+    seconds = saved.duration_s or 0.0
+    if saved.metrics is None:
+        return f"{head} FAILED  {seconds:5.1f}s  {saved.error or ''}"
+    if saved.duplicate_of is not None:
+        return f"{head} same plan as trial {saved.duplicate_of}: answered from it, not counted"
+    metrics, plan = Metrics.from_dict(saved.metrics), saved.plan
     return (f"{head} acc {metrics.accuracy:.4f} ({(metrics.accuracy - teacher.accuracy) * 100:+.1f} pt)  "
             f"size {metrics.size_bytes / 1024:7.1f} KB ({teacher.size_bytes / metrics.size_bytes:4.1f}x)  "
             f"latency {metrics.latency_ms:.4f} ms ({teacher.latency_ms / metrics.latency_ms:4.2f}x)  "

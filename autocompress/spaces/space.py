@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -158,87 +157,6 @@ class SearchSpace:
     def params_from_plan(self, plan: Plan) -> dict[str, Any]:
         """The parameter values that describe ``plan`` (for enqueueing known plans)."""
         return params_of_plan(plan, self.distributions())
-
-    def warm_start_plans(self) -> list[Plan]:
-        """A few well-known recipes tried first, so that short searches start from good points:
-        uniform int8; 50% structured pruning + int8; a shallow half-width int4 student; int4 with
-        the first and last layers int8 (the usual low-bit recipe: those two are the most sensitive,
-        and hold few weights; an embedding table is not a first layer: it holds the most)."""
-        every = [layer.name for layer in self.discovery.layers]
-        groups = [g.name for g in self.discovery.groups]
-        int8 = {n: LayerPlan(bits=8) for n in every}
-        pruned = {n: LayerPlan(bits=8, prune=0.5 if n in groups else 0.0) for n in every}
-        shallow = {n: LayerPlan(bits=8 if n == self.discovery.head else 4) for n in every}
-        first = next((layer.name for layer in self.discovery.layers if layer.kind != "embedding"), None)
-        int4 = {n: LayerPlan(bits=8 if n in (first, self.discovery.head) else 4) for n in every}
-        plans = [
-            Plan(layers=int8, importance=self.importance),
-            Plan(layers=pruned, importance=self.importance),
-            Plan(layers=shallow, depth={s: 1 for s in self.discovery.stages}, width=0.5,
-                 importance=self.importance),
-            Plan(layers=int4, importance=self.importance),
-        ]
-        return [plan for plan in plans if techniques_used(plan) <= set(self.techniques)]
-
-    def pruned_further(self, plan: Plan, *, weights: dict[str, float] | None = None) -> Plan | None:
-        """``plan`` pruned one step (``PRUNE_STEP``) further, up to ``PRUNE_MAX``: the group that
-        holds the most of what pruning can remove (``weights``: group -> bytes, from the scan) once
-        pruned so far, the first in model order on a tie; without ``weights``, every group. None
-        when no group can go further (or pruning is not searched). This is how a warm-start recipe
-        over a size or latency budget is shrunk until it fits: the widest groups first, a step at
-        a time, so it ends just under the budget.
-
-        >>> import torch
-        >>> from torch import nn
-        >>> from autocompress.spaces.layers import discover
-        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
-        >>> space = SearchSpace(discover(net, torch.randn(1, 4)))
-        >>> int4 = Plan(layers={"0": LayerPlan(bits=4), "2": LayerPlan(bits=4)})
-        >>> space.pruned_further(int4).layer("0")
-        LayerPlan(prune=0.125, bits=4, rank=None)
-        >>> wide = space.pruned_further(int4, weights={"0": 100.0, "2": 400.0})   # "2" holds more: it goes first
-        >>> wide.layer("0").prune, wide.layer("2").prune
-        (0.0, 0.125)
-        >>> space.pruned_further(Plan(layers={"0": LayerPlan(prune=PRUNE_MAX), "2": LayerPlan(prune=PRUNE_MAX)})) is None
-        True
-        """
-        if "prune" not in self.techniques:
-            return None
-        open_groups = [g.name for g in self.discovery.groups if plan.layer(g.name).prune < PRUNE_MAX]
-        if weights and open_groups:
-            open_groups = [max(open_groups, key=lambda g: weights.get(g, 0.0) * (1 - plan.layer(g).prune))]
-        layers = dict(plan.layers)
-        for name in open_groups:
-            layers[name] = replace(plan.layer(name), prune=min(PRUNE_MAX, plan.layer(name).prune + PRUNE_STEP))
-        smaller = self.applied(replace(plan, layers=layers))
-        return None if smaller == self.applied(plan) else smaller
-
-    def startup_plans(self, count: int, *, seed: int | None) -> list[Plan]:
-        """Random plans that each apply only some techniques, the others left at the teacher's:
-        first one technique at a time, then random pairs and more. In the joint space a plan that
-        prunes but keeps every layer in float and at full rank is otherwise vanishingly rare
-        (1/4 x 1/3 per layer), so the sampler would never learn what each technique does alone."""
-        rng = random.Random(seed)
-        names = list(self.techniques)
-        subsets = [[t] for t in names]
-        while len(subsets) < count:
-            subsets.append(rng.sample(names, rng.randint(min(2, len(names)), len(names))))
-        plans = []
-        for subset in subsets[:count]:
-            prefixes = tuple(TECHNIQUES[t] for t in subset)
-            params = {name: self._random_value(dist, rng) for name, dist in self.distributions().items()
-                      if name.startswith(prefixes)}
-            plans.append(self.plan_from_params(params))
-        return plans
-
-    @staticmethod
-    def _random_value(dist: optuna.distributions.BaseDistribution, rng: random.Random) -> Any:
-        if isinstance(dist, optuna.distributions.CategoricalDistribution):
-            return rng.choice(dist.choices)
-        if isinstance(dist, optuna.distributions.IntDistribution):
-            return rng.randint(dist.low, dist.high)
-        steps = int(round((dist.high - dist.low) / dist.step))
-        return dist.low + rng.randint(0, steps) * dist.step
 
     def summary(self) -> dict[str, Any]:
         """A JSON-able description (stored in run.json; a resumed run must match it)."""

@@ -13,7 +13,11 @@ from autocompress.plan import Plan
 from autocompress.search.mutations import guided_mutation, mutation, parents, step_value
 from autocompress.search.proposals import Predictor
 from autocompress.search.rungs import Rungs
+from autocompress.search.first_trials import warm_start_plans
+from autocompress.search.proposers.local_search import LocalSearch
+from autocompress.search.proposers.startup import StartupPlans, startup_plans
 from autocompress.search.searcher import StudySearcher
+from autocompress.search.trial_record import TrialRecord
 from autocompress.spaces.space import GATE_PREFIX, KERNELS_KNOB, SearchSpace, params_of_plan
 
 TEACHER = {"accuracy": 0.9, "size_bytes": 10_000, "latency_ms": 1.0}
@@ -35,12 +39,13 @@ def _steps_apart(space: SearchSpace, a: Plan, b: Plan) -> dict[str, tuple]:
             and not k.partition("/")[2].startswith(dropped)}
 
 
-def _local_searcher(space: SearchSpace) -> StudySearcher:
+def _local_searcher(space: SearchSpace, startup: list | None = None) -> StudySearcher:
     """A searcher with local search over a fresh in-memory study (random sampler, seed 0)."""
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"],
                                 sampler=optuna.samplers.RandomSampler(seed=0))
     return StudySearcher(study=study, space=space, total=8, seen={}, rungs=Rungs((10,)),
-                         on_finished=lambda t: None, mutations=random.Random(0), teacher=TEACHER)
+                         on_finished=lambda t: None, teacher=TEACHER,
+                         turns=[StartupPlans(startup or []), LocalSearch(random.Random(0))])
 
 
 def test_a_step_moves_one_choice_up_or_down_and_turns_back_at_the_ends():
@@ -64,7 +69,7 @@ def test_only_the_fronts_points_near_the_teacher_are_mutated_the_knee_most():
 
 def test_a_mutation_is_one_or_two_steps_from_its_parent_and_never_a_plan_tried(tiny_task):
     space = SearchSpace(task_context(tiny_task).discovery)
-    parent = space.warm_start_plans()[1]  # 50% pruned + int8
+    parent = warm_start_plans(space)[1]  # 50% pruned + int8
     params = space.params_from_plan(parent)
     rng = random.Random(0)
     tried = {parent}
@@ -85,7 +90,7 @@ def test_the_searcher_alternates_the_samplers_plans_with_mutations_of_the_front(
     for i in range(1, 6):
         plans.append(searcher.suggest(f"t{i}")["plan"])
         _tell(searcher, f"t{i}", 0.1)  # far below the teacher: never a parent
-    sources = [t.user_attrs["source"] for t in study.trials]
+    sources = [TrialRecord.of(t).source for t in study.trials]
     assert sources == ["sampler", "mutation", "sampler", "mutation", "sampler", "mutation"]
     first = Plan.from_dict(plans[0])
     for plan, source in zip(plans, sources):
@@ -96,24 +101,23 @@ def test_the_searcher_alternates_the_samplers_plans_with_mutations_of_the_front(
 
 def test_start_up_plans_take_the_samplers_turns_and_fill_in_until_the_front_has_a_point(tiny_task):
     space = SearchSpace(task_context(tiny_task).discovery)
-    searcher = _local_searcher(space)
+    startup = startup_plans(space, 3, seed=0)
+    searcher = _local_searcher(space, startup)
     study = searcher.study
-    startup = space.startup_plans(3, seed=0)
-    searcher.startup = list(startup)
     plans = [Plan.from_dict(searcher.suggest(f"t{i}")["plan"]) for i in range(2)]  # two workers: no result yet
     _tell(searcher, "t0", 0.89)  # the front's first point
     _tell(searcher, "t1", 0.1)
     for i in range(2, 6):
         plans.append(Plan.from_dict(searcher.suggest(f"t{i}")["plan"]))
         _tell(searcher, f"t{i}", 0.1)
-    sources = [t.user_attrs["source"] for t in study.trials]
+    sources = [TrialRecord.of(t).source for t in study.trials]
     assert sources == ["startup", "startup", "startup", "mutation", "sampler", "mutation"]
     assert plans[:3] == startup  # in order; the mutation turn before any result took the next one
 
 
 def test_a_guided_mutation_runs_the_neighbour_the_scan_expects_to_extend_the_front(tiny_task):
     space = SearchSpace(task_context(tiny_task).discovery)
-    parent = space.warm_start_plans()[0]  # int8 everywhere
+    parent = warm_start_plans(space)[0]  # int8 everywhere
     params = space.params_from_plan(parent)
     bits = [name for name in space.distributions() if name.startswith("bits/") and name != KERNELS_KNOB]
     free = bits[0]  # the one layer whose 4 bits the scan saw cost nothing and save much

@@ -10,7 +10,10 @@ from autocompress.compressors.pipeline import task_context
 from autocompress.metrics import Metrics
 from autocompress.search.proposals import Predictor
 from autocompress.search.rungs import Rungs
+from autocompress.search.proposers.predictor import PredictorProposer
+from autocompress.search.proposers.startup import StartupPlans
 from autocompress.search.searcher import StudySearcher
+from autocompress.search.trial_record import TrialRecord
 from autocompress.spaces.space import KERNELS_KNOB, SearchSpace
 
 TEACHER = {"accuracy": 0.9, "size_bytes": 10_000, "latency_ms": 1.0}
@@ -79,7 +82,8 @@ def test_the_searcher_alternates_predicted_plans_with_the_samplers_and_refits_as
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"],
                                 sampler=optuna.samplers.RandomSampler(seed=0))
     searcher = StudySearcher(study=study, space=space, total=12, seen={}, rungs=Rungs((10,)),
-                             on_finished=lambda t: None, predictor=predictor)
+                             on_finished=lambda t: None,
+                             turns=[PredictorProposer(predictor), StartupPlans([])])
     first = searcher.suggest("t0")
     candidates = predictor.sweep(count=200)
     expected = space.plan_from_params(candidates[predictor.choose(candidates, front=pd.DataFrame())])
@@ -89,6 +93,6 @@ def test_the_searcher_alternates_predicted_plans_with_the_samplers_and_refits_as
         _tell(searcher, f"t{i - 1}", 0.85)
         plans.append(searcher.suggest(f"t{i}")["plan"])
     assert len({json.dumps(p, sort_keys=True) for p in plans}) == len(plans)  # proposals never repeat a plan
-    assert searcher.predictor.factors  # refit once enough trials finished
-    sources = [t.user_attrs["source"] for t in study.trials]
+    assert searcher.turns[0].predictor.factors  # refit once enough trials finished
+    sources = [TrialRecord.of(t).source for t in study.trials]
     assert sources[:4] == ["predictor", "sampler", "predictor", "sampler"]

@@ -98,7 +98,7 @@ def test_the_first_new_plan_of_a_search_is_the_predictors_first_proposal(scanned
     of run.json that it expects to add most hypervolume."""
     from autocompress.compressors.pipeline import task_context
     from autocompress.search.proposals import Predictor, propose
-    from autocompress.search.searcher import PROPOSALS_CONSIDERED
+    from autocompress.search.proposers.predictor import PROPOSALS_CONSIDERED
     from autocompress.spaces.space import SearchSpace
 
     out, _ = scanned_run

@@ -16,7 +16,9 @@ from autocompress.search.settings import Execution
 from autocompress.search.pareto import pareto_front
 from autocompress.search.proposals import Predictor
 from autocompress.search.rungs import Rungs
-from autocompress.search.searcher import FITTED, StudySearcher, counts_toward_total
+from autocompress.search.first_trials import FITTED
+from autocompress.search.searcher import StudySearcher
+from autocompress.search.trial_record import TrialRecord
 from autocompress.spaces.space import SearchSpace
 from autocompress.compressors.pipeline import task_context
 
@@ -71,7 +73,7 @@ def test_a_duplicate_plan_is_answered_not_counted_and_not_on_the_front(tiny_task
     assert Plan.from_dict(second["plan"]) == Plan(layers={"stem": LayerPlan(bits=4)})
     assert searcher.finished == 1 and len(searcher.running) == 1  # the duplicate did not count
     duplicate = finished[-1]
-    assert duplicate.user_attrs["duplicate_of"] == 0 and not counts_toward_total(duplicate)
+    assert TrialRecord.of(duplicate).duplicate_of == 0 and not TrialRecord.of(duplicate).counts_toward_total
     _tell(searcher, "b", 0.4)
     assert searcher.finished == 2 and searcher.suggest("c") == StudySearcher.FINISHED
     trials = rundir.trials_frame(study)
@@ -88,7 +90,8 @@ def test_a_warm_start_over_the_size_budget_runs_again_pruned_until_it_fits(tiny_
     scan = pd.DataFrame({"knob": ["prune/stem"], "value": [0.125], "accuracy_delta": [-0.01],
                          "size_delta_bytes": [-40], "latency_delta_ms": [0.0]})
     guide = Predictor.from_scan(scan, {"accuracy": 0.5, "size_bytes": 300, "latency_ms": 1.0}) if scanned else None
-    searcher = StudySearcher(study=study, space=space, total=10, seen={}, rungs=Rungs((10,)), guide=guide,
+    searcher = StudySearcher(study=study, space=space, total=10, seen={}, rungs=Rungs((10,)),
+                             fit_weights=guide.group_bytes() if guide else None,
                              on_finished=lambda t: None, budget=Budget(max_size_bytes=150))
     int4 = Plan(layers={"stem": LayerPlan(bits=4), "fc": LayerPlan(bits=8)})
     searcher.queue.append((int4, 0))
@@ -103,9 +106,9 @@ def test_a_warm_start_over_the_size_budget_runs_again_pruned_until_it_fits(tiny_
     assert groups and [[p.layer(g).prune for g in groups] for p in plans] == [[0.0] * len(groups), [0.125] * len(groups),
                                                                             [0.25] * len(groups)]
     assert all(p.layer("stem").bits == 4 and p.layer("fc").bits == 8 for p in plans)  # the recipe, pruned
-    assert [t.user_attrs["source"] for t in study.trials] == ["warm start", FITTED, FITTED]
+    assert [TrialRecord.of(t).source for t in study.trials] == ["warm start", FITTED, FITTED]
     searcher.suggest("d")  # within the budget: the sampler's turn, not a fourth fitting
-    assert study.trials[-1].user_attrs["source"] != FITTED
+    assert TrialRecord.of(study.trials[-1]).source != FITTED
 
 
 def test_a_space_with_no_new_plan_stops_the_search_instead_of_spinning(tiny_task):
@@ -229,5 +232,5 @@ def test_a_plan_far_below_the_teacher_is_not_promoted_while_a_closer_one_is(tiny
     for i, (accuracy, size) in enumerate(results):
         metrics = Metrics(accuracy=accuracy, size_bytes=size, latency_ms=1.0, params=1, macs=1, fidelity="steps=10")
         searcher.on_trial_complete(str(i), {"final": True, "metrics_json": json.dumps(metrics.to_dict())})
-    promoted = {plan for plan, rung in searcher.promoted if rung == 1}
+    promoted = {plan for plan, rung in searcher.scheduler.promoted if rung == 1}
     assert len(promoted) == 2 and promoted <= set(plans[2:])  # the two small plans are 55-60% down: they stay

@@ -10,7 +10,7 @@ import pytest
 from autocompress.plan import LayerPlan, Plan
 from autocompress.search import rundir
 from autocompress.search.rungs import Rungs
-from autocompress.search.searcher import counts_toward_total, requeue_interrupted
+from autocompress.search.trial_record import TrialRecord, requeue_interrupted
 from tests.conftest import one_clear_line, run_cli
 
 TINY = "tests.fixtures.user_tasks:tiny"
@@ -162,16 +162,16 @@ def test_interrupted_trials_run_again_once_each(tmp_path):
             trial.set_user_attr("error", "ValueError: NaN loss")
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         # plans[1] stays RUNNING: its driver died
-    again = requeue_interrupted(study, Rungs((10,)))
+    again = requeue_interrupted(study, Rungs((10,)).top)
     assert again == [(plans[0], 0), (plans[1], 0)]
     states = [t.state for t in study.trials]
-    assert states[1] == optuna.trial.TrialState.FAIL and not counts_toward_total(study.trials[1])
-    assert counts_toward_total(study.trials[2])
+    assert states[1] == optuna.trial.TrialState.FAIL and not TrialRecord.of(study.trials[1]).counts_toward_total
+    assert TrialRecord.of(study.trials[2]).counts_toward_total
     trial = study.ask()  # plans[0] runs again and completes
     trial.set_user_attr("plan", plans[0].to_dict())
     trial.set_user_attr("rung", 0)
     study.tell(trial, [1.0, 1.0, 1.0])
-    assert requeue_interrupted(study, Rungs((10,))) == [(plans[1], 0)]
+    assert requeue_interrupted(study, Rungs((10,)).top) == [(plans[1], 0)]
 
 
 @pytest.mark.slow

@@ -9,6 +9,8 @@ from autocompress.compressors.pipeline import task_context
 from autocompress.compressors.quantize import calibrate, freeze, prepare_qat
 from autocompress.evaluators.export import export_onnx
 from autocompress.spaces.layers import discover
+from autocompress.search.first_trials import warm_start_plans
+from autocompress.search.proposers.startup import startup_plans
 from autocompress.spaces.space import SearchSpace, applied_params, techniques_used
 
 
@@ -66,10 +68,10 @@ def test_a_single_technique_space_searches_only_its_knobs(digits_task):
     info = task_context(digits_task).discovery
     quant = SearchSpace(info, techniques=("quant",))
     assert quant.param_names() and all(n.startswith("bits/") for n in quant.param_names())
-    assert [p.summary() for p in quant.warm_start_plans()] == ["int8", "int4/8"]  # the recipes of pure quantization
+    assert [p.summary() for p in warm_start_plans(quant)] == ["int8", "int4/8"]  # the recipes of pure quantization
     student = SearchSpace(info, techniques=("student",))
     assert set(student.param_names()) == {"arch/width", "arch/depth/stage1", "arch/depth/stage2"}
-    assert student.warm_start_plans() == []
+    assert warm_start_plans(student) == []
     plan = student.plan_from_params({"arch/width": 0.5, "arch/depth/stage1": 1, "arch/depth/stage2": 2})
     assert all(layer.bits is None and layer.prune == 0 for _, layer in plan.layers) and plan.width == 0.5
     with pytest.raises(ValueError, match="subset of prune, quant, lowrank, student"):
@@ -80,12 +82,12 @@ def test_startup_plans_try_each_technique_alone_first(digits_task):
     from autocompress.spaces.space import techniques_used
 
     space = SearchSpace(task_context(digits_task).discovery)
-    plans = space.startup_plans(8, seed=0)
+    plans = startup_plans(space, 8, seed=0)
     assert len(plans) == 8
     alone = [techniques_used(p) for p in plans[:4]]
     assert all(used <= {t} for used, t in zip(alone, ["prune", "quant", "lowrank", "student"]))
     assert any(len(techniques_used(p)) >= 2 for p in plans[4:])
-    assert space.startup_plans(8, seed=0) == plans  # seeded
+    assert startup_plans(space, 8, seed=0) == plans  # seeded
     dists = space.distributions()
     for plan in plans:  # every plan is a point of the space
         params = space.params_from_plan(plan)
@@ -118,7 +120,7 @@ def test_an_embedding_looked_up_by_constant_ids_is_left_float_and_the_export_of_
     model, ids = Text().eval(), torch.randint(0, 30, (4, 5))
     space = SearchSpace(discover(model, ids[:1]))
     assert "bits/tokens" in space.param_names() and "bits/positions" not in space.param_names()
-    int8 = space.warm_start_plans()[0]
+    int8 = warm_start_plans(space)[0]
     assert int8.layer("tokens").bits == 8
     prepare_qat(model, {name: lp.bits for name, lp in int8.layers if lp.bits})
     calibrate(model, [ids])
