@@ -85,34 +85,34 @@ def _print_sensitivity(args) -> int:
     return 0
 
 
-# search flag (its argparse dest) -> the SearchSettings keyword it sets
-SETTING_FLAGS = {"sampler": "sampler", "seed": "seed", "steps": "distill.steps", "lr": "distill.lr",
-                 "importance": "importance", "feature_distill": "distill.feature_weight", "techniques": "techniques",
-                 "no_warm_start": "warm_start", "min_steps": "min_steps", "eta": "eta", "optimizer": "distill.optimizer",
-                 "warmup": "distill.warmup_fraction", "no_augment": "distill.augment", "amp": "distill.amp",
-                 "no_sensitivity": "sensitivity", "sensitivity_steps": "sensitivity_steps", "proposals": "proposals",
-                 "no_local_search": "local_search", "no_guide": "guide"}
-NEGATED_FLAGS = ("no_warm_start", "no_augment", "no_sensitivity", "no_local_search", "no_guide")  # given: the setting they name is False
-
-
 def _settings(args, base):
     """``base`` (defaults, or the stored settings on --resume) with the setting flags given."""
     from autocompress.budget import Budget
+    from autocompress.search.setting_names import SEARCH_SETTING_GROUPS, in_group
     from autocompress.search.settings import SearchSettings, distill_config
 
     data = base.to_dict()
-    for dest, keyword in SETTING_FLAGS.items():
-        value = getattr(args, dest)
+    for setting in in_group(*SEARCH_SETTING_GROUPS):
+        value = getattr(args, setting.dest)
         if value is None:
             continue
-        if dest == "techniques":
+        if setting.kind == "list":
             value = [t.strip() for t in value.split(",") if t.strip()]
-        part, _, name = keyword.rpartition(".")
-        (data[part] if part else data)[name] = (not value) if dest in NEGATED_FLAGS else value
+        part, _, name = setting.keyword.rpartition(".")
+        (data[part] if part else data)[name] = (not value) if setting.negated else value
     given = {k: v for k, v in _budget(args).to_dict().items() if v is not None}
     data["budget"].update(given)
     return SearchSettings(**{**data, "techniques": tuple(data["techniques"]), "distill": distill_config(data["distill"]),
                              "budget": Budget(**data["budget"])})
+
+
+def _execution(args):
+    """Where trials run: the flags given, the rest at ``Execution``'s defaults."""
+    from autocompress.search.setting_names import EXECUTION_GROUP, in_group
+    from autocompress.search.settings import Execution
+
+    given = {s.keyword: getattr(args, s.dest) for s in in_group(EXECUTION_GROUP)}
+    return Execution(**{keyword: value for keyword, value in given.items() if value is not None})
 
 
 def _refresh_report(out: Path) -> None:
@@ -130,15 +130,13 @@ def cmd_search(args) -> int:
     from autocompress.task import load_task
     from autocompress.search import front_table, search
     from autocompress.search.rundir import REPORT_HTML, read_run_json
-    from autocompress.search.settings import Execution, SearchSettings, SettingError
+    from autocompress.search.settings import SearchSettings, SettingError
     from autocompress.search.storage import redact_argv, write_failure
     from autocompress.errors import UsageError
 
     if args.trials < 1:
         raise SettingError("trials", f"must be at least 1, got {args.trials}")
-    execution = Execution(workers=args.workers, address=args.address, cpus_per_trial=args.cpus_per_trial,
-                          gpus_per_trial=args.gpus_per_trial, trial_timeout_s=args.trial_timeout,
-                          latency_resource=args.latency_resource, time_budget_s=args.time_budget)
+    execution = _execution(args)
     out = args.out
     if args.resume and out is None:
         raise SettingError("out", "is needed with --resume: give the run directory to continue")

@@ -10,7 +10,9 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
+
+from autocompress.search.setting_names import (BUDGET_GROUP, EXECUTION_GROUP, RUNGS_GROUP, SCAN_GROUP, SETTINGS_GROUP,
+                                               in_group)
 
 EXAMPLES = """examples:
   autocompress tasks
@@ -24,7 +26,7 @@ EXAMPLES = """examples:
 """
 
 
-VALUE_FLAGS = ("--max-size", "--max-latency", "--min-accuracy")
+VALUE_FLAGS = tuple(setting.flag for setting in in_group(BUDGET_GROUP))  # a negative value is the budget's to refuse
 
 
 class _Parser(argparse.ArgumentParser):
@@ -104,37 +106,7 @@ def _add_search(sub) -> None:
     settings = search_p.add_argument_group(
         "settings (they shape the results; run.json stores them and --resume restores them: give them again "
         "on --resume only with the stored values)")
-    settings.add_argument("--sampler", default=None, help="tpe | nsga2 | random (default: tpe)")
-    settings.add_argument("--seed", type=int, default=None, help="seed of the sampler and of fine-tuning (default: 0)")
-    settings.add_argument("--steps", type=int, default=None,
-                          help="distillation fine-tune steps per candidate (default: 300)")
-    settings.add_argument("--lr", type=float, default=None,
-                          help="learning rate of the fine-tuning (default: the task's, else 2e-3)")
-    settings.add_argument("--importance", default=None, choices=["l1", "l2", "taylor"],
-                          help="channel importance for structured pruning (default: l1)")
-    settings.add_argument("--feature-distill", type=float, default=None, metavar="WEIGHT",
-                          help="weight of feature-based distillation (inputs of the output layer); default 0 = off")
-    settings.add_argument("--optimizer", default=None, choices=["adamw", "sgd"],
-                          help="fine-tuning optimizer: adamw, or sgd with Nesterov momentum 0.9 (default: adamw)")
-    settings.add_argument("--warmup", type=float, default=None, metavar="FRACTION",
-                          help="fraction of the fine-tuning steps spent warming the learning rate up before its "
-                               "cosine decay (default: 0.05)")
-    settings.add_argument("--no-augment", action="store_const", const=True, default=None,
-                          help="fine-tune without the task's training augmentation (e.g. CIFAR crops and flips)")
-    settings.add_argument("--amp", default=None, choices=["bf16"], help="fine-tune in bfloat16 autocast on the "
-                          "trials' GPUs (needs --gpus-per-trial, Ampere or later); default: full precision")
-    settings.add_argument("--techniques", default=None, metavar="LIST",
-                          help="knob families to search, comma-separated: prune, quant (bit-widths), lowrank, "
-                               "student (depth and width); default all, jointly")
-    settings.add_argument("--no-warm-start", action="store_const", const=True, default=None,
-                          help="do not try the known recipes (int8; 50%% prune + int8; shallow int4 student; int4 "
-                               "with the first and last layers int8) first")
-    settings.add_argument("--no-local-search", action="store_const", const=True, default=None,
-                          help="every new plan from the sampler alone; by default every other one is a "
-                               "neighbour (one or two knob steps) of a plan on the measured front")
-    settings.add_argument("--no-guide", action="store_const", const=True, default=None,
-                          help="local search takes a neighbour at random; by default, with the sensitivity scan, "
-                               "of 16 neighbours the one the scan predicts will add most to the front")
+    add_settings(settings, SETTINGS_GROUP)
     search_p.add_argument("--out", default=None, help="run directory (default: runs/<task>)")
     search_p.add_argument("--resume", action="store_true",
                           help="continue the search stored in --out, with its stored settings and storage")
@@ -145,23 +117,7 @@ def _add_search(sub) -> None:
 
 def _execution_args(search_p) -> None:
     run = search_p.add_argument_group("where trials run (Ray)")
-    run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                     help="trials evaluated at once (capped to the CPUs available; default: one per CPU)")
-    run.add_argument("--address", default=None,
-                     help="join an existing Ray cluster at HOST:PORT (started with 'ray start --head'); default: local Ray")
-    run.add_argument("--cpus-per-trial", type=float, default=1.0,
-                     help="CPUs (and torch/ONNX Runtime threads) per trial (default: 1)")
-    run.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPU share a trial fine-tunes on, at most 1 "
-                     "(0.25: four trials per GPU); export and latency stay on the CPU (default: 0)")
-    run.add_argument("--trial-timeout", type=float, default=None, metavar="SECONDS",
-                     help="stop a trial still fine-tuning after this long and store it as failed")
-    run.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                     help="stop the search this long after it starts, the sensitivity scan included (no scan batch "
-                          "starts after a third of it), whatever --trials says (running trials are stored as "
-                          "interrupted; --resume runs them again)")
-    run.add_argument("--latency-resource", default=None, metavar="NAME",
-                     help="measure every latency (and the teacher's) on the Ray node carrying this custom "
-                          "resource, one at a time")
+    add_settings(run, EXECUTION_GROUP)
     run.add_argument("--storage", default=None, metavar="URL",
                      help="database URL for the study (e.g. postgresql://USER:PASSWORD@HOST/DB); default: "
                           "study.db in the run directory. A resume gives the same URL again (the password is never "
@@ -170,23 +126,11 @@ def _execution_args(search_p) -> None:
 
 def _budget_spending_args(search_p) -> None:
     rungs = search_p.add_argument_group("successive halving (settings too: how fine-tuning is spent across plans)")
-    rungs.add_argument("--min-steps", type=int, default=None, metavar="STEPS",
-                       help="fine-tune every new plan for STEPS steps first (rung 0); the best 1 in --eta of a rung "
-                            "(non-dominated on accuracy, size, latency) continue to STEPS x eta, ... up to --steps, "
-                            "from where they stopped (default: off, every plan gets --steps)")
-    rungs.add_argument("--eta", type=int, default=None, metavar="N",
-                       help="the reduction factor: 1 in N results of a rung goes up (default: 3)")
+    add_settings(rungs, RUNGS_GROUP)
     settings = search_p.add_argument_group(
         "sensitivity scan and proposals (settings too: run.json stores them; before the first trial, each knob value "
         "alone is measured like a trial and stored as sensitivity.csv)")
-    settings.add_argument("--no-sensitivity", action="store_const", const=True, default=None,
-                          help="skip the sensitivity scan (e.g. for a baseline search); no --proposals then")
-    settings.add_argument("--sensitivity-steps", type=int, default=None, metavar="STEPS",
-                          help="fine-tuning steps of each sensitivity cell (default: 0, calibration only)")
-    settings.add_argument("--proposals", action="store_const", const=True, default=None,
-                          help="every other new plan is the one the scan's predictor expects to extend the front "
-                               "most (refit as trials finish); default off: on digits its plans have not yet "
-                               "beaten the sampler's (see the README)")
+    add_settings(settings, SCAN_GROUP)
 
 
 def _add_best(sub) -> None:
@@ -228,6 +172,20 @@ def _add_report_and_dashboard(sub) -> None:
 
 
 def budget_args(group) -> None:
-    group.add_argument("--max-size", default=None, metavar="SIZE", help="e.g. 50KB, 1.5MiB (KB = 1000 B, KiB = 1024 B)")
-    group.add_argument("--max-latency", default=None, metavar="TIME", help="e.g. 2ms, 250us, 0.01s")
-    group.add_argument("--min-accuracy", default=None, metavar="ACC", help="e.g. 0.97 or 97%%")
+    add_settings(group, BUDGET_GROUP)
+
+
+KINDS = {"int": int, "float": float, "str": None, "list": None}
+
+
+def add_settings(group, name: str) -> None:
+    """The flags of the settings declared in group ``name`` (``setting_names.SETTINGS``). Their
+    default is None: not given (a resume keeps the stored value; otherwise the setting's own default)."""
+    for setting in in_group(name):
+        if setting.kind == "switch":
+            group.add_argument(setting.flag, action="store_const", const=True, default=None, help=setting.help)
+            continue
+        options = {"type": KINDS[setting.kind]} if KINDS[setting.kind] else {}
+        if setting.choices:
+            options["choices"] = list(setting.choices)
+        group.add_argument(setting.flag, default=None, metavar=setting.metavar, help=setting.help, **options)

@@ -114,3 +114,32 @@ def test_out_that_is_not_a_run_directory_is_refused(tmp_path, cli):
     line = one_clear_line(cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--resume",
                                    "--out", str(tmp_path / "nothing")))
     assert "is not a run directory" in line
+
+
+def test_every_declared_setting_is_a_flag_that_sets_its_keyword():
+    """Settings are declared once (setting_names.SETTINGS): each names a real keyword of
+    SearchSettings (or Budget) or Execution, and its flag, parsed, sets exactly that keyword."""
+    import dataclasses
+
+    from autocompress.cli import _execution, _settings
+    from autocompress.cli_parser import parser
+    from autocompress.search.setting_names import EXECUTION_GROUP, SETTINGS
+    from autocompress.search.settings import Execution, SearchSettings
+
+    sample = {"int": "5", "float": "0.5", "str": "random", "list": "quant"}
+    known = SearchSettings().flat()
+    for setting in SETTINGS:
+        argv = ["search", "--task", "digits", setting.flag]
+        if setting.kind != "switch":
+            value = setting.choices[-1] if setting.choices else sample[setting.kind]
+            argv.append({"--max-size": "5KB", "--max-latency": "2ms", "--min-accuracy": "0.5",
+                         "--address": "127.0.0.1:6379", "--latency-resource": "edge"}.get(setting.flag, value))
+        args = parser().parse_args(argv)
+        if setting.group == EXECUTION_GROUP:
+            assert setting.keyword in {f.name for f in dataclasses.fields(Execution)}
+            assert _execution(args) != Execution(), setting.flag
+            continue
+        assert setting.keyword in known, setting.keyword
+        changed = SearchSettings.differences(_settings(args, SearchSettings()), SearchSettings())
+        follows = {"seed": ["distill.seed"]}.get(setting.keyword, [])  # fine-tuning's seed follows the search's
+        assert list(changed) == [setting.keyword, *follows], (setting.flag, changed)

@@ -40,6 +40,10 @@ from autocompress.spaces.space import TECHNIQUES
 from autocompress.search.setting_names import SettingError, flag_for, spoken_to_python  # noqa: F401
 
 SAMPLERS = ("tpe", "nsga2", "random")
+# settings added after runs were stored: what those runs had in effect (the scan, local search
+# and the guide did not exist: off)
+STORED_BEFORE = {"eta": DEFAULT_ETA, "sensitivity": False, "sensitivity_steps": 0, "proposals": False,
+                 "local_search": False, "guide": False}
 
 
 def _number(name: str, value, *, minimum: float, inclusive: bool = True, integer: bool = False, what: str = ""):
@@ -161,25 +165,21 @@ class SearchSettings:
         return Rungs.between(self.min_steps, self.distill.steps, eta=self.eta)
 
     def to_dict(self) -> dict:
-        return {"sampler": self.sampler, "seed": self.seed, "techniques": list(self.techniques),
-                "importance": self.importance, "warm_start": self.warm_start,
-                "distill": dataclasses.asdict(self.distill), "min_steps": self.min_steps, "eta": self.eta,
-                "budget": self.budget.to_dict(), "sensitivity": self.sensitivity,
-                "sensitivity_steps": self.sensitivity_steps, "proposals": self.proposals,
-                "local_search": self.local_search, "guide": self.guide}
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**data, "techniques": list(self.techniques), "distill": dataclasses.asdict(self.distill),
+                "budget": self.budget.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "SearchSettings":
-        return cls(sampler=data["sampler"], seed=data["seed"], techniques=tuple(data["techniques"]),
-                   importance=data["importance"], warm_start=data["warm_start"],
-                   distill=distill_config(data["distill"]), min_steps=data.get("min_steps", data.get("screen_steps")),
-                   eta=data.get("eta", DEFAULT_ETA),
-                   budget=Budget(**data["budget"]),
-                   sensitivity=data.get("sensitivity", False),  # runs stored before the scan existed had none
-                   sensitivity_steps=data.get("sensitivity_steps", 0),
-                   proposals=data.get("proposals", False),
-                   local_search=data.get("local_search", False),  # runs stored before it existed had none
-                   guide=data.get("guide", False))
+        """The settings ``to_dict`` stored; a setting added since a run was stored takes the value
+        that run had in effect (``STORED_BEFORE``); a stored setting no longer known is ignored."""
+        values = {**STORED_BEFORE, "min_steps": data.get("screen_steps"), **data}  # screen_steps: min_steps's old name
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in values]
+        if missing:
+            raise KeyError(missing[0])
+        values = {f.name: values[f.name] for f in dataclasses.fields(cls)}
+        return cls(**{**values, "techniques": tuple(values["techniques"]), "distill": distill_config(values["distill"]),
+                      "budget": Budget(**values["budget"])})
 
     def flat(self) -> dict:
         """Every setting as ``keyword: value`` (``distill.steps``, ``budget.min_accuracy``, ...)."""
