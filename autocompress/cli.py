@@ -147,7 +147,7 @@ def cmd_search(args) -> int:
     try:
         result = search(task, settings=settings, trials=args.trials, out=out, resume=args.resume,
                         execution=execution, storage=args.storage, task_spec=args.task, data_dir=args.data_dir,
-                        command=shlex.join(["autocompress", *redact_argv(sys.argv[1:])]),
+                        command=shlex.join(["autocompress", *redact_argv(args.argv)]),
                         on_checkpoint=_refresh_report)
     except KeyboardInterrupt:
         return 130
@@ -299,7 +299,9 @@ COMMANDS = {"tasks": cmd_tasks, "inspect": cmd_inspect, "search": cmd_search, "b
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(join_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser().parse_args(join_negative_values(argv))
+    args.argv = argv  # as given: run.json's command
     warnings.filterwarnings("ignore")
     from autocompress.errors import UsageError
 

@@ -1,5 +1,8 @@
-"""Shared fixtures: the digits task with its teacher trained once per test session."""
+"""Shared fixtures: the digits task with its teacher trained once per test session, and one local
+Ray for every search run in this process (``search_here``)."""
 
+import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -38,6 +41,28 @@ def teacher_cache(tmp_path_factory):
     return Path(os.environ["AUTOCOMPRESS_CACHE"])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_ray_for_the_session():
+    """The searches run in this process (``search_here``, ``cli``, ``search()``) share one local Ray:
+    the first starts it, the session's end stops it (a process pays ~4 s to start one and ~3 s to
+    stop it). Its workers import the tests' task factories (``tests.fixtures...``) as a CLI
+    process started by ``run_cli`` does."""
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    yield
+    stop_the_ray_of_this_process()
+
+
+def stop_the_ray_of_this_process() -> None:
+    """Before a test whose subprocess must find no Ray on this machine (``--address auto``); the
+    next search here starts a new one."""
+    import sys
+
+    if "ray" in sys.modules:
+        import ray
+
+        ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def digits_task(teacher_cache):
     from autocompress import load_task
@@ -72,6 +97,21 @@ def one_clear_line(proc) -> str:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("autocompress: error: "), proc.stderr
     return lines[0]
+
+
+def search_here(*args, cwd=None) -> "CliResult":
+    """Run the CLI in this process, as ``run_cli`` runs it in a new one, on the session's one Ray
+    (``one_ray_for_the_session``): for every command that need not be a process of its own (one
+    that is killed, joins a cluster by address, or must load no torch is run with ``run_cli``)."""
+    from autocompress.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd or os.getcwd()), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code
+    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 class CliResult:

@@ -10,7 +10,7 @@ from torch.utils.data import TensorDataset
 
 import autocompress
 from autocompress import DistillConfig, LayerPlan, Plan, Task, UsageError
-from tests.conftest import run_cli
+from tests.conftest import run_cli, search_here
 
 
 class ConvOnly(nn.Module):
@@ -190,5 +190,5 @@ def test_errors_name_the_keyword_to_python_callers_and_the_flag_to_the_cli(tmp_p
         autocompress.search(tiny_task, out=tmp_path / "taken", trials=1)
     assert str(raised.value).startswith("out ") and "--" not in str(raised.value)
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
-    proc = run_cli("search", "--task", "digits", "--out", str(tmp_path / "taken"), "--trials", "1")
+    proc = search_here("search", "--task", "digits", "--out", str(tmp_path / "taken"), "--trials", "1")
     assert proc.returncode == 2 and proc.stderr.splitlines()[-1].startswith("autocompress: error: --out ")

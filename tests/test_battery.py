@@ -6,7 +6,7 @@ that need Ray running (a trial that could never be scheduled)."""
 import pytest
 
 from autocompress.cli import main
-from tests.conftest import one_clear_line, run_cli
+from tests.conftest import one_clear_line, run_cli, search_here, stop_the_ray_of_this_process
 
 TINY = "tests.fixtures.user_tasks:tiny"
 
@@ -84,7 +84,7 @@ def test_a_bad_search_flag_is_one_line_naming_the_flag(args, expected, tmp_path,
 
 @pytest.mark.slow
 def test_a_trial_asking_for_more_cpus_than_any_node_has_is_refused_not_a_hang(tmp_path):
-    proc = run_cli("search", "--task", TINY, "--cpus-per-trial", "64", "--out", str(tmp_path / "run"))
+    proc = search_here("search", "--task", TINY, "--cpus-per-trial", "64", "--out", str(tmp_path / "run"))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "--cpus-per-trial 64: no Ray node has that many CPUs" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
@@ -133,6 +133,7 @@ def test_out_on_a_read_only_file_system_is_one_line(tmp_path, cli):
 
 @pytest.mark.slow
 def test_address_auto_without_a_cluster_is_one_line_and_leaves_no_run_directory(tmp_path):
+    stop_the_ray_of_this_process()  # the in-process searches' Ray would be found
     proc = run_cli("search", "--task", TINY, "--address", "auto", "--out", str(tmp_path / "run"))
     assert "--address auto" in one_clear_line(proc)
     assert not (tmp_path / "run").exists()
@@ -141,7 +142,7 @@ def test_address_auto_without_a_cluster_is_one_line_and_leaves_no_run_directory(
 @pytest.mark.slow
 def test_a_full_disk_during_a_search_is_one_line_that_says_how_to_continue(small_disk):
     out = small_disk / "run"
-    proc = run_cli("search", "--task", TINY, "--trials", "6", "--steps", "3", "--out", str(out))
+    proc = search_here("search", "--task", TINY, "--trials", "6", "--steps", "3", "--out", str(out))
     assert proc.returncode == 2, proc.stdout + proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-2000:]
     assert "cannot write the results in" in proc.stderr and "free space" in proc.stderr
@@ -160,7 +161,7 @@ def test_a_search_killed_before_it_recorded_anything_is_started_again_by_the_sam
     code, err = _run_main(["search", "--task", TINY, "--out", str(out), "--trials", "1", "--resume"], capsys)
     assert code == 2 and "stopped before it recorded anything" in err and "without --resume" in err, err
     assert (out / "teacher" / "model.onnx").read_bytes() == b"half a fil"  # a refusal changes nothing
-    proc = run_cli("search", "--task", TINY, "--out", str(out), "--trials", "1", "--no-sensitivity")
+    proc = search_here("search", "--task", TINY, "--out", str(out), "--trials", "1", "--no-sensitivity")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (out / "run.json").is_file() and (out / "teacher" / "model.onnx").stat().st_size > 100
     mine = tmp_path / "mine"
@@ -190,7 +191,7 @@ def test_a_cache_folder_that_cannot_be_written_is_one_line_before_any_training(t
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny") / "run"
-    proc = run_cli("search", "--task", TINY, "--trials", "2", "--steps", "2", "--no-sensitivity", "--out", str(out))
+    proc = search_here("search", "--task", TINY, "--trials", "2", "--steps", "2", "--no-sensitivity", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out
 

@@ -6,7 +6,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from tests.conftest import one_clear_line, run_cli
+from tests.conftest import one_clear_line, run_cli, search_here
 
 
 @pytest.mark.slow
@@ -27,8 +27,8 @@ def test_inspect_shows_layers_groups_knobs_and_what_is_not_compressed(digits_tas
 @pytest.mark.slow
 def test_search_end_to_end_on_digits(digits_task, tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("search", "--task", "digits", "--trials", "4", "--steps", "20", "--out", str(out),
-                   "--sampler", "nsga2", "--no-sensitivity")  # the scan has its own tests
+    proc = search_here("search", "--task", "digits", "--trials", "4", "--steps", "20", "--out", str(out),
+                       "--sampler", "nsga2", "--no-sensitivity")  # the scan has its own tests
     assert proc.returncode == 0, proc.stderr
     assert "Pareto front" in proc.stdout and "[4/4]" in proc.stdout
     run = json.loads((out / "run.json").read_text())
@@ -48,7 +48,7 @@ def test_search_end_to_end_on_digits(digits_task, tmp_path):
     study = optuna.load_study(study_name="autocompress", storage=f"sqlite:///{out / 'study.db'}")
     assert len(study.trials) == len(trials)  # the database, not the CSV, is the source of truth
 
-    again = run_cli("search", "--task", "digits", "--trials", "6", "--steps", "20", "--out", str(out), "--resume")
+    again = search_here("search", "--task", "digits", "--trials", "6", "--steps", "20", "--out", str(out), "--resume")
     assert again.returncode == 0, again.stderr
     resumed = pd.read_csv(out / "trials.csv")
     assert (resumed["duplicate_of"].isna()).sum() == 6
@@ -58,8 +58,8 @@ def test_search_end_to_end_on_digits(digits_task, tmp_path):
 @pytest.mark.slow
 def test_failing_candidates_are_stored_as_failed_and_the_search_goes_on(tmp_path):
     out = tmp_path / "nan"
-    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:nan_training", "--trials", "3", "--steps", "2",
-                   "--out", str(out), "--no-warm-start")
+    proc = search_here("search", "--task", "tests.fixtures.user_tasks:nan_training", "--trials", "3", "--steps", "2",
+                       "--no-sensitivity", "--out", str(out), "--no-warm-start")
     assert proc.returncode == 0, proc.stderr
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 3 and set(trials["state"]) == {"FAIL"}
@@ -69,8 +69,8 @@ def test_failing_candidates_are_stored_as_failed_and_the_search_goes_on(tmp_path
 
 @pytest.mark.slow
 def test_user_task_factory_runs(tmp_path):
-    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "2", "--steps", "2",
-                   "--out", str(tmp_path / "tiny"))
+    proc = search_here("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "2", "--steps", "2",
+                       "--out", str(tmp_path / "tiny"))
     assert proc.returncode == 0, proc.stderr
     assert len(pd.read_csv(tmp_path / "tiny" / "trials.csv")) == 2
 

@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 
 import autocompress
-from tests.conftest import one_clear_line, run_cli
+from tests.conftest import one_clear_line, run_cli, search_here
 
 
 @pytest.fixture(scope="module")
 def budget_run(tmp_path_factory, digits_task):
     out = tmp_path_factory.mktemp("best") / "run"
-    proc = run_cli("search", "--task", "digits", "--trials", "5", "--steps", "40", "--max-size", "250KB",
-                   "--min-accuracy", "0.5", "--no-sensitivity", "--out", str(out))
+    proc = search_here("search", "--task", "digits", "--trials", "5", "--steps", "40", "--max-size", "250KB",
+                       "--min-accuracy", "0.5", "--no-sensitivity", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out
 

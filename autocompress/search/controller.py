@@ -9,11 +9,11 @@ resumed search runs them again) and keeps the rest.
 A search goes through four steps, each below: open the run (a new one, or the stored one to
 resume, with its settings and its study), the first trials to queue, running them, finishing.
 
-Example (two candidates of the built-in digits task, real Ray, about a minute):
+Example (two candidates of the built-in digits task, real Ray, without the sensitivity scan):
     >>> import tempfile
     >>> from autocompress import DistillConfig, SearchSettings, load_task
     >>> out = tempfile.mkdtemp() + "/run"
-    >>> settings = SearchSettings(distill=DistillConfig(steps=20), warm_start=False)
+    >>> settings = SearchSettings(distill=DistillConfig(steps=20), warm_start=False, sensitivity=False)
     >>> result = search(load_task("digits"), settings=settings, trials=2, out=out, progress=lambda line: None)
     >>> len(result.trials), result.finished
     (2, True)

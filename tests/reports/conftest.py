@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, search_here
 
 CHROMIUM = os.environ.get("AUTOCOMPRESS_CHROMIUM", "/usr/bin/chromium")
 # no connections beyond this machine; a fresh profile every time
@@ -43,8 +43,8 @@ def hostile_run(tmp_path_factory):
     """A real search of the tiny task named <script>alert(1)</script>, whose model fails (with
     markup in the error) when its stem is pruned hard; with a budget and two rungs."""
     out = tmp_path_factory.mktemp("hostile") / "run"
-    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:hostile", "--trials", "12", "--steps", "12",
-                   "--min-steps", "4", "--max-size", "5KB", "--min-accuracy", "0.2", "--out", str(out))
+    proc = search_here("search", "--task", "tests.fixtures.user_tasks:hostile", "--trials", "12", "--steps", "12",
+                       "--min-steps", "4", "--max-size", "5KB", "--min-accuracy", "0.2", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out
 

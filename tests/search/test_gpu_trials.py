@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import ROOT, one_clear_line, run_cli
+from tests.conftest import ROOT, one_clear_line, run_cli, search_here
 from tests.fixtures.gpu_tasks import MARKER_ENV, MESSAGE
 
 TINY = "tests.fixtures.user_tasks:tiny"
@@ -31,7 +31,7 @@ def test_more_than_one_gpu_per_trial_is_refused_in_one_line(cli, tmp_path):
 @pytest.mark.slow
 def test_a_gpu_share_on_a_machine_without_gpus_is_refused_in_one_line(tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("search", "--task", TINY, "--gpus-per-trial", "0.25", "--out", str(out))
+    proc = search_here("search", "--task", TINY, "--gpus-per-trial", "0.25", "--out", str(out))
     line = one_clear_line(proc)
     assert "--gpus-per-trial 0.25: the Ray cluster has 0 GPUs" in line and not out.exists()
 
@@ -40,6 +40,7 @@ def test_a_gpu_share_on_a_machine_without_gpus_is_refused_in_one_line(tmp_path):
 def test_a_trial_out_of_gpu_memory_fails_with_what_to_change_and_the_search_goes_on(tmp_path, monkeypatch):
     monkeypatch.setenv(MARKER_ENV, str(tmp_path / "raised"))
     out = tmp_path / "run"
+    # a process of its own: its Ray workers must see the marker's variable (the session's Ray started before it)
     proc = run_cli("search", "--task", "tests.fixtures.gpu_tasks:out_of_memory_once", "--trials", "3", "--steps", "2",
                    "--workers", "1", "--no-warm-start", "--no-sensitivity", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]

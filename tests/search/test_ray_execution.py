@@ -10,14 +10,14 @@ import time
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, search_here
 
 
 @pytest.mark.slow
 def test_two_workers_run_trials_at_once_and_record_where_and_when(tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "6", "--steps", "300",
-                   "--workers", "2", "--no-warm-start", "--out", str(out))
+    proc = search_here("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "6", "--steps", "300",
+                       "--no-sensitivity", "--workers", "2", "--no-warm-start", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     trials = pd.read_csv(out / "trials.csv")
     assert set(trials["state"]) == {"COMPLETE"}
@@ -32,8 +32,8 @@ def test_two_workers_run_trials_at_once_and_record_where_and_when(tmp_path):
 
 @pytest.mark.slow
 def test_workers_above_the_cpus_are_capped_with_a_warning(tmp_path):
-    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "1", "--steps", "2",
-                   "--workers", "64", "--out", str(tmp_path / "run"))
+    proc = search_here("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "1", "--steps", "2",
+                       "--no-sensitivity", "--workers", "64", "--out", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr
     assert f"running {os.cpu_count()} workers instead of 64" in proc.stdout
 
@@ -44,8 +44,9 @@ def test_a_worker_killed_mid_trial_is_retried_and_nothing_is_lost(tmp_path):
     env_marker = {"AUTOCOMPRESS_TEST_MARKER": str(marker)}
     os.environ.update(env_marker)
     try:
+        # a process of its own: its Ray workers must see the marker's variable (the session's Ray started before it)
         proc = run_cli("search", "--task", "tests.fixtures.user_tasks:dies_once", "--trials", "3", "--steps", "5",
-                       "--workers", "1", "--no-warm-start", "--out", str(tmp_path / "run"))
+                       "--no-sensitivity", "--workers", "1", "--no-warm-start", "--out", str(tmp_path / "run"))
     finally:
         os.environ.pop("AUTOCOMPRESS_TEST_MARKER")
     assert proc.returncode == 0, proc.stderr
@@ -56,8 +57,8 @@ def test_a_worker_killed_mid_trial_is_retried_and_nothing_is_lost(tmp_path):
 
 @pytest.mark.slow
 def test_a_trial_past_its_timeout_is_stored_as_failed(tmp_path):
-    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "2", "--steps", "100000",
-                   "--trial-timeout", "2", "--no-warm-start", "--out", str(tmp_path / "run"))
+    proc = search_here("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "2", "--steps", "100000",
+                       "--no-sensitivity", "--trial-timeout", "2", "--no-warm-start", "--out", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr
     trials = pd.read_csv(tmp_path / "run" / "trials.csv")
     assert len(trials) == 2 and set(trials["state"]) == {"FAIL"}
@@ -88,7 +89,7 @@ def test_resume_after_the_driver_is_killed_between_rungs_keeps_every_finished_tr
     completed = before[before["state"] == "COMPLETE"].set_index("number")
     assert 2 <= len(completed) < 6, "the driver must be killed mid-search for this test to mean anything"
 
-    proc = run_cli(*args, "--resume")
+    proc = search_here(*args, "--resume")
     assert proc.returncode == 0, proc.stderr
     after = pd.read_csv(out / "trials.csv")
     assert (after["state"] == "COMPLETE").sum() == 6
@@ -103,8 +104,8 @@ def test_resume_after_the_driver_is_killed_between_rungs_keeps_every_finished_tr
 @pytest.mark.slow
 def test_rungs_promote_the_front_of_the_rung_below_and_the_front_uses_the_top_rung_only(tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "8", "--steps", "20",
-                   "--min-steps", "4", "--workers", "1", "--no-warm-start", "--out", str(out))
+    proc = search_here("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "8", "--steps", "20",
+                       "--no-sensitivity", "--min-steps", "4", "--workers", "1", "--no-warm-start", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     trials = pd.read_csv(out / "trials.csv")
     screened, full = trials[trials["rung"] == 0], trials[trials["rung"] == 1]
@@ -122,8 +123,8 @@ def test_rungs_promote_the_front_of_the_rung_below_and_the_front_uses_the_top_ru
 @pytest.mark.slow
 def test_time_budget_ends_the_search_cleanly(tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "100000", "--steps", "50",
-                   "--time-budget", "15", "--no-warm-start", "--no-sensitivity", "--out", str(out))
+    proc = search_here("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "100000", "--steps", "50",
+                       "--time-budget", "15", "--no-warm-start", "--no-sensitivity", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "time budget of 15 s spent" in proc.stdout
     trials = pd.read_csv(out / "trials.csv")
@@ -133,7 +134,7 @@ def test_time_budget_ends_the_search_cleanly(tmp_path):
 @pytest.mark.slow
 def test_gpus_the_cluster_lacks_are_refused_and_leave_no_half_run(tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--gpus-per-trial", "1", "--out", str(out))
+    proc = search_here("search", "--task", "tests.fixtures.user_tasks:tiny", "--gpus-per-trial", "1", "--out", str(out))
     assert proc.returncode == 2 and "GPUs, so no trial could ever start" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not out.exists()

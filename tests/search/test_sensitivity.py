@@ -16,9 +16,10 @@ from autocompress.evaluators.measure import onnx_metric, onnx_session
 from autocompress.search.settings import SearchSettings, SettingError, flag_for
 from autocompress.search.sensitivity import SAMPLES, read_table, scan_cells, scan_for_run, scan_in_process
 from autocompress.spaces.space import KERNELS_KNOB, SearchSpace
-from tests.conftest import one_clear_line, run_cli
+from tests.conftest import one_clear_line, run_cli, search_here
 from tests.fixtures.user_tasks import HOSTILE_ERROR
 
+TINY = "tests.fixtures.user_tasks:tiny"  # a small space: its whole scan takes seconds
 TEACHER_VALUE = {"bits": 32, "prune": 0.0, "rank": 1.0, "arch/width": 1.0}
 
 
@@ -36,9 +37,9 @@ def _cells(table: pd.DataFrame) -> set:
 @pytest.fixture(scope="module")
 def scanned_run(digits_task, tmp_path_factory):
     out = tmp_path_factory.mktemp("sensitivity") / "run"
-    proc = run_cli("search", "--task", "digits", "--trials", "1", "--steps", "10", "--no-warm-start", "--sampler", "random",
-                   "--proposals",
-                   "--out", str(out))
+    proc = search_here("search", "--task", "digits", "--trials", "1", "--steps", "10", "--no-warm-start", "--sampler", "random",
+                       "--proposals",
+                       "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out, proc.stdout
 
@@ -119,7 +120,7 @@ def test_resume_reuses_the_stored_cells_and_measures_only_the_missing_ones(scann
     kept = stored[~stored["knob"].str.startswith("rank/")].copy()
     kept.loc[kept["knob"] == "bits/fc", "accuracy"] = 0.125  # a value no measurement gives: must survive
     kept.to_csv(out / "sensitivity.csv", index=False)
-    proc = run_cli("search", "--task", "digits", "--trials", "2", "--out", str(out), "--resume")
+    proc = search_here("search", "--task", "digits", "--trials", "2", "--out", str(out), "--resume")
     assert proc.returncode == 0, proc.stderr
     missing = len(stored) - len(kept)
     assert f"sensitivity scan: {missing} of {len(stored)} cells" in proc.stdout
@@ -144,8 +145,8 @@ def test_a_complete_table_is_reused_without_any_worker(scanned_run, digits_task)
 @pytest.mark.slow
 def test_a_failing_cell_is_stored_with_its_error_and_the_search_goes_on(tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:hostile", "--trials", "2", "--steps", "4",
-                   "--out", str(out))
+    proc = search_here("search", "--task", "tests.fixtures.user_tasks:hostile", "--trials", "2", "--steps", "4",
+                       "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     table = read_table(out)
     failed = table[table["error"].notna()]
@@ -163,8 +164,8 @@ def test_a_failing_cell_is_stored_with_its_error_and_the_search_goes_on(tmp_path
 @pytest.mark.slow
 def test_no_sensitivity_skips_the_scan_and_says_so_in_run_json(tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "1", "--steps", "2",
-                   "--no-sensitivity", "--out", str(out))
+    proc = search_here("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "1", "--steps", "2",
+                       "--no-sensitivity", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert not (out / "sensitivity.csv").exists() and "sensitivity scan" not in proc.stdout
     assert json.loads((out / "run.json").read_text())["settings"]["sensitivity"] is False
@@ -255,15 +256,15 @@ def test_a_short_time_budget_leaves_cells_for_resume_and_resume_adds_only_missin
     """No scan batch starts after a third of --time-budget: with 1 s only the first batch per
     worker runs, the rest is left out of the table (not stored as failed), and --resume adds cells."""
     out = tmp_path / "run"
-    proc = run_cli("search", "--task", "digits", "--trials", "1", "--steps", "2", "--workers", "1",
-                   "--time-budget", "1", "--out", str(out))
+    proc = search_here("search", "--task", TINY, "--trials", "1", "--steps", "2", "--workers", "1",
+                       "--time-budget", "1", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     first = read_table(out)
-    total = len(scan_cells(SearchSpace(task_context(load_task("digits")).discovery)))
+    total = len(scan_cells(SearchSpace(task_context(load_task(TINY)).discovery)))
     assert 0 < len(first) < total and first["error"].isna().all()
     assert f"sensitivity scan: {len(first)} cells in" in proc.stdout
     assert f"({total - len(first)} left unmeasured: no batch starts after 0 s" in proc.stdout
-    resumed = run_cli("search", "--task", "digits", "--trials", "1", "--out", str(out), "--resume")
+    resumed = search_here("search", "--task", TINY, "--trials", "1", "--out", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert f"sensitivity scan: {total - len(first)} of {total} cells" in resumed.stdout
     second = read_table(out)

@@ -14,7 +14,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, search_here
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), Path("/nonexistent"))
 SECRET = "s3cret-pw"
@@ -56,8 +56,8 @@ def postgres_url(tmp_path_factory):
 @pytest.mark.slow
 def test_search_stores_its_study_in_postgresql_without_keeping_the_password(postgres_url, tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "3", "--steps", "5",
-                   "--storage", postgres_url, "--out", str(out))
+    proc = search_here("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "3", "--steps", "5",
+                       "--no-sensitivity", "--storage", postgres_url, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert SECRET not in proc.stdout + proc.stderr
     assert SECRET not in (out / "run.json").read_text() and not (out / "study.db").exists()
@@ -71,8 +71,8 @@ def test_search_stores_its_study_in_postgresql_without_keeping_the_password(post
 
 @pytest.mark.slow
 def test_unreachable_storage_is_one_line_without_the_password(tmp_path):
-    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--out", str(tmp_path / "run"),
-                   "--storage", f"postgresql://ac:{SECRET}@127.0.0.1:{_free_port()}/studies")
+    proc = search_here("search", "--task", "tests.fixtures.user_tasks:tiny", "--out", str(tmp_path / "run"),
+                       "--storage", f"postgresql://ac:{SECRET}@127.0.0.1:{_free_port()}/studies")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "cannot open the database" in proc.stderr and SECRET not in proc.stderr + proc.stdout
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -81,12 +81,12 @@ def test_unreachable_storage_is_one_line_without_the_password(tmp_path):
 @pytest.mark.slow
 def test_resume_of_a_postgresql_study_needs_its_url_and_continues_it(postgres_url, tmp_path):
     out = tmp_path / "run"
-    args = ["search", "--task", "tests.fixtures.user_tasks:tiny", "--steps", "3", "--out", str(out)]
-    assert run_cli(*args, "--trials", "1", "--storage", postgres_url).returncode == 0
-    proc = run_cli(*args, "--trials", "2", "--resume")  # the command Ctrl-C used to print
+    args = ["search", "--task", "tests.fixtures.user_tasks:tiny", "--steps", "3", "--no-sensitivity", "--out", str(out)]
+    assert search_here(*args, "--trials", "1", "--storage", postgres_url).returncode == 0
+    proc = search_here(*args, "--trials", "2", "--resume")  # the command Ctrl-C used to print
     assert proc.returncode == 2 and "give --storage postgresql://ac:PASSWORD@" in proc.stderr
     assert SECRET not in proc.stderr and not (out / "study.db").exists()
-    proc = run_cli(*args, "--trials", "2", "--resume", "--storage", postgres_url)
+    proc = search_here(*args, "--trials", "2", "--resume", "--storage", postgres_url)
     assert proc.returncode == 0, proc.stderr
     assert list(pd.read_csv(out / "trials.csv")["number"]) == [0, 1]
 
@@ -164,9 +164,9 @@ def test_unreachable_cluster_is_one_line_quickly(tmp_path):
 @pytest.mark.slow
 def test_resume_with_another_task_is_refused(tmp_path):
     out = tmp_path / "run"
-    assert run_cli("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "1", "--steps", "2",
-                   "--out", str(out)).returncode == 0
-    proc = run_cli("search", "--task", "tests.fixtures.user_tasks:nan_training", "--resume", "--out", str(out))
+    assert search_here("search", "--task", "tests.fixtures.user_tasks:tiny", "--trials", "1", "--steps", "2",
+                       "--no-sensitivity", "--out", str(out)).returncode == 0
+    proc = search_here("search", "--task", "tests.fixtures.user_tasks:nan_training", "--resume", "--out", str(out))
     assert proc.returncode == 2 and "holds a search of task 'tiny'" in proc.stderr
 
 

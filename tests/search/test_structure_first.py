@@ -122,16 +122,6 @@ def test_a_space_with_no_new_plan_stops_the_search_instead_of_spinning(tiny_task
     assert searcher.suggest("b") == StudySearcher.FINISHED and searcher.exhausted and searcher.finished == 1
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray_stopped_afterwards():
-    """The searches here run in this process and leave its local Ray running: stop it, or a
-    later test's ``--address auto`` would find it."""
-    yield
-    import ray
-
-    ray.shutdown()
-
-
 @pytest.fixture(scope="module")
 def tight_search(tmp_path_factory):
     """A real search (Ray) of the tiny task's student space with a size limit only small

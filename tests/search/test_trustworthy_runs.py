@@ -11,7 +11,7 @@ from autocompress.plan import LayerPlan, Plan
 from autocompress.search import rundir
 from autocompress.search.rungs import Rungs
 from autocompress.search.trial_record import TrialRecord, requeue_interrupted
-from tests.conftest import one_clear_line, run_cli
+from tests.conftest import one_clear_line, run_cli, search_here
 
 TINY = "tests.fixtures.user_tasks:tiny"
 
@@ -33,8 +33,8 @@ def elsewhere_run(tmp_path_factory):
     """A finished 2-trial search whose study lives in a database outside the run directory."""
     folder = tmp_path_factory.mktemp("elsewhere")
     out, url = folder / "run", f"sqlite:///{folder / 'studies.db'}"
-    proc = run_cli("search", "--task", TINY, "--trials", "2", "--steps", "3", "--sampler", "random",
-                   "--storage", url, "--out", str(out))
+    proc = search_here("search", "--task", TINY, "--trials", "2", "--steps", "3", "--sampler", "random",
+                       "--no-sensitivity", "--storage", url, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out, url
 
@@ -69,8 +69,8 @@ def test_resume_with_a_setting_that_differs_from_the_stored_one_is_refused(elsew
 def test_resume_with_the_stored_values_and_storage_continues_the_same_study(elsewhere_run):
     out, url = elsewhere_run
     before = pd.read_csv(out / rundir.TRIALS_CSV)
-    proc = run_cli("search", "--task", TINY, "--trials", "3", "--out", str(out), "--storage", url, "--resume",
-                   "--sampler", "random", "--steps", "3")
+    proc = search_here("search", "--task", TINY, "--trials", "3", "--out", str(out), "--storage", url, "--resume",
+                       "--sampler", "random", "--steps", "3")
     assert proc.returncode == 0, proc.stderr
     after = pd.read_csv(out / rundir.TRIALS_CSV)
     counted = after[after["duplicate_of"].isna()]  # a repeated plan is answered, not counted
@@ -129,7 +129,7 @@ def test_a_second_search_in_a_run_directory_in_use_is_refused(elsewhere_run):
     out, url = elsewhere_run
     before = _snapshot(out)
     with rundir.locked(out):  # what a running search holds (another process, as a user would meet it)
-        proc = run_cli("search", "--task", TINY, "--trials", "5", "--out", str(out), "--storage", url, "--resume")
+        proc = search_here("search", "--task", TINY, "--trials", "5", "--out", str(out), "--storage", url, "--resume")
     _one_line_refusal(proc, "another search is running in")
     assert _snapshot(out) == before
 
@@ -137,10 +137,11 @@ def test_a_second_search_in_a_run_directory_in_use_is_refused(elsewhere_run):
 @pytest.mark.slow
 def test_a_truncated_study_db_is_one_line_on_resume(tmp_path):
     out = tmp_path / "run"
-    assert run_cli("search", "--task", TINY, "--trials", "1", "--steps", "2", "--out", str(out)).returncode == 0
+    assert search_here("search", "--task", TINY, "--trials", "1", "--steps", "2", "--no-sensitivity",
+                       "--out", str(out)).returncode == 0
     db = out / rundir.STUDY_DB
     db.write_bytes(db.read_bytes()[:3000])
-    _one_line_refusal(run_cli("search", "--task", TINY, "--trials", "2", "--out", str(out), "--resume"),
+    _one_line_refusal(search_here("search", "--task", TINY, "--trials", "2", "--out", str(out), "--resume"),
                       "cannot open the study")
 
 
@@ -177,13 +178,14 @@ def test_interrupted_trials_run_again_once_each(tmp_path):
 @pytest.mark.slow
 def test_a_damaged_teacher_record_or_an_empty_or_deleted_study_db_is_refused_and_nothing_is_rewritten(tmp_path):
     out = tmp_path / "run"
-    assert run_cli("search", "--task", TINY, "--trials", "1", "--steps", "2", "--out", str(out)).returncode == 0
+    assert search_here("search", "--task", TINY, "--trials", "1", "--steps", "2", "--no-sensitivity",
+                       "--out", str(out)).returncode == 0
     stored = (out / rundir.RUN_JSON).read_text()
     run = json.loads(stored)
     run["teacher"]["accuracy"] = float("nan")
     (out / rundir.RUN_JSON).write_text(json.dumps(run))
     before = _snapshot(out)
-    _one_line_refusal(run_cli("search", "--task", TINY, "--trials", "2", "--out", str(out), "--resume"),
+    _one_line_refusal(search_here("search", "--task", TINY, "--trials", "2", "--out", str(out), "--resume"),
                       "holds teacher metrics that no measurement gives")
     assert _snapshot(out) == before  # no table rewritten with NaN
     (out / rundir.RUN_JSON).write_text(stored)

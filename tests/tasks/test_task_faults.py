@@ -11,7 +11,7 @@ from torch import nn
 
 from autocompress.spaces.layers import discover, find_head
 from autocompress.task import UsageError, load_task
-from tests.conftest import one_clear_line, run_cli
+from tests.conftest import one_clear_line, run_cli, search_here
 
 FIXTURES = "tests.fixtures.user_tasks"
 
@@ -23,16 +23,16 @@ FIXTURES = "tests.fixtures.user_tasks"
     ("metric_not_a_number", "the task's metric text_score returned str 'high', not a number"),
 ])
 def test_a_metric_that_fails_on_the_teacher_is_the_users_to_fix(tmp_path, factory, expected):
-    line = one_clear_line(run_cli("search", "--task", f"{FIXTURES}:{factory}", "--trials", "1", "--steps", "1",
-                                   "--out", str(tmp_path / "run")))
+    line = one_clear_line(search_here("search", "--task", f"{FIXTURES}:{factory}", "--trials", "1", "--steps", "1",
+                                      "--out", str(tmp_path / "run")))
     assert expected in line and "on the teacher's validation outputs" in line and "make Task.metric" in line
 
 
 @pytest.mark.slow
 def test_a_metric_that_fails_on_a_candidate_fails_that_trial_only(tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("search", "--task", f"{FIXTURES}:metric_fails_on_candidates", "--trials", "2", "--steps", "2",
-                   "--out", str(out), "--no-warm-start")
+    proc = search_here("search", "--task", f"{FIXTURES}:metric_fails_on_candidates", "--trials", "2", "--steps", "2",
+                       "--no-sensitivity", "--out", str(out), "--no-warm-start")
     assert proc.returncode == 0, proc.stderr
     trials = pd.read_csv(out / "trials.csv")
     failed = trials[trials["state"] == "FAIL"]
@@ -65,8 +65,8 @@ def test_a_teacher_whose_output_layer_is_a_convolution_is_searched(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "classes (outputs)" in proc.stdout and "never pruned" in proc.stdout
     out = tmp_path / "run"
-    proc = run_cli("search", "--task", f"{FIXTURES}:conv_head", "--trials", "2", "--steps", "1", "--out", str(out),
-                   "--no-sensitivity")
+    proc = search_here("search", "--task", f"{FIXTURES}:conv_head", "--trials", "2", "--steps", "1", "--out", str(out),
+                       "--no-sensitivity")
     assert proc.returncode == 0, proc.stderr
     assert (pd.read_csv(out / "trials.csv")["state"] == "COMPLETE").sum() == 2
 
