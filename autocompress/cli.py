@@ -268,6 +268,37 @@ def _chosen(run, args):
     return run.candidate(args.trial)
 
 
+def cmd_latency(args) -> int:
+    from autocompress.errors import UsageError
+    from autocompress.evaluators.latency_profile import LatencyProfile
+
+    profile = LatencyProfile(**{s.keyword.partition(".")[2]: getattr(args, s.dest) for s in _latency_settings()
+                                if getattr(args, s.dest) is not None})
+    if args.runs < 1:
+        raise UsageError(f"--runs must be at least 1, got {args.runs}")
+    if not os.path.isfile(args.model):
+        raise UsageError(f"{args.model} is not a file; give an ONNX file (e.g. RUN/artifacts/N/model.onnx)")
+    example = None
+    if args.task:
+        from autocompress import model_io
+        from autocompress.task import load_task
+
+        inputs = load_task(args.task, data_dir=args.data_dir).example_inputs
+        example = {name: tensor.numpy() for name, tensor in zip(model_io.input_names(inputs), model_io.tensors(inputs))}
+    measured = profile.measure(args.model, example=example, runs=args.runs)
+    threads = f"{measured['threads']} thread{'s' if measured['threads'] > 1 else ''}"
+    print(f"{args.model}: {measured['latency_ms']:.4f} ms per run (interquartile range {measured['latency_spread_ms']:.4f} "
+          f"ms) at batch {measured['batch']}, {threads}, provider {measured['provider']}"
+          + (f"; {measured['items_per_s']:,.0f} items/s" if measured["batch"] > 1 else ""))
+    return 0
+
+
+def _latency_settings():
+    from autocompress.search.setting_names import LATENCY_GROUP, in_group
+
+    return in_group(LATENCY_GROUP)
+
+
 def cmd_report(args) -> int:
     import time
 
@@ -294,7 +325,7 @@ def cmd_dashboard(args) -> int:
     return 0
 
 
-COMMANDS = {"tasks": cmd_tasks, "inspect": cmd_inspect, "search": cmd_search, "best": cmd_best,
+COMMANDS = {"tasks": cmd_tasks, "inspect": cmd_inspect, "search": cmd_search, "best": cmd_best, "latency": cmd_latency,
             "report": cmd_report, "dashboard": cmd_dashboard}
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-from autocompress.search.setting_names import (BUDGET_GROUP, EXECUTION_GROUP, RUNGS_GROUP, SCAN_GROUP, SETTINGS_GROUP,
-                                               in_group)
+from autocompress.search.setting_names import (BUDGET_GROUP, EXECUTION_GROUP, LATENCY_GROUP, RUNGS_GROUP, SCAN_GROUP,
+                                               SETTINGS_GROUP, in_group)
 
 EXAMPLES = """examples:
   autocompress tasks
@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   autocompress search --task mypackage.mytask:make_task --trials 100 --sampler nsga2 --out runs/mine
   autocompress inspect --task digits --sensitivity --run runs/digits
   autocompress best runs/digits --max-size 80KB --min-accuracy 0.98 --export shipped/
+  autocompress latency runs/digits/artifacts/3/model.onnx --latency-threads 2 --latency-batch 32
   autocompress report runs/digits --png slides/
   autocompress dashboard runs/digits
 """
@@ -84,6 +85,7 @@ def parser() -> argparse.ArgumentParser:
     _add_search(sub)
     _budget_spending_args(sub.choices["search"])
     _add_best(sub)
+    _add_latency(sub)
     _add_report_and_dashboard(sub)
     return parser
 
@@ -150,6 +152,22 @@ def _add_best(sub) -> None:
     best_p.add_argument("--trial", type=int, default=None, metavar="N",
                         help="take trial N (e.g. picked in the report) instead of choosing under a budget")
     best_p.add_argument("--data-dir", default=None, help="the task's data folder, if it needs one")
+
+
+def _add_latency(sub) -> None:
+    latency_p = sub.add_parser("latency", help="measure any ONNX file's latency and throughput: threads, batch, "
+                                               "execution provider",
+                               description="Measure the latency of an ONNX file as a search measures it (median of "
+                                           "--runs runs after a warm-up), under a latency profile: ONNX Runtime's "
+                                           "threads, the batch and the execution provider; with a batch above 1, "
+                                           "the throughput too. Inputs: the task's example inputs (--task), or "
+                                           "zeros shaped by the file's inputs.")
+    latency_p.add_argument("model", metavar="MODEL.onnx", help="the file to measure (e.g. RUN/artifacts/N/model.onnx)")
+    add_settings(latency_p, LATENCY_GROUP)
+    latency_p.add_argument("--runs", type=int, default=300, help="timed runs (default: 300)")
+    latency_p.add_argument("--task", default=None, help="take the inputs from this task's example inputs (needed "
+                                                        "where an input has a dimension only an example sets)")
+    latency_p.add_argument("--data-dir", default=None, help="the task's data folder, if it needs one")
 
 
 def _add_report_and_dashboard(sub) -> None:

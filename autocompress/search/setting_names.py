@@ -25,6 +25,7 @@ from autocompress.errors import UsageError
 SETTINGS_GROUP = "settings"  # they shape the results: run.json stores them, --resume restores them
 RUNGS_GROUP, SCAN_GROUP = "rungs", "scan"  # settings too, shown in their own --help groups
 BUDGET_GROUP, EXECUTION_GROUP = "budget", "execution"  # a budget (search and best); where trials run
+LATENCY_GROUP = "latency"  # how a latency is measured (the latency command; evaluators.latency_profile)
 SEARCH_SETTING_GROUPS = (SETTINGS_GROUP, RUNGS_GROUP, SCAN_GROUP)  # what ``SearchSettings`` holds
 
 
@@ -110,6 +111,13 @@ SETTINGS = (
        "interrupted; --resume runs them again)", group=EXECUTION_GROUP, kind="float", metavar="SECONDS"),
     _s("latency_resource", "--latency-resource", "measure every latency (and the teacher's) on the Ray node "
        "carrying this custom resource, one at a time", group=EXECUTION_GROUP, metavar="NAME"),
+    _s("latency.threads", "--latency-threads", "ONNX Runtime intra-op threads (default: 1, the measuring thread "
+       "pinned to one core)", group=LATENCY_GROUP, kind="int", metavar="N"),
+    _s("latency.batch", "--latency-batch", "rows per run; throughput (items/s) is reported next to the latency "
+       "(default: 1)", group=LATENCY_GROUP, kind="int", metavar="N"),
+    _s("latency.provider", "--latency-provider", "ONNX Runtime execution provider by short name: cpu (the "
+       "default), openvino, cuda, ...; one that is not installed, or that hands every node to the CPU, is refused",
+       group=LATENCY_GROUP, metavar="NAME"),
 )
 FLAGS = {setting.keyword: setting.flag for setting in SETTINGS}  # keyword (as SettingError names it) -> flag
 
