@@ -21,7 +21,6 @@ import hashlib
 import math
 import numbers
 import os
-import time
 from typing import Callable
 
 import numpy as np
@@ -32,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from autocompress import model_io
+from autocompress.evaluators.latency_profile import timed_runs
 from autocompress.task import one_line
 
 LATENCY_THREADS = 1
@@ -62,28 +62,10 @@ def onnx_session(path: str, *, threads: int = LATENCY_THREADS) -> ort.InferenceS
 
 def latency_ms(session: ort.InferenceSession, example_inputs: model_io.Inputs, *, warmup: int = 20,
                runs: int = 300) -> tuple[float, float]:
-    """(median, interquartile range) of ``runs`` batch-1 runs in milliseconds.
-
-    The measuring thread is pinned to one core meanwhile: measured here, an int8 model that the
-    scheduler moved between cores ran 1.6x slower (0.048 vs 0.030 ms) than the same model pinned.
-    """
+    """(median, interquartile range) of ``runs`` batch-1 runs in milliseconds, the measuring
+    thread pinned to one core (``latency_profile.timed_runs``)."""
     feed = model_io.feed(session, model_io.rows(example_inputs, slice(0, 1)))
-    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    if allowed:
-        os.sched_setaffinity(0, {max(allowed)})
-    try:
-        for _ in range(warmup):
-            session.run(None, feed)
-        times = np.empty(runs)
-        for i in range(runs):
-            start = time.perf_counter_ns()
-            session.run(None, feed)
-            times[i] = time.perf_counter_ns() - start
-    finally:
-        if allowed:
-            os.sched_setaffinity(0, allowed)
-    q1, median, q3 = np.percentile(times / 1e6, [25, 50, 75])
-    return float(median), float(q3 - q1)
+    return timed_runs(session, feed, warmup=warmup, runs=runs, pin=True)
 
 
 def onnx_logits(session: ort.InferenceSession, data: Dataset, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
