@@ -88,6 +88,7 @@ def _print_sensitivity(args) -> int:
 def _settings(args, base):
     """``base`` (defaults, or the stored settings on --resume) with the setting flags given."""
     from autocompress.budget import Budget
+    from autocompress.evaluators.latency_profile import LatencyProfile
     from autocompress.search.setting_names import SEARCH_SETTING_GROUPS, in_group
     from autocompress.search.settings import SearchSettings, distill_config
 
@@ -103,7 +104,7 @@ def _settings(args, base):
     given = {k: v for k, v in _budget(args).to_dict().items() if v is not None}
     data["budget"].update(given)
     return SearchSettings(**{**data, "techniques": tuple(data["techniques"]), "distill": distill_config(data["distill"]),
-                             "budget": Budget(**data["budget"])})
+                             "budget": Budget(**data["budget"]), "latency": LatencyProfile.from_dict(data["latency"])})
 
 
 def _execution(args):

@@ -133,6 +133,9 @@ def _budget_spending_args(search_p) -> None:
         "sensitivity scan and proposals (settings too: run.json stores them; before the first trial, each knob value "
         "alone is measured like a trial and stored as sensitivity.csv)")
     add_settings(settings, SCAN_GROUP)
+    add_settings(search_p.add_argument_group(
+        "latency profile (a setting too: every latency of the search, the teacher's included, is measured so; "
+        "'autocompress latency' measures any file the same way)"), LATENCY_GROUP)
 
 
 def _add_best(sub) -> None:

@@ -129,15 +129,15 @@ def test_every_declared_setting_is_a_flag_that_sets_its_keyword():
     sample = {"int": "5", "float": "0.5", "str": "random", "list": "quant"}
     known = SearchSettings().flat()
     for setting in SETTINGS:
-        if setting.group == LATENCY_GROUP:  # the latency command's (a search measures at the default for now)
-            args = parser().parse_args(["latency", "m.onnx", setting.flag, "2" if setting.kind == "int" else "cuda"])
-            assert getattr(args, setting.dest) in (2, "cuda")
-            continue
+        if setting.group == LATENCY_GROUP:  # the latency command takes them too
+            args = parser().parse_args(["latency", "m.onnx", setting.flag, "5" if setting.kind == "int" else "cuda"])
+            assert getattr(args, setting.dest) in (5, "cuda")
         argv = ["search", "--task", "digits", setting.flag]
         if setting.kind != "switch":
             value = setting.choices[-1] if setting.choices else sample[setting.kind]
             argv.append({"--max-size": "5KB", "--max-latency": "2ms", "--min-accuracy": "0.5",
-                         "--address": "127.0.0.1:6379", "--latency-resource": "edge"}.get(setting.flag, value))
+                         "--address": "127.0.0.1:6379", "--latency-resource": "edge",
+                         "--latency-provider": "cuda"}.get(setting.flag, value))
         args = parser().parse_args(argv)
         if setting.group == EXECUTION_GROUP:
             assert setting.keyword in {f.name for f in dataclasses.fields(Execution)}

@@ -28,7 +28,9 @@ from autocompress.compressors.distill import DistillConfig
 from autocompress.compressors.distill_checkpoint import checkpoint_problem
 from autocompress.compressors.pipeline import Compressed, build, fine_tune
 from autocompress.compressors.quantize import freeze
+from autocompress import model_io
 from autocompress.evaluators.export import export_onnx
+from autocompress.evaluators.latency_profile import LatencyProfile
 from autocompress.evaluators.measure import (MetricError, file_sha256, latency_ms, onnx_metric, onnx_session,
                                              params_and_macs, size_bytes)
 from autocompress.metrics import Metrics
@@ -59,6 +61,19 @@ LatencyMeter = Callable[[str, torch.Tensor], tuple[float, float]]
 def local_latency(path: str, example_inputs: torch.Tensor) -> tuple[float, float]:
     """(median, IQR) latency of an ONNX file, measured in this process."""
     return latency_ms(onnx_session(path), example_inputs)
+
+
+def latency_meter(profile: LatencyProfile) -> LatencyMeter:
+    """The meter of a latency profile: ``local_latency`` for the default (1 thread, batch 1, CPU),
+    else the profile's measurement with the task's example inputs."""
+    if profile == LatencyProfile():
+        return local_latency
+
+    def measure(path: str, example_inputs: torch.Tensor) -> tuple[float, float]:
+        names, tensors = model_io.input_names(example_inputs), model_io.tensors(example_inputs)
+        measured = profile.measure(path, example={n: t.numpy() for n, t in zip(names, tensors)})
+        return measured["latency_ms"], measured["latency_spread_ms"]
+    return measure
 
 
 def measure_artifact(task: Task, path: str, *, split: str = "val",

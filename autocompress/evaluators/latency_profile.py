@@ -38,6 +38,7 @@ from autocompress.errors import UsageError
 PROVIDERS = {"cpu": "CPUExecutionProvider", "openvino": "OpenVINOExecutionProvider", "cuda": "CUDAExecutionProvider",
              "tensorrt": "TensorrtExecutionProvider", "dnnl": "DnnlExecutionProvider",
              "coreml": "CoreMLExecutionProvider", "azure": "AzureExecutionProvider"}
+WARMUP_RUNS, TIMED_RUNS = 20, 300  # every latency: the median of TIMED_RUNS runs after WARMUP_RUNS
 INSTALL = {"openvino": "pip install onnxruntime-openvino (it replaces onnxruntime)",
            "cuda": "pip install onnxruntime-gpu on a machine with an NVIDIA GPU",
            "tensorrt": "pip install onnxruntime-gpu with TensorRT on a machine with an NVIDIA GPU"}
@@ -67,6 +68,20 @@ class LatencyProfile:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LatencyProfile":
+        """From ``to_dict``'s keys; others (run.json describes the measurement around them) are ignored.
+
+        >>> LatencyProfile.from_dict({"threads": 4, "batch": 32, "runtime": "onnxruntime", "runs": 300})
+        LatencyProfile(threads=4, batch=32, provider='cpu', provider_options={})
+        """
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
+    def describe(self) -> dict:
+        """How a latency is measured under this profile, as run.json records it."""
+        return {**self.to_dict(), "runtime": f"onnxruntime {PROVIDERS[self.provider]}", "warmup": WARMUP_RUNS, "runs": TIMED_RUNS,
+                "statistic": "median", "pinned_core": self.threads == 1}
 
     def session(self, path: str):
         """An ONNX Runtime session of ``path`` under this profile (the provider installed: checked)."""
@@ -110,7 +125,8 @@ class LatencyProfile:
             feed[item.name] = np.repeat(row, self.batch, axis=0)
         return feed
 
-    def measure(self, path: str, *, example: dict | None = None, warmup: int = 20, runs: int = 300) -> dict:
+    def measure(self, path: str, *, example: dict | None = None, warmup: int = WARMUP_RUNS,
+                runs: int = TIMED_RUNS) -> dict:
         """Latency (median and interquartile range of ``runs`` runs, ms) and throughput of ``path``.
         One thread: the measuring thread is pinned to one core (see ``measure.latency_ms``);
         more: ONNX Runtime's threads go where the system puts them."""

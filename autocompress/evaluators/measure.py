@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from autocompress import model_io
-from autocompress.evaluators.latency_profile import timed_runs
+from autocompress.evaluators.latency_profile import TIMED_RUNS, WARMUP_RUNS, timed_runs
 from autocompress.task import one_line
 
 LATENCY_THREADS = 1
@@ -60,8 +60,8 @@ def onnx_session(path: str, *, threads: int = LATENCY_THREADS) -> ort.InferenceS
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
-def latency_ms(session: ort.InferenceSession, example_inputs: model_io.Inputs, *, warmup: int = 20,
-               runs: int = 300) -> tuple[float, float]:
+def latency_ms(session: ort.InferenceSession, example_inputs: model_io.Inputs, *, warmup: int = WARMUP_RUNS,
+               runs: int = TIMED_RUNS) -> tuple[float, float]:
     """(median, interquartile range) of ``runs`` batch-1 runs in milliseconds, the measuring
     thread pinned to one core (``latency_profile.timed_runs``)."""
     feed = model_io.feed(session, model_io.rows(example_inputs, slice(0, 1)))

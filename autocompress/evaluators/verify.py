@@ -45,7 +45,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from autocompress.evaluators.evaluate import ARTIFACT_NAME, PLAN_NAME, local_latency, measure_artifact
+from autocompress.evaluators.evaluate import (ARTIFACT_NAME, PLAN_NAME, LatencyMeter, latency_meter, local_latency,
+                                              measure_artifact)
+from autocompress.evaluators.latency_profile import LatencyProfile
 from autocompress.evaluators.measure import file_sha256, onnx_metric, onnx_session, size_bytes
 from autocompress.metrics import Metrics
 from autocompress.evaluators.model_card import model_card
@@ -120,8 +122,10 @@ def _session(path: Path, source: Path):
         raise UsageError(f"{source} is not a model ONNX Runtime can load ({message}); {DAMAGED}") from None
 
 
-def ship_artifact(task: Task, source: str | Path, folder: str | Path, *, recorded: Metrics) -> dict:
-    """Copy ``source`` to ``folder``/model.onnx and measure the copy; its size must be ``recorded``'s."""
+def ship_artifact(task: Task, source: str | Path, folder: str | Path, *, recorded: Metrics,
+                  latency: LatencyMeter = local_latency) -> dict:
+    """Copy ``source`` to ``folder``/model.onnx and measure the copy (its latency with ``latency``,
+    the run's profile); its size must be ``recorded``'s."""
     source, shipped = Path(source), Path(folder) / ARTIFACT_NAME
     if not source.is_file():
         raise UsageError(f"{source} is missing; {DAMAGED}")
@@ -134,16 +138,21 @@ def ship_artifact(task: Task, source: str | Path, folder: str | Path, *, recorde
         raise UsageError(f"{source} is not the file that was measured (its SHA-256 differs from the one recorded, "
                          f"though its size is the same): the file changed after it was measured; {DAMAGED}")
     session = _session(shipped, source)
-    val, latency, spread = measure_artifact(task, str(shipped), split="val")
+    val, median, spread = measure_artifact(task, str(shipped), split="val", latency=latency)
     return {"accuracy_val": val, "accuracy_test": onnx_metric(session, task.test, task.metric), "size_bytes": size,
-            "latency_ms": latency, "latency_iqr_ms": spread}
+            "latency_ms": median, "latency_iqr_ms": spread}
 
 
-def _teacher_now(task: Task, path: Path) -> tuple[float, float]:
+def run_latency(run) -> LatencyMeter:
+    """The latency meter of the profile ``run`` was searched under (runs before profiles: the default)."""
+    return latency_meter(LatencyProfile.from_dict((run.info.get("settings") or {}).get("latency") or {}))
+
+
+def _teacher_now(task: Task, path: Path, latency: LatencyMeter) -> tuple[float, float]:
     """(test accuracy, latency ms) of the run's teacher file, measured here."""
     if not path.is_file():
         raise UsageError(f"{path} (the teacher, measured again for the comparison) is missing; {DAMAGED}")
-    return onnx_metric(_session(path, path), task.test, task.metric), local_latency(str(path), task.example_inputs)[0]
+    return onnx_metric(_session(path, path), task.test, task.metric), latency(str(path), task.example_inputs)[0]
 
 
 def run_task(run, *, task: Task | None = None, data_dir: str | None = None) -> Task:
@@ -168,9 +177,10 @@ def export_candidate(run, candidate, out_dir: str | Path, *, task: Task | None =
     check_target(out_dir, run_dir=run.path)  # refuse before the task is loaded
     task = run_task(run, task=task, data_dir=data_dir)
     with staged_folder(out_dir, run_dir=run.path) as staging:
-        measured = ship_artifact(task, candidate.artifact, staging, recorded=candidate.metrics)
+        latency = run_latency(run)
+        measured = ship_artifact(task, candidate.artifact, staging, recorded=candidate.metrics, latency=latency)
         (staging / PLAN_NAME).write_text(candidate.plan.to_json())
-        teacher_test, teacher_latency = _teacher_now(task, run.teacher_artifact)
+        teacher_test, teacher_latency = _teacher_now(task, run.teacher_artifact, latency)
         teacher = run.teacher
         noise = run.info.get("latency_noise", {}).get("relative_spread", 0.0)
         ok, sentence = latency_verdict(candidate.latency_ms, measured["latency_ms"], noise)

@@ -173,7 +173,6 @@ def new_run_info(*, task, space, settings, execution, workers: int, trials: int,
     from datetime import datetime, timezone
 
     from autocompress.evaluators.evaluate import fidelity_label
-    from autocompress.evaluators.measure import LATENCY_THREADS
     from autocompress.search.pareto import OBJECTIVES
     from autocompress.search.storage import redact
 
@@ -196,9 +195,7 @@ def new_run_info(*, task, space, settings, execution, workers: int, trials: int,
         "study": {"name": study_name, "storage": STUDY_DB if storage is None else redact(storage)},
         "settings": {**settings.to_dict(), "trials": trials, "fidelity": fidelity_label(settings.distill),
                      "execution": {**execution.to_dict(), "workers": workers},
-                     "latency": {"runtime": "onnxruntime CPUExecutionProvider", "threads": LATENCY_THREADS,
-                                 "batch": 1, "warmup": 20, "runs": 300, "statistic": "median", "pinned_core": True,
-                                 "where": where}},
+                     "latency": {**settings.latency.describe(), "where": where}},
         "versions": versions(),
         "machine": machine(),
         "command": command,

@@ -25,8 +25,8 @@ from autocompress.errors import UsageError
 SETTINGS_GROUP = "settings"  # they shape the results: run.json stores them, --resume restores them
 RUNGS_GROUP, SCAN_GROUP = "rungs", "scan"  # settings too, shown in their own --help groups
 BUDGET_GROUP, EXECUTION_GROUP = "budget", "execution"  # a budget (search and best); where trials run
-LATENCY_GROUP = "latency"  # how a latency is measured (the latency command; evaluators.latency_profile)
-SEARCH_SETTING_GROUPS = (SETTINGS_GROUP, RUNGS_GROUP, SCAN_GROUP)  # what ``SearchSettings`` holds
+LATENCY_GROUP = "latency"  # how a latency is measured (search and the latency command; evaluators.latency_profile)
+SEARCH_SETTING_GROUPS = (SETTINGS_GROUP, RUNGS_GROUP, SCAN_GROUP, LATENCY_GROUP)  # what ``SearchSettings`` holds
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from autocompress.compressors.distill import OPTIMIZERS, SCHEDULES, DistillConfi
 from autocompress.devices import AMP_MODES
 from autocompress.plan import IMPORTANCES
 from autocompress.budget import Budget
+from autocompress.evaluators.latency_profile import LatencyProfile
 from autocompress.search.rungs import DEFAULT_ETA, Rungs
 from autocompress.spaces.space import TECHNIQUES
 # how settings are named (keyword, flag) lives in setting_names; these names stay importable from here
@@ -43,7 +44,7 @@ SAMPLERS = ("tpe", "nsga2", "random")
 # settings added after runs were stored: what those runs had in effect (the scan, local search
 # and the guide did not exist: off)
 STORED_BEFORE = {"eta": DEFAULT_ETA, "sensitivity": False, "sensitivity_steps": 0, "proposals": False,
-                 "local_search": False, "guide": False}
+                 "local_search": False, "guide": False, "latency": {}}
 
 
 def _number(name: str, value, *, minimum: float, inclusive: bool = True, integer: bool = False, what: str = ""):
@@ -108,6 +109,8 @@ class SearchSettings:
     cell (0: calibration only). local_search: every other new plan is a neighbour (one or two
     knob steps) of a plan on the measured front (``mutations``). guide: with the scan, local
     search runs, of 16 neighbours, the one the scan's predictor expects to add most to the front.
+    latency: how every latency of the search is measured (``LatencyProfile``: threads, batch,
+    execution provider); the default is one pinned thread at batch 1 on the CPU.
     """
 
     sampler: str = "tpe"
@@ -124,6 +127,7 @@ class SearchSettings:
     proposals: bool = False
     local_search: bool = True
     guide: bool = True
+    latency: LatencyProfile = field(default_factory=LatencyProfile)
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -147,6 +151,8 @@ class SearchSettings:
                                             "or drop --proposals")
         if not isinstance(self.distill, DistillConfig) or not isinstance(self.budget, Budget):
             raise SettingError("distill", "must be a DistillConfig and budget a Budget")
+        if not isinstance(self.latency, LatencyProfile):
+            raise SettingError("latency", f"must be a LatencyProfile, got {type(self.latency).__name__}")
         distill = distill_config({**dataclasses.asdict(self.distill), "seed": self.seed})
         object.__setattr__(self, "distill", distill)
         _number("eta", self.eta, minimum=2, integer=True)
@@ -167,7 +173,7 @@ class SearchSettings:
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return {**data, "techniques": list(self.techniques), "distill": dataclasses.asdict(self.distill),
-                "budget": self.budget.to_dict()}
+                "budget": self.budget.to_dict(), "latency": self.latency.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "SearchSettings":
@@ -179,13 +185,13 @@ class SearchSettings:
             raise KeyError(missing[0])
         values = {f.name: values[f.name] for f in dataclasses.fields(cls)}
         return cls(**{**values, "techniques": tuple(values["techniques"]), "distill": distill_config(values["distill"]),
-                      "budget": Budget(**values["budget"])})
+                      "budget": Budget(**values["budget"]), "latency": LatencyProfile.from_dict(values["latency"])})
 
     def flat(self) -> dict:
         """Every setting as ``keyword: value`` (``distill.steps``, ``budget.min_accuracy``, ...)."""
         data = self.to_dict()
         flat = {k: v for k, v in data.items() if not isinstance(v, dict)}
-        for part in ("distill", "budget"):
+        for part in ("distill", "budget", "latency"):
             flat.update({f"{part}.{k}": v for k, v in data[part].items()})
         return flat
 

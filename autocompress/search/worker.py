@@ -23,7 +23,7 @@ import os
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,8 @@ from autocompress.budget import Budget
 from autocompress.compressors.distill import DistillConfig
 from autocompress.compressors.pipeline import share_discovery
 from autocompress.devices import CPU, current_trial_device, release_gpu_memory, trial_error
-from autocompress.evaluators.evaluate import CHECKPOINT_NAME, evaluate, local_latency
+from autocompress.evaluators.evaluate import CHECKPOINT_NAME, evaluate, latency_meter
+from autocompress.evaluators.latency_profile import LatencyProfile
 from autocompress.plan import Plan
 from autocompress.search.rundir import ARTIFACTS
 from autocompress.task import Task, load_task
@@ -55,6 +56,7 @@ class Job:
     run_id: str = "default"  # names the node-local flag that pauses training during measurements
     latency_actor: Any = None  # a LatencyActor handle, or None to measure in the trial
     budget: Budget | None = None  # plans over its size or latency limit are not fine-tuned
+    latency_profile: LatencyProfile = field(default_factory=LatencyProfile)  # how every latency is measured
     checkpoints: bool = False  # keep each trial's fine-tuning state (a promotion continues from it)
     discovery: Any = None  # the driver's spaces.layers.Discovery of the teacher: workers do not redo it
 
@@ -130,24 +132,32 @@ class LatencyActor:
     def node(self) -> str:
         return node_name()
 
-    def measure(self, model_bytes: bytes, example_inputs: torch.Tensor) -> tuple[float, float]:
+    def measure(self, model_bytes: bytes, example_inputs: torch.Tensor,
+                profile: LatencyProfile | None = None) -> tuple[float, float]:
         with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
             f.write(model_bytes)
             f.flush()
             self.flag.touch()
             try:
                 time.sleep(0.02)  # let trainers reach the end of their current step
-                return local_latency(f.name, example_inputs)
+                return latency_meter(profile or LatencyProfile())(f.name, example_inputs)
             finally:
                 self.flag.unlink(missing_ok=True)
 
 
-def remote_latency(actor):
+def remote_latency(actor, profile: LatencyProfile | None = None):
     """A latency meter that sends the file's bytes to ``actor`` and waits for its answer."""
     def measure(path: str, example_inputs: torch.Tensor) -> tuple[float, float]:
         with open(path, "rb") as f:
-            return ray.get(actor.measure.remote(f.read(), example_inputs))
+            return ray.get(actor.measure.remote(f.read(), example_inputs, profile))
     return measure
+
+
+def job_latency(job: "Job"):
+    """The latency meter of a trial or scan cell of ``job``: its actor's, else measured here."""
+    if job.latency_actor is not None:
+        return remote_latency(job.latency_actor, job.latency_profile)
+    return latency_meter(job.latency_profile)
 
 
 def _continued(job: Job, config: dict) -> Path | None:
@@ -177,7 +187,7 @@ def evaluate_trial(config: dict, job: Job) -> None:
         task = worker_task(job)
         plan = Plan.from_dict(config["plan"])
         distill = DistillConfig(**{**job.distill.__dict__, **config.get("distill", {})})
-        latency = remote_latency(job.latency_actor) if job.latency_actor is not None else local_latency
+        latency = job_latency(job)
         flag = quiet_flag(job.run_id)
         last_report = [time.perf_counter()]
 
