@@ -103,8 +103,9 @@ def _settings(args, base):
         (data[part] if part else data)[name] = (not value) if setting.negated else value
     given = {k: v for k, v in _budget(args).to_dict().items() if v is not None}
     data["budget"].update(given)
-    return SearchSettings(**{**data, "techniques": tuple(data["techniques"]), "distill": distill_config(data["distill"]),
-                             "budget": Budget(**data["budget"]), "latency": LatencyProfile.from_dict(data["latency"])})
+    parts = {"techniques": tuple(data["techniques"]), "distill": distill_config(data["distill"]),
+             "budget": Budget(**data["budget"]), "latency": LatencyProfile.from_dict(data["latency"])}
+    return SearchSettings(**{**data, **parts})
 
 
 def _execution(args):
@@ -167,7 +168,7 @@ def cmd_search(args) -> int:
     print(f"\nPareto front ({len(result.pareto)} of {len(result.trials)} trials; {failed} failed) "
           f"vs teacher: accuracy {result.teacher.accuracy:.4f}, {result.teacher.size_bytes / 1024:.1f} KB, "
           f"{result.teacher.latency_ms:.4f} ms")
-    print(front_table(result.pareto, result.teacher))
+    print(front_table(result.pareto, result.teacher, batch=settings.latency.batch))
     print(f"\nrun directory: {result.run_dir} (trials.csv, pareto.csv, artifacts/<trial>/model.onnx)")
     report = result.run_dir / REPORT_HTML
     if report.is_file():
@@ -288,8 +289,8 @@ def cmd_latency(args) -> int:
         example = {name: tensor.numpy() for name, tensor in zip(model_io.input_names(inputs), model_io.tensors(inputs))}
     measured = profile.measure(args.model, example=example, runs=args.runs)
     threads = f"{measured['threads']} thread{'s' if measured['threads'] > 1 else ''}"
-    print(f"{args.model}: {measured['latency_ms']:.4f} ms per run (interquartile range {measured['latency_spread_ms']:.4f} "
-          f"ms) at batch {measured['batch']}, {threads}, provider {measured['provider']}"
+    print(f"{args.model}: {measured['latency_ms']:.4f} ms per run (interquartile range "
+          f"{measured['latency_spread_ms']:.4f} ms) at batch {measured['batch']}, {threads}, provider {measured['provider']}"
           + (f"; {measured['items_per_s']:,.0f} items/s" if measured["batch"] > 1 else ""))
     return 0
 

@@ -338,7 +338,7 @@ class _Checkpoint:
     def trial_finished(self, frozen: optuna.trial.FrozenTrial) -> None:
         s = self.session
         s.progress(progress_line(self.searcher.finished, s.trials, frozen, s.teacher,
-                                  rungs=len(self.searcher.scheduler.rungs.steps)))
+                                  rungs=len(self.searcher.scheduler.rungs.steps), batch=s.settings.latency.batch))
         self.tables()
         if time.perf_counter() - self.last >= CHECKPOINT_EVERY_S:
             self.call()

@@ -20,9 +20,10 @@ from autocompress.metrics import Metrics
 from autocompress.search.trial_record import TrialRecord
 
 
-def progress_line(done: int, total: int, frozen: optuna.trial.FrozenTrial, teacher: Metrics, *, rungs: int = 1
-                  ) -> str:
-    """``[done/total] trial N  acc ... size ... latency ...  seconds  plan`` (or why it failed)."""
+def progress_line(done: int, total: int, frozen: optuna.trial.FrozenTrial, teacher: Metrics, *, rungs: int = 1,
+                  batch: int = 1) -> str:
+    """``[done/total] trial N  acc ... size ... latency ...  seconds  plan`` (or why it failed);
+    measured at a ``batch`` above 1, the throughput follows the latency."""
     saved = TrialRecord.of(frozen)
     rung = f"rung {saved.rung}" if rungs > 1 and saved.rung is not None else ""
     head = f"[{done:>{len(str(total))}}/{total}] trial {frozen.number:<3}" + (f" {rung:<6}" if rung else "")
@@ -34,13 +35,23 @@ def progress_line(done: int, total: int, frozen: optuna.trial.FrozenTrial, teach
     metrics, plan = Metrics.from_dict(saved.metrics), saved.plan
     return (f"{head} acc {metrics.accuracy:.4f} ({(metrics.accuracy - teacher.accuracy) * 100:+.1f} pt)  "
             f"size {metrics.size_bytes / 1024:7.1f} KB ({teacher.size_bytes / metrics.size_bytes:4.1f}x)  "
-            f"latency {metrics.latency_ms:.4f} ms ({teacher.latency_ms / metrics.latency_ms:4.2f}x)  "
+            f"latency {metrics.latency_ms:.4f} ms ({teacher.latency_ms / metrics.latency_ms:4.2f}x)"
+            f"{throughput(metrics.latency_ms, batch)}  "
             f"{seconds:5.1f}s  {plan.summary() if plan else ''}"
             + ("  (over the budget: not fine-tuned)" if "not fine-tuned" in metrics.notes else ""))
 
 
-def front_table(front: pd.DataFrame, teacher: Metrics) -> str:
-    """The Pareto front as text, with ratios against the teacher."""
+def throughput(latency_ms: float, batch: int) -> str:
+    """`` = N items/s`` for a latency per run of ``batch`` rows above 1, else nothing.
+
+    >>> throughput(2.0, 32), throughput(2.0, 1)
+    (' = 16,000 items/s', '')
+    """
+    return f" = {batch * 1000.0 / latency_ms:,.0f} items/s" if batch > 1 else ""
+
+
+def front_table(front: pd.DataFrame, teacher: Metrics, *, batch: int = 1) -> str:
+    """The Pareto front as text, with ratios against the teacher (and throughput at a batch above 1)."""
     if front.empty:
         return "no complete trials at full fidelity yet"
     table = pd.DataFrame({
@@ -52,4 +63,6 @@ def front_table(front: pd.DataFrame, teacher: Metrics) -> str:
         "latency": front["latency_ms"].map("{:.4f} ms".format),
         "faster": (teacher.latency_ms / front["latency_ms"]).map("{:.2f}x".format),
     })
+    if batch > 1:
+        table["items/s"] = (batch * 1000.0 / front["latency_ms"]).map("{:,.0f}".format)
     return table.to_string(index=False)

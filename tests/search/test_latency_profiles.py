@@ -52,6 +52,8 @@ def test_the_profile_is_stored_restored_on_resume_and_another_one_is_refused(tmp
     proc = search_here("search", "--task", TINY, "--trials", "1", "--steps", "2", "--no-sensitivity",
                        "--latency-threads", "2", "--latency-batch", "8", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
+    assert "items/s" in proc.stdout.split("Pareto front")[0]  # each trial's line: the throughput at batch 8
+    assert "items/s" in proc.stdout.split("Pareto front")[1]  # and the front's column
     stored = json.loads((out / "run.json").read_text())["settings"]["latency"]
     assert LatencyProfile.from_dict(stored) == LatencyProfile(threads=2, batch=8)
     assert stored["runtime"] == "onnxruntime CPUExecutionProvider" and stored["pinned_core"] is False
