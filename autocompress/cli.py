@@ -87,10 +87,8 @@ def _print_sensitivity(args) -> int:
 
 def _settings(args, base):
     """``base`` (defaults, or the stored settings on --resume) with the setting flags given."""
-    from autocompress.budget import Budget
-    from autocompress.evaluators.latency_profile import LatencyProfile
     from autocompress.search.setting_names import SEARCH_SETTING_GROUPS, in_group
-    from autocompress.search.settings import SearchSettings, distill_config
+    from autocompress.search.settings import SearchSettings
 
     data = base.to_dict()
     for setting in in_group(*SEARCH_SETTING_GROUPS):
@@ -103,9 +101,7 @@ def _settings(args, base):
         (data[part] if part else data)[name] = (not value) if setting.negated else value
     given = {k: v for k, v in _budget(args).to_dict().items() if v is not None}
     data["budget"].update(given)
-    parts = {"techniques": tuple(data["techniques"]), "distill": distill_config(data["distill"]),
-             "budget": Budget(**data["budget"]), "latency": LatencyProfile.from_dict(data["latency"])}
-    return SearchSettings(**{**data, **parts})
+    return SearchSettings.from_dict(data)
 
 
 def _execution(args):
@@ -273,9 +269,10 @@ def _chosen(run, args):
 def cmd_latency(args) -> int:
     from autocompress.errors import UsageError
     from autocompress.evaluators.latency_profile import LatencyProfile
+    from autocompress.search.setting_names import LATENCY_GROUP, in_group
 
-    profile = LatencyProfile(**{s.keyword.partition(".")[2]: getattr(args, s.dest) for s in _latency_settings()
-                                if getattr(args, s.dest) is not None})
+    given = {s.keyword.partition(".")[2]: getattr(args, s.dest) for s in in_group(LATENCY_GROUP)}
+    profile = LatencyProfile(**{name: value for name, value in given.items() if value is not None})
     if args.runs < 1:
         raise UsageError(f"--runs must be at least 1, got {args.runs}")
     if not os.path.isfile(args.model):
@@ -285,20 +282,13 @@ def cmd_latency(args) -> int:
         from autocompress import model_io
         from autocompress.task import load_task
 
-        inputs = load_task(args.task, data_dir=args.data_dir).example_inputs
-        example = {name: tensor.numpy() for name, tensor in zip(model_io.input_names(inputs), model_io.tensors(inputs))}
+        example = model_io.arrays(load_task(args.task, data_dir=args.data_dir).example_inputs)
     measured = profile.measure(args.model, example=example, runs=args.runs)
     threads = f"{measured['threads']} thread{'s' if measured['threads'] > 1 else ''}"
     print(f"{args.model}: {measured['latency_ms']:.4f} ms per run (interquartile range "
           f"{measured['latency_spread_ms']:.4f} ms) at batch {measured['batch']}, {threads}, provider {measured['provider']}"
           + (f"; {measured['items_per_s']:,.0f} items/s" if measured["batch"] > 1 else ""))
     return 0
-
-
-def _latency_settings():
-    from autocompress.search.setting_names import LATENCY_GROUP, in_group
-
-    return in_group(LATENCY_GROUP)
 
 
 def cmd_report(args) -> int:

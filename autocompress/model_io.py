@@ -91,6 +91,11 @@ def class_axis(outputs_shape: tuple, labels_shape: tuple) -> int:
     return -1
 
 
+def arrays(inputs: Inputs) -> dict:
+    """Every input tensor as a NumPy array under its ONNX input name (``input_names``)."""
+    return {name: tensor.numpy() for name, tensor in zip(input_names(inputs), tensors(inputs))}
+
+
 def input_names(inputs: Inputs) -> list[str]:
     """The ONNX input names for ``inputs`` (see the module docstring)."""
     if isinstance(inputs, dict):

@@ -70,8 +70,7 @@ def latency_meter(profile: LatencyProfile) -> LatencyMeter:
         return local_latency
 
     def measure(path: str, example_inputs: torch.Tensor) -> tuple[float, float]:
-        names, tensors = model_io.input_names(example_inputs), model_io.tensors(example_inputs)
-        measured = profile.measure(path, example={n: t.numpy() for n, t in zip(names, tensors)})
+        measured = profile.measure(path, example=model_io.arrays(example_inputs))
         return measured["latency_ms"], measured["latency_spread_ms"]
     return measure
 

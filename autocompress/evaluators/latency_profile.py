@@ -80,8 +80,8 @@ class LatencyProfile:
 
     def describe(self) -> dict:
         """How a latency is measured under this profile, as run.json records it."""
-        return {**self.to_dict(), "runtime": f"onnxruntime {PROVIDERS[self.provider]}", "warmup": WARMUP_RUNS, "runs": TIMED_RUNS,
-                "statistic": "median", "pinned_core": self.threads == 1}
+        return {**self.to_dict(), "runtime": f"onnxruntime {PROVIDERS[self.provider]}", "warmup": WARMUP_RUNS,
+                "runs": TIMED_RUNS, "statistic": "median", "pinned_core": self.threads == 1}
 
     def session(self, path: str):
         """An ONNX Runtime session of ``path`` under this profile (the provider installed: checked)."""
@@ -92,12 +92,7 @@ class LatencyProfile:
             how = INSTALL.get(self.provider, "install an onnxruntime package built with it")
             raise UsageError(f"latency provider {self.provider!r} is not installed in this ONNX Runtime "
                              f"({', '.join(ort.get_available_providers())}); {how}, or measure with --latency-provider cpu")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
+        options = session_options(self.threads)
         extra = {k: str(v) for k, v in self.provider_options.items()}
         providers = [(wanted, extra)] + ([] if wanted == PROVIDERS["cpu"] else [PROVIDERS["cpu"]])
         try:
@@ -161,6 +156,20 @@ class LatencyProfile:
                              f"(ONNX Runtime gave them all to {', '.join(sorted(used)) or 'the CPU'}): a latency "
                              "measured so would be the CPU's; measure with --latency-provider cpu, or on a machine "
                              "where the provider runs this model")
+
+
+def session_options(threads: int):
+    """ONNX Runtime's options for every measurement: ``threads`` intra-op threads, sequential,
+    every graph optimization, quiet."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return options
 
 
 def timed_runs(session, feed: dict, *, warmup: int, runs: int, pin: bool) -> tuple[float, float]:

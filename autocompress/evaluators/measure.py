@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from autocompress import model_io
-from autocompress.evaluators.latency_profile import TIMED_RUNS, WARMUP_RUNS, timed_runs
+from autocompress.evaluators.latency_profile import TIMED_RUNS, WARMUP_RUNS, session_options, timed_runs
 from autocompress.task import one_line
 
 LATENCY_THREADS = 1
@@ -51,13 +51,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def onnx_session(path: str, *, threads: int = LATENCY_THREADS) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(path, session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def latency_ms(session: ort.InferenceSession, example_inputs: model_io.Inputs, *, warmup: int = WARMUP_RUNS,

@@ -35,7 +35,7 @@ from autocompress.metrics import Metrics
 from autocompress.plan import Plan
 from autocompress.search.first_trials import FITTED, fitted_to_budget
 from autocompress.search.proposers import Proposer, next_plan
-from autocompress.search.proposers.history import History
+from autocompress.search.proposers.history import History, tried
 from autocompress.search.proposers.startup import StartupPlans
 from autocompress.search.rungs import Rungs
 from autocompress.search.scheduler import HalvingScheduler
@@ -133,8 +133,7 @@ class StudySearcher(Searcher):
             self.seen.setdefault((plan, rung), saved)
             smaller = fitted_to_budget(saved, space=self.space, budget=self.budget, weights=self.fit_weights) \
                 if rung == 0 else None
-            tried = {p for p, _ in self.seen} | {p for _, p, _ in self.running.values()}
-            if smaller is not None and smaller not in tried:
+            if smaller is not None and smaller not in tried(self.seen, (p for _, p, _ in self.running.values())):
                 self.queue.insert(0, (smaller, 0))
                 self.sources[(smaller, 0)] = FITTED
             if rung < self.scheduler.rungs.top:

@@ -36,7 +36,7 @@ class History:
 
     def tried(self) -> set[Plan]:
         """Plans finished on any rung or running now."""
-        return {plan for plan, _ in self.seen} | set(self.running)
+        return tried(self.seen, self.running)
 
     def on_top(self) -> list[tuple[Plan, TrialRecord]]:
         """The plans finished on the top rung, with their trials."""
@@ -49,3 +49,8 @@ class History:
             by_rung.setdefault(rung, []).append((record.params, record.metrics))
         enough = [r for r, rows in by_rung.items() if len(rows) >= FIT_MIN_TRIALS]
         return predictor.refit(by_rung[max(enough)]) if enough else predictor
+
+
+def tried(seen: dict, running) -> set[Plan]:
+    """The plans of ``seen`` ((plan, rung) keys) and ``running`` (plans): every plan tried so far."""
+    return {plan for plan, _ in seen} | set(running)
