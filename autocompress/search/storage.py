@@ -52,8 +52,10 @@ def sqlite_url(run_dir: Path) -> str:
 
 
 def check_study_file(run_dir: Path) -> None:
-    """The run's study.db must be there and hold an Optuna study. Checked read-only, so a
-    missing, empty or foreign file is refused without a database being written in its place.
+    """The run's study.db must be there and hold an Optuna study. Opened without create, so a
+    missing, empty or foreign file is refused without a database being written in its place;
+    read-write where it can be, so the journal of a writer killed mid-transaction (a killed
+    driver's) is rolled back as SQLite does on any open, instead of refusing a sound study.
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp()); (folder / STUDY_DB).write_bytes(b"")
@@ -71,7 +73,7 @@ def check_study_file(run_dir: Path) -> None:
         raise UsageError(f"cannot open the study of {run_dir}: its {STUDY_DB} is "
                          f"{'empty' if path.is_file() else 'missing'}, so every trial it stored is gone; {fix}")
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)) as db:
+        with contextlib.closing(sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=rw", uri=True)) as db:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.Error as exc:
         raise UsageError(f"cannot open the study of {run_dir}: its {STUDY_DB} is not a readable SQLite "

@@ -3,6 +3,9 @@ settings or is refused, run.json carries a schema, one search per run directory,
 trials run again, and nothing in the run directory holds a credential."""
 
 import json
+import subprocess
+import sys
+
 import optuna
 import pandas as pd
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from autocompress.plan import LayerPlan, Plan
 from autocompress.search import rundir
 from autocompress.search.rungs import Rungs
+from autocompress.search.storage import check_study_file
 from autocompress.search.trial_record import TrialRecord, requeue_interrupted
 from tests.conftest import one_clear_line, run_cli, search_here
 
@@ -143,6 +147,26 @@ def test_a_truncated_study_db_is_one_line_on_resume(tmp_path):
     db.write_bytes(db.read_bytes()[:3000])
     _one_line_refusal(search_here("search", "--task", TINY, "--trials", "2", "--out", str(out), "--resume"),
                       "cannot open the study")
+
+
+def test_a_study_db_left_mid_write_by_a_killed_process_is_opened_with_every_committed_trial(tmp_path):
+    """A driver killed inside a write leaves study.db with a hot journal; the resume's check rolls
+    it back as SQLite would (a read-only open cannot, and refused a sound study: CI met it)."""
+    db = tmp_path / rundir.STUDY_DB
+    study = optuna.create_study(storage=f"sqlite:///{db}", study_name="s")
+    study.enqueue_trial({"x": 1.0})
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 2), n_trials=2)
+    writer = ("import os, sqlite3\n"
+              f"db = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+              "db.execute('pragma cache_size=1'); db.execute('begin')\n"
+              "for i in range(3000): db.execute('insert into study_user_attributes (study_id, key, value_json) "
+              "values (1, ?, ?)', (str(i), 'x' * 200))\n"
+              "os._exit(9)\n")
+    assert subprocess.run([sys.executable, "-c", writer]).returncode == 9
+    assert (tmp_path / f"{rundir.STUDY_DB}-journal").stat().st_size > 0  # the killed writer's journal
+    check_study_file(tmp_path)
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{db}")
+    assert [t.value for t in study.trials] == [1.0, study.trials[1].params["x"]] and not study.user_attrs
 
 
 def test_interrupted_trials_run_again_once_each(tmp_path):
