@@ -11,6 +11,9 @@ Example:
     {'size_bytes': 10000.0}
     >>> parse_size("1.5 MiB"), parse_latency("250us")
     (1572864, 0.25)
+    >>> served = Budget.parse(max_latency="5ms@server")  # under the search's extra profile 'server'
+    >>> served.describe(), served.violations({"latency_ms": 1.0, "latency_ms@server": 6.0})
+    ('latency@server <= 5 ms', {'latency_ms@server': 1.0})
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import re
 from dataclasses import asdict, dataclass
 
 from autocompress.errors import UsageError
+from autocompress.metrics import latency_key
 
 SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
@@ -61,6 +65,19 @@ def parse_latency(text: str) -> float:
     return _parse(text, TIME_UNITS, "--max-latency", "2ms or 250us")
 
 
+def parse_latency_limit(text: str) -> tuple[float, str | None]:
+    """(milliseconds, profile or None) from '2ms' or '2ms@server' (a limit under the search's
+    extra latency profile 'server').
+
+    >>> parse_latency_limit("2ms@server"), parse_latency_limit("250us")
+    ((2.0, 'server'), (0.25, None))
+    """
+    value, at, profile = str(text).partition("@")
+    if at and not profile.strip():
+        raise UsageError(f"--max-latency {text!r}: name the latency profile after @, e.g. 2ms@server")
+    return parse_latency(value), (profile.strip() or None)
+
+
 def parse_accuracy(text: str | float) -> float:
     """A fraction in (0, 1]: '0.97' (or '97%')."""
     raw = str(text).strip()
@@ -80,6 +97,7 @@ class Budget:
     max_size_bytes: int | None = None
     max_latency_ms: float | None = None
     min_accuracy: float | None = None
+    latency_profile: str | None = None  # the extra latency profile the latency limit is under; None: the search's
 
     def __post_init__(self):
         """Each limit a positive finite number (accuracy a fraction), named by its keyword."""
@@ -92,12 +110,17 @@ class Budget:
                 raise UsageError(f"{name}={value!r}: give a positive number, or None for no limit")
         if self.min_accuracy is not None and self.min_accuracy > 1:
             raise UsageError(f"min_accuracy={self.min_accuracy!r}: give a fraction in (0, 1], e.g. 0.97")
+        if self.latency_profile is not None and (not isinstance(self.latency_profile, str)
+                                                 or self.max_latency_ms is None):
+            raise UsageError(f"latency_profile={self.latency_profile!r}: name a profile (a string) for a "
+                             "max_latency_ms, e.g. Budget(max_latency_ms=2, latency_profile='server')")
 
     @classmethod
     def parse(cls, *, max_size=None, max_latency=None, min_accuracy=None) -> "Budget":
-        return cls(max_size_bytes=None if max_size is None else parse_size(max_size),
-                   max_latency_ms=None if max_latency is None else parse_latency(max_latency),
-                   min_accuracy=None if min_accuracy is None else parse_accuracy(min_accuracy))
+        latency, profile = (None, None) if max_latency is None else parse_latency_limit(max_latency)
+        return cls(max_size_bytes=None if max_size is None else parse_size(max_size), max_latency_ms=latency,
+                   min_accuracy=None if min_accuracy is None else parse_accuracy(min_accuracy),
+                   latency_profile=profile)
 
     @property
     def is_empty(self) -> bool:
@@ -109,14 +132,17 @@ class Budget:
         if self.max_size_bytes is not None:
             values["size_bytes"] = float(metrics["size_bytes"] - self.max_size_bytes)
         if self.max_latency_ms is not None:
-            values["latency_ms"] = float(metrics["latency_ms"] - self.max_latency_ms)
+            key = latency_key(self.latency_profile)
+            values[key] = float(metrics[key] - self.max_latency_ms)
         if self.min_accuracy is not None:
             values["accuracy"] = float(self.min_accuracy - metrics["accuracy"])
         return values
 
     def structural(self) -> "Budget":
-        """The limits known before fine-tuning (size and latency), without the accuracy one."""
-        return Budget(max_size_bytes=self.max_size_bytes, max_latency_ms=self.max_latency_ms)
+        """The limits known before fine-tuning (size, and latency under the search's own profile,
+        which the structure check measures), without the accuracy one."""
+        return Budget(max_size_bytes=self.max_size_bytes,
+                      max_latency_ms=None if self.latency_profile else self.max_latency_ms)
 
     def violations(self, metrics: dict) -> dict[str, float]:
         """By how much each limit is missed (only the axes that are)."""
@@ -130,7 +156,7 @@ class Budget:
         if self.max_size_bytes is not None:
             parts.append(f"size <= {self.max_size_bytes:,} B")
         if self.max_latency_ms is not None:
-            parts.append(f"latency <= {self.max_latency_ms:g} ms")
+            parts.append(f"{latency_key(self.latency_profile).replace('_ms', '')} <= {self.max_latency_ms:g} ms")
         if self.min_accuracy is not None:
             parts.append(f"accuracy >= {self.min_accuracy:g}")
         return ", ".join(parts) or "no budget"

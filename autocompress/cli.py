@@ -97,11 +97,27 @@ def _settings(args, base):
             continue
         if setting.kind == "list":
             value = [t.strip() for t in value.split(",") if t.strip()]
+        if setting.kind == "profiles":
+            value = {name: profile.to_dict() for name, profile in _named_profiles(value).items()}
         part, _, name = setting.keyword.rpartition(".")
         (data[part] if part else data)[name] = (not value) if setting.negated else value
     given = {k: v for k, v in _budget(args).to_dict().items() if v is not None}
     data["budget"].update(given)
     return SearchSettings.from_dict(data)
+
+
+def _named_profiles(specs: list[str]) -> dict:
+    """``--latency-profile`` flags as {name: LatencyProfile}; a name given twice is refused."""
+    from autocompress.errors import UsageError
+    from autocompress.evaluators.latency_profile import named_profile
+
+    profiles = {}
+    for spec in specs:
+        name, profile = named_profile(spec)
+        if name in profiles:
+            raise UsageError(f"--latency-profile {spec}: the name {name!r} is given twice; give each profile its own")
+        profiles[name] = profile
+    return profiles
 
 
 def _execution(args):
@@ -150,7 +166,7 @@ def cmd_search(args) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        reason = write_failure(exc)
+        reason = None if isinstance(exc, UsageError) else write_failure(exc)  # a UsageError says its own fix
         if reason is None:
             raise
         from autocompress.search.rundir import is_run_dir, resume_command
@@ -165,6 +181,12 @@ def cmd_search(args) -> int:
           f"vs teacher: accuracy {result.teacher.accuracy:.4f}, {result.teacher.size_bytes / 1024:.1f} KB, "
           f"{result.teacher.latency_ms:.4f} ms")
     print(front_table(result.pareto, result.teacher, batch=settings.latency.batch))
+    if settings.latency_profiles:
+        from autocompress.evaluators.evaluate import fidelity_label
+        from autocompress.search.text_tables import profile_fronts
+
+        print(profile_fronts(result.trials, result.teacher, settings.latency_profiles,
+                             fidelity=fidelity_label(settings.distill)))
     print(f"\nrun directory: {result.run_dir} (trials.csv, pareto.csv, artifacts/<trial>/model.onnx)")
     report = result.run_dir / REPORT_HTML
     if report.is_file():
@@ -206,6 +228,10 @@ def cmd_best(args) -> int:
           f"{teacher.size_bytes / best.size_bytes:.1f}x smaller")
     print(f"  {'latency':<10} {teacher.latency_ms:>11.4f} ms {best.latency_ms:>11.4f} ms  "
           f"{teacher.latency_ms / best.latency_ms:.2f}x faster")
+    for name, ms in best.metrics.latencies.items():  # the search's extra latency profiles
+        ahead = teacher.latencies.get(name)
+        print(f"  {'@' + name:<10} {ahead or float('nan'):>11.4f} ms {ms:>11.4f} ms  "
+              f"{(ahead or float('nan')) / ms:.2f}x faster")
     print(f"  plan: {best.plan.summary()}")
     _print_layers(run, best.plan)
     if not args.export:  # the trial itself: the same budget may pick another once the run grows
@@ -271,8 +297,10 @@ def cmd_latency(args) -> int:
     from autocompress.evaluators.latency_profile import LatencyProfile
     from autocompress.search.setting_names import LATENCY_GROUP, in_group
 
-    given = {s.keyword.partition(".")[2]: getattr(args, s.dest) for s in in_group(LATENCY_GROUP)}
-    profile = LatencyProfile(**{name: value for name, value in given.items() if value is not None})
+    given = {s.keyword.partition(".")[2]: getattr(args, s.dest) for s in in_group(LATENCY_GROUP)
+             if s.kind != "profiles"}
+    profiles = {"": LatencyProfile(**{name: value for name, value in given.items() if value is not None}),
+                **_named_profiles(args.latency_profile or [])}
     if args.runs < 1:
         raise UsageError(f"--runs must be at least 1, got {args.runs}")
     if not os.path.isfile(args.model):
@@ -283,11 +311,12 @@ def cmd_latency(args) -> int:
         from autocompress.task import load_task
 
         example = model_io.arrays(load_task(args.task, data_dir=args.data_dir).example_inputs)
-    measured = profile.measure(args.model, example=example, runs=args.runs)
-    threads = f"{measured['threads']} thread{'s' if measured['threads'] > 1 else ''}"
-    print(f"{args.model}: {measured['latency_ms']:.4f} ms per run (interquartile range "
-          f"{measured['latency_spread_ms']:.4f} ms) at batch {measured['batch']}, {threads}, provider {measured['provider']}"
-          + (f"; {measured['items_per_s']:,.0f} items/s" if measured["batch"] > 1 else ""))
+    for name, profile in profiles.items():
+        measured = profile.measure(args.model, example=example, runs=args.runs)
+        threads = f"{measured['threads']} thread{'s' if measured['threads'] > 1 else ''}"
+        print(f"{args.model}{'@' + name if name else ''}: {measured['latency_ms']:.4f} ms per run (interquartile "
+              f"range {measured['latency_spread_ms']:.4f} ms) at batch {measured['batch']}, {threads}, provider "
+              f"{measured['provider']}" + (f"; {measured['items_per_s']:,.0f} items/s" if measured["batch"] > 1 else ""))
     return 0
 
 

@@ -196,7 +196,7 @@ def budget_args(group) -> None:
     add_settings(group, BUDGET_GROUP)
 
 
-KINDS = {"int": int, "float": float, "str": None, "list": None}
+KINDS = {"int": int, "float": float, "str": None, "list": None, "profiles": None}
 
 
 def add_settings(group, name: str) -> None:
@@ -205,6 +205,10 @@ def add_settings(group, name: str) -> None:
     for setting in in_group(name):
         if setting.kind == "switch":
             group.add_argument(setting.flag, action="store_const", const=True, default=None, help=setting.help)
+            continue
+        if setting.kind == "profiles":
+            group.add_argument(setting.flag, action="append", default=None, metavar=setting.metavar,
+                               help=setting.help)
             continue
         options = {"type": KINDS[setting.kind]} if KINDS[setting.kind] else {}
         if setting.choices:

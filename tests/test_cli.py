@@ -126,12 +126,13 @@ def test_every_declared_setting_is_a_flag_that_sets_its_keyword():
     from autocompress.search.setting_names import EXECUTION_GROUP, LATENCY_GROUP, SETTINGS
     from autocompress.search.settings import Execution, SearchSettings
 
-    sample = {"int": "5", "float": "0.5", "str": "random", "list": "quant"}
+    sample = {"int": "5", "float": "0.5", "str": "random", "list": "quant", "profiles": "server:batch=4"}
     known = SearchSettings().flat()
     for setting in SETTINGS:
         if setting.group == LATENCY_GROUP:  # the latency command takes them too
-            args = parser().parse_args(["latency", "m.onnx", setting.flag, "5" if setting.kind == "int" else "cuda"])
-            assert getattr(args, setting.dest) in (5, "cuda")
+            value = {"int": "5", "profiles": "server:batch=4"}.get(setting.kind, "cuda")
+            args = parser().parse_args(["latency", "m.onnx", setting.flag, value])
+            assert getattr(args, setting.dest) in (5, "cuda", ["server:batch=4"])
         argv = ["search", "--task", "digits", setting.flag]
         if setting.kind != "switch":
             value = setting.choices[-1] if setting.choices else sample[setting.kind]

@@ -28,7 +28,8 @@ def test_budget_steers_the_search_as_constraints_and_marks_feasible_trials(budge
     expected = (done["size_bytes"] <= 250_000) & (done["accuracy"] >= 0.5)
     assert (done["feasible"] == expected).all()
     run = json.loads((budget_run / "run.json").read_text())
-    assert run["settings"]["budget"] == {"max_size_bytes": 250000, "max_latency_ms": None, "min_accuracy": 0.5}
+    assert run["settings"]["budget"] == {"max_size_bytes": 250000, "max_latency_ms": None, "min_accuracy": 0.5,
+                                         "latency_profile": None}
     study = optuna.load_study(study_name=run["study"]["name"], storage=f"sqlite:///{budget_run / 'study.db'}")
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert complete and all(any(k.startswith("constraints") for k in t.system_attrs) for t in complete)

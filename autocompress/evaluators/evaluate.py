@@ -75,6 +75,16 @@ def latency_meter(profile: LatencyProfile) -> LatencyMeter:
     return measure
 
 
+def with_extra_latencies(metrics: Metrics, path: str, example_inputs: torch.Tensor,
+                         meters: dict[str, LatencyMeter]) -> Metrics:
+    """``metrics`` with the file at ``path`` also measured by each named meter (a search's extra
+    latency profiles: ``Metrics.latencies``, median ms by name)."""
+    if not meters:
+        return metrics
+    return dataclasses.replace(metrics, latencies={name: meter(path, example_inputs)[0]
+                                                   for name, meter in meters.items()})
+
+
 def measure_artifact(task: Task, path: str, *, split: str = "val",
                      latency: LatencyMeter = local_latency) -> tuple[float, float, float]:
     """(metric on ``split``, median latency ms, latency IQR ms) of an ONNX file."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,8 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "openvino": "OpenVINOExecutionProvid
              "tensorrt": "TensorrtExecutionProvider", "dnnl": "DnnlExecutionProvider",
              "coreml": "CoreMLExecutionProvider", "azure": "AzureExecutionProvider"}
 WARMUP_RUNS, TIMED_RUNS = 20, 300  # every latency: the median of TIMED_RUNS runs after WARMUP_RUNS
+MAX_EXTRA_PROFILES = 3  # named profiles a search measures besides its own
+PROFILE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 INSTALL = {"openvino": "pip install onnxruntime-openvino (it replaces onnxruntime)",
            "cuda": "pip install onnxruntime-gpu on a machine with an NVIDIA GPU",
            "tensorrt": "pip install onnxruntime-gpu with TensorRT on a machine with an NVIDIA GPU"}
@@ -156,6 +159,53 @@ class LatencyProfile:
                              f"(ONNX Runtime gave them all to {', '.join(sorted(used)) or 'the CPU'}): a latency "
                              "measured so would be the CPU's; measure with --latency-provider cpu, or on a machine "
                              "where the provider runs this model")
+
+
+def named_profile(spec: str) -> tuple[str, LatencyProfile]:
+    """``NAME:KEY=VALUE,...`` (``--latency-profile``): threads, batch and provider, any other key
+    an option of that provider.
+
+    >>> named_profile("server:threads=2,batch=32")
+    ('server', LatencyProfile(threads=2, batch=32, provider='cpu', provider_options={}))
+    >>> named_profile("edge:provider=openvino,device_type=CPU")[1].provider_options
+    {'device_type': 'CPU'}
+    >>> named_profile("server:threads=two")
+    Traceback (most recent call last):
+    ...
+    autocompress.errors.UsageError: --latency-profile server:threads=two: threads must be a whole number, got 'two'; e.g. --latency-profile server:threads=2,batch=32
+    """
+    example = "e.g. --latency-profile server:threads=2,batch=32"
+    name, colon, rest = str(spec).partition(":")
+    check_profile_name(name.strip(), spec)
+    values, options = {}, {}
+    for part in filter(None, (p.strip() for p in rest.split(","))) if colon else ():
+        key, equals, value = (t.strip() for t in part.partition("="))
+        if not equals or not key or not value:
+            raise UsageError(f"--latency-profile {spec}: {part!r} is not KEY=VALUE; {example}")
+        if key in ("threads", "batch"):
+            if not value.isdigit():
+                raise UsageError(f"--latency-profile {spec}: {key} must be a whole number, got {value!r}; {example}")
+            values[key] = int(value)
+        elif key == "provider":
+            values[key] = value
+        else:
+            options[key] = value
+    if not values and not options:
+        raise UsageError(f"--latency-profile {spec}: say how it measures after the name; {example}")
+    profile = LatencyProfile(**values, provider_options=options)
+    if options and profile.provider == "cpu":
+        raise UsageError(f"--latency-profile {spec}: unknown key(s) {', '.join(options)}: the cpu provider takes "
+                         "threads, batch and provider only (other keys are options of another provider)")
+    return name.strip(), profile
+
+
+def check_profile_name(name: str, spec: str | None = None) -> str:
+    """A profile's name: lower-case letters, digits, - and _, starting with a letter."""
+    if not isinstance(name, str) or not PROFILE_NAME.match(name):
+        said = f"--latency-profile {spec}" if spec is not None else f"latency profile name {name!r}"
+        raise UsageError(f"{said}: a profile is named by lower-case letters, digits, - or _, starting with a letter "
+                         "(at most 32), before a colon; e.g. --latency-profile server:threads=2,batch=32")
+    return name
 
 
 def session_options(threads: int):

@@ -35,15 +35,17 @@ def _rung_text(row) -> str:
     return ", ".join(filter(None, ["" if pd.isna(row.get("rung")) else f"rung {int(row['rung'])}", steps])) or "full"
 
 
-def hover_texts(data: ReportData, rows: pd.DataFrame) -> list[str]:
+def hover_texts(data: ReportData, rows: pd.DataFrame, *, teacher_latency_ms: float | None = None) -> list[str]:
+    """``teacher_latency_ms``: the teacher's under the latency the rows hold (default: the run's own)."""
     teacher = data.run.teacher
+    ahead = teacher_latency_ms or teacher.latency_ms
     texts = []
     for _, r in rows.iterrows():
         texts.append(
             f"<b>trial {int(r['number'])}</b> ({_rung_text(r)})<br>"
             f"accuracy {r['accuracy']:.4f} ({(r['accuracy'] - teacher.accuracy) * 100:+.1f} pt)<br>"
             f"size {r['size_bytes']:,.0f} B ({teacher.size_bytes / r['size_bytes']:.1f}x smaller)<br>"
-            f"latency {r['latency_ms']:.4f} ms ({teacher.latency_ms / r['latency_ms']:.2f}x faster)<br>"
+            f"latency {r['latency_ms']:.4f} ms ({ahead / r['latency_ms']:.2f}x faster)<br>"
             f"{'within' if r.get('feasible') else 'outside'} the run's budget<br>{html.escape(str(r['summary']))}")
     return texts
 

@@ -28,6 +28,7 @@ from autocompress.reports import figures
 from autocompress.reports.collect import ReportData, collect, run_facts
 from autocompress.reports.importance import objective_importances
 from autocompress.reports.layer_plan import layer_plan
+from autocompress.reports.profiles import profile_sections
 from autocompress.search.best import Run, load_run
 from autocompress.search.rundir import REPORT_HTML
 from autocompress.errors import UsageError
@@ -112,6 +113,7 @@ def report_payload(run: Run, *, run_ref: str, data: ReportData | None = None) ->
         "importance": {"evaluator": evaluator, "trials": int(t["full"].sum())},
         "hypervolume": _clean(data.progress["hypervolume"].iloc[-1]) if len(data.progress) else 0.0,
         "sensitivity": _sensitivity_summary(data),
+        "profiles": profile_sections(data),
         "figures": {
             "size": _figure_json(figures.pareto_figure(data, x="size_bytes")),
             "latency": _figure_json(figures.pareto_figure(data, x="latency_ms")),

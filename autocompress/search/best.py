@@ -35,6 +35,8 @@ from the teacher and two plans of the digits task evaluated here, without fine-t
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,11 +45,11 @@ import pandas as pd
 
 from autocompress.arguments import expect
 from autocompress.artifact_files import ARTIFACT_NAME, PLAN_NAME
-from autocompress.metrics import Metrics
+from autocompress.metrics import PROFILE_LATENCY, Metrics
 from autocompress.plan import Plan
 from autocompress.search import rundir
 from autocompress.budget import Budget
-from autocompress.search.pareto import OBJECTIVES, pareto_front
+from autocompress.search.pareto import OBJECTIVES, pareto_front, under_profile
 from autocompress.errors import UsageError
 
 if TYPE_CHECKING:
@@ -128,13 +130,21 @@ class Run:
     def pareto(self) -> pd.DataFrame:
         return pareto_front(self.trials, fidelity=self.fidelity)
 
+    def front(self, profile: str | None = None) -> pd.DataFrame:
+        """The front under the search's extra latency profile ``profile`` (its ``latency_ms`` is
+        that profile's; the run's own front when None)."""
+        return pareto_front(self.trials, fidelity=self.fidelity, profile=profile)
+
     def best(self, *, max_size_bytes: int | None = None, max_latency_ms: float | None = None,
-             min_accuracy: float | None = None, prefer: str = "accurate", budget: Budget | None = None) -> Candidate:
+             min_accuracy: float | None = None, latency_profile: str | None = None, prefer: str = "accurate",
+             budget: Budget | None = None) -> Candidate:
         """The preferred feasible candidate under the limits given as keywords, or as one ``budget``
-        (not both); raises NothingFeasible (with the nearest candidates) when none meets them."""
+        (not both); raises NothingFeasible (with the nearest candidates) when none meets them.
+        ``latency_profile``: the extra profile ``max_latency_ms`` (and ``prefer='fastest'``) refers to."""
         expect("Run.best", "budget", budget, Budget, optional=True,
                how="an autocompress.Budget, e.g. Budget(max_size_bytes=100_000), or the limits as keywords")
-        limits = {"max_size_bytes": max_size_bytes, "max_latency_ms": max_latency_ms, "min_accuracy": min_accuracy}
+        limits = {"max_size_bytes": max_size_bytes, "max_latency_ms": max_latency_ms, "min_accuracy": min_accuracy,
+                  "latency_profile": latency_profile}
         given = [f"{name}=" for name, value in limits.items() if value is not None]
         if budget is not None and given:
             raise UsageError(f"Run.best got both budget= and {', '.join(given)}; give the limits one way: "
@@ -158,7 +168,7 @@ class Run:
         folder = self.path / rundir.ARTIFACTS / str(int(source) if pd.notna(source) else number)
         try:
             metrics = Metrics.from_dict({k: (v if pd.notna(v) else "") for k, v in row.items()
-                                         if k in Metrics.__dataclass_fields__})
+                                         if k in Metrics.__dataclass_fields__ or k.startswith(PROFILE_LATENCY)})
         except (TypeError, ValueError) as exc:
             raise _damaged(self.path / rundir.TRIALS_CSV, f"(trial {number}) holds a measurement that is missing or "
                                                           f"not a number ({_one_line(exc)})") from None
@@ -244,9 +254,14 @@ def _read_trials(path: Path) -> pd.DataFrame:
 
 
 def select(candidates: pd.DataFrame, budget: Budget, *, prefer: str = "accurate") -> pd.Series:
-    """The preferred row of ``candidates`` within ``budget``."""
+    """The preferred row of ``candidates`` within ``budget``; a budget under an extra latency
+    profile is answered from that profile's latencies (``under_profile``)."""
     if prefer not in PREFERENCES:
         raise UsageError(f"prefer={prefer!r}: choose one of {', '.join(PREFERENCES)}")
+    if budget.latency_profile:
+        view = under_profile(candidates, budget.latency_profile)
+        row = select(view, dataclasses.replace(budget, latency_profile=None), prefer=prefer)
+        return candidates.loc[row.name]
     if candidates.empty:
         raise NothingFeasible("no complete full-fidelity trials in this run yet", candidates)
     feasible = candidates[[budget.feasible(row) for _, row in candidates.iterrows()]]

@@ -198,8 +198,9 @@ def _start(session: _Session, *, rdb, task_spec, data_dir, command) -> None:
         check_address(execution.address)
     local_teacher = None
     if execution.latency_resource is None and not session.resume:  # measure while the machine is quiet
+        extra = {name: latency_meter(p) for name, p in session.settings.latency_profiles.items()}
         local_teacher = measure_teacher(session.task, out=session.out, latency=latency_meter(session.settings.latency),
-                                        where="here (before Ray starts)", progress=progress)
+                                        where="here (before Ray starts)", progress=progress, extra=extra)
     progress(start_ray(address=execution.address, workers=execution.workers, cpus_per_trial=execution.cpus_per_trial))
     session.workers, warning = cap_workers(execution.workers, available_cpus=ray.cluster_resources().get("CPU", 1),
                                            cpus_per_trial=execution.cpus_per_trial,
@@ -223,7 +224,8 @@ def _start(session: _Session, *, rdb, task_spec, data_dir, command) -> None:
 
         teacher = local_teacher or measure_teacher(  # (the actor's node asked only here: it may still be starting)
             session.task, out=session.out, latency=remote_latency(session.actor, session.settings.latency),
-            progress=progress,
+            progress=progress, extra={name: remote_latency(session.actor, p)
+                                      for name, p in session.settings.latency_profiles.items()},
             where=f"on node {ray.get(session.actor.node.remote())} ({execution.latency_resource})")
         session.run = rundir.new_run_info(
             task=session.task, space=session.space, settings=session.settings, execution=execution,
@@ -289,7 +291,7 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
     job = Job(task_spec=task_spec, data_dir=data_dir, task=None if task_spec else session.task,
               teacher_state=session.task.teacher.state_dict(), distill=settings.distill, out_dir=str(out.resolve()),
               threads=max(1, int(execution.cpus_per_trial)), run_id=session.run_id, latency_actor=session.actor,
-              latency_profile=settings.latency,
+              latency_profile=settings.latency, latency_profiles=settings.latency_profiles,
               budget=settings.budget, checkpoints=rungs.top > 0, discovery=task_context(session.task).discovery)
     try:
         if settings.sensitivity:  # before the first trial; a resume reuses what sensitivity.csv holds

@@ -15,6 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from autocompress.errors import UsageError
+from autocompress.metrics import LATENCY, PROFILE_LATENCY, latency_key
+
 OBJECTIVES = {"accuracy": "maximize", "size_bytes": "minimize", "latency_ms": "minimize"}
 # teacher-relative hypervolume: up to 5% of the teacher's accuracy lost, its size, its latency
 HV_REFERENCE = (0.05, 1.0, 1.0)
@@ -84,9 +87,11 @@ def nondominated_order(frame: pd.DataFrame) -> list:
     return [frame.index[i] for i in ordered]
 
 
-def pareto_front(trials: pd.DataFrame, *, fidelity: str | None = None) -> pd.DataFrame:
+def pareto_front(trials: pd.DataFrame, *, fidelity: str | None = None, profile: str | None = None) -> pd.DataFrame:
     """The non-dominated complete trials (of one fidelity when given), most accurate first; a
-    duplicate (a plan answered from an earlier trial) never joins: its first trial does."""
+    duplicate (a plan answered from an earlier trial) never joins: its first trial does.
+    ``profile``: the front under that extra latency profile (its ``latency_ms`` is that profile's)."""
+    trials = under_profile(trials, profile)
     done = trials[trials["state"] == "COMPLETE"]
     if "duplicate_of" in done:
         done = done[done["duplicate_of"].isna()]
@@ -95,6 +100,37 @@ def pareto_front(trials: pd.DataFrame, *, fidelity: str | None = None) -> pd.Dat
     done = done.dropna(subset=list(OBJECTIVES))
     front = done[pareto_mask(done)] if len(done) else done
     return front.sort_values(["accuracy", "size_bytes", "latency_ms"], ascending=[False, True, True])
+
+
+def extra_profiles(frame) -> list[str]:
+    """The names of the extra latency profiles measured in ``frame`` (trials) or a teacher dict.
+
+    >>> extra_profiles(pd.DataFrame(columns=["latency_ms", "latency_ms@server", "latency_ms@edge"]))
+    ['server', 'edge']
+    """
+    return [str(key)[len(PROFILE_LATENCY):] for key in frame.keys() if str(key).startswith(PROFILE_LATENCY)]
+
+
+def under_profile(frame, profile: str | None):
+    """``frame`` (trials, or a teacher dict) with ``latency_ms`` as measured under the extra
+    profile ``profile``: every front, ratio and choice made of it is that profile's. None: as it is.
+
+    >>> trials = pd.DataFrame({"accuracy": [0.9, 0.9], "size_bytes": [10, 10], "latency_ms": [1.0, 2.0],
+    ...                        "latency_ms@server": [9.0, 3.0]})
+    >>> pareto_mask(trials), pareto_mask(under_profile(trials, "server"))
+    ([True, False], [False, True])
+    """
+    if not profile:
+        return frame
+    key = latency_key(profile)
+    if key not in frame:
+        measured = ", ".join(extra_profiles(frame)) or "none besides its own"
+        raise UsageError(f"latency profile {profile!r} was not measured in this run (its extra profiles: {measured}); "
+                         "name one of those after @, or search again with --latency-profile "
+                         f"{profile}:threads=...,batch=...")
+    view = frame.copy()
+    view[LATENCY] = view[key]
+    return view
 
 
 def _hypervolume_2d(points: np.ndarray, reference: np.ndarray) -> float:

@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autocompress.metrics import Metrics
+from autocompress.metrics import PROFILE_LATENCY, Metrics
 from autocompress.errors import UsageError
 
 if TYPE_CHECKING:  # the tables' modules are imported where used: a Ray worker reads only the file names here
@@ -195,7 +195,9 @@ def new_run_info(*, task, space, settings, execution, workers: int, trials: int,
         "study": {"name": study_name, "storage": STUDY_DB if storage is None else redact(storage)},
         "settings": {**settings.to_dict(), "trials": trials, "fidelity": fidelity_label(settings.distill),
                      "execution": {**execution.to_dict(), "workers": workers},
-                     "latency": {**settings.latency.describe(), "where": where}},
+                     "latency": {**settings.latency.describe(), "where": where},
+                     "latency_profiles": {name: {**p.describe(), "where": where}
+                                          for name, p in settings.latency_profiles.items()}},
         "versions": versions(),
         "machine": machine(),
         "command": command,
@@ -291,6 +293,7 @@ def trials_frame(study: optuna.Study, budget=None) -> pd.DataFrame:
         metrics = saved.metrics or {}
         row = {"number": trial.number, "state": saved.state}
         row.update({name: metrics.get(name) for name in OBJECTIVES})
+        row.update({key: value for key, value in metrics.items() if key.startswith(PROFILE_LATENCY)})
         row["feasible"] = bool(metrics) and (budget is None or budget.feasible(metrics))
         row.update({name: metrics.get(name, getattr(saved, name) if name in STORED_FIELDS else None)
                     for name in METRIC_COLUMNS})
@@ -298,7 +301,8 @@ def trials_frame(study: optuna.Study, budget=None) -> pd.DataFrame:
             row["error"] = INTERRUPTED  # its driver died while it ran
         row.update(dict(sorted(applied_params(trial.params, trial.distributions, saved.plan).items())))
         rows.append(row)
-    columns = ["number", "state", *OBJECTIVES, "feasible", *METRIC_COLUMNS]
+    profiles = sorted({k for r in rows for k in r if k.startswith(PROFILE_LATENCY)})  # latency_ms@NAME
+    columns = ["number", "state", *OBJECTIVES, *profiles, "feasible", *METRIC_COLUMNS]
     return pd.DataFrame(rows, columns=columns + sorted({k for r in rows for k in r} - set(columns)))
 
 

@@ -31,8 +31,8 @@ SEARCH_SETTING_GROUPS = (SETTINGS_GROUP, RUNGS_GROUP, SCAN_GROUP, LATENCY_GROUP)
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting. kind: int, float, str, list (comma-separated), or switch (the flag alone; a
-    ``--no-`` flag sets its keyword False)."""
+    """One setting. kind: int, float, str, list (comma-separated), switch (the flag alone; a
+    ``--no-`` flag sets its keyword False), or profiles (repeated NAME:KEY=VALUE,... flags)."""
 
     keyword: str
     flag: str
@@ -118,6 +118,9 @@ SETTINGS = (
     _s("latency.provider", "--latency-provider", "ONNX Runtime execution provider by short name: cpu (the "
        "default), openvino, cuda, ...; one that is not installed, or that hands every node to the CPU, is refused",
        group=LATENCY_GROUP, metavar="NAME"),
+    _s("latency_profiles", "--latency-profile", "also measure under this named profile (repeat for up to 3): "
+       "NAME:threads=N,batch=N[,provider=P,OPTION=VALUE]; each has its own front, and a budget may name it "
+       "(--max-latency 2ms@NAME)", group=LATENCY_GROUP, kind="profiles", metavar="NAME:KEY=VALUE,..."),
 )
 FLAGS = {setting.keyword: setting.flag for setting in SETTINGS}  # keyword (as SettingError names it) -> flag
 

@@ -34,7 +34,7 @@ from autocompress.compressors.distill import OPTIMIZERS, SCHEDULES, DistillConfi
 from autocompress.devices import AMP_MODES
 from autocompress.plan import IMPORTANCES
 from autocompress.budget import Budget
-from autocompress.evaluators.latency_profile import LatencyProfile
+from autocompress.evaluators.latency_profile import MAX_EXTRA_PROFILES, LatencyProfile, check_profile_name
 from autocompress.search.rungs import DEFAULT_ETA, Rungs
 from autocompress.spaces.space import TECHNIQUES
 # how settings are named (keyword, flag) lives in setting_names; these names stay importable from here
@@ -44,7 +44,7 @@ SAMPLERS = ("tpe", "nsga2", "random")
 # settings added after runs were stored: what those runs had in effect (the scan, local search
 # and the guide did not exist: off)
 STORED_BEFORE = {"eta": DEFAULT_ETA, "sensitivity": False, "sensitivity_steps": 0, "proposals": False,
-                 "local_search": False, "guide": False, "latency": {}}
+                 "local_search": False, "guide": False, "latency": {}, "latency_profiles": {}}
 
 
 def _number(name: str, value, *, minimum: float, inclusive: bool = True, integer: bool = False, what: str = ""):
@@ -111,6 +111,9 @@ class SearchSettings:
     search runs, of 16 neighbours, the one the scan's predictor expects to add most to the front.
     latency: how every latency of the search is measured (``LatencyProfile``: threads, batch,
     execution provider); the default is one pinned thread at batch 1 on the CPU.
+    latency_profiles: up to three more profiles by name (``{"server": LatencyProfile(threads=2,
+    batch=32)}``): every candidate and the teacher are also measured under each, each has its
+    own front, and a budget may name one (``2ms@server``); the search itself steers by ``latency``.
     """
 
     sampler: str = "tpe"
@@ -128,6 +131,7 @@ class SearchSettings:
     local_search: bool = True
     guide: bool = True
     latency: LatencyProfile = field(default_factory=LatencyProfile)
+    latency_profiles: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -153,6 +157,7 @@ class SearchSettings:
             raise SettingError("distill", "must be a DistillConfig and budget a Budget")
         if not isinstance(self.latency, LatencyProfile):
             raise SettingError("latency", f"must be a LatencyProfile, got {type(self.latency).__name__}")
+        self._check_profiles()
         distill = distill_config({**dataclasses.asdict(self.distill), "seed": self.seed})
         object.__setattr__(self, "distill", distill)
         _number("eta", self.eta, minimum=2, integer=True)
@@ -161,6 +166,20 @@ class SearchSettings:
             if self.min_steps >= self.distill.steps:
                 raise SettingError("min_steps", f"must be below the full fine-tuning steps ({self.distill.steps}), "
                                                 f"got {self.min_steps}")
+
+    def _check_profiles(self) -> None:
+        profiles = self.latency_profiles
+        if not isinstance(profiles, dict) or not all(isinstance(p, LatencyProfile) for p in profiles.values()):
+            raise SettingError("latency_profiles", "must map names to LatencyProfiles, e.g. "
+                                                   "{'server': LatencyProfile(threads=2, batch=32)}")
+        if len(profiles) > MAX_EXTRA_PROFILES:
+            raise SettingError("latency_profiles", f"names {len(profiles)} profiles; a search measures at most "
+                                                   f"{MAX_EXTRA_PROFILES} besides its own")
+        for name in profiles:
+            check_profile_name(name)
+        if self.budget.latency_profile not in (None, *profiles):
+            raise SettingError("budget.max_latency_ms", f"is for profile {self.budget.latency_profile!r}, which the "
+                                                        f"search does not measure; name it with --latency-profile")
 
     def rungs(self) -> Rungs:
         """The fine-tuning steps of each rung, from ``min_steps`` to ``distill.steps``.
@@ -173,7 +192,8 @@ class SearchSettings:
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return {**data, "techniques": list(self.techniques), "distill": dataclasses.asdict(self.distill),
-                "budget": self.budget.to_dict(), "latency": self.latency.to_dict()}
+                "budget": self.budget.to_dict(), "latency": self.latency.to_dict(),
+                "latency_profiles": {name: p.to_dict() for name, p in self.latency_profiles.items()}}
 
     @classmethod
     def from_dict(cls, data: dict) -> "SearchSettings":
@@ -185,7 +205,9 @@ class SearchSettings:
             raise KeyError(missing[0])
         values = {f.name: values[f.name] for f in dataclasses.fields(cls)}
         return cls(**{**values, "techniques": tuple(values["techniques"]), "distill": distill_config(values["distill"]),
-                      "budget": Budget(**values["budget"]), "latency": LatencyProfile.from_dict(values["latency"])})
+                      "budget": Budget(**values["budget"]), "latency": LatencyProfile.from_dict(values["latency"]),
+                      "latency_profiles": {name: LatencyProfile.from_dict(p)
+                                           for name, p in values["latency_profiles"].items()}})
 
     def flat(self) -> dict:
         """Every setting as ``keyword: value`` (``distill.steps``, ``budget.min_accuracy``, ...)."""
@@ -193,6 +215,7 @@ class SearchSettings:
         flat = {k: v for k, v in data.items() if not isinstance(v, dict)}
         for part in ("distill", "budget", "latency"):
             flat.update({f"{part}.{k}": v for k, v in data[part].items()})
+        flat["latency_profiles"] = {name: LatencyProfile.from_dict(p) for name, p in data["latency_profiles"].items()}
         return flat
 
     def differences(self, other: "SearchSettings") -> dict[str, tuple]:

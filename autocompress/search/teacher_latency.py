@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from autocompress.artifact_files import ARTIFACT_NAME
-from autocompress.evaluators.evaluate import evaluate_teacher
+from autocompress.evaluators.evaluate import evaluate_teacher, with_extra_latencies
 from autocompress.evaluators.measure import LATENCY_THREADS
 from autocompress.metrics import Metrics
 from autocompress.search import rundir
@@ -23,12 +23,15 @@ ACTOR_REPLY_S = 10.0  # a kept latency actor that does not answer within this is
 _LATENCY_ACTORS: dict = {}
 
 
-def measure_teacher(task: Task, *, out: Path, latency, where: str, progress: Callable[[str], None]
-                    ) -> tuple[Metrics, dict, str]:
-    """The teacher's file exported into ``out``/teacher and measured: (metrics, noise, where)."""
+def measure_teacher(task: Task, *, out: Path, latency, where: str, progress: Callable[[str], None],
+                    extra: dict | None = None) -> tuple[Metrics, dict, str]:
+    """The teacher's file exported into ``out``/teacher and measured: (metrics, noise, where);
+    ``extra``: a meter per extra latency profile, by name (``Metrics.latencies``)."""
     progress(f"measuring the teacher of {task.name!r} {where} (ONNX Runtime, batch 1, {LATENCY_THREADS} thread)")
     teacher = evaluate_teacher(task, out_dir=out / rundir.TEACHER, latency=latency)
-    return teacher, latency_noise(task, out / rundir.TEACHER / ARTIFACT_NAME, latency), where
+    path = out / rundir.TEACHER / ARTIFACT_NAME
+    teacher = with_extra_latencies(teacher, str(path), task.example_inputs, extra or {})
+    return teacher, latency_noise(task, path, latency), where
 
 
 def latency_noise(task: Task, path: Path, latency) -> dict:

@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pandas as pd
 
@@ -48,6 +50,24 @@ def throughput(latency_ms: float, batch: int) -> str:
     (' = 16,000 items/s', '')
     """
     return f" = {batch * 1000.0 / latency_ms:,.0f} items/s" if batch > 1 else ""
+
+
+def profile_fronts(trials: pd.DataFrame, teacher: Metrics, profiles: dict, *, fidelity: str) -> str:
+    """The front under each extra latency profile (``profiles``: name -> LatencyProfile), each
+    saying which of its trials the search's own front does not hold."""
+    from autocompress.search.pareto import pareto_front
+
+    own = set(pareto_front(trials, fidelity=fidelity)["number"])
+    parts = []
+    for name, profile in profiles.items():
+        front = pareto_front(trials, fidelity=fidelity, profile=name)
+        only = sorted(int(n) for n in set(front["number"]) - own)
+        at = dataclasses.replace(teacher, latency_ms=teacher.latencies[name])
+        parts.append(f"\nfront under latency profile {name!r} ({profile.threads} thread(s), batch {profile.batch}, "
+                     f"{profile.provider}; teacher {at.latency_ms:.4f} ms): {len(front)} trials, "
+                     f"{len(only)} not on the front above{': ' + ', '.join(map(str, only)) if only else ''}\n"
+                     + front_table(front, at, batch=profile.batch))
+    return "\n".join(parts)
 
 
 def front_table(front: pd.DataFrame, teacher: Metrics, *, batch: int = 1) -> str:

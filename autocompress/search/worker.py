@@ -35,7 +35,8 @@ from autocompress.budget import Budget
 from autocompress.compressors.distill import DistillConfig
 from autocompress.compressors.pipeline import share_discovery
 from autocompress.devices import CPU, current_trial_device, release_gpu_memory, trial_error
-from autocompress.evaluators.evaluate import CHECKPOINT_NAME, evaluate, latency_meter
+from autocompress.artifact_files import ARTIFACT_NAME
+from autocompress.evaluators.evaluate import CHECKPOINT_NAME, evaluate, latency_meter, with_extra_latencies
 from autocompress.evaluators.latency_profile import LatencyProfile
 from autocompress.plan import Plan
 from autocompress.search.rundir import ARTIFACTS
@@ -57,6 +58,7 @@ class Job:
     latency_actor: Any = None  # a LatencyActor handle, or None to measure in the trial
     budget: Budget | None = None  # plans over its size or latency limit are not fine-tuned
     latency_profile: LatencyProfile = field(default_factory=LatencyProfile)  # how every latency is measured
+    latency_profiles: dict = field(default_factory=dict)  # extra profiles by name: each final file measured again
     checkpoints: bool = False  # keep each trial's fine-tuning state (a promotion continues from it)
     discovery: Any = None  # the driver's spaces.layers.Discovery of the teacher: workers do not redo it
 
@@ -153,11 +155,18 @@ def remote_latency(actor, profile: LatencyProfile | None = None):
     return measure
 
 
-def job_latency(job: "Job"):
-    """The latency meter of a trial or scan cell of ``job``: its actor's, else measured here."""
+def job_latency(job: "Job", profile: LatencyProfile | None = None):
+    """The latency meter of a trial or scan cell of ``job`` (under ``profile``, default the job's
+    own): its actor's, else measured here."""
+    profile = profile or job.latency_profile
     if job.latency_actor is not None:
-        return remote_latency(job.latency_actor, job.latency_profile)
-    return latency_meter(job.latency_profile)
+        return remote_latency(job.latency_actor, profile)
+    return latency_meter(profile)
+
+
+def extra_meters(job: "Job") -> dict:
+    """A meter for each extra latency profile of ``job``, by name."""
+    return {name: job_latency(job, profile) for name, profile in job.latency_profiles.items()}
 
 
 def _continued(job: Job, config: dict) -> Path | None:
@@ -197,9 +206,12 @@ def evaluate_trial(config: dict, job: Job) -> None:
                 last_report[0] = time.perf_counter()
                 tune.report({**base, "final": False, "step": step})
 
-        metrics = evaluate(task, plan, out_dir=os.path.join(job.out_dir, ARTIFACTS, str(config["number"])),
-                           config=distill, latency=latency, on_step=on_step, limits=job.budget,
-                           checkpoint=job.checkpoints, continue_from=_continued(job, config), device=device)
+        out_dir = os.path.join(job.out_dir, ARTIFACTS, str(config["number"]))
+        metrics = evaluate(task, plan, out_dir=out_dir, config=distill, latency=latency, on_step=on_step,
+                           limits=job.budget, checkpoint=job.checkpoints, continue_from=_continued(job, config),
+                           device=device)
+        metrics = with_extra_latencies(metrics, os.path.join(out_dir, ARTIFACT_NAME), task.example_inputs,
+                                       extra_meters(job))
         result = {"metrics_json": json.dumps(metrics.to_dict())}  # Tune flattens nested dicts
     except Exception as exc:  # the candidate failed, not the worker
         result = {"error": trial_error(exc)}

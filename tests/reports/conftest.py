@@ -41,10 +41,11 @@ def chromium(tmp_path_factory):
 @pytest.fixture(scope="session")
 def hostile_run(tmp_path_factory):
     """A real search of the tiny task named <script>alert(1)</script>, whose model fails (with
-    markup in the error) when its stem is pruned hard; with a budget and two rungs."""
+    markup in the error) when its stem is pruned hard; with a budget, two rungs and an extra latency profile."""
     out = tmp_path_factory.mktemp("hostile") / "run"
     proc = search_here("search", "--task", "tests.fixtures.user_tasks:hostile", "--trials", "12", "--steps", "12",
-                       "--min-steps", "4", "--max-size", "5KB", "--min-accuracy", "0.2", "--out", str(out))
+                       "--min-steps", "4", "--max-size", "5KB", "--min-accuracy", "0.2",
+                       "--latency-profile", "wide:threads=2,batch=4", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out
 

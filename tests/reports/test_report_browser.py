@@ -53,6 +53,14 @@ def test_report_renders_without_errors_and_hostile_strings_stay_text(report_page
     for plot in ("size", "latency", "progress", "fidelity", "importance"):
         assert page.locator(f"#plot-{plot} .main-svg").count() > 0, plot
     assert page.locator("#plot-pareto3d canvas").count() > 0
+    run = load_run(hostile_run)
+    wide = run.front("wide")  # the extra latency profile's section: its plot, its front, a row selects its trial
+    assert page.is_visible("#profiles") and page.locator("#profile-list .main-svg").count() > 0
+    rows = page.locator("#profile-list tbody tr")
+    assert rows.count() == len(wide) > 0
+    last = int(wide["number"].iloc[-1])
+    rows.nth(len(wide) - 1).click()
+    assert _selected_trial(page) == last
     # one marker per complete trial, the teacher and the selected ring, plus a green ring per candidate
     # within the run's budget (the filter starts with it) and the diamond on best's pick
     run = load_run(hostile_run)

@@ -77,3 +77,63 @@ def test_a_provider_that_runs_nothing_is_refused_before_any_trial(tmp_path):
                                       "--latency-provider", "azure", "--out", str(tmp_path / "run")))
     assert "ran none of the nodes" in line
     assert not (tmp_path / "run" / "trials.csv").exists() or len((tmp_path / "run" / "trials.csv").read_text().splitlines()) <= 1
+
+
+def test_a_budget_under_a_profile_is_answered_from_that_profiles_latencies():
+    """Trial 1 is the faster under the search's own profile, trial 2 under 'server' (batch 32 on 2
+    threads): the same limit picks each in turn, and a profile the run did not measure is refused."""
+    import pandas as pd
+
+    from autocompress.budget import Budget
+    from autocompress.search.best import select
+
+    trials = pd.DataFrame({"number": [1, 2], "accuracy": [0.95, 0.90], "size_bytes": [100, 100],
+                           "latency_ms": [1.0, 3.0], "latency_ms@server": [9.0, 4.0]})
+    assert select(trials, Budget.parse(max_latency="2ms"))["number"] == 1
+    assert select(trials, Budget.parse(max_latency="5ms@server"))["number"] == 2
+    assert select(trials, Budget(latency_profile="server", max_latency_ms=10), prefer="fastest")["number"] == 2
+    with pytest.raises(UsageError, match="profile 'edge' was not measured in this run .its extra profiles: server"):
+        select(trials, Budget.parse(max_latency="5ms@edge"))
+
+
+@pytest.mark.parametrize("flags, problem", [
+    (["--latency-profile", "Server:threads=2"], "lower-case letters"),
+    (["--latency-profile", "server:threads=2,colour=red"], "unknown key(s) colour"),
+    (["--latency-profile", "server"], "say how it measures after the name"),
+    (["--latency-profile", "a:batch=2", "--latency-profile", "a:batch=4"], "'a' is given twice"),
+    ([f for n in "abcd" for f in ("--latency-profile", f"{n}:batch=2")], "at most 3 besides its own"),
+    (["--max-latency", "2ms@edge"], "does not measure; name it with --latency-profile"),
+])
+def test_a_bad_latency_profile_is_one_line_before_anything_runs(flags, problem, tmp_path):
+    line = one_clear_line(search_here("search", "--task", TINY, "--trials", "1", *flags,
+                                      "--out", str(tmp_path / "run")))
+    assert problem in line, line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_extra_profiles_measure_every_trial_and_the_teacher_and_a_budget_may_name_one(tmp_path):
+    out = tmp_path / "run"
+    proc = search_here("search", "--task", TINY, "--trials", "3", "--steps", "2", "--no-sensitivity",
+                       "--latency-profile", "wide:threads=2,batch=4", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "front under latency profile 'wide' (2 thread(s), batch 4, cpu" in proc.stdout
+    run = json.loads((out / "run.json").read_text())
+    assert LatencyProfile.from_dict(run["settings"]["latency_profiles"]["wide"]) == LatencyProfile(threads=2, batch=4)
+    assert run["teacher"]["latency_ms@wide"] > 0
+    import pandas as pd
+
+    trials = pd.read_csv(out / "trials.csv")
+    complete = trials[trials["state"] == "COMPLETE"]
+    assert len(complete) == 3 and (complete["latency_ms@wide"] > 0).all()
+    fastest = complete.sort_values(["latency_ms@wide", "accuracy"], ascending=[True, False]).iloc[0]
+    limit = f"{fastest['latency_ms@wide'] * 1000:.6f}us@wide"  # only the fastest under 'wide' is within
+    best = search_here("best", str(out), "--max-latency", limit)
+    assert best.returncode == 0, best.stderr
+    assert f"trial {int(fastest['number'])}" in best.stdout.splitlines()[0] and "@wide" in best.stdout
+    again = search_here("search", "--task", TINY, "--trials", "4", "--out", str(out), "--resume")
+    assert again.returncode == 0, again.stderr
+    assert pd.read_csv(out / "trials.csv")["latency_ms@wide"].notna().sum() >= 4  # restored on resume
+    line = one_clear_line(search_here("search", "--task", TINY, "--trials", "5", "--out", str(out), "--resume",
+                                      "--latency-profile", "wide:threads=1,batch=4"))
+    assert "--latency-profile" in line

@@ -194,6 +194,40 @@
       "accuracy drop in points against the teacher on the same samples; hover a cell for its size and latency " +
       `changes.${S.failed ? ` ${S.failed} failed (blank; hover for the reason).` : ""} The table is sensitivity.csv ` +
       "in the run directory.";
+  // the extra latency profiles: a front each, its rows selectable like the front table's
+  if (data.profiles.length) {
+    document.getElementById("profiles").hidden = false;
+    document.getElementById("profiles-link").hidden = false;
+  }
+  for (const P of data.profiles) {
+    const box = el("div");
+    const how = P.profile.threads ? `${P.profile.threads} thread(s), batch ${P.profile.batch}, provider ${P.profile.provider}` : "";
+    box.append(el("h3", `${P.name}${how ? " (" + how + ")" : ""}: teacher ${fixed(P.teacher_latency_ms, 4)} ms`));
+    const plot = el("div", null, "plot");
+    box.append(plot);
+    const tbl = el("table", null, "profile-front");
+    const head = el("tr");
+    for (const name of ["trial", "accuracy", "size", `latency @${P.name}`, "faster", "own latency", "on the front above"]) head.append(el("th", name));
+    tbl.append(el("thead"), el("tbody"));
+    tbl.tHead.append(head);
+    for (const r of P.rows) {
+      const tr = el("tr");
+      tr.dataset.trial = r.number;
+      tr.append(el("td", r.number), el("td", fixed(r.accuracy, 4)), el("td", bytes(r.size_bytes)),
+                el("td", fixed(r.latency_ms, 4) + " ms"), el("td", times(P.teacher_latency_ms, r.latency_ms)),
+                el("td", fixed(r.own_latency_ms, 4) + " ms"), el("td", r.on_own_front ? "yes" : "only here"));
+      if (row.has(r.number)) tr.addEventListener("click", () => select(r.number));
+      tbl.tBodies[0].append(tr);
+    }
+    if (!P.rows.length) note(tbl.tBodies[0], "no complete full-fidelity trials yet");
+    box.append(tbl);
+    document.getElementById("profile-list").append(box);
+    Plotly.newPlot(plot, P.figure.data, P.figure.layout, config);
+    plot.on("plotly_click", (event) => {
+      const p = event.points && event.points[0];
+      if (p && p.customdata !== undefined && row.has(Number(p.customdata))) select(Number(p.customdata));
+    });
+  }
   const facts = document.getElementById("facts-list");
   for (const [label, text] of data.facts) facts.append(el("dt", label), el("dd", text));
   document.getElementById("copy-export").addEventListener("click", () => {
