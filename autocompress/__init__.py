@@ -29,6 +29,7 @@ from autocompress.lazy import first_use  # noqa: E402
 _HOMES = {
     "Budget": "autocompress.budget", "Candidate": "autocompress.search.best", "Compressed": "autocompress.compressors",
     "DistillConfig": "autocompress.compressors", "Execution": "autocompress.search.settings",
+    "LatencyProfile": "autocompress.evaluators.latency_profile",
     "LayerPlan": "autocompress.plan", "Metrics": "autocompress.metrics", "NothingFeasible": "autocompress.search.best",
     "Plan": "autocompress.plan", "Run": "autocompress.search.best", "SearchResult": "autocompress.search.controller",
     "SearchSettings": "autocompress.search.settings", "SelfAttention": "autocompress.modules",
@@ -69,6 +70,7 @@ def search(task, **options):
     return spoken_to_python(run)(task, **options)
 
 
-__all__ = ["Budget", "Candidate", "Compressed", "DistillConfig", "Execution", "LayerPlan", "Metrics", "NothingFeasible",
+__all__ = ["Budget", "Candidate", "Compressed", "DistillConfig", "Execution", "LatencyProfile", "LayerPlan", "Metrics",
+           "NothingFeasible",
            "Plan", "Run", "SearchResult", "SearchSettings", "SelfAttention", "Task", "UsageError", "accuracy", "compress",
            "evaluate", "export_artifact", "inspect_task", "load_run", "load_task", "predict", "search"]

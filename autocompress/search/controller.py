@@ -61,7 +61,7 @@ class SearchResult:
 
     def best(self, **budget_and_preference):
         """The best stored candidate under a budget, e.g. ``result.best(max_latency_ms=2.0)``;
-        keywords as ``Run.best``: max_size_bytes, max_latency_ms, min_accuracy, prefer."""
+        keywords as ``Run.best``: max_size_bytes, max_latency_ms, min_accuracy, latency_profile, prefer."""
         from autocompress.search.best import load_run
 
         return load_run(self.run_dir).best(**budget_and_preference)

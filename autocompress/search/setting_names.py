@@ -94,7 +94,8 @@ SETTINGS = (
        "(see docs/search.md)", group=SCAN_GROUP, kind="switch"),
     _s("budget.max_size_bytes", "--max-size", "e.g. 50KB, 1.5MiB (KB = 1000 B, KiB = 1024 B)", group=BUDGET_GROUP,
        metavar="SIZE"),
-    _s("budget.max_latency_ms", "--max-latency", "e.g. 2ms, 250us, 0.01s", group=BUDGET_GROUP, metavar="TIME"),
+    _s("budget.max_latency_ms", "--max-latency", "e.g. 2ms, 250us, 0.01s; 2ms@NAME: under the extra latency "
+       "profile NAME (--latency-profile)", group=BUDGET_GROUP, metavar="TIME"),
     _s("budget.min_accuracy", "--min-accuracy", "e.g. 0.97 or 97%%", group=BUDGET_GROUP, metavar="ACC"),
     _s("workers", "--workers", "trials evaluated at once (capped to the CPUs available; default: one per CPU)",
        group=EXECUTION_GROUP, kind="int"),
