@@ -156,7 +156,8 @@ class Budget:
         if self.max_size_bytes is not None:
             parts.append(f"size <= {self.max_size_bytes:,} B")
         if self.max_latency_ms is not None:
-            parts.append(f"{latency_key(self.latency_profile).replace('_ms', '')} <= {self.max_latency_ms:g} ms")
+            under = f"@{self.latency_profile}" if self.latency_profile else ""
+            parts.append(f"latency{under} <= {self.max_latency_ms:g} ms")
         if self.min_accuracy is not None:
             parts.append(f"accuracy >= {self.min_accuracy:g}")
         return ", ".join(parts) or "no budget"

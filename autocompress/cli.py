@@ -229,9 +229,8 @@ def cmd_best(args) -> int:
     print(f"  {'latency':<10} {teacher.latency_ms:>11.4f} ms {best.latency_ms:>11.4f} ms  "
           f"{teacher.latency_ms / best.latency_ms:.2f}x faster")
     for name, ms in best.metrics.latencies.items():  # the search's extra latency profiles
-        ahead = teacher.latencies.get(name)
-        print(f"  {'@' + name:<10} {ahead or float('nan'):>11.4f} ms {ms:>11.4f} ms  "
-              f"{(ahead or float('nan')) / ms:.2f}x faster")
+        ahead = teacher.latencies.get(name, float("nan"))
+        print(f"  {'@' + name:<10} {ahead:>11.4f} ms {ms:>11.4f} ms  {ahead / ms:.2f}x faster")
     print(f"  plan: {best.plan.summary()}")
     _print_layers(run, best.plan)
     if not args.export:  # the trial itself: the same budget may pick another once the run grows

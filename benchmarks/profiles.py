@@ -84,6 +84,8 @@ def remeasure(run, name: str, files: dict[str, str]) -> dict:
 
 
 def report(args, run, name: str, wall_s: float | None) -> dict:
+    from common import machine
+
     own, other = run.front(None), run.front(name)
     numbers = sorted(set(own["number"]) | set(other["number"]))
     trials = run.trials.set_index("number")
@@ -115,7 +117,7 @@ def report(args, run, name: str, wall_s: float | None) -> dict:
         "median_trial_s": duration, "extra_profile_measure_s": round(extra_s, 3),
         "extra_cost_share": round(extra_s / max(duration - extra_s, 1e-9), 4),
         "goal_extra_cost_met": extra_s / max(duration - extra_s, 1e-9) <= GOAL_EXTRA_COST,
-        "machine": __import__("common").machine(),
+        "machine": machine(),
     }
 
 

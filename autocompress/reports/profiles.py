@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 
 from autocompress.reports.collect import ReportData
 from autocompress.reports.figures import DOMINATED, FRONT, LABELS, TEACHER, _layout, hover_texts
-from autocompress.search.pareto import extra_profiles, pareto_mask, under_profile
+from autocompress.search.pareto import extra_profiles, under_profile
 
 
 def profile_sections(data: ReportData) -> list[dict]:
@@ -27,7 +27,7 @@ def profile_sections(data: ReportData) -> list[dict]:
     sections = []
     for name in extra_profiles(data.trials):
         view = under_profile(full, name).dropna(subset=["latency_ms"])
-        on_front = pareto_mask(view) if len(view) else []
+        on_front = view["number"].isin(data.run.front(name)["number"])  # the front the search prints, best uses
         front = view[on_front].sort_values(["accuracy", "size_bytes", "latency_ms"], ascending=[False, True, True])
         teacher_ms = data.run.teacher.latencies.get(name)
         sections.append({
@@ -44,10 +44,8 @@ def profile_sections(data: ReportData) -> list[dict]:
 def _figure(data: ReportData, view, on_front, name: str, teacher_ms: float | None) -> go.Figure:
     """Accuracy against the latency under profile ``name``: that profile's front, the rest faint."""
     fig = go.Figure()
-    mask = list(on_front)
-    for label, rows, marker in (("dominated here", view[[not m for m in mask]], dict(color=DOMINATED, size=7,
-                                                                                       opacity=0.45)),
-                                (f"front under {name}", view[mask], dict(color=FRONT, size=11))):
+    for label, rows, marker in (("dominated here", view[~on_front], dict(color=DOMINATED, size=7, opacity=0.45)),
+                                (f"front under {name}", view[on_front], dict(color=FRONT, size=11))):
         fig.add_trace(go.Scatter(x=rows["latency_ms"], y=rows["accuracy"], mode="markers", name=label, marker=marker,
                                  customdata=rows["number"].astype(int), hoverinfo="text",
                                  hovertext=hover_texts(data, rows, teacher_latency_ms=teacher_ms)))

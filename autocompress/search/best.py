@@ -35,9 +35,7 @@ from the teacher and two plans of the digits task evaluated here, without fine-t
 
 from __future__ import annotations
 
-import dataclasses
-
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -260,7 +258,7 @@ def select(candidates: pd.DataFrame, budget: Budget, *, prefer: str = "accurate"
         raise UsageError(f"prefer={prefer!r}: choose one of {', '.join(PREFERENCES)}")
     if budget.latency_profile:
         view = under_profile(candidates, budget.latency_profile)
-        row = select(view, dataclasses.replace(budget, latency_profile=None), prefer=prefer)
+        row = select(view, replace(budget, latency_profile=None), prefer=prefer)
         return candidates.loc[row.name]
     if candidates.empty:
         raise NothingFeasible("no complete full-fidelity trials in this run yet", candidates)
