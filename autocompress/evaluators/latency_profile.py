@@ -145,14 +145,13 @@ class LatencyProfile:
 
         options = ort.SessionOptions()
         options.enable_profiling = True
-        options.profile_file_prefix = os.path.join(tempfile.mkdtemp(prefix="autocompress-provider-"), "run")
         options.log_severity_level = 3
-        probe = ort.InferenceSession(str(path), options, providers=session.get_providers())
-        probe.run(None, self.feed(session))
-        profile = probe.end_profiling()
-        with open(profile) as f:
-            events = json.load(f)
-        os.remove(profile)
+        with tempfile.TemporaryDirectory(prefix="autocompress-provider-") as scratch:
+            options.profile_file_prefix = os.path.join(scratch, "run")
+            probe = ort.InferenceSession(str(path), options, providers=session.get_providers())
+            probe.run(None, self.feed(session))
+            with open(probe.end_profiling()) as f:
+                events = json.load(f)
         used = {e.get("args", {}).get("provider") for e in events if e.get("cat") == "Node"} - {None}
         if PROVIDERS[self.provider] not in used:
             raise UsageError(f"latency provider {self.provider!r} ran none of the nodes of {os.path.basename(path)} "
