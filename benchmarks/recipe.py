@@ -48,19 +48,30 @@ def _config(task, args):
     from autocompress.compressors.pipeline import with_task_lr
 
     given = {k: getattr(args, k) for k in ("lr", "batch_size", "alpha", "optimizer", "warmup_fraction",
-                                           "weight_decay", "temperature", "seed") if getattr(args, k) is not None}
+                                           "weight_decay", "temperature", "seed", "float_fraction") if getattr(args, k) is not None}
     return with_task_lr(DistillConfig(**given), task)
 
 
-def probe_step_s(task, plan, config) -> tuple[float, float]:
-    """(seconds per fine-tuning step, seconds of the probe in all) from a short throwaway run."""
+def probe_step_s(task, plan, config) -> tuple[dict, float]:
+    """({"float": s, "quantized": s} per fine-tuning step, seconds of the probe in all) from a
+    short throwaway run: PROBE_STEPS float steps, then as many quantization-aware ones."""
     from autocompress.compressors import compress
 
     stamps = []
     start = time.perf_counter()
-    compress(task, plan, config=dataclasses.replace(config, steps=PROBE_STEPS),
+    compress(task, plan, config=dataclasses.replace(config, steps=2 * PROBE_STEPS, float_fraction=0.5),
              on_step=lambda step: stamps.append(time.perf_counter()))
-    return (stamps[-1] - stamps[1]) / (len(stamps) - 2), time.perf_counter() - start
+
+    def per_step(phase):
+        return (phase[-1] - phase[1]) / (len(phase) - 2)  # the first step of a phase warms up
+
+    return ({"float": per_step(stamps[:PROBE_STEPS]), "quantized": per_step(stamps[PROBE_STEPS:])},
+            time.perf_counter() - start)
+
+
+def mean_step_s(step_s: dict, config) -> float:
+    """Seconds per step of a fine-tuning whose first ``float_fraction`` of the steps run in float."""
+    return config.float_fraction * step_s["float"] + (1 - config.float_fraction) * step_s["quantized"]
 
 
 def run(args) -> dict:
@@ -68,12 +79,18 @@ def run(args) -> dict:
     from autocompress.evaluators.evaluate import ARTIFACT_NAME, evaluate, evaluate_teacher
     from autocompress.evaluators.measure import onnx_metric, onnx_session, size_bytes
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
     out = Path(args.out)
     task = load_task("cifar10-resnet20", data_dir=args.data_dir)
     plan, config = recipe_plan(task), _config(task, args)
     teacher = evaluate_teacher(task, out_dir=out / "teacher")
     cap_s = args.minutes * 60
-    step_s, probe_s = probe_step_s(task, plan, config) if args.steps is None else (None, 0.0)
+    phase_s, probe_s = probe_step_s(task, plan, config) if args.steps is None else (None, 0.0)
+    step_s = mean_step_s(phase_s, config) if phase_s else None
     steps = args.steps or int((cap_s - probe_s - args.margin_s) / step_s)
     config = dataclasses.replace(config, steps=steps)
     stamps = []
@@ -98,7 +115,8 @@ def run(args) -> dict:
             "teacher_val_accuracy": teacher.accuracy, "candidate_val_accuracy": metrics.accuracy,
             "size_bytes": size, "size_ratio": size["teacher"] / size["candidate"],
             "latency_ms": latency, "latency_ratio": latency["teacher"] / latency["candidate"],
-            "steps": steps, "probe_step_s": step_s, "fine_tune_wall_s": fine_tune_s, "cap_s": cap_s,
+            "steps": steps, "probe_step_s": step_s, "probe_phase_step_s": phase_s,
+            "fine_tune_wall_s": fine_tune_s, "cap_s": cap_s,
             "within_cap": fine_tune_s <= cap_s, "notes": metrics.notes,
             "command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "machine": machine()}
 
@@ -128,7 +146,9 @@ def markdown(result: dict) -> str:
         f"(cap {result['cap_s']:.0f} s{'' if result['within_cap'] else ', EXCEEDED'}).",
         f"Settings: {d['optimizer']}, lr {d['lr']:g}, weight decay {d['weight_decay']:g}, batch {d['batch_size']}, "
         f"alpha {d['alpha']:g}, T {d['temperature']:g}, warm-up {d['warmup_fraction']:g} of the steps then "
-        f"{d['schedule']}, augmentation {'on' if d['augment'] else 'off'}.",
+        f"{d['schedule']}, augmentation {'on' if d['augment'] else 'off'}, "
+        + (f"the first {d['float_fraction']:g} of the steps in float (then calibrated afresh), the rest "
+           "quantization-aware." if d.get("float_fraction") else "quantization-aware throughout."),
         "",
     ])
 
@@ -140,16 +160,20 @@ def main(argv=None) -> int:
     parser.add_argument("--margin-s", type=float, default=30.0, help="seconds of the cap kept free (load varies)")
     parser.add_argument("--steps", type=int, default=None, help="fixed steps instead of the time cap")
     for name, kind in (("lr", float), ("batch-size", int), ("alpha", float), ("optimizer", str),
-                       ("warmup-fraction", float), ("weight-decay", float), ("temperature", float), ("seed", int)):
+                       ("warmup-fraction", float), ("weight-decay", float), ("temperature", float), ("seed", int),
+                       ("float-fraction", float)):
         parser.add_argument(f"--{name}", type=kind, default=None, help="default: the task's / DistillConfig's")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of the fine-tuning (default: "
+                        "torch's); 1 for two variants side by side, one core each, under the same machine state")
+    parser.add_argument("--result-name", default="recipe", help="the results file's name (benchmarks/results/NAME.json)")
     parser.add_argument("--out", default="/tmp/autocompress-recipe")
     parser.add_argument("--no-write", action="store_true", help="print the result, do not write benchmarks/results")
     args = parser.parse_args(argv)
     result = run(args)
     print(json.dumps({k: v for k, v in result.items() if k not in ("plan", "machine")}, indent=2, default=str))
     if not args.no_write:
-        write_result("recipe", result)
-        (RESULTS / "recipe.md").write_text(markdown(result))
+        write_result(args.result_name, result)
+        (RESULTS / f"{args.result_name}.md").write_text(markdown(result))
     return 0
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from autocompress.compressors.distill import DistillConfig
 
 CHECKPOINT_FORMAT = 1
+STORED_BEFORE = {"float_fraction": 0.0}  # settings newer than a checkpoint: what its fine-tuning did
 
 
 @dataclass
@@ -104,7 +105,8 @@ def _check_fits(path: Path, state: dict, current: TrainingState, config: Distill
         raise UsageError(f"checkpoint {path} does not fit the student ({problem}); rebuild the student from "
                          "the plan that made it, or delete the checkpoint to fine-tune from the start")
     settings = _resumable(config)
-    changed = {k: (state["settings"].get(k), v) for k, v in settings.items() if state["settings"].get(k) != v}
+    stored = {**STORED_BEFORE, **state["settings"]}
+    changed = {k: (stored.get(k), v) for k, v in settings.items() if stored.get(k) != v}
     if changed:
         name, (before, now) = next(iter(changed.items()))
         raise UsageError(f"checkpoint {path} was fine-tuned with {name}={before!r}, not {now!r}; continue it with "

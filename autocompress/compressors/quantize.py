@@ -89,6 +89,7 @@ class ActivationQuant(nn.Module):
         self.register_buffer("range", torch.zeros(2))
         self.register_buffer("observed", torch.zeros((), dtype=torch.bool))
         self.observing = False  # calibration: widen the range, do not quantize
+        self.enabled = True  # False: float fine-tuning (``set_fake_quant``): neither observe nor quantize
 
     def qparams(self) -> tuple[float, int]:
         hi = float(self.range[1]) if self.upper is None else min(float(self.range[1]), self.upper)
@@ -105,6 +106,8 @@ class ActivationQuant(nn.Module):
             self.range.mul_(1 - self.momentum).add_(torch.stack([lo, hi]) * self.momentum)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
         if self.observing or self.training:
             self._observe(x)
         if self.observing:
@@ -137,6 +140,7 @@ class FakeQuantLayer(nn.Module):
         self.quantize_input = not weights_only
         self.output_quant: ActivationQuant | None = None
         self.observing = False  # calibration: float weights
+        self.enabled = True  # False: float fine-tuning (``set_fake_quant``)
         self.frozen = False  # after ``freeze``: the weights already are the dequantized integers
 
     @property
@@ -175,7 +179,7 @@ class FakeQuantLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.quantize_input:
             x = self.input_quant(x)
-        y = self.layer(x) if self.observing or self.frozen else self._quantized_forward(x)
+        y = self.layer(x) if self.observing or self.frozen or not self.enabled else self._quantized_forward(x)
         return y if self.output_quant is None else self.output_quant(y)
 
 
@@ -195,6 +199,7 @@ class FakeQuantEmbedding(nn.Module):
         super().__init__()
         self.layer, self.bits = layer, bits
         self.frozen = False
+        self.enabled = True  # False: float fine-tuning (``set_fake_quant``)
 
     def _row_scale(self, rows: torch.Tensor) -> torch.Tensor:
         """The scale of each row of ``rows`` (last dimension kept, size 1)."""
@@ -208,7 +213,7 @@ class FakeQuantEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         rows = self.layer(ids)
-        if self.frozen:
+        if self.frozen or not self.enabled:
             return rows
         # a row's scale depends on that row alone: quantize the rows looked up, not the whole table
         # (the same values and the same straight-through gradients)
@@ -295,10 +300,31 @@ def _insert_after(model: torch.fx.GraphModule, node: torch.fx.Node, quant: Activ
     model.recompile()
 
 
+def set_fake_quant(model: nn.Module, enabled: bool) -> bool:
+    """Switch every fake quantizer of ``model`` on or off (off: the layers run their float weights
+    and nothing observes ranges: float fine-tuning, twice as fast a step as quantization-aware);
+    returns whether the model has any. Switched back on, the ranges are stale: ``calibrate`` with
+    ``fresh=True``.
+
+    >>> net = nn.Sequential(nn.Linear(4, 4))
+    >>> prepare_qat(net, {"0": 4}); calibrate(net, [torch.randn(8, 4)])
+    ['0']
+    >>> x = torch.randn(2, 4)
+    >>> set_fake_quant(net, False), bool(torch.equal(net(x), net[0].layer(x)))
+    (True, True)
+    """
+    quantizers = [m for m in model.modules() if isinstance(m, (FakeQuantLayer, ActivationQuant, FakeQuantEmbedding,
+                                                                 FakeQuantRecurrent))]
+    for module in quantizers:
+        module.enabled = enabled
+    return bool(quantizers)
+
+
 @torch.no_grad()
-def calibrate(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
+def calibrate(model: nn.Module, batches: Iterable[torch.Tensor], *, fresh: bool = False) -> None:
     """Place the activation quantizers (first calibration only), then observe their ranges (min/max)
-    on a few batches, before fine-tuning."""
+    on a few batches, before fine-tuning. ``fresh``: forget the ranges observed so far (after
+    float fine-tuning moved the weights)."""
     batches = list(batches)
     layers = fake_quant_layers(model)
     if not layers or not batches:
@@ -310,6 +336,8 @@ def calibrate(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
             layer.placed = True
         model.eval()  # the new quantizers too
     quants = activation_quants(model)
+    for quant in quants if fresh else ():
+        quant.range.zero_()
     for module in layers + quants:
         module.observing = True
     for x in batches:

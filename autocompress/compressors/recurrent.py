@@ -54,13 +54,14 @@ class FakeQuantRecurrent(nn.Module):
     def __init__(self, layer: nn.RNNBase, bits: int):
         super().__init__()
         self.layer, self.bits, self.frozen = layer, bits, False
+        self.enabled = True  # False: float fine-tuning (``quantize.set_fake_quant``)
 
     def _fake_quantized(self, weight: torch.Tensor) -> torch.Tensor:
         integers, scale = row_quantized(weight, self.bits)
         return weight + (integers * scale - weight).detach()
 
     def forward(self, *args, **kwargs):
-        if self.frozen:
+        if self.frozen or not self.enabled:
             return self.layer(*args, **kwargs)
         saved = list(self.layer._flat_weights)
         names = self.layer._flat_weights_names

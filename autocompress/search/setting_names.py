@@ -68,6 +68,10 @@ SETTINGS = (
        "(default: adamw)", choices=("adamw", "sgd")),
     _s("distill.warmup_fraction", "--warmup", "fraction of the fine-tuning steps spent warming the learning rate up "
        "before its cosine decay (default: 0.05)", kind="float", metavar="FRACTION"),
+    _s("distill.float_fraction", "--float-fraction", "fraction of a quantized candidate's fine-tuning steps run in "
+       "float (quantizers off, a step about half the cost) before its ranges are calibrated afresh and "
+       "quantization-aware steps take the rest (default: 0.7; 0: quantization-aware throughout)", kind="float",
+       metavar="FRACTION"),
     _s("distill.augment", "--no-augment", "fine-tune without the task's training augmentation (e.g. CIFAR crops "
        "and flips)", kind="switch"),
     _s("distill.amp", "--amp", "fine-tune in bfloat16 autocast on the trials' GPUs (needs --gpus-per-trial, Ampere "

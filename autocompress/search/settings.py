@@ -45,6 +45,7 @@ SAMPLERS = ("tpe", "nsga2", "random")
 # and the guide did not exist: off)
 STORED_BEFORE = {"eta": DEFAULT_ETA, "sensitivity": False, "sensitivity_steps": 0, "proposals": False,
                  "local_search": False, "guide": False, "latency": {}, "latency_profiles": {}}
+DISTILL_STORED_BEFORE = {"float_fraction": 0.0}  # fine-tuning settings newer than a stored run: what it did
 
 
 def _number(name: str, value, *, minimum: float, inclusive: bool = True, integer: bool = False, what: str = ""):
@@ -78,6 +79,9 @@ def distill_config(values: dict) -> DistillConfig:
     if not 0 <= _number("distill.warmup_fraction", values.get("warmup_fraction", 0.0), minimum=0) < 1:
         raise SettingError("distill.warmup_fraction", f"must be below 1 (a fraction of the steps), "
                                                       f"got {values['warmup_fraction']!r}")
+    if not 0 <= _number("distill.float_fraction", values.get("float_fraction", 0.0), minimum=0) < 1:
+        raise SettingError("distill.float_fraction", f"must be below 1 (a fraction of the steps; the rest are "
+                                                     f"quantization-aware), got {values['float_fraction']!r}")
     for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
         if name in values and values[name] not in choices:
             raise SettingError(f"distill.{name}", f"{values[name]!r} is unknown; choose one of: {', '.join(choices)}")
@@ -204,7 +208,7 @@ class SearchSettings:
         if missing:
             raise KeyError(missing[0])
         values = {f.name: values[f.name] for f in dataclasses.fields(cls)}
-        return cls(**{**values, "techniques": tuple(values["techniques"]), "distill": distill_config(values["distill"]),
+        return cls(**{**values, "techniques": tuple(values["techniques"]), "distill": distill_config({**DISTILL_STORED_BEFORE, **values["distill"]}),
                       "budget": Budget(**values["budget"]), "latency": LatencyProfile.from_dict(values["latency"]),
                       "latency_profiles": {name: LatencyProfile.from_dict(p)
                                            for name, p in values["latency_profiles"].items()}})

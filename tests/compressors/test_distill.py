@@ -49,7 +49,9 @@ def _same_tensors(a: dict, b: dict) -> None:
 
 # constant rate, no warm-up: the learning rate of a step does not depend on the total, so a run
 # split in two must equal the run in one go bit for bit
-FLAT = DistillConfig(steps=6, batch_size=16, lr=1e-2, schedule="constant", warmup_fraction=0.0, feature_weight=0.5)
+# (and quantization-aware throughout: a float phase is a fraction of each run's own total)
+FLAT = DistillConfig(steps=6, batch_size=16, lr=1e-2, schedule="constant", warmup_fraction=0.0, feature_weight=0.5,
+                     float_fraction=0.0)
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
@@ -112,6 +114,49 @@ def test_a_checkpoint_of_another_structure_or_other_settings_is_refused_in_one_l
         distill(_student(), _data(), _teacher(), FLAT, head="2", checkpoint=path)
 
 
+def _quantized_steps(student) -> list[bool]:
+    """Whether each forward of ``student`` (a ``_student``) ran its weights fake-quantized."""
+    seen = []
+    student[0].register_forward_hook(lambda m, args, out: seen.append(m.enabled))
+    return seen
+
+
+def test_float_fraction_fine_tunes_in_float_then_recalibrates_and_ends_quantization_aware(tmp_path):
+    config = DistillConfig(steps=10, batch_size=8, lr=1e-1, float_fraction=0.6)
+    student = _student()
+    stale = student[0].output_quant.range.clone()
+    seen = _quantized_steps(student)
+    distill(student, _data(), _teacher(), config, head="2")
+    # 6 float steps, 4 calibration batches with the quantizers on, 4 quantization-aware steps
+    assert seen == [False] * 6 + [True] * 4 + [True] * 4
+    assert not torch.equal(student[0].output_quant.range, stale)  # observed afresh on the moved weights
+    # a continued run whose new total puts the switch later goes float again, then recalibrates
+    path = tmp_path / "checkpoint.pt"
+    distill(_student(), _data(), _teacher(), config, head="2", checkpoint=path)
+    student = _student()
+    seen = _quantized_steps(student)
+    distill(student, _data(), _teacher(), dataclasses.replace(config, steps=20), head="2", checkpoint=path)
+    assert seen == [False] * 2 + [True] * 4 + [True] * 8
+
+
+def test_a_checkpoint_saved_before_float_fraction_existed_continues_quantization_aware_only(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    distill(_student(), _data(), _teacher(), FLAT, head="2", checkpoint=path)
+    state = torch.load(path, weights_only=True)
+    del state["settings"]["float_fraction"]  # as a checkpoint of an older autocompress has it
+    torch.save(state, path)
+    longer = dataclasses.replace(FLAT, steps=8)
+    assert len(distill(_student(), _data(), _teacher(), longer, head="2", checkpoint=path)) == 8
+    with pytest.raises(UsageError, match="fine-tuned with float_fraction=0.0, not 0.5"):
+        distill(_student(), _data(), _teacher(), dataclasses.replace(longer, steps=9, float_fraction=0.5), head="2",
+                checkpoint=path)
+
+
+def test_float_fraction_must_leave_quantization_aware_steps():
+    with pytest.raises(ValueError, match=r"float_fraction must be in \[0, 1\), got 1"):
+        DistillConfig(float_fraction=1)
+
+
 class RecordingTeacher(nn.Module):
     """A teacher that keeps every batch it is given, and whether gradients were on."""
 
@@ -135,7 +180,8 @@ def test_augmented_batches_reach_the_teacher_under_no_grad():
         return x + torch.randn(x.shape, generator=generator)
 
     data = _data()
-    distill(student, data, teacher, DistillConfig(steps=3, batch_size=8), head="2", augment=augment)
+    # quantization-aware throughout: no calibration forwards between the steps
+    distill(student, data, teacher, DistillConfig(steps=3, batch_size=8, float_fraction=0.0), head="2", augment=augment)
     assert len(teacher.inputs) == 3 and not any(teacher.grad_enabled)
     for seen_by_teacher, seen_by_student in zip(teacher.inputs, student_inputs[-3:]):
         assert torch.equal(seen_by_teacher, seen_by_student)

@@ -24,7 +24,9 @@ def test_the_fine_tuning_recipe_is_stored_and_restored():
                                              ({"schedule": "step"}, "distill.schedule"),
                                              ({"warmup_fraction": 1.0}, "distill.warmup_fraction"),
                                              ({"weight_decay": -1e-4}, "distill.weight_decay"),
-                                             ({"augment": "yes"}, "distill.augment")])
+                                             ({"augment": "yes"}, "distill.augment"),
+                                             ({"float_fraction": 1.0}, "distill.float_fraction"),
+                                             ({"float_fraction": -0.1}, "distill.float_fraction")])
 def test_bad_fine_tuning_settings_name_their_keyword(values, keyword):
     with pytest.raises(SettingError) as error:
         distill_config(values)
@@ -32,8 +34,17 @@ def test_bad_fine_tuning_settings_name_their_keyword(values, keyword):
 
 
 def test_the_cli_flags_of_the_new_settings():
-    assert [flag_for(k) for k in ("distill.optimizer", "distill.warmup_fraction", "distill.augment")] == \
-        ["--optimizer", "--warmup", "--no-augment"]
+    assert [flag_for(k) for k in ("distill.optimizer", "distill.warmup_fraction", "distill.augment",
+                                  "distill.float_fraction")] == ["--optimizer", "--warmup", "--no-augment",
+                                                                 "--float-fraction"]
+
+
+def test_float_fraction_is_stored_and_a_run_stored_before_it_fine_tuned_quantization_aware_throughout():
+    settings = SearchSettings(distill=DistillConfig(float_fraction=0.7))
+    assert SearchSettings.from_dict(settings.to_dict()) == settings
+    before = settings.to_dict()
+    del before["distill"]["float_fraction"]
+    assert SearchSettings.from_dict(before).distill.float_fraction == 0.0
 
 
 def test_the_guide_of_local_search_is_a_setting_on_by_default_and_off_for_runs_stored_before_it():
