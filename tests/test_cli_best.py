@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 import autocompress
+from autocompress.budget import Budget
+from autocompress.search.best import first_met
 from tests.conftest import one_clear_line, run_cli, search_here
 
 
@@ -18,7 +20,20 @@ def budget_run(tmp_path_factory, digits_task):
     proc = search_here("search", "--task", "digits", "--trials", "5", "--steps", "40", "--max-size", "250KB",
                        "--min-accuracy", "0.5", "--no-sensitivity", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
+    (out.parent / "search.out").write_text(proc.stdout)
     return out
+
+
+@pytest.mark.slow
+def test_the_search_says_once_which_trial_met_the_budget_first_and_when(budget_run):
+    said = [line for line in (budget_run.parent / "search.out").read_text().splitlines() if "first met" in line]
+    run = autocompress.load_run(budget_run)
+    first = first_met(run.candidates, Budget(max_size_bytes=250_000, min_accuracy=0.5))
+    assert first is not None and len(said) == 1
+    assert said[0].startswith(f"budget (size <= 250,000 B, accuracy >= 0.5) first met by trial {int(first['number'])}, ")
+    lines = (budget_run.parent / "search.out").read_text().splitlines()
+    announced = next(i for i, line in enumerate(lines) if "first met" in line)
+    assert f"trial {int(first['number'])} " in lines[announced - 1]  # right after that trial's own line
 
 
 @pytest.mark.slow

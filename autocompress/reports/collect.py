@@ -23,7 +23,7 @@ from autocompress.reports.layer_plan import channels_from_notes
 from autocompress.search import rundir
 from autocompress.search.best import Run
 from autocompress.budget import Budget
-from autocompress.search.pareto import OBJECTIVES, dominated, normalized_hypervolume, pareto_mask
+from autocompress.search.pareto import OBJECTIVES, dominated, normalized_hypervolume, pareto_mask, under_profile
 from autocompress.search.sensitivity_table import read_table
 from autocompress.spaces.space import KERNELS_KNOB, KNOB_PREFIXES, plan_from_params
 
@@ -62,10 +62,11 @@ def collect(run: Run) -> ReportData:
     plans = {int(row["number"]): _plan(run, row, layers, stages) for _, row in trials[complete].iterrows()}
     trials["summary"] = [plans[int(n)].summary() if int(n) in plans else "" for n in trials["number"]]
     notes = trials["notes"] if "notes" in trials else []
+    budget = Budget(**run.info["settings"].get("budget", {}))
     return ReportData(run=run, trials=trials, plans=plans, layers=layers, stages=stages, groups=groups,
                       channels={**channels_from_notes(notes, groups), **run.info.get("model", {}).get("channels", {})},
-                      progress=hypervolume_progress(trials, run.info["teacher"]),
-                      budget=Budget(**run.info["settings"].get("budget", {})), sensitivity=read_table(run.path))
+                      progress=hypervolume_progress(trials, run.info["teacher"], budget=budget),
+                      budget=budget, sensitivity=read_table(run.path))
 
 
 def _model(run: Run) -> tuple[list[str], dict[str, list[str]], dict[str, list[str]]]:
@@ -99,10 +100,11 @@ def _plan(run: Run, row: pd.Series, layers: list[str], stages: dict) -> Plan:
                             importance=run.info["settings"].get("importance", "l1"))
 
 
-def hypervolume_progress(trials: pd.DataFrame, teacher: dict) -> pd.DataFrame:
+def hypervolume_progress(trials: pd.DataFrame, teacher: dict, *, budget: Budget | None = None) -> pd.DataFrame:
     """Normalized hypervolume of the full-fidelity front after each full-fidelity trial, in the
     order trials finished; ``finished`` counts every trial finished by then (any fidelity or
-    state) and ``elapsed_s`` the seconds since the first trial started.
+    state) and ``elapsed_s`` the seconds since the first trial started; ``within_budget`` the best
+    accuracy within ``budget`` so far (NaN until a trial meets it).
 
     >>> t = pd.DataFrame({"number": [0, 1], "state": ["COMPLETE"] * 2, "full": [True] * 2,
     ...                   "accuracy": [0.99, 1.0], "size_bytes": [50, 10], "latency_ms": [0.5, 0.5],
@@ -110,6 +112,9 @@ def hypervolume_progress(trials: pd.DataFrame, teacher: dict) -> pd.DataFrame:
     ...                   "finished_at": ["2026-01-01T00:00:02+00:00", "2026-01-01T00:00:05+00:00"]})
     >>> hypervolume_progress(t, {"accuracy": 1.0, "size_bytes": 100, "latency_ms": 1.0})[["finished", "hypervolume"]].values.tolist()
     [[1.0, 0.01], [2.0, 0.0225]]
+    >>> hypervolume_progress(t, {"accuracy": 1.0, "size_bytes": 100, "latency_ms": 1.0},
+    ...                      budget=Budget(max_size_bytes=20))["within_budget"].tolist()
+    [nan, 1.0]
     """
     finished_at = pd.to_datetime(trials["finished_at"], utc=True, errors="coerce", format="ISO8601")
     order = trials.assign(_end=finished_at).sort_values(["_end", "number"], kind="stable", na_position="last")
@@ -125,7 +130,17 @@ def hypervolume_progress(trials: pd.DataFrame, teacher: dict) -> pd.DataFrame:
         volumes.append(volume)
     elapsed = (done["_end"] - start).dt.total_seconds() if pd.notna(start) else np.nan
     return pd.DataFrame({"number": done["number"].astype(int).to_numpy(), "finished": done["finished"].to_numpy(),
-                         "elapsed_s": np.asarray(elapsed, float) * np.ones(len(done)), "hypervolume": volumes})
+                         "elapsed_s": np.asarray(elapsed, float) * np.ones(len(done)), "hypervolume": volumes,
+                         "within_budget": _best_within(done, budget)})
+
+
+def _best_within(done: pd.DataFrame, budget: Budget | None) -> np.ndarray:
+    """The best accuracy within ``budget`` among ``done`` up to each row (NaN before the first)."""
+    if budget is None or budget.is_empty or done.empty:
+        return np.full(len(done), np.nan)
+    view = under_profile(done, budget.latency_profile) if budget.latency_profile else done
+    accuracy = np.where([budget.feasible(row) for _, row in view.iterrows()], done["accuracy"], np.nan)
+    return pd.Series(accuracy, dtype=float).cummax().ffill().to_numpy()
 
 
 def _rungs_fact(settings: dict) -> str:

@@ -96,9 +96,12 @@ def pareto_3d_figure(data: ReportData) -> go.Figure:
 
 
 def progress_figure(data: ReportData) -> go.Figure:
-    """Normalized hypervolume of the front against trials finished and against wall time."""
+    """Normalized hypervolume of the front against trials finished and against wall time; with a
+    budget, the best accuracy within it against wall time too."""
     p = data.progress
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("against trials finished", "against wall time"))
+    budgeted = not data.budget.is_empty
+    fig = make_subplots(rows=1, cols=3 if budgeted else 2, subplot_titles=(
+        "against trials finished", "against wall time") + (("accuracy within the run's budget",) if budgeted else ()))
     text = [f"after trial {n}: {v:.5f}" for n, v in zip(p["number"], p["hypervolume"])]
     fig.add_trace(go.Scatter(x=p["finished"], y=p["hypervolume"], mode="lines+markers", line_shape="hv",
                              name="hypervolume", hovertext=text, hoverinfo="text", marker=dict(color=FRONT)), 1, 1)
@@ -107,6 +110,14 @@ def progress_figure(data: ReportData) -> go.Figure:
     fig.update_xaxes(title_text="trials finished (any fidelity)", row=1, col=1)
     fig.update_xaxes(title_text="minutes since the first trial started", row=1, col=2)
     fig.update_yaxes(title_text="hypervolume (normalized)", row=1, col=1)
+    if budgeted:
+        met = p[p["within_budget"].notna()]
+        text = [f"after trial {n}: best accuracy {a:.4f} within {data.budget.describe()}"
+                for n, a in zip(met["number"], met["within_budget"])]
+        fig.add_trace(go.Scatter(x=met["elapsed_s"] / 60, y=met["within_budget"], mode="lines+markers",
+                                 line_shape="hv", hovertext=[html.escape(t) for t in text], hoverinfo="text",
+                                 marker=dict(color=FRONT)), 1, 3)
+        fig.update_xaxes(title_text="minutes since the first trial started", row=1, col=3)
     fig.update_layout(**_layout(height=360, showlegend=False))
     return fig
 

@@ -270,6 +270,23 @@ def select(candidates: pd.DataFrame, budget: Budget, *, prefer: str = "accurate"
     return feasible.sort_values(columns, ascending=ascending, kind="stable").iloc[0]
 
 
+def first_met(candidates: pd.DataFrame, budget: Budget) -> pd.Series | None:
+    """The candidate that met ``budget`` first (by the time its trial finished); None if none has.
+
+    >>> t = pd.DataFrame({"number": [0, 1, 2], "accuracy": [0.9, 0.8, 0.95], "size_bytes": [900, 90, 80],
+    ...                   "latency_ms": [1.0] * 3, "finished_at": ["2026-01-01T00:00:09+00:00",
+    ...                   "2026-01-01T00:00:05+00:00", "2026-01-01T00:00:07+00:00"]})
+    >>> int(first_met(t, Budget(max_size_bytes=100))["number"]), first_met(t, Budget(max_size_bytes=10))
+    (1, None)
+    """
+    view = under_profile(candidates, budget.latency_profile) if budget.latency_profile else candidates
+    feasible = view[[budget.feasible(row) for _, row in view.iterrows()]]
+    if feasible.empty:
+        return None
+    finished = pd.to_datetime(feasible["finished_at"], utc=True, errors="coerce", format="ISO8601")
+    return candidates.loc[finished.sort_values(kind="stable").index[0]]
+
+
 def nearest(candidates: pd.DataFrame, budget: Budget, *, count: int = NEAREST) -> pd.DataFrame:
     """The closest few candidates on each violated axis, with by how much they miss."""
     rows = []

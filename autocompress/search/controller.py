@@ -39,12 +39,13 @@ from autocompress.devices import check_amp_placement
 from autocompress.evaluators.evaluate import fidelity_label, latency_meter
 from autocompress.metrics import Metrics
 from autocompress.search import rundir
+from autocompress.search.best import first_met
 from autocompress.search.pareto import OBJECTIVES
 from autocompress.search.proposals import Predictor
 from autocompress.search.samplers import make_sampler
 from autocompress.search.settings import Execution, SearchSettings, SettingError
 from autocompress.search.teacher_latency import latency_actor, measure_teacher
-from autocompress.search.text_tables import progress_line
+from autocompress.search.text_tables import budget_met_line, progress_line
 from autocompress.spaces.space import SearchSpace
 from autocompress.task import Task, UsageError, check_teacher_runs
 
@@ -331,6 +332,9 @@ class _Checkpoint:
     def __init__(self, session: _Session, on_checkpoint):
         self.session, self.on_checkpoint, self.searcher = session, on_checkpoint, None
         self.last = time.perf_counter()
+        budget = session.settings.budget  # met in an earlier session of this run: not said again
+        self.budget_met = budget.is_empty or (
+            session.resume and self._first_met(rundir.trials_frame(session.study, budget)) is not None)
 
     def tables(self):
         s = self.session
@@ -341,9 +345,19 @@ class _Checkpoint:
         s = self.session
         s.progress(progress_line(self.searcher.finished, s.trials, frozen, s.teacher,
                                   rungs=len(self.searcher.scheduler.rungs.steps), batch=s.settings.latency.batch))
-        self.tables()
+        trials, _ = self.tables()
+        met = None if self.budget_met else self._first_met(trials)
+        if met is not None:  # said once, when it happens
+            self.budget_met = True
+            s.progress(budget_met_line(met, s.settings.budget, s.teacher, started_at=s.run.get("started_at")))
         if time.perf_counter() - self.last >= CHECKPOINT_EVERY_S:
             self.call()
+
+    def _first_met(self, trials: pd.DataFrame) -> pd.Series | None:
+        """The full-fidelity trial that met the search's budget first (``best.first_met``)."""
+        fidelity = fidelity_label(self.session.settings.distill)
+        full = trials[(trials["state"] == "COMPLETE") & (trials["fidelity"] == fidelity)]
+        return first_met(full, self.session.settings.budget)
 
     def call(self) -> None:
         self.last = time.perf_counter()

@@ -43,6 +43,28 @@ def progress_line(done: int, total: int, frozen: optuna.trial.FrozenTrial, teach
             + ("  (over the budget: not fine-tuned)" if "not fine-tuned" in metrics.notes else ""))
 
 
+def budget_met_line(row: pd.Series, budget, teacher: Metrics, *, started_at: str | None) -> str:
+    """When and by which trial the search's budget was first met (``best.first_met``), its time
+    counted from the run's start (``run.json``'s ``started_at``).
+
+    >>> teacher = Metrics(accuracy=0.98, size_bytes=40960, latency_ms=0.02, params=0, macs=0, fidelity="")
+    >>> row = pd.Series({"number": 4, "accuracy": 0.97, "size_bytes": 10240, "latency_ms": 0.01,
+    ...                  "finished_at": "2026-01-01T00:01:05+00:00"})
+    >>> from autocompress.budget import Budget
+    >>> budget_met_line(row, Budget(max_size_bytes=20000), teacher, started_at="2026-01-01T00:00:00+00:00")
+    'budget (size <= 20,000 B) first met by trial 4, 65 s after the search started: acc 0.9700 (-1.0 pt), 10.0 KB (4.0x smaller)'
+    """
+    elapsed = pd.to_datetime(row.get("finished_at"), utc=True, errors="coerce") - pd.to_datetime(
+        started_at, utc=True, errors="coerce")
+    when = f", {elapsed.total_seconds():.0f} s after the search started" if pd.notna(elapsed) else ""
+    latency = ""
+    if budget.max_latency_ms is not None:
+        column = f"latency_ms@{budget.latency_profile}" if budget.latency_profile else "latency_ms"
+        latency = f", {float(row[column]):.4f} ms" + (f" @{budget.latency_profile}" if budget.latency_profile else "")
+    return (f"budget ({budget.describe()}) first met by trial {int(row['number'])}{when}: acc {row['accuracy']:.4f} ({(row['accuracy'] - teacher.accuracy) * 100:+.1f} pt), "
+            f"{row['size_bytes'] / 1024:.1f} KB ({teacher.size_bytes / row['size_bytes']:.1f}x smaller){latency}")
+
+
 def throughput(latency_ms: float, batch: int) -> str:
     """`` = N items/s`` for a latency per run of ``batch`` rows above 1, else nothing.
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from autocompress.reports.collect import collect
 from autocompress.reports.html_report import _script_json, report_payload
-from autocompress.search.best import load_run
+from autocompress.search.best import first_met, load_run, select
 from autocompress.search.pareto import normalized_hypervolume, pareto_front
 from tests.conftest import run_cli
 from tests.fixtures.user_tasks import HOSTILE_NAME
@@ -41,6 +41,13 @@ def test_front_hypervolume_and_plans_agree_with_the_stored_results(synthetic_run
     assert np.all(np.diff(data.progress["hypervolume"]) >= 0)
     assert data.progress["hypervolume"].iloc[-1] == normalized_hypervolume(expected, run.info["teacher"])
     assert len(data.progress) == int(data.trials["full"].sum())
+    # with the run's budget: the best accuracy within it, from the trial that met it first on, never falling
+    within = data.progress["within_budget"]
+    first = first_met(run.candidates, data.budget)
+    assert not data.budget.is_empty and first is not None
+    assert within.isna().sum() == list(data.progress["number"]).index(int(first["number"]))
+    assert np.all(np.diff(within.dropna()) >= 0)
+    assert within.iloc[-1] == select(run.candidates, data.budget)["accuracy"]  # what best answers
     # a plan rebuilt from the stored parameters says what the parameters say
     row = data.trials[data.trials["state"] == "COMPLETE"].iloc[0]
     plan = data.plans[int(row["number"])]
