@@ -61,8 +61,13 @@ def parse_size(text: str) -> int:
 
 
 def parse_latency(text: str) -> float:
-    """Milliseconds from '2ms', '250us', '0.01s'."""
-    return _parse(text, TIME_UNITS, "--max-latency", "2ms or 250us")
+    """Milliseconds from '2ms', '250us', '0.01s', to 15 significant digits: the unit's conversion
+    adds no error in the last bit, so a limit typed as a file's recorded latency admits that file.
+
+    >>> parse_latency("20.9655us") == 0.0209655   # 20.9655 * 1e-3 alone is 0.020965499999999998
+    True
+    """
+    return float(f"{_parse(text, TIME_UNITS, '--max-latency', '2ms or 250us'):.15g}")
 
 
 def parse_latency_limit(text: str) -> tuple[float, str | None]:

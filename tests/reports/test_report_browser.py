@@ -230,7 +230,8 @@ def test_budget_filter_nothing_feasible_and_bad_input(report_page, hostile_run):
 PARSE_CASES = {
     "size": (parse_size, ["50KB", "1.5 MiB", "800b", "2e3B", "0.5KiB", " 7 kb ", "2.5B", "3.5B", ".5MB", "abc", "5 XB",
                           "-1KB", "0B", "1e400B", "KB", "1,000B", "5.", "12"]),
-    "latency": (parse_latency, ["2ms", "250us", "0.01s", "1e-3s", "1.5 MS", "3", "ms", "0ms", "2 min", "0.0155ms"]),
+    "latency": (parse_latency, ["2ms", "250us", "0.01s", "1e-3s", "1.5 MS", "3", "ms", "0ms", "2 min", "0.0155ms",
+                                      "20.9655us"]),
     "accuracy": (parse_accuracy, ["0.97", "97%", "1", "0", "1.5", "abc", "97%%", " 0.5 ", "1e-1", "nan", "inf",
                                   "0.9_7", "+0.5", "50 %", "", "0x1", ".5"]),
 }

@@ -257,7 +257,8 @@
     return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
   }
   const parseSize = (text) => roundHalfEven(withUnit(text, SIZE_UNITS, "--max-size", "50KB or 1.5MiB"));
-  const parseLatency = (text) => withUnit(text, TIME_UNITS, "--max-latency", "2ms or 250us");
+  // to 15 significant digits, as the CLI (budget.parse_latency): no conversion error in the last bit
+  const parseLatency = (text) => Number(withUnit(text, TIME_UNITS, "--max-latency", "2ms or 250us").toPrecision(15));
   function pythonFloat(text) {  // float(text) in Python; null where it raises
     const t = text.trim(), digits = "[0-9](?:_?[0-9])*";
     if (/^[+-]?(inf|infinity)$/i.test(t)) return t.startsWith("-") ? -Infinity : Infinity;
