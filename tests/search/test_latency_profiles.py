@@ -127,7 +127,9 @@ def test_extra_profiles_measure_every_trial_and_the_teacher_and_a_budget_may_nam
     complete = trials[trials["state"] == "COMPLETE"]
     assert len(complete) == 3 and (complete["latency_ms@wide"] > 0).all()
     fastest = complete.sort_values(["latency_ms@wide", "accuracy"], ascending=[True, False]).iloc[0]
-    limit = f"{fastest['latency_ms@wide'] * 1000:.6f}us@wide"  # only the fastest under 'wide' is within
+    slower = complete.loc[complete["latency_ms@wide"] > fastest["latency_ms@wide"], "latency_ms@wide"]
+    between = (fastest["latency_ms@wide"] + slower.min()) / 2 if len(slower) else fastest["latency_ms@wide"] * 1.001
+    limit = f"{between * 1000:.9f}us@wide"  # only the fastest under 'wide' (and any as fast) is within
     best = search_here("best", str(out), "--max-latency", limit)
     assert best.returncode == 0, best.stderr
     assert f"trial {int(fastest['number'])}" in best.stdout.splitlines()[0] and "@wide" in best.stdout
