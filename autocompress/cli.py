@@ -172,7 +172,7 @@ def cmd_search(args) -> int:
         from autocompress.search.rundir import is_run_dir, resume_command
 
         again = ("continue with: " + resume_command(task_spec=args.task, out=out, trials=args.trials,
-                                                    storage=args.storage)
+                                                    storage=args.storage, data_dir=args.data_dir)
                  if is_run_dir(Path(out)) else "run the same command again")
         raise UsageError(f"cannot write the results in {out} or its study ({reason}); every trial stored before is "
                          f"kept: free space or make it writable, then {again}") from exc

@@ -322,6 +322,7 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
 
 def _resume_command(session: _Session) -> str:
     return rundir.resume_command(task_spec=session.run["task"]["spec"], out=session.out, trials=session.trials,
+                                 data_dir=session.run["task"].get("data_dir"),
                                  storage=session.storage)
 
 

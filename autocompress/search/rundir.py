@@ -205,21 +205,25 @@ def new_run_info(*, task, space, settings, execution, workers: int, trials: int,
     }
 
 
-def resume_command(*, task_spec: str, out: str | os.PathLike, trials: int, storage: str | None = None) -> str:
-    """The one command that continues the search in ``out``, quoted for a shell; a database
-    URL's password is shown as PASSWORD (never printed).
+def resume_command(*, task_spec: str, out: str | os.PathLike, trials: int, storage: str | None = None,
+                   data_dir: str | None = None) -> str:
+    """The one command that continues the search in ``out``, quoted for a shell (with the task's
+    ``--data-dir`` where it had one); a database URL's password is shown as PASSWORD (never printed).
 
     >>> print(resume_command(task_spec="digits", out="runs/my run", trials=40))
     autocompress search --task digits --out 'runs/my run' --trials 40 --resume
     >>> print(resume_command(task_spec="digits", out="r", trials=4, storage="postgresql://al:s3cret@db/s"))
     autocompress search --task digits --out r --trials 4 --storage postgresql://al:PASSWORD@db/s --resume
+    >>> print(resume_command(task_spec="cifar10-resnet20", out="r", trials=4, data_dir="/data/shared"))
+    autocompress search --task cifar10-resnet20 --data-dir /data/shared --out r --trials 4 --resume
     """
     import shlex
 
     from autocompress.search.storage import redact
 
     shown = ["--storage", redact(storage).replace("***", "PASSWORD")] if storage else []
-    return shlex.join(["autocompress", "search", "--task", task_spec, "--out", str(out), "--trials", str(trials),
+    data = ["--data-dir", str(data_dir)] if data_dir else []
+    return shlex.join(["autocompress", "search", "--task", task_spec, *data, "--out", str(out), "--trials", str(trials),
                        *shown, "--resume"])
 
 
