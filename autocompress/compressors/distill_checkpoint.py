@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from autocompress.compressors.distill import DistillConfig
 
 CHECKPOINT_FORMAT = 1
-STORED_BEFORE = {"float_fraction": 0.0}  # settings newer than a checkpoint: what its fine-tuning did
+# fine-tuning settings newer than a stored checkpoint or run: what that fine-tuning did (also read by
+# ``SearchSettings.from_dict``)
+STORED_BEFORE = {"float_fraction": 0.0}
 
 
 @dataclass

@@ -21,9 +21,9 @@ from autocompress.artifact_files import PLAN_NAME
 from autocompress.plan import Plan
 from autocompress.reports.layer_plan import channels_from_notes
 from autocompress.search import rundir
-from autocompress.search.best import Run
+from autocompress.search.best import Run, within
 from autocompress.budget import Budget
-from autocompress.search.pareto import OBJECTIVES, dominated, normalized_hypervolume, pareto_mask, under_profile
+from autocompress.search.pareto import OBJECTIVES, dominated, normalized_hypervolume, pareto_mask
 from autocompress.search.sensitivity_table import read_table
 from autocompress.spaces.space import KERNELS_KNOB, KNOB_PREFIXES, plan_from_params
 
@@ -138,8 +138,7 @@ def _best_within(done: pd.DataFrame, budget: Budget | None) -> np.ndarray:
     """The best accuracy within ``budget`` among ``done`` up to each row (NaN before the first)."""
     if budget is None or budget.is_empty or done.empty:
         return np.full(len(done), np.nan)
-    view = under_profile(done, budget.latency_profile) if budget.latency_profile else done
-    accuracy = np.where([budget.feasible(row) for _, row in view.iterrows()], done["accuracy"], np.nan)
+    accuracy = np.where(within(done, budget), done["accuracy"], np.nan)
     return pd.Series(accuracy, dtype=float).cummax().ffill().to_numpy()
 
 

@@ -121,8 +121,7 @@ class Run:
     @property
     def candidates(self) -> pd.DataFrame:
         """Complete trials at full fidelity (the only ones any answer may use)."""
-        t = self.trials
-        return t[(t["state"] == "COMPLETE") & (t["fidelity"] == self.fidelity)]
+        return full_fidelity(self.trials, self.fidelity)
 
     @property
     def pareto(self) -> pd.DataFrame:
@@ -262,12 +261,29 @@ def select(candidates: pd.DataFrame, budget: Budget, *, prefer: str = "accurate"
         return candidates.loc[row.name]
     if candidates.empty:
         raise NothingFeasible("no complete full-fidelity trials in this run yet", candidates)
-    feasible = candidates[[budget.feasible(row) for _, row in candidates.iterrows()]]
+    feasible = candidates[within(candidates, budget)]
     if feasible.empty:
         raise NothingFeasible(f"no candidate meets the budget ({budget.describe()}) among "
                               f"{len(candidates)} complete trials", nearest(candidates, budget))
     columns, ascending = PREFERENCES[prefer]
     return feasible.sort_values(columns, ascending=ascending, kind="stable").iloc[0]
+
+
+def full_fidelity(trials: pd.DataFrame, fidelity: str) -> pd.DataFrame:
+    """The complete trials at ``fidelity`` (a run's full one: the only candidates any answer uses)."""
+    return trials[(trials["state"] == "COMPLETE") & (trials["fidelity"] == fidelity)]
+
+
+def within(frame: pd.DataFrame, budget: Budget) -> pd.Series:
+    """Which rows of ``frame`` meet ``budget``, a latency limit read under its profile.
+
+    >>> t = pd.DataFrame({"size_bytes": [90, 200], "accuracy": [0.9, 0.9], "latency_ms": [5.0, 1.0],
+    ...                   "latency_ms@server": [1.0, 5.0]})
+    >>> within(t, Budget(max_latency_ms=2, latency_profile="server")).tolist()
+    [True, False]
+    """
+    view = under_profile(frame, budget.latency_profile) if budget.latency_profile else frame
+    return pd.Series([budget.feasible(row) for _, row in view.iterrows()], index=frame.index, dtype=bool)
 
 
 def first_met(candidates: pd.DataFrame, budget: Budget) -> pd.Series | None:
@@ -279,8 +295,7 @@ def first_met(candidates: pd.DataFrame, budget: Budget) -> pd.Series | None:
     >>> int(first_met(t, Budget(max_size_bytes=100))["number"]), first_met(t, Budget(max_size_bytes=10))
     (1, None)
     """
-    view = under_profile(candidates, budget.latency_profile) if budget.latency_profile else candidates
-    feasible = view[[budget.feasible(row) for _, row in view.iterrows()]]
+    feasible = candidates[within(candidates, budget)]
     if feasible.empty:
         return None
     finished = pd.to_datetime(feasible["finished_at"], utc=True, errors="coerce", format="ISO8601")

@@ -39,7 +39,7 @@ from autocompress.devices import check_amp_placement
 from autocompress.evaluators.evaluate import fidelity_label, latency_meter
 from autocompress.metrics import Metrics
 from autocompress.search import rundir
-from autocompress.search.best import first_met
+from autocompress.search.best import first_met, full_fidelity
 from autocompress.search.pareto import OBJECTIVES
 from autocompress.search.proposals import Predictor
 from autocompress.search.samplers import make_sampler
@@ -356,8 +356,7 @@ class _Checkpoint:
 
     def _first_met(self, trials: pd.DataFrame) -> pd.Series | None:
         """The full-fidelity trial that met the search's budget first (``best.first_met``)."""
-        fidelity = fidelity_label(self.session.settings.distill)
-        full = trials[(trials["state"] == "COMPLETE") & (trials["fidelity"] == fidelity)]
+        full = full_fidelity(trials, fidelity_label(self.session.settings.distill))
         return first_met(full, self.session.settings.budget)
 
     def call(self) -> None:

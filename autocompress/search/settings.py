@@ -31,6 +31,7 @@ import os
 from dataclasses import dataclass, field
 
 from autocompress.compressors.distill import OPTIMIZERS, SCHEDULES, DistillConfig
+from autocompress.compressors.distill_checkpoint import STORED_BEFORE as DISTILL_STORED_BEFORE
 from autocompress.devices import AMP_MODES
 from autocompress.plan import IMPORTANCES
 from autocompress.budget import Budget
@@ -45,7 +46,6 @@ SAMPLERS = ("tpe", "nsga2", "random")
 # and the guide did not exist: off)
 STORED_BEFORE = {"eta": DEFAULT_ETA, "sensitivity": False, "sensitivity_steps": 0, "proposals": False,
                  "local_search": False, "guide": False, "latency": {}, "latency_profiles": {}}
-DISTILL_STORED_BEFORE = {"float_fraction": 0.0}  # fine-tuning settings newer than a stored run: what it did
 
 
 def _number(name: str, value, *, minimum: float, inclusive: bool = True, integer: bool = False, what: str = ""):
@@ -208,7 +208,8 @@ class SearchSettings:
         if missing:
             raise KeyError(missing[0])
         values = {f.name: values[f.name] for f in dataclasses.fields(cls)}
-        return cls(**{**values, "techniques": tuple(values["techniques"]), "distill": distill_config({**DISTILL_STORED_BEFORE, **values["distill"]}),
+        distill = distill_config({**DISTILL_STORED_BEFORE, **values["distill"]})
+        return cls(**{**values, "techniques": tuple(values["techniques"]), "distill": distill,
                       "budget": Budget(**values["budget"]), "latency": LatencyProfile.from_dict(values["latency"]),
                       "latency_profiles": {name: LatencyProfile.from_dict(p)
                                            for name, p in values["latency_profiles"].items()}})

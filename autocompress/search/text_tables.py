@@ -3,7 +3,7 @@ with its ratios against the teacher.
 
 Example:
     >>> import pandas as pd
-    >>> from autocompress.metrics import Metrics
+    >>> from autocompress.metrics import Metrics, latency_key
     >>> teacher = Metrics(accuracy=0.98, size_bytes=40960, latency_ms=0.02, params=0, macs=0, fidelity="")
     >>> front = pd.DataFrame({"number": [3], "accuracy": [0.97], "size_bytes": [10240], "latency_ms": [0.01]})
     >>> print(front_table(front, teacher))
@@ -59,8 +59,7 @@ def budget_met_line(row: pd.Series, budget, teacher: Metrics, *, started_at: str
     when = f", {elapsed.total_seconds():.0f} s after the search started" if pd.notna(elapsed) else ""
     latency = ""
     if budget.max_latency_ms is not None:
-        column = f"latency_ms@{budget.latency_profile}" if budget.latency_profile else "latency_ms"
-        latency = f", {float(row[column]):.4f} ms" + (f" @{budget.latency_profile}" if budget.latency_profile else "")
+        latency = f", {float(row[latency_key(budget.latency_profile)]):.4f} ms" + (f" @{budget.latency_profile}" if budget.latency_profile else "")
     return (f"budget ({budget.describe()}) first met by trial {int(row['number'])}{when}: acc {row['accuracy']:.4f} ({(row['accuracy'] - teacher.accuracy) * 100:+.1f} pt), "
             f"{row['size_bytes'] / 1024:.1f} KB ({teacher.size_bytes / row['size_bytes']:.1f}x smaller){latency}")
 
