@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import machine_alone
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # The tiers (pyproject.toml declares the markers; README "Development" says how to run them):
@@ -24,20 +26,42 @@ SLOW_DOCTESTS = {"autocompress.search.controller"}
 
 
 def pytest_collection_modifyitems(items):
-    """Marks what the fixtures and doctests above imply (``pytest -m "not slow"``: the fast tier)."""
+    """Marks what the fixtures and doctests above imply (``pytest -m "not slow"``: the fast tier);
+    the tests that need the machine without any other Ray go last, when the other pytest-xdist
+    session has the least left to finish before it steps aside (``machine_alone``)."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if fixtures & SLOW_FIXTURES or item.name in SLOW_DOCTESTS:
             item.add_marker(pytest.mark.slow)
         for fixture in fixtures & TIER_OF_FIXTURE.keys():
             item.add_marker(getattr(pytest.mark, TIER_OF_FIXTURE[fixture]))
+    items.sort(key=lambda item: item.get_closest_marker("alone") is not None)  # stable: the rest keep their order
+
+
+XDIST_WORKERS_AT_MOST = 2  # more sessions on 2 cores ran the suite slower (829 s at 4 vs 623 s at 2)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pyproject's addopts): one test session per CPU, at most XDIST_WORKERS_AT_MOST
+    (each runs its own Ray with every CPU; the tests wait on processes as much as they compute)."""
+    return max(1, min(XDIST_WORKERS_AT_MOST, os.cpu_count() or 1))
+
+
+def pytest_configure(config):
+    """Beside other sessions, torch in this one computes on one thread: two sessions each spinning
+    two threads on two cores trained the digits teacher 10x slower."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def teacher_cache(tmp_path_factory):
-    """A fresh teacher cache per session, unless AUTOCOMPRESS_CACHE is already set."""
+    """A fresh teacher cache per test run, shared by its pytest-xdist sessions (the cache trains a
+    teacher once for all of them), unless AUTOCOMPRESS_CACHE is already set."""
     if "AUTOCOMPRESS_CACHE" not in os.environ:
-        os.environ["AUTOCOMPRESS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+        base = tmp_path_factory.getbasetemp()
+        base = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's, not this worker's
+        os.environ["AUTOCOMPRESS_CACHE"] = str(base / "cache")
     return Path(os.environ["AUTOCOMPRESS_CACHE"])
 
 
@@ -48,19 +72,14 @@ def one_ray_for_the_session():
     stop it). Its workers import the tests' task factories (``tests.fixtures...``) as a CLI
     process started by ``run_cli`` does."""
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    machine_alone.hold_shared()  # pytest-xdist: a test that needs no Ray on the machine waits for it
     yield
-    stop_the_ray_of_this_process()
+    machine_alone.stop_the_ray_of_this_process()
 
 
-def stop_the_ray_of_this_process() -> None:
-    """Before a test whose subprocess must find no Ray on this machine (``--address auto``); the
-    next search here starts a new one."""
-    import sys
-
-    if "ray" in sys.modules:
-        import ray
-
-        ray.shutdown()
+def pytest_runtest_setup(item):
+    """Between tests, this session steps aside (stops its Ray) for one that needs the machine alone."""
+    machine_alone.step_aside_if_asked()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,8 @@ that need Ray running (a trial that could never be scheduled)."""
 import pytest
 
 from autocompress.cli import main
-from tests.conftest import one_clear_line, run_cli, search_here, stop_the_ray_of_this_process
+from tests.conftest import one_clear_line, run_cli, search_here
+from tests.machine_alone import alone
 
 TINY = "tests.fixtures.user_tasks:tiny"
 
@@ -132,9 +133,10 @@ def test_out_on_a_read_only_file_system_is_one_line(tmp_path, cli):
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_address_auto_without_a_cluster_is_one_line_and_leaves_no_run_directory(tmp_path):
-    stop_the_ray_of_this_process()  # the in-process searches' Ray would be found
-    proc = run_cli("search", "--task", TINY, "--address", "auto", "--out", str(tmp_path / "run"))
+    with alone():  # no Ray of this session or of another pytest-xdist worker for 'auto' to find
+        proc = run_cli("search", "--task", TINY, "--address", "auto", "--out", str(tmp_path / "run"))
     assert "--address auto" in one_clear_line(proc)
     assert not (tmp_path / "run").exists()
 

@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -76,35 +78,62 @@ def training_report(name: str, recipe: dict, cache_dir: str | Path | None = None
 
 def cached_weights(build: Callable[[], nn.Module], *, train: Callable[[nn.Module], dict | None], recipe: dict,
                    name: str, cache_dir: str | Path | None = None) -> nn.Module:
-    """Return ``build()`` with trained weights: from the cache when valid, else trained now."""
+    """Return ``build()`` with trained weights: from the cache when valid, else trained now. Processes
+    that need the same teacher at once train it once: the others wait for its file."""
     folder = Path(cache_dir) if cache_dir is not None else cache_root() / "teachers"
     path = folder / f"{name}-{recipe_key(recipe)}.pt"
-    checksum = path.with_suffix(".sha256")
     model = build()
     if supplied_teacher_state() is not None:
         model.load_state_dict(supplied_teacher_state())
         return model.eval()
-    if path.exists() and checksum.exists():
-        try:
-            if _sha256(path) != checksum.read_text().strip():
-                raise ValueError("checksum mismatch")
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            return model.eval()
-        except Exception as exc:  # corrupt or stale: rebuild, never trust it
-            print(f"autocompress: cached teacher {path} is unusable ({exc}); retraining it", file=sys.stderr)
-            model = build()
+    if _load_cached(model, path, say_why=True):
+        return model.eval()
     writable_cache(folder)  # before the training, not after it
-    print(f"autocompress: training the {name} teacher once (cached in {folder})", file=sys.stderr)
+    with _lock(path.with_suffix(".lock")):
+        model = build()  # (a failed load may have left some weights in it)
+        if _load_cached(model, path, say_why=False):  # trained meanwhile by another process
+            return model.eval()
+        print(f"autocompress: training the {name} teacher once (cached in {folder})", file=sys.stderr)
+        _train_and_keep(model, train, path)
+    return model.eval()
+
+
+def _load_cached(model: nn.Module, path: Path, *, say_why: bool) -> bool:
+    """Load the cached weights into ``model`` if the file is there and matches its checksum."""
+    checksum = path.with_suffix(".sha256")
+    if not (path.exists() and checksum.exists()):
+        return False
+    try:
+        if _sha256(path) != checksum.read_text().strip():
+            raise ValueError("checksum mismatch")
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return True
+    except Exception as exc:  # corrupt or stale: rebuild, never trust it
+        if say_why:
+            print(f"autocompress: cached teacher {path} is unusable ({exc}); retraining it", file=sys.stderr)
+        return False
+
+
+@contextlib.contextmanager
+def _lock(path: Path):
+    """An exclusive lock on ``path`` for as long as the block runs (released if the process dies)."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _train_and_keep(model: nn.Module, train: Callable[[nn.Module], dict | None], path: Path) -> None:
     report = train(model)
     device = training_device()
     if isinstance(report, dict) and device.type == "cuda":  # say which GPU (a CPU run's report is as it was)
         report["trained_on"] = describe(device)
-    folder.mkdir(parents=True, exist_ok=True)
     if isinstance(report, dict):  # what training measured (e.g. accuracy before and after), kept beside it
         path.with_suffix(".json").write_text(json.dumps(report, indent=2, sort_keys=True))
     tmp = path.with_suffix(".tmp")
     torch.save(model.state_dict(), tmp)
     digest = _sha256(tmp)
     os.replace(tmp, path)
-    checksum.write_text(digest)
-    return model.eval()
+    path.with_suffix(".sha256").write_text(digest)
