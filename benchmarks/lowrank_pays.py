@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -99,7 +100,7 @@ def main(argv=None) -> dict:
     result = {"run": str(args.run), "task": run.info["task"]["name"], "steps": settings.distill.steps,
               "seed": settings.distill.seed, "max_drop_pt": args.max_drop, "teacher": teacher, "candidates": rows,
               "command": "python benchmarks/lowrank_pays.py " + " ".join(argv or sys.argv[1:]),
-              "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs"}
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for row in rows:
         print(f"trial {row['trial']} ({row['plan']}): {row['verdict']}; with {_short(row['with'])}; "

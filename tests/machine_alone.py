@@ -48,7 +48,7 @@ def alone():
     while not _ask():  # another test asked first: after it
         time.sleep(0.2)
     stop_the_ray_of_this_process()
-    hold_shared()  # (a no-op lock if the session had none)
+    hold_shared()  # (opens the lock file if this session has none yet)
     fcntl.flock(_held["file"], fcntl.LOCK_UN)
     fcntl.flock(_held["file"], fcntl.LOCK_EX)
     try:
@@ -62,12 +62,14 @@ def alone():
 def _ask() -> bool:
     """Write the request, unless another live session's request is there."""
     _requester()  # removes one left by a session that died
+    mine = REQUEST.with_suffix(f".{os.getpid()}")
+    mine.write_text(str(os.getpid()))
     try:
-        fd = os.open(REQUEST, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.link(mine, REQUEST)  # appears whole, with its pid, or not at all
     except FileExistsError:
         return False
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
+    finally:
+        mine.unlink()
     return True
 
 
@@ -77,8 +79,6 @@ def _requester() -> int | None:
         text = REQUEST.read_text()
     except OSError:
         return None
-    if not text:
-        return 0  # being written
     pid = int(text)
     try:
         os.kill(pid, 0)
