@@ -76,13 +76,18 @@ def main(argv=None) -> dict:
     from autocompress import evaluate, load_run
     from autocompress.evaluators.verify import run_task
     from autocompress.search.settings import SearchSettings
+    from autocompress.task import UsageError
     from remeasure import remeasure
 
     args = parse_args(argv)
-    run = load_run(args.run)
+    try:  # a bad run directory or missing data: one line, before any fine-tuning
+        run = load_run(args.run)
+        task = run_task(run, data_dir=args.data_dir)
+    except UsageError as exc:
+        print(f"lowrank_pays.py: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     settings = SearchSettings.from_dict(run.info["settings"])
     torch.set_num_threads(1)
-    task = run_task(run, data_dir=args.data_dir)
     files, plans, work = {}, {}, Path(args.work)
     for candidate in lowrank_candidates(run, max_drop=args.max_drop)[:args.limit]:
         for label, plan in (("with", candidate.plan), ("without", without_lowrank(candidate.plan))):
