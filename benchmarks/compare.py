@@ -165,11 +165,15 @@ def searched_s(run: dict) -> float:
 
 
 def budget_left(out: Path, args) -> float | None:
-    """Seconds of ``--time-budget`` a kept search has left (0: it is done, nothing to run); None
-    for a new search, or one without a time budget that has not finished."""
+    """Seconds of ``--time-budget`` a kept search has left (0: it is done, nothing to run: its budget
+    is spent or it stored the ``--trials`` asked for); None for a new search, or one without a time
+    budget that has not finished."""
     if not (out / "run.json").is_file():
         return None
     run = json.loads((out / "run.json").read_text())
+    sessions = run.get("sessions") or [{}]
+    if sessions[-1].get("trials", 0) >= args.trials:
+        return 0
     if args.time_budget is None:
         return 0 if "finished_at" in run else None
     left = args.time_budget - searched_s(run)

@@ -388,7 +388,7 @@ def _finish(session: _Session, searcher, clock: float, checkpoint: _Checkpoint) 
     run["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     run["settings"]["trials"] = session.trials
     run.setdefault("sessions", []).append({"wall_s": round(time.perf_counter() - clock, 2), "workers": session.workers,
-                                           "interrupted": interrupted})
+                                           "interrupted": interrupted, "trials": searcher.finished})
     rundir.write_json(session.out / rundir.RUN_JSON, run)
     checkpoint.call()
     return SearchResult(session.out, session.teacher, trial_table, front,

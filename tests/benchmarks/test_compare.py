@@ -24,10 +24,11 @@ TODAY_KEYS = ("hypervolume", "best_size_ratio_1pt", "best_latency_ratio_1pt", "t
 
 BUDGET_S = 60.0  # a quiet machine stores ~16 trials in 30 s; beside another test session on a slow machine,
 # 30 s went to the start and the scan and stored none (the test needs one)
+TRIALS = 4  # the joint search ends at 4 trials, or at BUDGET_S on a slow machine
 
 
 def _argv(tmp: Path, *extra: str) -> list[str]:
-    return ["--task", "digits", "--time-budget", str(BUDGET_S), "--seeds", "0", "--steps", "20", "--workers", "1",
+    return ["--task", "digits", "--time-budget", str(BUDGET_S), "--trials", str(TRIALS), "--seeds", "0", "--steps", "20", "--workers", "1",
             "--strategies", "joint", "manual", "uniform-int8", "--keep", str(tmp / "keep"),
             "--results", str(tmp / "results"), "--reports", str(tmp / "reports"), "--rounds", "2", "--runs", "10",
             "--quiet-timeout", "0", *extra]
@@ -119,10 +120,13 @@ def test_keep_reuses_finished_runs_and_refuses_other_settings(compared):
 def test_a_kept_search_continues_only_with_the_budget_it_has_left(compared):
     tmp, args, _ = compared
     run_dir = tmp / "keep" / "joint-0"
-    searched = compare.searched_s(json.loads((run_dir / "run.json").read_text()))
-    assert searched >= BUDGET_S and compare.budget_left(run_dir, args) == 0  # spent: reused as it is
-    longer = compare.parse_args(_argv(tmp, "--time-budget", "90"))
-    assert compare.budget_left(run_dir, longer) == round(90 - searched, 1)
+    run = json.loads((run_dir / "run.json").read_text())
+    searched, stored = compare.searched_s(run), run["sessions"][-1]["trials"]
+    assert (searched >= BUDGET_S or stored >= TRIALS) and compare.budget_left(run_dir, args) == 0  # done: reused
+    more = compare.parse_args(_argv(tmp, "--time-budget", "90", "--trials", str(stored + 1)))
+    assert compare.budget_left(run_dir, more) == round(90 - searched, 1)  # continues for what is left
+    assert compare.budget_left(run_dir, compare.parse_args(_argv(tmp, "--trials", str(stored + 1)))) == (
+        0 if searched >= 0.98 * BUDGET_S else round(BUDGET_S - searched, 1))
 
 
 def test_manual_plans_remove_30_50_70_percent_of_channels_globally(digits_task):
@@ -154,7 +158,7 @@ def test_manual_plans_remove_30_50_70_percent_of_channels_globally(digits_task):
 
 
 @pytest.mark.parametrize("module", ["manual", "keep", "remeasure", "compare_report", "common", "controller_overhead", "hv_ceiling",
-                                    "latency_states", "lowrank_pays"])
+                                    "latency_states", "lowrank_pays", "front_goal"])
 def test_benchmark_doctests(module):
     failed, _ = doctest.testmod(__import__(module), optionflags=doctest.ELLIPSIS)
     assert failed == 0
@@ -219,3 +223,13 @@ def test_a_keep_that_is_a_file_an_unknown_task_and_missing_data_are_refused_befo
     error = capsys.readouterr().err
     assert str(missing) in error and len(error.strip().splitlines()) == 1
     assert not (tmp_path / "keep").exists()
+
+
+@pytest.mark.parametrize("script, extra", [("lowrank_pays", []),
+                                           ("front_goal", ["--size-x", "60", "--latency-x", "2.5", "--drop-pt", "0.2"])])
+def test_a_script_given_a_folder_that_is_no_run_says_so_in_one_line(script, extra, tmp_path, capsys):
+    with pytest.raises(SystemExit) as refused:
+        __import__(script).main([str(tmp_path / "missing"), "--out", str(tmp_path / "out.json"), *extra])
+    error = capsys.readouterr().err.strip()
+    assert refused.value.code == 2 and len(error.splitlines()) == 1 and error.startswith(f"{script}.py: error: ")
+    assert str(tmp_path / "missing") in error and not (tmp_path / "out.json").exists()
