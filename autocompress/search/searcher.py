@@ -33,7 +33,7 @@ from ray.tune.search import Searcher
 from autocompress.budget import Budget
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
-from autocompress.search.first_trials import FITTED, fitted_to_budget
+from autocompress.search.first_trials import FITTED, fitted_to_budget, fitting_steps
 from autocompress.search.proposers import Proposer, next_plan
 from autocompress.search.proposers.history import History, tried
 from autocompress.search.proposers.startup import StartupPlans
@@ -64,6 +64,7 @@ class StudySearcher(Searcher):
         self.running: dict[str, tuple[optuna.Trial, Plan, int]] = {}
         self.queue: list[tuple[Plan, int]] = []  # plans to run next (warm start, re-runs, promotions): (plan, rung)
         self.sources: dict[tuple[Plan, int], str] = {}  # where queued plans come from (warm start, ...)
+        self.fitting: dict[Plan, tuple[float, int]] = {}  # a fitted try -> (bytes of the try before it, steps taken)
         self.finished = sum(TrialRecord.of(t).counts_toward_total for t in study.get_trials(deepcopy=False))
         self.repeats = 0  # duplicates proposed since the last new plan
         self.exhausted = False  # DUPLICATES_IN_A_ROW proposals in a row were duplicates
@@ -131,11 +132,14 @@ class StudySearcher(Searcher):
         if frozen.state == State.COMPLETE:
             saved = TrialRecord.of(frozen)
             self.seen.setdefault((plan, rung), saved)
-            smaller = fitted_to_budget(saved, space=self.space, budget=self.budget, weights=self.fit_weights) \
-                if rung == 0 else None
+            size, (before, steps) = saved.metrics["size_bytes"], self.fitting.pop(plan, (None, 1))
+            steps = fitting_steps(size, self.budget, None if before is None else (before - size) / steps)
+            smaller = fitted_to_budget(saved, space=self.space, budget=self.budget, weights=self.fit_weights,
+                                       steps=steps) if rung == 0 else None
             if smaller is not None and smaller not in tried(self.seen, (p for _, p, _ in self.running.values())):
                 self.queue.insert(0, (smaller, 0))
                 self.sources[(smaller, 0)] = FITTED
+                self.fitting[smaller] = (size, steps)
             if rung < self.scheduler.rungs.top:
                 self.queue[:0] = self.scheduler.promotions(self.seen, budget=self.budget, teacher=self.teacher)
         self.on_finished(frozen)
