@@ -45,12 +45,11 @@ def main(argv=None) -> dict:
     except UsageError as exc:
         print(f"front_goal.py: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    numbers = [int(n) for n in run.pareto["number"]]
-    files = {("front", 0, n): run.candidate(n).artifact for n in numbers}
-    teacher, entries = remeasure(task, run.teacher_artifact, files)
+    candidates = {("front", 0, int(n)): run.candidate(int(n)) for n in run.pareto["number"]}
+    teacher, entries = remeasure(task, run.teacher_artifact, {key: c.artifact for key, c in candidates.items()})
     goal = {"size_x": args.size_x, "latency_x": args.latency_x, "drop_pt": args.drop_pt}
-    rows = [{**entries[key], "plan": run.candidate(key[2]).plan.summary(), "meets": meets(entries[key], **goal)}
-            for key in files]
+    rows = [{**entries[key], "plan": c.plan.summary(), "meets": meets(entries[key], **goal)}
+            for key, c in candidates.items()]
     rows.sort(key=lambda row: row["drop_pt"])
     result = {"run": str(args.run), "task": run.info["task"]["name"], "search": run.info.get("command"),
               "searched_s": round(sum(s["wall_s"] for s in run.info.get("sessions", [])), 1),

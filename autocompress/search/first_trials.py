@@ -90,7 +90,10 @@ def fitted_to_budget(record: TrialRecord, *, space: SearchSpace, budget: Budget,
         return None
     plan = record.plan
     for _ in range(steps):
-        plan = pruned_further(space, plan, weights=weights) or plan
+        smaller = pruned_further(space, plan, weights=weights)
+        if smaller is None:  # no group can go further
+            break
+        plan = smaller
     return None if plan == record.plan else plan
 
 
