@@ -24,10 +24,11 @@ def _budget(args):
 
 
 def cmd_tasks(args) -> int:
-    from autocompress.tasks import BUILTIN_TASKS
+    from autocompress.tasks import builtin_tasks
 
-    width = max(map(len, BUILTIN_TASKS))
-    for name, factory in BUILTIN_TASKS.items():
+    tasks = builtin_tasks()
+    width = max(map(len, tasks))
+    for name, factory in tasks.items():
         print(f"{name:<{width}}  {(factory.__doc__ or '').strip().splitlines()[0]}")
     return 0
 

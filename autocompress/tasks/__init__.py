@@ -1,17 +1,25 @@
 """Built-in tasks, looked up by name (``autocompress tasks``): the factories that
-``autocompress.task.BUILTIN_TASK_SPECS`` names, one per task."""
+``autocompress.task.BUILTIN_TASK_SPECS`` names, one per task. Each task's module is imported
+when it is used, not with this package: a trial of one task does not import what the others need
+(scikit-learn, Pillow, transformers)."""
 
 from autocompress.task import BUILTIN_TASK_SPECS, import_factory
-from autocompress.tasks.cifar import make_resnet20_task, make_resnet56_task
-from autocompress.tasks.digits import make_digits_task
-from autocompress.tasks.minilm import make_minilm_task
-from autocompress.tasks.minilm_hf import make_minilm_hf_task
-from autocompress.tasks.mnist import make_mnist_task
-from autocompress.tasks.mobilenet import make_mobilenetv2_task
-from autocompress.tasks.sst2 import make_sst2_task
 
-BUILTIN_TASKS = {name: import_factory(spec) for name, spec in BUILTIN_TASK_SPECS.items()}
+_FACTORIES = {spec.partition(":")[2]: spec for spec in BUILTIN_TASK_SPECS.values()}
 
-__all__ = ["BUILTIN_TASKS", "make_digits_task", "make_mnist_task", "make_resnet20_task", "make_resnet56_task",
-           "make_sst2_task", "make_minilm_task", "make_minilm_hf_task",
-           "make_mobilenetv2_task"]
+
+def builtin_tasks() -> dict:
+    """Every built-in task's factory by name (importing each task's module)."""
+    return {name: import_factory(spec) for name, spec in BUILTIN_TASK_SPECS.items()}
+
+
+def __getattr__(name: str):
+    """``make_digits_task`` and the other factories, imported on first use."""
+    if name in _FACTORIES:
+        return import_factory(_FACTORIES[name])
+    if name == "BUILTIN_TASKS":
+        return builtin_tasks()
+    raise AttributeError(f"module 'autocompress.tasks' has no attribute {name!r}")
+
+
+__all__ = ["BUILTIN_TASKS", "builtin_tasks", *_FACTORIES]

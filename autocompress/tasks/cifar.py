@@ -28,13 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from autocompress.devices import training_device
 from autocompress.task import Task, UsageError
-from autocompress.tasks.cache import cache_root, cached_weights, writable_cache
+from autocompress.tasks.cache import cached_arrays, cached_weights, stratified_split
 from autocompress.tasks.data_files import require_files, sha256
 from autocompress.tasks.training import split_accuracy
 
@@ -110,15 +109,7 @@ def _decode(archive: Path) -> dict[str, np.ndarray]:
 def decoded_cifar(data_dir, task: str = "cifar10-resnet20/56") -> dict[str, np.ndarray]:
     """The 60,000 images as uint8 arrays (decoded once, then read from the cache)."""
     archive = require_files(data_dir, "cifar10-jpeg", ARCHIVE, task=task)[next(iter(ARCHIVE))]
-    cached = cache_root() / "data" / f"cifar10-jpeg-{sha256(archive)[:16]}.npz"
-    if not cached.is_file():
-        writable_cache(cached.parent)  # before the decoding, not after it
-        arrays = _decode(archive)
-        tmp = cached.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, cached)
-    with np.load(cached, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    return cached_arrays("cifar10-jpeg", sha256(archive)[:16], lambda: _decode(archive))
 
 
 def cifar_splits(data_dir, *, val: int = 5000, seed: int = 0, task: str = "cifar10-resnet20/56"
@@ -127,8 +118,9 @@ def cifar_splits(data_dir, *, val: int = 5000, seed: int = 0, task: str = "cifar
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
     as_input = lambda a: (torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255.0 - mean) / std  # noqa: E731
-    x_train, x_val, y_train, y_val = train_test_split(arrays["x_train"], arrays["y_train"], test_size=val,
-                                                      random_state=seed, stratify=arrays["y_train"])
+    train, held = stratified_split("cifar10", arrays["y_train"], test_size=val, seed=seed)
+    x_train, x_val = arrays["x_train"][train], arrays["x_train"][held]
+    y_train, y_val = arrays["y_train"][train], arrays["y_train"][held]
     return {"train": TensorDataset(as_input(x_train), torch.from_numpy(y_train)),
             "val": TensorDataset(as_input(x_val), torch.from_numpy(y_val)),
             "test": TensorDataset(as_input(arrays["x_test"]), torch.from_numpy(arrays["y_test"]))}

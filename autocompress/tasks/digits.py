@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from autocompress.task import Task
-from autocompress.tasks.cache import cached_weights
+from autocompress.tasks.cache import cached_arrays, cached_weights, recipe_key, stratified_split
 from autocompress.tasks.training import train_classifier
 
 RECIPE = {
@@ -60,16 +58,23 @@ class DigitsResNet(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
-def digits_splits(seed: int = 0) -> dict[str, TensorDataset]:
-    """The fixed train/val/test split of the 1,797 digits, pixels scaled to [0, 1]."""
+def _load_digits() -> dict[str, np.ndarray]:
+    from sklearn.datasets import load_digits  # once: later the cached arrays are read
+
     digits = load_digits()
-    x = (digits.images / 16.0).astype(np.float32)[:, None]
-    y = digits.target.astype(np.int64)
-    x_train, x_rest, y_train, y_rest = train_test_split(x, y, test_size=0.4, random_state=seed, stratify=y)
-    x_val, x_test, y_val, y_test = train_test_split(x_rest, y_rest, test_size=0.5, random_state=seed,
-                                                    stratify=y_rest)
-    as_set = lambda a, b: TensorDataset(torch.from_numpy(a), torch.from_numpy(b))  # noqa: E731
-    return {"train": as_set(x_train, y_train), "val": as_set(x_val, y_val), "test": as_set(x_test, y_test)}
+    return {"x": (digits.images / 16.0).astype(np.float32)[:, None], "y": digits.target.astype(np.int64)}
+
+
+def digits_splits(seed: int = 0) -> dict[str, TensorDataset]:
+    """The fixed train/val/test split of the 1,797 digits, pixels scaled to [0, 1] (stratified:
+    60% train, then the rest halved into validation and test)."""
+    arrays = cached_arrays("digits", recipe_key({"data": RECIPE["data"]}), _load_digits)
+    x, y = arrays["x"], arrays["y"]
+    train, rest = stratified_split("digits", y, test_size=0.4, seed=seed)
+    val, test = stratified_split("digits-rest", y[rest], test_size=0.5, seed=seed)
+    val, test = rest[val], rest[test]
+    as_set = lambda i: TensorDataset(torch.from_numpy(x[i]), torch.from_numpy(y[i]))  # noqa: E731
+    return {"train": as_set(train), "val": as_set(val), "test": as_set(test)}
 
 
 def _seeded_model() -> DigitsResNet:

@@ -17,12 +17,11 @@ import gzip
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from autocompress.task import Task
-from autocompress.tasks.cache import cached_weights
+from autocompress.tasks.cache import cached_weights, stratified_split
 from autocompress.tasks.data_files import require_files
 from autocompress.tasks.training import train_classifier
 
@@ -68,8 +67,8 @@ def mnist_splits(data_dir) -> dict[str, TensorDataset]:
     paths = require_files(data_dir, "mnist", FILES, task="mnist-lenet5")
     as_input = lambda a: torch.from_numpy(((a.astype(np.float32) / 255.0) - MEAN) / STD)  # noqa: E731
     x, y = _idx(paths["train-images-idx3-ubyte.gz"], images=True), _idx(paths["train-labels-idx1-ubyte.gz"], images=False)
-    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=RECIPE["val"], random_state=RECIPE["split_seed"],
-                                                      stratify=y)
+    train, val = stratified_split("mnist", y, test_size=RECIPE["val"], seed=RECIPE["split_seed"])
+    x_train, x_val, y_train, y_val = x[train], x[val], y[train], y[val]
     x_test, y_test = _idx(paths["t10k-images-idx3-ubyte.gz"], images=True), _idx(paths["t10k-labels-idx1-ubyte.gz"],
                                                                                  images=False)
     return {"train": TensorDataset(as_input(x_train), torch.from_numpy(y_train)),
