@@ -34,8 +34,8 @@ _HOMES = {
     "Plan": "autocompress.plan", "Run": "autocompress.search.best", "SearchResult": "autocompress.search.controller",
     "SearchSettings": "autocompress.search.settings", "SelfAttention": "autocompress.modules",
     "Task": "autocompress.task", "UsageError": "autocompress.errors", "accuracy": "autocompress.task",
-    "compress": "autocompress.compressors", "evaluate": "autocompress.evaluators",
-    "export_artifact": "autocompress.evaluators", "inspect_task": "autocompress.inspection",
+    "compress": "autocompress.compressors", "evaluate": "autocompress.evaluators.evaluate",
+    "export_artifact": "autocompress.evaluators.evaluate", "inspect_task": "autocompress.inspection",
     "load_run": "autocompress.search.best", "load_task": "autocompress.task",
     "predict": "autocompress.evaluators.measure",
 }

@@ -44,14 +44,15 @@ def test_the_public_names_are_exported():
 
 
 def test_importing_autocompress_loads_no_torch_and_torchvision_still_imports_after_it():
-    """A run is read without torch (best, report); torchvision's models, imported after
-    autocompress as the README says, still import beside the CPU torch (compat.py)."""
+    """A run is read without torch (best, report), and the latency actor's process holds none
+    (its module imports none); torchvision's models, imported after autocompress as the README
+    says, still import beside the CPU torch (compat.py)."""
     import subprocess
     import sys
 
     from tests.conftest import ROOT
 
-    code = ("import sys, autocompress\nprint('torch' in sys.modules)\n"
+    code = ("import sys, autocompress, autocompress.search.latency_actor\nprint('torch' in sys.modules)\n"
             "try:\n    from torchvision.models import resnet18\n    print(type(resnet18()).__name__)\n"
             "except ModuleNotFoundError:\n    print('ResNet')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)

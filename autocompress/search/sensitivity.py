@@ -244,7 +244,8 @@ def _scan_batch(job, space: SearchSpace, cells: list[Cell], samples: int, steps:
     """On a Ray worker: evaluate ``cells`` as the search's trials are evaluated (the worker's
     task, threads, GPU share and latency actor; fine-tuning pauses while a latency is measured)."""
     from autocompress.devices import current_trial_device, release_gpu_memory
-    from autocompress.search.worker import _set_threads, job_latency, quiet_flag, wait_while_measuring, worker_task
+    from autocompress.search.latency_actor import quiet_flag, wait_while_measuring
+    from autocompress.search.worker import _set_threads, job_latency, worker_task
 
     _set_threads(job.threads)
     flag = quiet_flag(job.run_id)

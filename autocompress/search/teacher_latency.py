@@ -56,7 +56,7 @@ def latency_actor(resource: str | None, run_id: str):
     named): the one an earlier search of this process used, if it still answers."""
     import ray
 
-    from autocompress.search.worker import LatencyActor
+    from autocompress.search.latency_actor import LatencyActor
 
     kept = _LATENCY_ACTORS.pop(resource, None)
     if kept is not None:

@@ -5,8 +5,8 @@ store once: the teacher's weights reach each worker once, not once per trial). A
 rebuilds the task from its built-in name or ``module:function`` factory with those weights,
 and keeps it for every later trial it runs (actors are reused).
 
-Latency: every file (the teacher's too) is measured by the search's one ``LatencyActor``,
-so measurements happen one at a time, with a fixed thread count. While it measures, trials
+Latency: every file (the teacher's too) is measured by the search's one ``LatencyActor``
+(``latency_actor.py``), so measurements happen one at a time, with a fixed thread count. While it measures, trials
 fine-tuning on the same node pause at their next step (a flag file in /dev/shm), so a
 measurement does not share its core with training. With ``--latency-resource`` the actor is
 placed on the node carrying that resource (the real target device).
@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,7 +36,9 @@ from autocompress.devices import CPU, current_trial_device, release_gpu_memory, 
 from autocompress.artifact_files import ARTIFACT_NAME
 from autocompress.evaluators.evaluate import CHECKPOINT_NAME, evaluate, latency_meter, with_extra_latencies
 from autocompress.evaluators.latency_profile import LatencyProfile
+from autocompress import model_io
 from autocompress.plan import Plan
+from autocompress.search.latency_actor import node_name, quiet_flag, wait_while_measuring
 from autocompress.search.rundir import ARTIFACTS
 from autocompress.task import Task, load_task
 
@@ -79,15 +79,6 @@ def worker_task(job: Job) -> Task:
     return _tasks[key]
 
 
-def node_name() -> str:
-    """Host name and the first characters of the Ray node id (two nodes can share a host)."""
-    try:
-        node = ray.get_runtime_context().get_node_id()[:8]
-    except Exception:
-        node = "local"
-    return f"{socket.gethostname()}/{node}"
-
-
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -97,61 +88,16 @@ def _set_threads(threads: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
-QUIET_MAX_WAIT_S = 30.0  # a flag older than this is stale (its measurer died): ignore it
 PROGRESS_SECONDS = 2.0  # between progress reports during fine-tuning (what --trial-timeout acts on)
 
 
-def quiet_flag(run_id: str) -> Path:
-    folder = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
-    return folder / f"autocompress-measuring-{run_id}"
-
-
-def wait_while_measuring(flag: Path) -> None:
-    """Pause (training) while a latency measurement runs on this node."""
-    while True:
-        try:
-            age = time.time() - flag.stat().st_mtime
-        except FileNotFoundError:
-            return
-        if age > QUIET_MAX_WAIT_S:
-            return
-        time.sleep(0.005)
-
-
-@ray.remote(num_cpus=0)
-class LatencyActor:
-    """Measures ONNX files one at a time on the node it is placed on; trainers there pause."""
-
-    def __init__(self, run_id: str):
-        _set_threads(1)
-        self.flag = quiet_flag(run_id)
-
-    def for_run(self, run_id: str) -> None:
-        """Measure for another search from now on (a later search of the same process reuses
-        this actor rather than start a process of its own)."""
-        self.flag = quiet_flag(run_id)
-
-    def node(self) -> str:
-        return node_name()
-
-    def measure(self, model_bytes: bytes, example_inputs: torch.Tensor,
-                profile: LatencyProfile | None = None) -> tuple[float, float]:
-        with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
-            f.write(model_bytes)
-            f.flush()
-            self.flag.touch()
-            try:
-                time.sleep(0.02)  # let trainers reach the end of their current step
-                return latency_meter(profile or LatencyProfile())(f.name, example_inputs)
-            finally:
-                self.flag.unlink(missing_ok=True)
-
-
 def remote_latency(actor, profile: LatencyProfile | None = None):
-    """A latency meter that sends the file's bytes to ``actor`` and waits for its answer."""
-    def measure(path: str, example_inputs: torch.Tensor) -> tuple[float, float]:
+    """A latency meter that sends the file's bytes and the first row of the example inputs (as
+    NumPy arrays: the actor imports no torch) to ``actor`` and waits for its answer."""
+    def measure(path: str, example_inputs: model_io.Inputs) -> tuple[float, float]:
+        example = model_io.arrays(model_io.rows(example_inputs, slice(0, 1)))
         with open(path, "rb") as f:
-            return ray.get(actor.measure.remote(f.read(), example_inputs, profile))
+            return ray.get(actor.measure.remote(f.read(), example, profile))
     return measure
 
 

@@ -1,11 +1,10 @@
 """Built-in tasks, looked up by name (``autocompress tasks``): the factories that
 ``autocompress.task.BUILTIN_TASK_SPECS`` names, one per task. Each task's module is imported
-when it is used, not with this package: a trial of one task does not import what the others need
-(scikit-learn, Pillow, transformers)."""
+when it is used, not with this package (PEP 562): a trial of one task does not import what the
+others need (scikit-learn, Pillow, transformers)."""
 
+from autocompress.lazy import first_use
 from autocompress.task import BUILTIN_TASK_SPECS, import_factory
-
-_FACTORIES = {spec.partition(":")[2]: spec for spec in BUILTIN_TASK_SPECS.values()}
 
 
 def builtin_tasks() -> dict:
@@ -13,13 +12,6 @@ def builtin_tasks() -> dict:
     return {name: import_factory(spec) for name, spec in BUILTIN_TASK_SPECS.items()}
 
 
-def __getattr__(name: str):
-    """``make_digits_task`` and the other factories, imported on first use."""
-    if name in _FACTORIES:
-        return import_factory(_FACTORIES[name])
-    if name == "BUILTIN_TASKS":
-        return builtin_tasks()
-    raise AttributeError(f"module 'autocompress.tasks' has no attribute {name!r}")
-
-
-__all__ = ["BUILTIN_TASKS", "builtin_tasks", *_FACTORIES]
+_HOMES = {spec.partition(":")[2]: spec.partition(":")[0] for spec in BUILTIN_TASK_SPECS.values()}
+__getattr__, __dir__ = first_use(__name__, _HOMES)
+__all__ = ["builtin_tasks", *sorted(_HOMES)]

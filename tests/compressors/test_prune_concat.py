@@ -11,7 +11,7 @@ from torch import nn
 from autocompress import LayerPlan, Plan
 from autocompress.compressors import DistillConfig, compress
 from autocompress.compressors.prune import prune_groups
-from autocompress.evaluators import evaluate
+from autocompress.evaluators.evaluate import evaluate
 from autocompress.evaluators.measure import onnx_logits, onnx_session
 from autocompress.spaces.layers import discover
 from tests.fixtures.concat_tasks import PaddedShortcutNet, two_branch

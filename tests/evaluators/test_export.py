@@ -15,7 +15,7 @@ from torch import nn
 
 from autocompress import LayerPlan, Plan
 from autocompress.compressors import DistillConfig, compress
-from autocompress.evaluators import evaluate, export_artifact
+from autocompress.evaluators.evaluate import evaluate, export_artifact
 from autocompress.compressors.quantize import calibrate, freeze, prepare_qat
 from autocompress.evaluators.export import export_onnx, pack_integers
 from autocompress.evaluators.measure import onnx_logits, onnx_session

@@ -12,7 +12,8 @@ from torch import nn
 
 from autocompress.errors import UsageError
 from autocompress.evaluators.latency_profile import LatencyProfile
-from autocompress.search.worker import Job, LatencyActor, job_latency, remote_latency
+from autocompress.search.latency_actor import LatencyActor
+from autocompress.search.worker import Job, job_latency, remote_latency
 from tests.conftest import one_clear_line, search_here
 
 TINY = "tests.fixtures.user_tasks:tiny"
