@@ -4,11 +4,12 @@ It receives a file's bytes and the example inputs as NumPy arrays (input name ->
 its process holds ONNX Runtime and NumPy only (torch would cost it ~4 CPU-seconds and ~250 MB to
 import). While it measures, trials fine-tuning on the same node pause at their next step: it
 touches a flag file in /dev/shm (``quiet_flag``) that ``wait_while_measuring`` watches.
+A search starts the actor (``teacher_latency.latency_actor``) and measures through it
+(``worker.remote_latency``); tests/search/test_latency_profiles.py runs it on real Ray.
 
-Example (what a search does for you; the test suite runs it on real Ray):
-    >>> actor = LatencyActor.remote("my-run")                                  # doctest: +SKIP
-    >>> ray.get(actor.measure.remote(open("model.onnx", "rb").read(), {"input": row}))  # doctest: +SKIP
-    (0.031, 0.002)
+Example:
+    >>> quiet_flag("my-run").name
+    'autocompress-measuring-my-run'
 """
 
 from __future__ import annotations
