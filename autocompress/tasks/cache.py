@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import sys
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -155,13 +156,16 @@ def cached_arrays(name: str, key: str, compute: Callable[[], dict[str, np.ndarra
     array([0, 1, 2])
     >>> cached_arrays("toy", "k1", lambda: 1 / 0, cache_dir=d)["x"]      # not computed again
     array([0, 1, 2])
+    >>> _ = (Path(d) / "toy-k1.npz").write_bytes(b"cut short")
+    >>> cached_arrays("toy", "k1", lambda: {"x": np.arange(2)}, cache_dir=d)["x"]   # unreadable: again
+    array([0, 1])
     """
     folder = Path(cache_dir) if cache_dir is not None else cache_root() / "data"
     path = folder / f"{name}-{key}.npz"
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError):  # absent, or cut short: compute it (again)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # absent, or cut short: compute it (again)
         pass
     writable_cache(folder)  # before the computation, not after it
     arrays = compute()
