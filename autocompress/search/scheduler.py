@@ -44,9 +44,11 @@ class HalvingScheduler:
                 config["continue_from"] = below.number
         return config
 
-    def promotions(self, seen: dict[tuple[Plan, int], TrialRecord], *, budget: Budget, teacher: dict | None) -> list[tuple[Plan, int]]:
-        """The plans due to go up a rung now (``Rungs.promotions``), higher rungs first; they count
-        as promoted from here on."""
+    def promotions(self, seen: dict[tuple[Plan, int], TrialRecord], *, budget: Budget,
+                   teacher: dict | None) -> list[tuple[Plan, int, bool]]:
+        """The plans due to go up a rung now (``Rungs.promotions``), higher rungs first, each with
+        whether it is within reach of the teacher (``promotion_floor``; False: promoted only because
+        no plan of its rung is); they count as promoted from here on."""
         results: dict[int, list[dict]] = {}
         for (plan, rung), saved in seen.items():
             if rung < self.rungs.top:
@@ -57,4 +59,5 @@ class HalvingScheduler:
         floor = None if teacher is None else promotion_floor(teacher["accuracy"])
         chosen = self.rungs.promotions(frames, promoted=self.promoted, min_accuracy=floor)
         self.promoted.update(chosen)
-        return chosen
+        return [(plan, rung, floor is None or seen[(plan, rung - 1)].metrics["accuracy"] >= floor)
+                for plan, rung in chosen]
