@@ -55,21 +55,36 @@ PROMOTION, FAR_PROMOTION = "promotion", "promotion, none within reach"
 QUEUE_ORDER = ("re-run", PROMOTION, WARM_START, FITTED, FAR_PROMOTION)
 
 
-def enqueue(queue: list, sources: dict, item: tuple[Plan, int], source: str) -> None:
-    """Put ``item`` (plan, rung) into ``queue`` behind every item of its own or an earlier kind
-    in ``QUEUE_ORDER`` (``sources``: item -> kind; an unknown kind goes last).
+def queue_rank(sources: dict, fitting: dict) -> Callable[[tuple[Plan, int]], tuple]:
+    """The order of queued (plan, rung) items, lower first: their kind in ``QUEUE_ORDER``
+    (``sources``: item -> kind; none known: last), then among recipes fitted to the budget the one
+    whose try before was the more accurate (``fitting``: plan -> (bytes, steps, accuracy) of that
+    try): int4 3.5 points down fits before 50% pruning + int8 44 points down.
 
-    >>> queue, sources = [], {}
+    >>> rank = queue_rank({("a", 0): FITTED, ("b", 0): FITTED, ("p", 1): PROMOTION}, {"a": (9, 1, 0.5), "b": (9, 1, 0.9)})
+    >>> sorted([("a", 0), ("b", 0), ("p", 1), ("?", 0)], key=rank)
+    [('p', 1), ('b', 0), ('a', 0), ('?', 0)]
+    """
+    def rank(item: tuple[Plan, int]) -> tuple:
+        kind = sources.get(item)
+        before = fitting.get(item[0]) if kind == FITTED else None
+        return (QUEUE_ORDER.index(kind) if kind in QUEUE_ORDER else len(QUEUE_ORDER),
+                -before[2] if before and before[2] is not None else 0.0)
+    return rank
+
+
+def enqueue(queue: list, item: tuple[Plan, int], rank: Callable[[tuple[Plan, int]], tuple]) -> None:
+    """Put ``item`` into ``queue`` behind every queued item whose ``rank`` is not greater.
+
+    >>> queue, kinds = [], {}
     >>> for item, kind in [("w", WARM_START), ("f", FITTED), ("far", FAR_PROMOTION), ("p", PROMOTION), ("f2", FITTED)]:
-    ...     enqueue(queue, sources, (item, 1), kind)
+    ...     kinds[(item, 1)] = kind
+    ...     enqueue(queue, (item, 1), queue_rank(kinds, {}))
     >>> [plan for plan, _ in queue]
     ['p', 'w', 'f', 'f2', 'far']
     """
-    order = {kind: i for i, kind in enumerate(QUEUE_ORDER)}
-    mine = order.get(source, len(QUEUE_ORDER))
-    queue.insert(max((i + 1 for i, queued in enumerate(queue)
-                      if order.get(sources.get(queued), len(QUEUE_ORDER)) <= mine), default=0), item)
-    sources[item] = source
+    mine = rank(item)
+    queue.insert(max((i + 1 for i, queued in enumerate(queue) if rank(queued) <= mine), default=0), item)
 
 
 class StudySearcher(Searcher):
@@ -90,7 +105,7 @@ class StudySearcher(Searcher):
         self.running: dict[str, tuple[optuna.Trial, Plan, int]] = {}
         self.queue: list[tuple[Plan, int]] = []  # plans to run next (warm start, re-runs, promotions): (plan, rung)
         self.sources: dict[tuple[Plan, int], str] = {}  # where queued plans come from (warm start, ...)
-        self.fitting: dict[Plan, tuple[float, int]] = {}  # a fitted try -> (bytes of the try before it, steps taken)
+        self.fitting: dict[Plan, tuple] = {}  # a fitted try -> (bytes, steps taken, accuracy) of the try before it
         self.finished = sum(TrialRecord.of(t).counts_toward_total for t in study.get_trials(deepcopy=False))
         self.repeats = 0  # duplicates proposed since the last new plan
         self.exhausted = False  # DUPLICATES_IN_A_ROW proposals in a row were duplicates
@@ -159,17 +174,19 @@ class StudySearcher(Searcher):
         if frozen.state == State.COMPLETE:
             saved = TrialRecord.of(frozen)
             self.seen.setdefault((plan, rung), saved)
-            size, (before, steps) = saved.metrics["size_bytes"], self.fitting.pop(plan, (None, 1))
+            size, (before, steps, _) = saved.metrics["size_bytes"], self.fitting.pop(plan, (None, 1, None))
             steps = fitting_steps(size, self.budget, None if before is None else (before - size) / steps)
             smaller = fitted_to_budget(saved, space=self.space, budget=self.budget, weights=self.fit_weights,
                                        steps=steps) if rung == 0 else None
             if smaller is not None and smaller not in tried(self.seen, (p for _, p, _ in self.running.values())):
-                enqueue(self.queue, self.sources, (smaller, 0), FITTED)
-                self.fitting[smaller] = (size, steps)
+                self.sources[(smaller, 0)] = FITTED
+                self.fitting[smaller] = (size, steps, saved.metrics["accuracy"])
+                enqueue(self.queue, (smaller, 0), queue_rank(self.sources, self.fitting))
             if rung < self.scheduler.rungs.top:
                 for plan_up, rung_up, within in self.scheduler.promotions(self.seen, budget=self.budget,
                                                                            teacher=self.teacher):
-                    enqueue(self.queue, self.sources, (plan_up, rung_up), PROMOTION if within else FAR_PROMOTION)
+                    self.sources[(plan_up, rung_up)] = PROMOTION if within else FAR_PROMOTION
+                    enqueue(self.queue, (plan_up, rung_up), queue_rank(self.sources, self.fitting))
         self.on_finished(frozen)
 
     def interrupt_running(self, reason: str) -> int:

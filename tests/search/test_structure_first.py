@@ -112,32 +112,34 @@ def test_a_warm_start_over_the_size_budget_runs_again_pruned_until_it_fits(tiny_
 
 
 def test_fitted_tries_wait_for_the_untried_warm_starts_and_a_promotion_out_of_reach_for_both(tiny_task):
-    """Under a size budget: a warm start over it is fitted after the warm starts not yet tried; a
-    plan promoted only because none of its rung is within reach of the teacher goes last; one
-    within reach goes first."""
+    """Under a size budget: a warm start over it is fitted after the warm starts not yet tried, the
+    one closer to the teacher first; a plan promoted only because none of its rung is within reach
+    of the teacher goes last; one within reach goes first."""
     space = SearchSpace(task_context(tiny_task).discovery)
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
     searcher = StudySearcher(study=study, space=space, total=10, seen={}, rungs=Rungs((10, 30), eta=2),
                              on_finished=lambda t: None, budget=Budget(max_size_bytes=150),
                              teacher={"accuracy": 0.9, "size_bytes": 1000, "latency_ms": 1.0})  # reach: 0.81
-    int4, int8, wide = (Plan(layers={"stem": LayerPlan(bits=b), "fc": LayerPlan(bits=8)}) for b in (4, 8, 2))
-    searcher.queue += [(int4, 0), (int8, 0), (wide, 0)]
+    low, int4, int8, wide = (Plan(layers={"stem": LayerPlan(bits=s), "fc": LayerPlan(bits=f)})
+                             for s, f in ((2, 4), (4, 8), (8, 8), (2, 8)))
+    searcher.queue += [(low, 0), (int4, 0), (int8, 0), (wide, 0)]
     searcher.sources.update({item: "warm start" for item in searcher.queue})
-    outcomes = {int4: (0.5, 200), int8: (0.5, 100), wide: (0.85, 100)}  # int4 over the budget; int8 far down
+    outcomes = {low: (0.3, 200), int4: (0.7, 200), int8: (0.5, 100), wide: (0.85, 100)}  # over, over, far, near
     ran = []
-    for trial_id in "abcdef":
+    for trial_id in "abcdefgh":
         searcher.suggest(trial_id)
         _, plan, rung = searcher.running[trial_id]
         ran.append((plan, rung))
         accuracy, size = outcomes.get(plan, (0.5, 100))
         metrics = Metrics(accuracy=accuracy, size_bytes=size, latency_ms=1.0, params=1, macs=1, fidelity="steps=1")
         searcher.on_trial_complete(trial_id, {"final": True, "metrics_json": json.dumps(metrics.to_dict())})
-    fitted = ran[4][0]
-    assert ran[:4] == [(int4, 0), (int8, 0), (wide, 0), (wide, 1)]  # wide: within reach, promoted at once
-    assert fitted.layer("stem").bits == 4 and fitted != int4 and ran[4][1] == 0  # then int4 fitted to the budget
-    assert ran[5] == (int8, 1)  # int8 promoted only because no other plan of rung 0 was within reach: last
+    assert ran[:5] == [(low, 0), (int4, 0), (int8, 0), (wide, 0), (wide, 1)]  # wide: within reach, promoted at once
+    fitted = [plan for plan, _ in ran[5:7]]  # then the recipes fitted to the budget, int4 (closer) first
+    assert [(p.layer("stem").bits, p.layer("fc").bits) for p in fitted] == [(4, 8), (2, 4)]
+    assert fitted[0] != int4 and fitted[1] != low and [rung for _, rung in ran[5:7]] == [0, 0]
+    assert ran[7] == (int8, 1)  # int8 promoted only because no other plan of rung 0 was within reach: last
     sources = [TrialRecord.of(t).source for t in study.trials]
-    assert sources == ["warm start"] * 3 + ["promotion", FITTED, "promotion"]
+    assert sources == ["warm start"] * 4 + ["promotion", FITTED, FITTED, "promotion"]
 
 
 def test_a_space_with_no_new_plan_stops_the_search_instead_of_spinning(tiny_task):
