@@ -90,12 +90,26 @@ class Rungs:
         objectives, and ``feasible`` (False: over a size or latency limit) where known.
         ``promoted``: the (plan, rung) pairs already started (never promoted twice).
         ``min_accuracy``: plans less accurate at their rung stay (``promotion_floor``), unless no
-        plan of the rung is that accurate.
+        plan of the rung is that accurate. A plan of the rung below out of that reach counts on
+        this rung too, as a result ranked below the rest: it lost to every plan that went up. (Under
+        cifar10-resnet20's size / 8, the one fitted int4 plan within reach sat alone on rung 1 for
+        want of two more results there, while ten plans of rung 0 were far below it.)
+
+        >>> rungs = Rungs((10, 30, 90), eta=3)
+        >>> row = {"size_bytes": 1, "latency_ms": 1.0}
+        >>> below = pd.DataFrame([{"plan": p, "accuracy": a, **row} for p, a in [("a", .9), ("b", .5), ("c", .4)]])
+        >>> one = pd.DataFrame([{"plan": "a", "accuracy": .9, **row}])
+        >>> rungs.promotions({0: below, 1: one}, promoted={("a", 1)}), rungs.promotions({0: below, 1: one},
+        ...     promoted={("a", 1)}, min_accuracy=0.8)
+        ([], [('a', 2)])
         """
         chosen = []
         for rung in range(self.top - 1, -1, -1):
             rows = results.get(rung)
-            quota = 0 if rows is None else len(rows) // self.eta
+            below = results.get(rung - 1) if min_accuracy is not None and rung else None
+            lost = 0 if below is None else sum(accuracy < min_accuracy and (plan, rung) not in promoted
+                                               for plan, accuracy in zip(below["plan"], below["accuracy"]))
+            quota = 0 if rows is None else (len(rows) + lost) // self.eta
             if not quota:
                 continue
             eligible = rows[rows["feasible"].astype(bool)] if "feasible" in rows else rows
