@@ -146,8 +146,9 @@ def test_a_complete_table_is_reused_without_any_worker(scanned_run, digits_task)
 def test_a_failing_cell_is_stored_with_its_error_and_the_search_goes_on(tmp_path):
     out = tmp_path / "run"
     proc = search_here("search", "--task", "tests.fixtures.user_tasks:hostile", "--trials", "2", "--steps", "4",
-                       "--out", str(out))
+                       "--workers", "1", "--cpus-per-trial", "2", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
+    assert "2 batch(es) at a time" in proc.stdout  # one trial slot of 2 CPUs: the scan runs a batch on each
     table = read_table(out)
     failed = table[table["error"].notna()]
     # the model refuses a stem of fewer than 4 of its 8 channels: 62.5% and 75% pruned
