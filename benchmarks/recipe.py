@@ -48,7 +48,8 @@ def _config(task, args):
     from autocompress.compressors.pipeline import with_task_lr
 
     given = {k: getattr(args, k) for k in ("lr", "batch_size", "alpha", "optimizer", "warmup_fraction",
-                                           "weight_decay", "temperature", "seed", "float_fraction") if getattr(args, k) is not None}
+                                           "weight_decay", "temperature", "seed", "float_fraction", "feature_weight")
+             if getattr(args, k) is not None}
     return with_task_lr(DistillConfig(**given), task)
 
 
@@ -148,7 +149,9 @@ def markdown(result: dict) -> str:
         f"alpha {d['alpha']:g}, T {d['temperature']:g}, warm-up {d['warmup_fraction']:g} of the steps then "
         f"{d['schedule']}, augmentation {'on' if d['augment'] else 'off'}, "
         + (f"the first {d['float_fraction']:g} of the steps in float (then calibrated afresh), the rest "
-           "quantization-aware." if d.get("float_fraction") else "quantization-aware throughout."),
+           "quantization-aware." if d.get("float_fraction") else "quantization-aware throughout.")
+        + (f" Feature distillation: weight {d['feature_weight']:g} on the MSE of the output layer's inputs."
+           if d.get("feature_weight") else ""),
         "",
     ])
 
@@ -161,7 +164,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="fixed steps instead of the time cap")
     for name, kind in (("lr", float), ("batch-size", int), ("alpha", float), ("optimizer", str),
                        ("warmup-fraction", float), ("weight-decay", float), ("temperature", float), ("seed", int),
-                       ("float-fraction", float)):
+                       ("float-fraction", float), ("feature-weight", float)):
         parser.add_argument(f"--{name}", type=kind, default=None, help="default: the task's / DistillConfig's")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of the fine-tuning (default: "
                         "torch's); 1 for two variants side by side, one core each, under the same machine state")
