@@ -2,9 +2,9 @@
 
 ``suggest`` runs the queued plans first, in the order of ``QUEUE_ORDER`` (interrupted trials,
 promotions, warm starts, a recipe fitted to the budget, then promotions of plans no closer to
-the teacher than ``rungs.REACH`` allows), then asks the proposers in turn for a new plan (``proposers``: the scan's
-predictor, the sampler's start-up plans or the sampler itself, local search); a plan that
-finished before on the same rung is answered from the study at once. ``on_trial_complete``
+the teacher than ``rungs.REACH`` allows), then asks the proposers in turn for a new plan
+(``proposers``: the scan's predictor, the sampler's start-up plans or the sampler itself, local
+search); a plan that finished before on the same rung is answered from the study at once. ``on_trial_complete``
 tells the study the outcome the moment a trial ends, so a driver that dies loses nothing
 finished; then the scheduler (``scheduler.HalvingScheduler``, successive halving) may queue
 promotions, each its own trial continuing the fine-tuning of the rung below from its
