@@ -36,6 +36,7 @@ def cmd_tasks(args) -> int:
 def cmd_inspect(args) -> int:
     from autocompress.inspection import inspect_task
     from autocompress.errors import UsageError
+    from autocompress.spaces.space import rank_text
 
     if args.run is not None and not args.sensitivity:
         raise UsageError("--run goes with --sensitivity (it names the search whose scan to print); add --sensitivity")
@@ -50,7 +51,8 @@ def cmd_inspect(args) -> int:
     print("compressible layers:")
     print(f"  {'layer':<22} {'kind':<9} {'weight shape':<18} {'prune group':<18} rank ratios")
     for layer in info["layers"]:
-        ranks = ", ".join(f"{r:g}" for r in layer["rank_ratios"]) or f"none ({layer['rank_reason']})"
+        ranks = ", ".join(rank_text(r).removesuffix(" rank") for r in layer["rank_ratios"]) or \
+            f"none ({layer['rank_reason']})"
         print(f"  {layer['name']:<22} {layer['kind']:<9} {str(tuple(layer['shape'])):<18} "
               f"{layer['group'] or '-':<18} {ranks}")
     print("\ndependency groups (output channels, or attention heads, pruned together):")
@@ -68,8 +70,8 @@ def cmd_inspect(args) -> int:
         print(f"  {technique:<22} {shares[technique]:>7.1%}")
     print(f"\nsearch space: {len(info['space'])} parameters")
     for name, values in info["space"].items():
-        shown = [str(v) if isinstance(v, str) else "float" if v == 32 and name.startswith("bits/") else f"{v:g}"
-                 for v in values]
+        shown = [str(v) if isinstance(v, str) else "float" if v == 32 and name.startswith("bits/") else
+                 f"{v:g} (Tucker-2)" if name.startswith("rank/") and v < 0 else f"{v:g}" for v in values]
         print(f"  {name:<32} {{{', '.join(shown)}}}")
     return 0
 
@@ -267,7 +269,7 @@ def _print_layers(run, plan) -> None:
         kept = f"{row.channels[1]} of {row.channels[0]}" if row.channels else f"{row.kept:.0%}"
         via = f" via {row.group}" if row.group and row.group != row.name and row.kept < 1 else ""
         kept = "dropped block" if row.dropped else kept + via
-        rank = "full" if row.rank in (None, 1.0) else f"{row.rank:.0%}"
+        rank = "full" if row.rank in (None, 1.0) else ("Tucker-2 " if row.tucker else "") + f"{row.rank:.0%}"
         bits = f"int{row.bits}" if row.bits else "float32"
         if row.dropped:  # its knobs apply to nothing
             bits, rank = "-", "-"

@@ -16,9 +16,11 @@ Example:
     >>> Plan.from_dict({**plan.to_dict(), "schema": 99})
     Traceback (most recent call last):
     ...
-    ValueError: the plan was written by a newer autocompress (schema 99; this one reads up to 2); upgrade autocompress to read it
+    ValueError: the plan was written by a newer autocompress (schema 99; this one reads up to 3); upgrade autocompress to read it
     >>> plan.layer("fc").bits, plan.layer("missing").bits
     (8, None)
+    >>> LayerPlan(rank=0.5, decomposition="tucker2")
+    LayerPlan(prune=0.0, bits=None, rank=0.5, decomposition='tucker2')
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-PLAN_SCHEMA = 2  # the layout of a plan's JSON (plan.json, trials' stored plans); 2 added ``kernels``
+PLAN_SCHEMA = 3  # the layout of a plan's JSON (plan.json, trials' stored plans); 2 added ``kernels``, 3 ``decomposition``
 BIT_WIDTHS = (2, 4, 8)  # weight bit-widths ONNX stores natively (INT2/INT4/INT8)
 IMPORTANCES = ("l1", "l2", "taylor")
 KERNELS = ("int8", "float")  # what quantized conv/linear layers run on (see Plan)
+DECOMPOSITIONS = ("svd", "tucker2")  # how a layer is factorized (see LayerPlan)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,12 +43,17 @@ class LayerPlan:
     prune: fraction of the layer's dependency group's output channels removed (0 = none);
         meaningful on the layer that names a group.
     bits: weight bit-width (2, 4 or 8), or None for float32.
-    rank: fraction of the full rank kept by a truncated-SVD factorization, or None.
+    rank: fraction of the rank kept by a factorization, or None (not factorized).
+    decomposition: "svd" (truncated SVD: a layer of ``rank`` x its full rank outputs, then a
+        1x1 one) or "tucker2" (a convolution with a kernel larger than 1 only: a 1x1 convolution
+        to ``rank`` x its input channels, the kernel on those, a 1x1 one from ``rank`` x its
+        output channels); "svd" where the layer is not factorized.
     """
 
     prune: float = 0.0
     bits: int | None = None
     rank: float | None = None
+    decomposition: str = DECOMPOSITIONS[0]
 
     def __post_init__(self):
         if not 0.0 <= self.prune < 1.0:
@@ -54,6 +62,10 @@ class LayerPlan:
             raise ValueError(f"bits must be one of {BIT_WIDTHS} or None, got {self.bits}")
         if self.rank is not None and not 0.0 < self.rank <= 1.0:
             raise ValueError(f"rank ratio must be in (0, 1], got {self.rank}")
+        if self.decomposition not in DECOMPOSITIONS:
+            raise ValueError(f"decomposition must be one of {DECOMPOSITIONS}, got {self.decomposition!r}")
+        if self.rank in (None, 1.0):  # not factorized: how does not matter (equal plans compare equal)
+            object.__setattr__(self, "decomposition", DECOMPOSITIONS[0])
 
     @property
     def is_identity(self) -> bool:
@@ -120,7 +132,8 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": PLAN_SCHEMA,
-            "layers": {k: {"prune": v.prune, "bits": v.bits, "rank": v.rank} for k, v in self.layers},
+            "layers": {k: {"prune": v.prune, "bits": v.bits, "rank": v.rank, "decomposition": v.decomposition}
+                       for k, v in self.layers},
             "depth": dict(self.depth),
             "width": self.width,
             "importance": self.importance,
@@ -163,7 +176,8 @@ class Plan:
         bits = sorted({v.bits for _, v in self.layers if v.bits})
         if bits:
             parts.append("int" + "/".join(str(b) for b in bits) + (" weights, float kernels" if self.kernels == "float" else ""))
-        ranked = [k for k, v in self.layers if v.rank not in (None, 1.0)]
+        ranked = [v.decomposition for k, v in self.layers if v.rank not in (None, 1.0)]
         if ranked:
-            parts.append(f"low-rank {len(ranked)} layers")
+            tucker = ranked.count("tucker2")
+            parts.append(f"low-rank {len(ranked)} layers" + (f" ({tucker} Tucker-2)" if tucker else ""))
         return ", ".join(parts) or "identity"

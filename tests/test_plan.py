@@ -18,7 +18,17 @@ def test_identity_layer_plans_are_dropped_so_equal_plans_compare_equal():
     assert Plan(layers={"a": LayerPlan(rank=1.0)}) == Plan()
 
 
-@pytest.mark.parametrize("kwargs", [{"prune": 1.0}, {"prune": -0.1}, {"bits": 3}, {"rank": 0.0}])
+def test_a_layer_factorized_by_tucker2_round_trips_and_plans_written_before_it_read_as_svd():
+    plan = Plan(layers={"conv": LayerPlan(rank=0.25, decomposition="tucker2"), "fc": LayerPlan(rank=0.5)})
+    assert Plan.from_json(plan.to_json()) == plan != Plan(layers={"conv": LayerPlan(rank=0.25), "fc": LayerPlan(rank=0.5)})
+    schema2 = {"schema": 2, "layers": {"conv": {"prune": 0.0, "bits": 8, "rank": 0.5}}}
+    assert Plan.from_dict(schema2).layer("conv") == LayerPlan(bits=8, rank=0.5, decomposition="svd")
+    assert LayerPlan(bits=8, decomposition="tucker2") == LayerPlan(bits=8)  # not factorized: how does not matter
+    assert "low-rank 2 layers (1 Tucker-2)" in plan.summary()
+
+
+@pytest.mark.parametrize("kwargs", [{"prune": 1.0}, {"prune": -0.1}, {"bits": 3}, {"rank": 0.0},
+                                    {"rank": 0.5, "decomposition": "cp"}])
 def test_layer_plan_rejects_values_the_artifact_cannot_hold(kwargs):
     with pytest.raises(ValueError):
         LayerPlan(**kwargs)

@@ -39,6 +39,7 @@ from autocompress.compressors.lowrank import factorize
 from autocompress.compressors.prune import prune_groups
 from autocompress.compressors.quantize import prepare_qat
 from autocompress.spaces.layers import COMPRESSIBLE_TYPES, RECURRENT_TYPES, Discovery, Group, Layer
+from autocompress.spaces.space import rank_from_knob
 
 
 def _problem(model: nn.Module, example_inputs: Inputs, change: Callable[[nn.Module], None],
@@ -130,9 +131,11 @@ def checked_layers(model: nn.Module, example_inputs: Inputs, layers: list[Layer]
     def quantized(part: list[Layer]) -> str:
         return _problem(model, example_inputs, lambda trial: prepare_qat(trial, {x.name: 8 for x in part}), expected)
 
-    def factorized(part: list[Layer]) -> str:
+    def factorized(part: list[Layer]) -> str:  # by the last (smallest) choice: Tucker-2 where it is offered
+        knobs = {x.name: rank_from_knob(x.rank_ratios[-1]) for x in part}
         return _problem(model, example_inputs, lambda trial: factorize(
-            trial, {x.name: min(x.rank_ratios) for x in part}, svd=False), expected)
+            trial, {name: knob["rank"] for name, knob in knobs.items()}, svd=False,
+            tucker={name for name, knob in knobs.items() if knob["decomposition"] == "tucker2"}), expected)
 
     for layer, why in _failing(tried, quantized).items():
         refused[layer.name] = f"not compressed: replaced by its quantized form the model fails ({why})"

@@ -155,7 +155,8 @@ def build(task: Task, plan: Plan) -> Compressed:
     if dropped or keep or heads:  # the teacher's BN statistics no longer fit the changed structure
         recalibrate_batchnorm(model, [x for x, _ in _train_batches(task, BN_BATCHES, CALIBRATION_BATCH_SIZE)])
     model = fold_batchnorm(model, task.example_inputs)
-    skipped = factorize(model, {name: lp.rank for name, lp in plan.layers if lp.rank not in (None, 1.0)})
+    skipped = factorize(model, {name: lp.rank for name, lp in plan.layers if lp.rank not in (None, 1.0)},
+                        tucker={name for name, lp in plan.layers if lp.decomposition == "tucker2"})
     notes += [f"low-rank skipped for {name}: {why}" for name, why in skipped.items()]
     prepare_qat(model, {name: lp.bits for name, lp in plan.layers if lp.bits}, kernels=plan.kernels)
     calibrate(model, [x for x, _ in _train_batches(task, CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE)])

@@ -60,6 +60,7 @@ def model_card(run: dict, report: dict) -> str:
     ]
     for name, layer in sorted(plan["layers"].items()):
         rank = "full" if layer["rank"] is None else f"{layer['rank']:.0%}"
+        rank = f"Tucker-2 {rank}" if layer.get("decomposition") == "tucker2" else rank
         lines.append(f"| {escape(name)} | {layer['prune']:.0%} | {layer['bits'] or 'float32'} | {rank} |")
     lines += [
         "",

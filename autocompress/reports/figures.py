@@ -154,7 +154,7 @@ def _sensitivity_place(row: pd.Series) -> tuple[str, str]:
     if kind == "prune":
         return target, f"prune {value:.1%}"
     if kind == "rank":
-        return target, f"rank {value:.0%}"
+        return target, f"rank Tucker-2 {-value:.0%}" if value < 0 else f"rank {value:.0%}"
     if target.startswith("depth/"):
         return f"depth of {target.removeprefix('depth/')}", f"keep {int(value)} block{'s' * (int(value) != 1)}"
     return "student width", f"width {value:g}"
@@ -208,9 +208,15 @@ def sensitivity_figure(table: pd.DataFrame, *, layers: list[str]) -> go.Figure:
 
 
 def _column_order(column: str) -> tuple:
-    """int8, int4, int2; prune ascending; rank descending; depth; width."""
+    """int8, int4, int2; prune ascending; rank descending (each ratio's Tucker-2 after its SVD); depth; width.
+
+    >>> sorted(["rank 25%", "rank Tucker-2 50%", "width 0.5", "int4", "rank 50%", "prune 12.5%", "int8"], key=_column_order)
+    ['int8', 'int4', 'prune 12.5%', 'rank 50%', 'rank Tucker-2 50%', 'rank 25%', 'width 0.5']
+    """
     kind, _, number = column.partition(" ")
     if column.startswith("int"):
         return 0, -int(column[3:])
+    if kind == "rank":  # rank 50%, rank Tucker-2 50%: each ratio's SVD, then its Tucker-2
+        return 2, -float(number.split()[-1].rstrip("%")), "Tucker" in number
     value = float(number.split()[0].rstrip("%")) if number else 0.0
-    return {"prune": 1, "rank": 2, "keep": 3, "width": 4}.get(kind, 5), -value if kind == "rank" else value
+    return {"prune": 1, "keep": 3, "width": 4}.get(kind, 5), value

@@ -59,13 +59,14 @@ def _clean(value):
 def _plans(data: ReportData) -> dict[str, dict]:
     """Per complete trial and layer (``layer_plan``): the fraction of output channels kept and
     how many (None where the count is unknown), bits (None = float), rank ratio (None = full),
-    and whether the student dropped the block the layer sits in."""
+    whether it is a Tucker-2 one, and whether the student dropped the block the layer sits in."""
     out = {}
     for number, plan in data.plans.items():
         rows = layer_plan(plan, layers=data.layers, stages=data.stages, groups=data.groups, channels=data.channels)
         out[str(number)] = {
             "kept": [r.kept for r in rows], "channels": [r.channels[1] if r.channels else None for r in rows],
             "bits": [r.bits for r in rows], "rank": [r.rank for r in rows], "dropped": [r.dropped for r in rows],
+            "tucker": [r.tucker for r in rows],
             "depth": {stage: plan.blocks_kept(stage, len(blocks)) if blocks else dict(plan.depth).get(stage)
                       for stage, blocks in data.stages.items()},  # blocks unknown: runs made before run.json had them
             "width": plan.width,

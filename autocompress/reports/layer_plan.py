@@ -40,6 +40,7 @@ class LayerEffect:
     group: the pruning group the layer's output channels belong to (None = not prunable).
     bits: weight bit-width, None = float32. rank: fraction of the rank kept, None = full.
     dropped: the student drops the block the layer sits in.
+    tucker: the layer is factorized by Tucker-2 (else by SVD, where ``rank`` is set).
     """
 
     name: str
@@ -49,6 +50,7 @@ class LayerEffect:
     bits: int | None
     rank: float | None
     dropped: bool
+    tucker: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,7 +94,8 @@ def layer_plan(plan: Plan, *, layers: Sequence[str], stages: Mapping[str, Sequen
             kept, pair = min(keep, 1.0), None
         own = plan.layer(name)
         rows.append(LayerEffect(name=name, group=group, kept=kept, channels=pair, bits=own.bits, rank=own.rank,
-                                dropped=any(name == b or name.startswith(b + ".") for b in dropped_blocks)))
+                                dropped=any(name == b or name.startswith(b + ".") for b in dropped_blocks),
+                                tucker=own.decomposition == "tucker2"))
     return rows
 
 

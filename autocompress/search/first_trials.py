@@ -127,7 +127,7 @@ def pruned_further(space: SearchSpace, plan: Plan, *, weights: dict[str, float] 
     >>> space = SearchSpace(discover(net, torch.randn(1, 4)))
     >>> int4 = Plan(layers={"0": LayerPlan(bits=4), "2": LayerPlan(bits=4)})
     >>> pruned_further(space, int4).layer("0")
-    LayerPlan(prune=0.125, bits=4, rank=None)
+    LayerPlan(prune=0.125, bits=4, rank=None, decomposition='svd')
     >>> wide = pruned_further(space, int4, weights={"0": 100.0, "2": 400.0})   # "2" holds more: it goes first
     >>> wide.layer("0").prune, wide.layer("2").prune
     (0.0, 0.125)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from autocompress.errors import UsageError
 from autocompress.search.rundir import SENSITIVITY_CSV
+from autocompress.spaces.space import rank_text
 
 TEACHER = "teacher"
 EVERY_LAYER_INT8 = "bits/*"  # one more cell: every layer int8 at once (do int8 kernels pay on this model?)
@@ -78,7 +79,7 @@ def _value_text(knob: str, value) -> str:
     if kind == "prune":
         return f"{value:.1%} pruned"
     if kind == "rank":
-        return f"{value:.0%} rank"
+        return rank_text(value)
     if knob.startswith("arch/depth/"):
         return f"{int(value)} block{'s' * (int(value) != 1)} kept"
     return f"width {value:g}"

@@ -63,7 +63,7 @@ class Layer:
     kind: str  # "conv", "linear", "embedding" or "recurrent"
     shape: tuple[int, ...]  # weight shape
     group: str | None  # the dependency group its output channels belong to
-    rank_ratios: tuple[float, ...]  # factorization ratios that save parameters
+    rank_ratios: tuple[float, ...]  # the rank/ knob's values that save parameters (negative: Tucker-2)
     rank_reason: str = ""  # why low-rank is not offered, when it is not
 
 
@@ -99,14 +99,46 @@ def rank_for(shape: tuple[int, ...], ratio: float) -> int:
     return max(1, round(ratio * full_rank(shape)))
 
 
+def tucker_ranks(shape: tuple[int, ...], ratio: float) -> tuple[int, int]:
+    """(input, output) channels of a Tucker-2 core of a convolution of weight ``shape`` at ``ratio``."""
+    return max(1, round(ratio * shape[1])), max(1, round(ratio * shape[0]))
+
+
+def tucker_params(shape: tuple[int, ...], ratio: float) -> int:
+    """Weights of the three convolutions of a Tucker-2 decomposition (1x1 in, core, 1x1 out).
+
+    >>> tucker_params((64, 64, 3, 3), 0.5), factorized_params((64, 64, 3, 3), 32), 64 * 64 * 9
+    (13312, 20480, 36864)
+    """
+    inner, outer = tucker_ranks(shape, ratio)
+    return shape[1] * inner + inner * outer * int(torch.tensor(shape[2:]).prod()) + outer * shape[0]
+
+
 def saves_params(shape: tuple[int, ...], ratio: float) -> bool:
     return factorized_params(shape, rank_for(shape, ratio)) < int(torch.tensor(shape).prod())
+
+
+def rank_choices(shape: tuple[int, ...], *, tucker: bool) -> tuple[float, ...]:
+    """The ``rank/<layer>`` values (``spaces.space.rank_knob``: negative for Tucker-2) that store
+    fewer weights than the layer, fewest kept last; Tucker-2 only where ``tucker`` (a convolution
+    with a kernel larger than 1x1: for a 1x1 kernel it is the SVD with one more layer).
+
+    >>> rank_choices((64, 64, 3, 3), tucker=True)
+    (0.5, -0.5, 0.25, -0.25)
+    >>> rank_choices((10, 400), tucker=False)
+    (0.5, 0.25)
+    """
+    size = int(torch.tensor(shape).prod())
+    kept = {r: factorized_params(shape, rank_for(shape, r)) for r in RANK_RATIOS}
+    if tucker:
+        kept |= {-r: tucker_params(shape, r) for r in RANK_RATIOS}
+    return tuple(sorted((value for value, params in kept.items() if params < size), key=lambda v: -kept[v]))
 
 
 def _rank_knob(module: nn.Module, shape: tuple[int, ...]) -> tuple[tuple[float, ...], str]:
     if isinstance(module, CONV_TYPES) and module.groups != 1:
         return (), "grouped/depthwise convolution: factorization not supported"
-    ratios = tuple(r for r in RANK_RATIOS if saves_params(shape, r))
+    ratios = rank_choices(shape, tucker=isinstance(module, CONV_TYPES) and math.prod(shape[2:]) > 1)
     if ratios:
         return ratios, ""
     r = rank_for(shape, RANK_RATIOS[0])

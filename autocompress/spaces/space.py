@@ -1,7 +1,9 @@
 """The joint search space: pruning x bit-width x rank x student architecture, one Optuna study.
 
 Parameter names are stable and readable: ``prune/<group>``, ``bits/<layer>``, ``bits/*kernels``
-(what the quantized layers run on: int8 or float kernels, ``Plan.kernels``), ``rank/<layer>``,
+(what the quantized layers run on: int8 or float kernels, ``Plan.kernels``), ``rank/<layer>``
+(the fraction of the rank kept, 1.0 = not factorized; negative for Tucker-2: -0.5 keeps half of
+a convolution's input and output channels in its core, ``rank_knob``),
 ``arch/depth/<stage>``, ``arch/width``, and one gate per technique, ``use/<technique>`` (1 or
 0): a plan applies a technique's knobs only when its gate is 1. The gates let the sampler learn
 in a few trials what a technique does on this model as a whole (say, that any quantized layer
@@ -20,9 +22,9 @@ Example:
     >>> space.param_names()[7:]
     ['use/lowrank', 'use/prune', 'use/quant', 'use/student']
     >>> space.plan_from_params({"prune/0": 0.5, "bits/0": 8, "use/prune": 1, "use/quant": 1}).layer("0")
-    LayerPlan(prune=0.5, bits=8, rank=None)
+    LayerPlan(prune=0.5, bits=8, rank=None, decomposition='svd')
     >>> space.plan_from_params({"prune/0": 0.5, "bits/0": 8, "use/prune": 1, "use/quant": 0}).layer("0")
-    LayerPlan(prune=0.5, bits=None, rank=None)
+    LayerPlan(prune=0.5, bits=None, rank=None, decomposition='svd')
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from autocompress.plan import KERNELS, LayerPlan, Plan
+from autocompress.plan import DECOMPOSITIONS, KERNELS, LayerPlan, Plan
 
 if TYPE_CHECKING:  # only named in annotations: the space itself needs no torch (a run is read without it)
     from autocompress.spaces.layers import Discovery
@@ -49,6 +51,33 @@ KNOB_PREFIXES = (*TECHNIQUES.values(), GATE_PREFIX)  # every search parameter st
 # a knob's value that leaves the teacher as it is (the depth knobs': all blocks, their upper bound)
 KERNELS_KNOB = "bits/*kernels"  # "int8" or "float": what quantized conv/linear layers run on (Plan.kernels)
 TEACHER_VALUES = {"prune/": 0.0, KERNELS_KNOB: KERNELS[0], "bits/": FLOAT_BITS, "rank/": 1.0, "arch/width": 1.0}
+
+
+def rank_knob(layer: LayerPlan) -> float:
+    """The ``rank/<layer>`` value of a layer's plan: the rank ratio kept (1.0: not factorized),
+    negative for a Tucker-2 decomposition.
+
+    >>> rank_knob(LayerPlan(rank=0.25)), rank_knob(LayerPlan(rank=0.5, decomposition="tucker2")), rank_knob(LayerPlan())
+    (0.25, -0.5, 1.0)
+    """
+    if layer.rank in (None, 1.0):
+        return 1.0
+    return -layer.rank if layer.decomposition == DECOMPOSITIONS[1] else layer.rank
+
+
+def rank_from_knob(value: float) -> dict[str, Any]:
+    """The ``LayerPlan`` fields a ``rank/<layer>`` value sets (``rank_knob`` read back).
+
+    >>> rank_from_knob(-0.5), rank_from_knob(1.0)
+    ({'rank': 0.5, 'decomposition': 'tucker2'}, {'rank': None, 'decomposition': 'svd'})
+    """
+    value = float(value)
+    return {"rank": None if value == 1.0 else abs(value), "decomposition": DECOMPOSITIONS[value < 0]}
+
+
+def rank_text(value: float) -> str:
+    """How a ``rank/<layer>`` value reads: '25% rank', 'Tucker-2 50%'."""
+    return f"Tucker-2 {-float(value):.0%}" if float(value) < 0 else f"{float(value):.0%} rank"
 
 
 def techniques_used(plan: Plan) -> set[str]:
@@ -148,7 +177,8 @@ class SearchSpace:
         for name, layer in plan.layers:
             gone = name.startswith(dropped)
             prune = 0.0 if name in all_dropped or (gone and not self._names_group(name)) else layer.prune
-            layers[name] = LayerPlan(prune=prune, bits=None if gone else layer.bits, rank=None if gone else layer.rank)
+            layers[name] = LayerPlan(prune=prune, **({} if gone else {"bits": layer.bits, "rank": layer.rank,
+                                                                      "decomposition": layer.decomposition}))
         return replace(plan, layers=layers, depth=depth)
 
     def _names_group(self, name: str) -> bool:
@@ -189,7 +219,7 @@ def params_of_plan(plan: Plan, distributions: dict[str, optuna.distributions.Bas
         elif kind == "bits":
             params[name] = plan.layer(target).bits or FLOAT_BITS
         elif kind == "rank":
-            params[name] = plan.layer(target).rank or 1.0
+            params[name] = rank_knob(plan.layer(target))
     return params
 
 
@@ -229,7 +259,7 @@ def plan_from_params(params: dict[str, Any], *, layers: list[str], stages: list[
     """The plan that parameter values (``prune/``, ``bits/``, ``rank/``, ``arch/``) describe.
 
     >>> plan_from_params({"bits/fc": 8, "prune/conv": 0.5, "arch/depth/s1": 1}, layers=["conv", "fc"], stages=["s1"])
-    Plan(layers=(('conv', LayerPlan(prune=0.5, bits=None, rank=None)), ('fc', LayerPlan(prune=0.0, bits=8, rank=None))), depth=(('s1', 1),), width=1.0, importance='l1', kernels='int8')
+    Plan(layers=(('conv', LayerPlan(prune=0.5, bits=None, rank=None, decomposition='svd')), ('fc', LayerPlan(prune=0.0, bits=8, rank=None, decomposition='svd'))), depth=(('s1', 1),), width=1.0, importance='l1', kernels='int8')
 
     Knobs of a technique whose gate ``use/<technique>`` is 0 are ignored (no gate: applied).
     """
@@ -241,7 +271,7 @@ def plan_from_params(params: dict[str, Any], *, layers: list[str], stages: list[
         rank = params.get(f"rank/{name}", TEACHER_VALUES["rank/"])
         prune = params.get(f"prune/{name}", TEACHER_VALUES["prune/"])  # groups are named after a layer
         plans[name] = LayerPlan(prune=float(prune), bits=None if bits == FLOAT_BITS else int(bits),
-                                rank=None if rank == 1.0 else float(rank))
+                                **rank_from_knob(rank))
     depth = {stage: int(params[f"arch/depth/{stage}"]) for stage in stages if f"arch/depth/{stage}" in params}
     width = float(params.get("arch/width", TEACHER_VALUES["arch/width"]))
     kernels = params.get(KERNELS_KNOB, TEACHER_VALUES[KERNELS_KNOB])

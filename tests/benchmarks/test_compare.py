@@ -158,7 +158,7 @@ def test_manual_plans_remove_30_50_70_percent_of_channels_globally(digits_task):
 
 
 @pytest.mark.parametrize("module", ["manual", "keep", "remeasure", "compare_report", "common", "controller_overhead", "hv_ceiling",
-                                    "latency_states", "lowrank_pays", "front_goal"])
+                                    "latency_states", "lowrank_pays", "front_goal", "tucker_pays"])
 def test_benchmark_doctests(module):
     failed, _ = doctest.testmod(__import__(module), optionflags=doctest.ELLIPSIS)
     assert failed == 0
@@ -233,3 +233,14 @@ def test_a_script_given_a_folder_that_is_no_run_says_so_in_one_line(script, extr
     error = capsys.readouterr().err.strip()
     assert refused.value.code == 2 and len(error.splitlines()) == 1 and error.startswith(f"{script}.py: error: ")
     assert str(tmp_path / "missing") in error and not (tmp_path / "out.json").exists()
+
+
+@pytest.mark.parametrize("extra", [["--data-dir", "{missing}"], ["--task", "digits", "--layers", "fc"]])
+def test_tucker_pays_given_missing_data_or_no_convolution_says_so_in_one_line(extra, tmp_path, capsys):
+    import tucker_pays
+
+    with pytest.raises(SystemExit) as refused:
+        tucker_pays.main([x.format(missing=tmp_path / "missing") for x in extra] + ["--out", str(tmp_path / "out.json")])
+    error = capsys.readouterr().err.strip().splitlines()  # progress lines (loading the task), then the error
+    assert refused.value.code == 2 and error[-1].startswith("tucker_pays.py: error: ") and "Traceback" not in error
+    assert not (tmp_path / "out.json").exists()

@@ -22,10 +22,13 @@ PLANS = {
     "quantize-4": Plan(layers={n: LayerPlan(bits=4) for n in LAYERS}),
     "quantize-2": Plan(layers={n: LayerPlan(bits=2) for n in LAYERS}),
     "lowrank": Plan(layers={n: LayerPlan(rank=0.5) for n in LAYERS}),
+    "lowrank-tucker2": Plan(layers={n: LayerPlan(rank=0.5, decomposition="tucker2") for n in LAYERS if n != "fc"}),
     "student-depth": Plan(depth={"stage1": 1, "stage2": 0}),
     "student-width": Plan(width=0.5),
     "joint": Plan(layers={"stem.0": LayerPlan(prune=0.25, bits=8), "down.0": LayerPlan(rank=0.5, bits=4),
                           "fc": LayerPlan(bits=2, rank=0.5)}, depth={"stage2": 1}, width=0.75),
+    "joint-tucker2": Plan(layers={"stage1.0.conv1": LayerPlan(prune=0.25, bits=8, rank=0.25, decomposition="tucker2"),
+                                  "down.0": LayerPlan(rank=0.5, bits=4, decomposition="tucker2")}, width=0.75),
 }
 FAST = DistillConfig(steps=5)
 
@@ -61,7 +64,7 @@ def test_compressor_contract(digits_task, tmp_path, name):
 def test_each_plan_really_changes_the_model(digits_task):
     info = task_context(digits_task).discovery
     teacher_params = sum(p.numel() for p in digits_task.teacher.parameters())
-    for name in ("prune-l1", "lowrank", "student-depth", "student-width"):
+    for name in ("prune-l1", "lowrank", "lowrank-tucker2", "student-depth", "student-width"):
         model = compress(digits_task, PLANS[name], config=DistillConfig(steps=0)).model
         assert sum(p.numel() for p in model.parameters()) < teacher_params * 0.8, name
     assert info.head == "fc"

@@ -53,7 +53,7 @@ def test_the_scan_covers_every_knob_value_of_the_space_alone(scanned_run, digits
                 if not name.startswith("use/") and name != KERNELS_KNOB  # the kernels alone change nothing
                 for v in values if v != _teacher_value(name, values)}
     whole = {("bits/*", 8.0), ("bits/*float", 8.0)}  # every layer int8, on int8 and on float kernels
-    assert len(expected) == 97 and _cells(table) == expected | whole and len(table) == len(expected) + 3
+    assert len(expected) == 115 and _cells(table) == expected | whole and len(table) == len(expected) + 3
     for knob in ("bits/*", "bits/*float"):  # every layer int8 at once: smaller than any one layer makes it
         every = table[table["knob"] == knob].iloc[0]
         assert every["size_delta_bytes"] < table[table["knob"].str.startswith("bits/") & (table["value"] == 8)
@@ -69,7 +69,7 @@ def test_the_scan_covers_every_knob_value_of_the_space_alone(scanned_run, digits
     # the scan sees what matters: the output layer at a quarter of its rank loses far more than at int8
     row = table.set_index(["knob", "value"])
     assert row.loc[("rank/fc", 0.25), "accuracy_delta"] < row.loc[("bits/fc", 8.0), "accuracy_delta"] - 0.1
-    assert "sensitivity scan: 100 of 100 cells" in stdout and json.loads((out / "run.json").read_text())[
+    assert "sensitivity scan: 118 of 118 cells" in stdout and json.loads((out / "run.json").read_text())[
         "settings"]["sensitivity"] is True
 
 
@@ -138,7 +138,7 @@ def test_a_complete_table_is_reused_without_any_worker(scanned_run, digits_task)
     before = (out / "sensitivity.csv").read_bytes()
     table = scan_for_run(job=None, space=SearchSpace(task_context(digits_task).discovery), out=out,
                          steps=0, workers=2, cpus_per_trial=1, gpus_per_trial=0, progress=lines.append)
-    assert lines == ["sensitivity scan: 100 cells reused from sensitivity.csv"] and len(table) == 100
+    assert lines == ["sensitivity scan: 118 cells reused from sensitivity.csv"] and len(table) == 118
     assert (out / "sensitivity.csv").read_bytes() == before
 
 

@@ -58,6 +58,18 @@ def test_layers_where_low_rank_cannot_save_parameters_have_no_rank_knob_and_a_re
     assert "rank/0" not in SearchSpace(info).param_names()
 
 
+def test_a_convolution_with_a_kernel_larger_than_1x1_offers_tucker2_beside_svd(digits_task):
+    info = task_context(digits_task).discovery
+    space = SearchSpace(info)
+    assert space.distributions()["rank/stage2.0.conv1"].choices == (1.0, 0.5, -0.5, 0.25, -0.25)  # weights kept, down
+    assert space.distributions()["rank/fc"].choices == (1.0, 0.5, 0.25)  # a linear layer: SVD only
+    plan = space.plan_from_params({"rank/stage2.0.conv1": -0.25, "rank/fc": 0.5, "use/lowrank": 1})
+    assert plan.layer("stage2.0.conv1").decomposition == "tucker2" and plan.layer("stage2.0.conv1").rank == 0.25
+    assert plan.layer("fc").decomposition == "svd" and space.params_from_plan(plan)["rank/stage2.0.conv1"] == -0.25
+    one_by_one = discover(nn.Sequential(nn.Conv2d(64, 64, 1)), torch.randn(1, 64, 4, 4)).layer("0")
+    assert one_by_one.rank_ratios == (0.25,)  # a 1x1 kernel: Tucker-2 would be the SVD with one more layer
+
+
 def test_unknown_parameters_are_refused(digits_task):
     space = SearchSpace(task_context(digits_task).discovery)
     with pytest.raises(ValueError, match="not in this search space"):

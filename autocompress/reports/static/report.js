@@ -103,7 +103,8 @@
       tr.append(el("td", dropped ? `${name} (block dropped)` : name, dropped ? "text dropped" : "text"));
       const cells = [["kept", plan.kept[j], keptText(j, plan)],
                      ["bits", plan.bits[j], plan.bits[j] ? `int${plan.bits[j]}` : "float32"],
-                     ["rank", plan.rank[j], plan.rank[j] === null ? "full" : percent(plan.rank[j])]];
+                     ["rank", plan.rank[j], plan.rank[j] === null ? "full"
+                      : (plan.tucker && plan.tucker[j] ? "Tucker-2 " : "") + percent(plan.rank[j])]];
       for (const [kind, value, text] of cells) {
         const td = el("td", text, dropped ? "dropped" : "");
         td.dataset.kind = kind;
