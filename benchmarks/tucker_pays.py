@@ -114,7 +114,8 @@ def main(argv=None) -> dict:
         verdict = "" if row["beaten_by"] is None else (
             "  pays (no SVD file beats it)" if not row["beaten_by"] else f"  beaten by {', '.join(row['beaten_by'])}")
         print(f"{row['label']:<13} {row['size_bytes']:>9,} B  {row['size_x']:5.2f}x smaller  "
-              f"{row['latency_x']:4.2f}x faster  test {100 * row['test_accuracy']:.2f}% ({row['drop_pt']:+.2f} pt){verdict}")
+              f"{row['latency_x']:4.2f}x faster  test {100 * row['test_accuracy']:.2f}% ({-row['drop_pt']:+.2f} pt vs teacher)"
+              f"{verdict}")
     return result
 
 
