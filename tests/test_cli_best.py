@@ -302,3 +302,17 @@ def test_a_word_in_the_number_column_is_one_line_for_best_and_report(budget_run,
     for args in (["best", run], ["report", run, "-o", tmp_path / "r.html"]):
         assert "its number column holds something other than distinct whole numbers" in one_clear_line(cli(*args))
     assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.slow
+def test_a_search_whose_budget_no_trial_met_ends_saying_which_came_closest(tmp_path):
+    out = tmp_path / "run"
+    proc = search_here("search", "--task", "digits", "--trials", "3", "--steps", "20", "--max-size", "2KB",
+                       "--no-sensitivity", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    said = [line for line in proc.stdout.splitlines() if "not met" in line]
+    trials = pd.read_csv(out / "trials.csv")
+    smallest = trials.loc[trials["size_bytes"].idxmin()]
+    assert len(said) == 1 and said[0].startswith("budget (size <= 2,000 B) not met by any of 3 complete trial(s); "
+                                                 f"the closest, trial {int(smallest['number'])} (0 steps: ")
+    assert said[0].endswith(f"misses size by {int(smallest['size_bytes']) - 2000:,} B")

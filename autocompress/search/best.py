@@ -43,7 +43,7 @@ import pandas as pd
 
 from autocompress.arguments import expect
 from autocompress.artifact_files import ARTIFACT_NAME, PLAN_NAME
-from autocompress.metrics import PROFILE_LATENCY, Metrics
+from autocompress.metrics import PROFILE_LATENCY, Metrics, latency_key
 from autocompress.plan import Plan
 from autocompress.search import rundir
 from autocompress.budget import Budget
@@ -300,6 +300,24 @@ def first_met(candidates: pd.DataFrame, budget: Budget) -> pd.Series | None:
         return None
     finished = pd.to_datetime(feasible["finished_at"], utc=True, errors="coerce", format="ISO8601")
     return candidates.loc[finished.sort_values(kind="stable").index[0]]
+
+
+def closest_miss(candidates: pd.DataFrame, budget: Budget) -> pd.Series | None:
+    """The candidate that misses ``budget`` by the least: its misses, each relative to its limit,
+    summed (None without candidates).
+
+    >>> t = pd.DataFrame({"number": [0, 1, 2], "accuracy": [0.90, 0.91, 0.95], "size_bytes": [90, 80, 300],
+    ...                   "latency_ms": [1.0] * 3})
+    >>> int(closest_miss(t, Budget(max_size_bytes=100, min_accuracy=0.92))["number"])
+    1
+    """
+    if candidates.empty:
+        return None
+    limits = {"size_bytes": budget.max_size_bytes, latency_key(budget.latency_profile): budget.max_latency_ms,
+              "accuracy": budget.min_accuracy}
+    shortfall = candidates.apply(lambda row: sum(miss / limits[axis] for axis, miss in budget.violations(row).items()),
+                                 axis=1)
+    return candidates.loc[shortfall.idxmin()]
 
 
 def nearest(candidates: pd.DataFrame, budget: Budget, *, count: int = NEAREST) -> pd.DataFrame:

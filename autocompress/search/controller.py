@@ -45,7 +45,7 @@ from autocompress.search.proposals import Predictor
 from autocompress.search.samplers import make_sampler
 from autocompress.search.settings import Execution, SearchSettings, SettingError
 from autocompress.search.teacher_latency import latency_actor, measure_teacher
-from autocompress.search.text_tables import budget_met_line, progress_line
+from autocompress.search.text_tables import budget_met_line, budget_missed_line, progress_line
 from autocompress.spaces.space import SearchSpace
 from autocompress.task import Task, UsageError, check_teacher_runs
 
@@ -322,8 +322,7 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
 
 def _resume_command(session: _Session) -> str:
     return rundir.resume_command(task_spec=session.run["task"]["spec"], out=session.out, trials=session.trials,
-                                 data_dir=session.run["task"].get("data_dir"),
-                                 storage=session.storage)
+                                 data_dir=session.run["task"].get("data_dir"), storage=session.storage)
 
 
 class _Checkpoint:
@@ -339,8 +338,7 @@ class _Checkpoint:
 
     def tables(self):
         s = self.session
-        return rundir.write_tables(s.study, s.out, fidelity=fidelity_label(s.settings.distill),
-                                   budget=s.settings.budget)
+        return rundir.write_tables(s.study, s.out, fidelity=fidelity_label(s.settings.distill), budget=s.settings.budget)
 
     def trial_finished(self, frozen: optuna.trial.FrozenTrial) -> None:
         s = self.session
@@ -384,6 +382,9 @@ def _finish(session: _Session, searcher, clock: float, checkpoint: _Checkpoint) 
     elif searcher.finished < session.trials:
         session.progress(f"stopped after {searcher.finished} of {session.trials} trials (all stored in "
                          f"{session.out}); continue with: {_resume_command(session)}")
+    if not checkpoint.budget_met:  # how close it came, at any number of steps
+        complete = trial_table[trial_table["state"] == "COMPLETE"]
+        session.progress(budget_missed_line(complete, session.settings.budget, session.teacher))
     run = session.run  # what run.json holds (written at the start, or read for the resume)
     run["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     run["settings"]["trials"] = session.trials

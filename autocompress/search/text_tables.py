@@ -64,6 +64,34 @@ def budget_met_line(row: pd.Series, budget, teacher: Metrics, *, started_at: str
             f"{row['size_bytes'] / 1024:.1f} KB ({teacher.size_bytes / row['size_bytes']:.1f}x smaller){latency}")
 
 
+def budget_missed_line(candidates: pd.DataFrame, budget, teacher: Metrics) -> str:
+    """Said at the end of a search whose budget no full-fidelity trial met: of ``candidates`` (its
+    complete trials, at any number of steps) the one that came closest (``best.closest_miss``) and
+    by how much it misses each limit.
+
+    >>> from autocompress.budget import Budget
+    >>> teacher = Metrics(accuracy=0.98, size_bytes=40960, latency_ms=0.02, params=0, macs=0, fidelity="")
+    >>> t = pd.DataFrame({"number": [4], "accuracy": [0.9], "size_bytes": [10240], "latency_ms": [0.01], "steps": [222]})
+    >>> budget_missed_line(t, Budget(max_size_bytes=20000, min_accuracy=0.95), teacher)
+    'budget (size <= 20,000 B, accuracy >= 0.95) not met by any of 1 complete trial(s); the closest, trial 4 (222 steps: acc 0.9000, -8.0 pt, 10.0 KB, 4.0x smaller), misses accuracy by 5.0 pt'
+    >>> budget_missed_line(t.iloc[:0], Budget(max_size_bytes=20000), teacher)
+    'budget (size <= 20,000 B) not met: no trial completed'
+    """
+    from autocompress.search.best import closest_miss
+
+    row = closest_miss(candidates, budget)
+    if row is None:
+        return f"budget ({budget.describe()}) not met: no trial completed"
+    units = {"size_bytes": lambda m: f"{m:,.0f} B", "accuracy": lambda m: f"{100 * m:.1f} pt"}
+    misses = ", ".join(f"{axis.replace('_bytes', '')} by {units.get(axis, lambda m: f'{m:.4f} ms')(miss)}"
+                       for axis, miss in budget.violations(row).items())
+    steps = f"{int(row['steps'])} steps: " if pd.notna(row.get("steps")) else ""
+    return (f"budget ({budget.describe()}) not met by any of {len(candidates)} complete trial(s); "
+            f"the closest, trial {int(row['number'])} ({steps}acc {row['accuracy']:.4f}, "
+            f"{(row['accuracy'] - teacher.accuracy) * 100:+.1f} pt, {row['size_bytes'] / 1024:.1f} KB, "
+            f"{teacher.size_bytes / row['size_bytes']:.1f}x smaller), misses {misses}")
+
+
 def throughput(latency_ms: float, batch: int) -> str:
     """`` = N items/s`` for a latency per run of ``batch`` rows above 1, else nothing.
 
