@@ -36,7 +36,7 @@ def cmd_tasks(args) -> int:
 def cmd_inspect(args) -> int:
     from autocompress.inspection import inspect_task
     from autocompress.errors import UsageError
-    from autocompress.spaces.space import rank_text
+    from autocompress.plan import rank_text
 
     if args.run is not None and not args.sensitivity:
         raise UsageError("--run goes with --sensitivity (it names the search whose scan to print); add --sensitivity")

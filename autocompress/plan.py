@@ -181,3 +181,30 @@ class Plan:
             tucker = ranked.count("tucker2")
             parts.append(f"low-rank {len(ranked)} layers" + (f" ({tucker} Tucker-2)" if tucker else ""))
         return ", ".join(parts) or "identity"
+
+
+def rank_knob(layer: LayerPlan) -> float:
+    """The ``rank/<layer>`` value of a layer's plan: the rank ratio kept (1.0: not factorized),
+    negative for a Tucker-2 decomposition.
+
+    >>> rank_knob(LayerPlan(rank=0.25)), rank_knob(LayerPlan(rank=0.5, decomposition="tucker2")), rank_knob(LayerPlan())
+    (0.25, -0.5, 1.0)
+    """
+    if layer.rank in (None, 1.0):
+        return 1.0
+    return -layer.rank if layer.decomposition == DECOMPOSITIONS[1] else layer.rank
+
+
+def rank_from_knob(value: float) -> dict[str, Any]:
+    """The ``LayerPlan`` fields a ``rank/<layer>`` value sets (``rank_knob`` read back).
+
+    >>> rank_from_knob(-0.5), rank_from_knob(1.0)
+    ({'rank': 0.5, 'decomposition': 'tucker2'}, {'rank': None, 'decomposition': 'svd'})
+    """
+    value = float(value)
+    return {"rank": None if value == 1.0 else abs(value), "decomposition": DECOMPOSITIONS[value < 0]}
+
+
+def rank_text(value: float) -> str:
+    """How a ``rank/<layer>`` value reads: '25% rank', 'Tucker-2 50%'."""
+    return f"Tucker-2 {-float(value):.0%}" if float(value) < 0 else f"{float(value):.0%} rank"

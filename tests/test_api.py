@@ -60,6 +60,20 @@ def test_importing_autocompress_loads_no_torch_and_torchvision_still_imports_aft
     assert proc.stdout.split() == ["False", "ResNet"]
 
 
+def test_a_ray_worker_loads_neither_optuna_nor_pandas_nor_the_controller():
+    """What a trial's process imports (``search.worker``): compressing, fine-tuning, measuring; not the search."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import sys, autocompress.search.worker\n"
+            "print(*[name in sys.modules for name in ('optuna', 'pandas', 'autocompress.search.controller')])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["False", "False", "False"]
+
+
 @pytest.mark.slow
 def test_inspect_task_describes_the_space_the_cli_prints(digits_task):
     info = autocompress.inspect_task(digits_task)

@@ -38,8 +38,8 @@ from autocompress.compressors.heads import prune_heads
 from autocompress.compressors.lowrank import factorize
 from autocompress.compressors.prune import prune_groups
 from autocompress.compressors.quantize import prepare_qat
+from autocompress.plan import rank_from_knob
 from autocompress.spaces.layers import COMPRESSIBLE_TYPES, RECURRENT_TYPES, Discovery, Group, Layer
-from autocompress.spaces.space import rank_from_knob
 
 
 def _problem(model: nn.Module, example_inputs: Inputs, change: Callable[[nn.Module], None],

@@ -10,8 +10,9 @@ Tucker-2 (a convolution with a kernel larger than 1): Conv kxk (in -> out) becom
 a 1x1 conv (r_out -> out, with the bias); r_in and r_out are the ratio of in and out. The
 factors are the leading singular vectors of the weight unfolded along its input and output
 channels (HOSVD), refined by a few alternating passes (HOOI); the core is the weight projected
-onto them. At the same ratio it stores fewer weights than the SVD: its core keeps the kernel
-but on fewer channels at both ends (``spaces.layers.tucker_params``).
+onto them. At the same ratio it mostly stores fewer weights than the SVD (its core keeps the
+kernel, on fewer channels at both ends; not where the input channels outnumber the output
+channels x the kernel: ``spaces.layers.tucker_params``).
 
 A layer where the factors would not save parameters is left alone and the reason is returned.
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from autocompress.errors import UsageError
 from autocompress.search.rundir import SENSITIVITY_CSV
-from autocompress.spaces.space import rank_text
+from autocompress.plan import rank_text
 
 TEACHER = "teacher"
 EVERY_LAYER_INT8 = "bits/*"  # one more cell: every layer int8 at once (do int8 kernels pay on this model?)

@@ -74,6 +74,8 @@ def budget_missed_line(candidates: pd.DataFrame, budget, teacher: Metrics) -> st
     >>> t = pd.DataFrame({"number": [4], "accuracy": [0.9], "size_bytes": [10240], "latency_ms": [0.01], "steps": [222]})
     >>> budget_missed_line(t, Budget(max_size_bytes=20000, min_accuracy=0.95), teacher)
     'budget (size <= 20,000 B, accuracy >= 0.95) not met by any of 1 complete trial(s); the closest, trial 4 (222 steps: acc 0.9000, -8.0 pt, 10.0 KB, 4.0x smaller), misses accuracy by 5.0 pt'
+    >>> budget_missed_line(t, Budget(max_size_bytes=20000), teacher)   # a trial of fewer steps meets it
+    'budget (size <= 20,000 B) met only below full fidelity: trial 4 (222 steps: acc 0.9000, -8.0 pt, 10.0 KB, 4.0x smaller); no trial at full fidelity meets it'
     >>> budget_missed_line(t.iloc[:0], Budget(max_size_bytes=20000), teacher)
     'budget (size <= 20,000 B) not met: no trial completed'
     """
@@ -82,14 +84,17 @@ def budget_missed_line(candidates: pd.DataFrame, budget, teacher: Metrics) -> st
     row = closest_miss(candidates, budget)
     if row is None:
         return f"budget ({budget.describe()}) not met: no trial completed"
-    units = {"size_bytes": lambda m: f"{m:,.0f} B", "accuracy": lambda m: f"{100 * m:.1f} pt"}
-    misses = ", ".join(f"{axis.replace('_bytes', '')} by {units.get(axis, lambda m: f'{m:.4f} ms')(miss)}"
-                       for axis, miss in budget.violations(row).items())
     steps = f"{int(row['steps'])} steps: " if pd.notna(row.get("steps")) else ""
+    trial = (f"trial {int(row['number'])} ({steps}acc {row['accuracy']:.4f}, {(row['accuracy'] - teacher.accuracy) * 100:+.1f}"
+             f" pt, {row['size_bytes'] / 1024:.1f} KB, {teacher.size_bytes / row['size_bytes']:.1f}x smaller)")
+    violations = budget.violations(row)
+    if not violations:  # met, but by a trial of fewer steps than the run's full fidelity
+        return f"budget ({budget.describe()}) met only below full fidelity: {trial}; no trial at full fidelity meets it"
+    units = {"size_bytes": lambda m: f"{m:,.0f} B", "accuracy": lambda m: f"{100 * m:.1f} pt"}
+    misses = ", ".join(f"{'latency' if axis.startswith('latency') else axis.replace('_bytes', '')} by "
+                       f"{units.get(axis, lambda m: f'{m:.4f} ms')(miss)}" for axis, miss in violations.items())
     return (f"budget ({budget.describe()}) not met by any of {len(candidates)} complete trial(s); "
-            f"the closest, trial {int(row['number'])} ({steps}acc {row['accuracy']:.4f}, "
-            f"{(row['accuracy'] - teacher.accuracy) * 100:+.1f} pt, {row['size_bytes'] / 1024:.1f} KB, "
-            f"{teacher.size_bytes / row['size_bytes']:.1f}x smaller), misses {misses}")
+            f"the closest, {trial}, misses {misses}")
 
 
 def throughput(latency_ms: float, batch: int) -> str:

@@ -100,8 +100,16 @@ def rank_for(shape: tuple[int, ...], ratio: float) -> int:
 
 
 def tucker_ranks(shape: tuple[int, ...], ratio: float) -> tuple[int, int]:
-    """(input, output) channels of a Tucker-2 core of a convolution of weight ``shape`` at ``ratio``."""
-    return max(1, round(ratio * shape[1])), max(1, round(ratio * shape[0]))
+    """(input, output) channels of a Tucker-2 core of a convolution of weight ``shape`` at ``ratio``,
+    each at most what the other side's channels x the kernel can span.
+
+    >>> tucker_ranks((64, 64, 3, 3), 0.5), tucker_ranks((64, 3, 3, 3), 0.25)
+    ((32, 32), (1, 9))
+    """
+    kernel = math.prod(shape[2:])
+    inner, outer = max(1, round(ratio * shape[1])), max(1, round(ratio * shape[0]))
+    outer = min(outer, inner * kernel)
+    return min(inner, outer * kernel), outer
 
 
 def tucker_params(shape: tuple[int, ...], ratio: float) -> int:
@@ -119,7 +127,7 @@ def saves_params(shape: tuple[int, ...], ratio: float) -> bool:
 
 
 def rank_choices(shape: tuple[int, ...], *, tucker: bool) -> tuple[float, ...]:
-    """The ``rank/<layer>`` values (``spaces.space.rank_knob``: negative for Tucker-2) that store
+    """The ``rank/<layer>`` values (``plan.rank_knob``: negative for Tucker-2) that store
     fewer weights than the layer, fewest kept last; Tucker-2 only where ``tucker`` (a convolution
     with a kernel larger than 1x1: for a 1x1 kernel it is the SVD with one more layer).
 

@@ -3,7 +3,7 @@
 Parameter names are stable and readable: ``prune/<group>``, ``bits/<layer>``, ``bits/*kernels``
 (what the quantized layers run on: int8 or float kernels, ``Plan.kernels``), ``rank/<layer>``
 (the fraction of the rank kept, 1.0 = not factorized; negative for Tucker-2: -0.5 keeps half of
-a convolution's input and output channels in its core, ``rank_knob``),
+a convolution's input and output channels in its core, ``plan.rank_knob``),
 ``arch/depth/<stage>``, ``arch/width``, and one gate per technique, ``use/<technique>`` (1 or
 0): a plan applies a technique's knobs only when its gate is 1. The gates let the sampler learn
 in a few trials what a technique does on this model as a whole (say, that any quantized layer
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from autocompress.plan import DECOMPOSITIONS, KERNELS, LayerPlan, Plan
+from autocompress.plan import KERNELS, LayerPlan, Plan, rank_from_knob, rank_knob, rank_text  # noqa: F401
 
 if TYPE_CHECKING:  # only named in annotations: the space itself needs no torch (a run is read without it)
     from autocompress.spaces.layers import Discovery
@@ -51,33 +51,6 @@ KNOB_PREFIXES = (*TECHNIQUES.values(), GATE_PREFIX)  # every search parameter st
 # a knob's value that leaves the teacher as it is (the depth knobs': all blocks, their upper bound)
 KERNELS_KNOB = "bits/*kernels"  # "int8" or "float": what quantized conv/linear layers run on (Plan.kernels)
 TEACHER_VALUES = {"prune/": 0.0, KERNELS_KNOB: KERNELS[0], "bits/": FLOAT_BITS, "rank/": 1.0, "arch/width": 1.0}
-
-
-def rank_knob(layer: LayerPlan) -> float:
-    """The ``rank/<layer>`` value of a layer's plan: the rank ratio kept (1.0: not factorized),
-    negative for a Tucker-2 decomposition.
-
-    >>> rank_knob(LayerPlan(rank=0.25)), rank_knob(LayerPlan(rank=0.5, decomposition="tucker2")), rank_knob(LayerPlan())
-    (0.25, -0.5, 1.0)
-    """
-    if layer.rank in (None, 1.0):
-        return 1.0
-    return -layer.rank if layer.decomposition == DECOMPOSITIONS[1] else layer.rank
-
-
-def rank_from_knob(value: float) -> dict[str, Any]:
-    """The ``LayerPlan`` fields a ``rank/<layer>`` value sets (``rank_knob`` read back).
-
-    >>> rank_from_knob(-0.5), rank_from_knob(1.0)
-    ({'rank': 0.5, 'decomposition': 'tucker2'}, {'rank': None, 'decomposition': 'svd'})
-    """
-    value = float(value)
-    return {"rank": None if value == 1.0 else abs(value), "decomposition": DECOMPOSITIONS[value < 0]}
-
-
-def rank_text(value: float) -> str:
-    """How a ``rank/<layer>`` value reads: '25% rank', 'Tucker-2 50%'."""
-    return f"Tucker-2 {-float(value):.0%}" if float(value) < 0 else f"{float(value):.0%} rank"
 
 
 def techniques_used(plan: Plan) -> set[str]:
