@@ -36,7 +36,7 @@ def cmd_tasks(args) -> int:
 def cmd_inspect(args) -> int:
     from autocompress.inspection import inspect_task
     from autocompress.errors import UsageError
-    from autocompress.plan import rank_text
+    from autocompress.plan import rank_from_knob, rank_kept_text
 
     if args.run is not None and not args.sensitivity:
         raise UsageError("--run goes with --sensitivity (it names the search whose scan to print); add --sensitivity")
@@ -51,7 +51,7 @@ def cmd_inspect(args) -> int:
     print("compressible layers:")
     print(f"  {'layer':<22} {'kind':<9} {'weight shape':<18} {'prune group':<18} rank ratios")
     for layer in info["layers"]:
-        ranks = ", ".join(rank_text(r).removesuffix(" rank") for r in layer["rank_ratios"]) or \
+        ranks = ", ".join(rank_kept_text(**rank_from_knob(r)) for r in layer["rank_ratios"]) or \
             f"none ({layer['rank_reason']})"
         print(f"  {layer['name']:<22} {layer['kind']:<9} {str(tuple(layer['shape'])):<18} "
               f"{layer['group'] or '-':<18} {ranks}")
@@ -256,6 +256,7 @@ def cmd_best(args) -> int:
 def _print_layers(run, plan) -> None:
     """Every layer's real effect: output channels kept (through its pruning group and the
     student width), weight bits, rank kept, and whether the student drops its block."""
+    from autocompress.plan import rank_kept_text
     from autocompress.reports.layer_plan import layer_plan
 
     model = run.info.get("model") or {}
@@ -269,7 +270,7 @@ def _print_layers(run, plan) -> None:
         kept = f"{row.channels[1]} of {row.channels[0]}" if row.channels else f"{row.kept:.0%}"
         via = f" via {row.group}" if row.group and row.group != row.name and row.kept < 1 else ""
         kept = "dropped block" if row.dropped else kept + via
-        rank = "full" if row.rank in (None, 1.0) else ("Tucker-2 " if row.tucker else "") + f"{row.rank:.0%}"
+        rank = rank_kept_text(row.rank, row.decomposition)
         bits = f"int{row.bits}" if row.bits else "float32"
         if row.dropped:  # its knobs apply to nothing
             bits, rank = "-", "-"

@@ -205,6 +205,18 @@ def rank_from_knob(value: float) -> dict[str, Any]:
     return {"rank": None if value == 1.0 else abs(value), "decomposition": DECOMPOSITIONS[value < 0]}
 
 
+def rank_kept_text(rank: float | None, decomposition: str = DECOMPOSITIONS[0]) -> str:
+    """How the rank a layer keeps reads in tables: 'full', '25%', 'Tucker-2 50%'.
+
+    >>> rank_kept_text(None), rank_kept_text(**rank_from_knob(0.25)), rank_kept_text(0.5, "tucker2")
+    ('full', '25%', 'Tucker-2 50%')
+    """
+    if rank in (None, 1.0):
+        return "full"
+    return ("Tucker-2 " if decomposition == DECOMPOSITIONS[1] else "") + f"{rank:.0%}"
+
+
 def rank_text(value: float) -> str:
-    """How a ``rank/<layer>`` value reads: '25% rank', 'Tucker-2 50%'."""
-    return f"Tucker-2 {-float(value):.0%}" if float(value) < 0 else f"{float(value):.0%} rank"
+    """How a ``rank/<layer>`` value reads in the scan's table: '25% rank', 'Tucker-2 50%'."""
+    text = rank_kept_text(**rank_from_knob(value))
+    return text if float(value) < 0 else f"{text} rank"

@@ -16,6 +16,7 @@ Each file takes one fine-tuning (cifar10-resnet20, 500 steps: about 3 minutes on
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -37,21 +38,12 @@ def factorized_plans(base, layers: list[str]) -> dict:
     >>> list(plans), plans["tucker2-25%"].layer("c")
     (['base', 'svd-50%', 'tucker2-50%', 'svd-25%', 'tucker2-25%'], LayerPlan(prune=0.0, bits=8, rank=0.25, decomposition='tucker2'))
     """
-    from autocompress.plan import LayerPlan, Plan
-
     plans = {"base": base}
     for ratio in RATIOS:
         for how in ("svd", "tucker2"):
-            layers_plan = dict(base.layers)
-            for name in layers:
-                own = base.layer(name)
-                layers_plan[name] = LayerPlan(prune=own.prune, bits=own.bits, rank=ratio, decomposition=how)
-            plans[f"{how}-{ratio:.0%}"] = Plan(**{**_fields(base), "layers": layers_plan})
+            factorized = {name: dataclasses.replace(base.layer(name), rank=ratio, decomposition=how) for name in layers}
+            plans[f"{how}-{ratio:.0%}"] = dataclasses.replace(base, layers={**dict(base.layers), **factorized})
     return plans
-
-
-def _fields(plan) -> dict:
-    return {"depth": dict(plan.depth), "width": plan.width, "importance": plan.importance, "kernels": plan.kernels}
 
 
 def beaten_by(entry: dict, others: dict[str, dict]) -> list[str]:

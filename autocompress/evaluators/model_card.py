@@ -13,6 +13,8 @@ from __future__ import annotations
 import html
 import re
 
+from autocompress.plan import rank_kept_text
+
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]#!|~])")  # with [ escaped, no ( ) can make a link
 
 
@@ -59,8 +61,7 @@ def model_card(run: dict, report: dict) -> str:
         "|---|---|---|---|",
     ]
     for name, layer in sorted(plan["layers"].items()):
-        rank = "full" if layer["rank"] is None else f"{layer['rank']:.0%}"
-        rank = f"Tucker-2 {rank}" if layer.get("decomposition") == "tucker2" else rank
+        rank = rank_kept_text(layer["rank"], layer.get("decomposition", "svd"))
         lines.append(f"| {escape(name)} | {layer['prune']:.0%} | {layer['bits'] or 'float32'} | {rank} |")
     lines += [
         "",

@@ -17,6 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from autocompress.plan import rank_from_knob, rank_kept_text
 from autocompress.reports.collect import ReportData
 
 FRONT, DOMINATED, SCREEN, TEACHER, BUDGET = "#1f5fbf", "#7f8c9a", "#b8bec6", "#111111", "#2ca02c"
@@ -154,7 +155,7 @@ def _sensitivity_place(row: pd.Series) -> tuple[str, str]:
     if kind == "prune":
         return target, f"prune {value:.1%}"
     if kind == "rank":
-        return target, f"rank Tucker-2 {-value:.0%}" if value < 0 else f"rank {value:.0%}"
+        return target, f"rank {rank_kept_text(**rank_from_knob(value))}"
     if target.startswith("depth/"):
         return f"depth of {target.removeprefix('depth/')}", f"keep {int(value)} block{'s' * (int(value) != 1)}"
     return "student width", f"width {value:g}"

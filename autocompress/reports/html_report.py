@@ -66,7 +66,7 @@ def _plans(data: ReportData) -> dict[str, dict]:
         out[str(number)] = {
             "kept": [r.kept for r in rows], "channels": [r.channels[1] if r.channels else None for r in rows],
             "bits": [r.bits for r in rows], "rank": [r.rank for r in rows], "dropped": [r.dropped for r in rows],
-            "tucker": [r.tucker for r in rows],
+            "tucker": [r.decomposition == "tucker2" for r in rows],
             "depth": {stage: plan.blocks_kept(stage, len(blocks)) if blocks else dict(plan.depth).get(stage)
                       for stage, blocks in data.stages.items()},  # blocks unknown: runs made before run.json had them
             "width": plan.width,

@@ -40,7 +40,7 @@ class LayerEffect:
     group: the pruning group the layer's output channels belong to (None = not prunable).
     bits: weight bit-width, None = float32. rank: fraction of the rank kept, None = full.
     dropped: the student drops the block the layer sits in.
-    tucker: the layer is factorized by Tucker-2 (else by SVD, where ``rank`` is set).
+    decomposition: how the layer is factorized where ``rank`` is set ("svd" or "tucker2").
     """
 
     name: str
@@ -50,7 +50,7 @@ class LayerEffect:
     bits: int | None
     rank: float | None
     dropped: bool
-    tucker: bool = False
+    decomposition: str = "svd"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,7 +95,7 @@ def layer_plan(plan: Plan, *, layers: Sequence[str], stages: Mapping[str, Sequen
         own = plan.layer(name)
         rows.append(LayerEffect(name=name, group=group, kept=kept, channels=pair, bits=own.bits, rank=own.rank,
                                 dropped=any(name == b or name.startswith(b + ".") for b in dropped_blocks),
-                                tucker=own.decomposition == "tucker2"))
+                                decomposition=own.decomposition))
     return rows
 
 

@@ -19,6 +19,7 @@ import optuna
 import pandas as pd
 
 from autocompress.metrics import Metrics
+from autocompress.search.best import closest_miss
 from autocompress.search.trial_record import TrialRecord
 
 
@@ -79,8 +80,6 @@ def budget_missed_line(candidates: pd.DataFrame, budget, teacher: Metrics) -> st
     >>> budget_missed_line(t.iloc[:0], Budget(max_size_bytes=20000), teacher)
     'budget (size <= 20,000 B) not met: no trial completed'
     """
-    from autocompress.search.best import closest_miss
-
     row = closest_miss(candidates, budget)
     if row is None:
         return f"budget ({budget.describe()}) not met: no trial completed"

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from autocompress.plan import KERNELS, LayerPlan, Plan, rank_from_knob, rank_knob, rank_text  # noqa: F401
+from autocompress.plan import KERNELS, LayerPlan, Plan, rank_from_knob, rank_knob
 
 if TYPE_CHECKING:  # only named in annotations: the space itself needs no torch (a run is read without it)
     from autocompress.spaces.layers import Discovery
