@@ -287,8 +287,7 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
                              turns=turns(ProposerOptions(settings=settings, scan=None, startup=startup)))
     checkpoint.searcher = searcher
     checkpoint.tables()  # trials.csv exists from the start: best and report can read a run before its first trial
-    searcher.queue += [(plan, rung) for plan, rung, _ in queue]
-    searcher.sources.update({(plan, rung): source for plan, rung, source in queue})
+    searcher.queue_first(queue)
     job = Job(task_spec=task_spec, data_dir=data_dir, task=None if task_spec else session.task,
               teacher_state=session.task.teacher.state_dict(), distill=settings.distill, out_dir=str(out.resolve()),
               threads=max(1, int(execution.cpus_per_trial)), run_id=session.run_id, latency_actor=session.actor,

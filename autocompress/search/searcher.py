@@ -1,8 +1,8 @@
 """A Ray Tune Searcher backed by the Optuna study: Tune schedules, the study decides and stores.
 
 ``suggest`` runs the queued plans first, in the order of ``QUEUE_ORDER`` (interrupted trials,
-promotions, warm starts, a recipe fitted to the budget, then promotions of plans no closer to
-the teacher than ``rungs.REACH`` allows), then asks the proposers in turn for a new plan
+promotions, warm starts, a recipe fitted to the budget, under a size or latency budget the
+student recipe, then promotions of plans no closer to the teacher than ``rungs.REACH`` allows), then asks the proposers in turn for a new plan
 (``proposers``: the scan's predictor, the sampler's start-up plans or the sampler itself, local
 search); a plan that finished before on the same rung is answered from the study at once. ``on_trial_complete``
 tells the study the outcome the moment a trial ends, so a driver that dies loses nothing
@@ -41,7 +41,7 @@ from autocompress.search.proposers.startup import StartupPlans
 from autocompress.search.rungs import Rungs
 from autocompress.search.scheduler import HalvingScheduler
 from autocompress.search.trial_record import WHERE_AND_WHEN, TrialRecord, record
-from autocompress.spaces.space import SearchSpace
+from autocompress.spaces.space import SearchSpace, techniques_used
 
 State = optuna.trial.TrialState
 DUPLICATES_IN_A_ROW = 100  # proposals that all repeat earlier plans: the space holds no new one
@@ -52,21 +52,39 @@ PROMOTION, FAR_PROMOTION = "promotion", "promotion, none within reach"
 # budget (19 points down after 111 steps) was promoted twice, and fitted tries went before the
 # untried int4 recipe, which started only 2.8 minutes in: it was the plan that met the budget
 # within 1.2 points.
-QUEUE_ORDER = ("re-run", PROMOTION, WARM_START, FITTED, FAR_PROMOTION)
+# Under a size or latency budget the student recipe (a new, narrower and shallower network) waits
+# behind the recipes that keep the teacher's weights and their fitted tries: it starts farthest
+# from the teacher (cifar10-resnet20: 38 points down after 222 steps) and its 31-40 s on the one
+# trial slot came before the int4 recipe, whose fitted try was the one to meet teacher/8 within a
+# point, and whose last promotion was then cut by the 15-minute budget.
+STUDENT_UNDER_BUDGET = "warm start, a student under a size or latency budget"  # an order, not a source
+QUEUE_ORDER = ("re-run", PROMOTION, WARM_START, FITTED, STUDENT_UNDER_BUDGET, FAR_PROMOTION)
 
 
-def queue_rank(sources: dict, fitting: dict) -> Callable[[tuple[Plan, int]], tuple]:
+def queue_rank(sources: dict, fitting: dict, *, budget: Budget | None = None) -> Callable[[tuple[Plan, int]], tuple]:
     """The order of queued (plan, rung) items, lower first: their kind in ``QUEUE_ORDER``
-    (``sources``: item -> kind; none known: last), then among recipes fitted to the budget the one
-    whose try before was the more accurate (``fitting``: plan -> (bytes, steps, accuracy) of that
-    try): int4 3.5 points down fits before 50% pruning + int8 44 points down.
+    (``sources``: item -> kind; none known: last; a student warm start under a ``budget`` of size
+    or latency: ``STUDENT_UNDER_BUDGET``), then among recipes fitted to the budget the one whose
+    try before was the more accurate (``fitting``: plan -> (bytes, steps, accuracy) of that try):
+    int4 3.5 points down fits before 50% pruning + int8 44 points down.
 
     >>> rank = queue_rank({("a", 0): FITTED, ("b", 0): FITTED, ("p", 1): PROMOTION}, {"a": (9, 1, 0.5), "b": (9, 1, 0.9)})
     >>> sorted([("a", 0), ("b", 0), ("p", 1), ("?", 0)], key=rank)
     [('p', 1), ('b', 0), ('a', 0), ('?', 0)]
+    >>> from autocompress.plan import LayerPlan
+    >>> student, int4 = Plan(layers={}, width=0.5), Plan(layers={"fc": LayerPlan(bits=4)})
+    >>> kinds = {(student, 0): WARM_START, (int4, 0): WARM_START, ("a", 0): FITTED}
+    >>> [kinds.get(item) for item in sorted(kinds, key=queue_rank(kinds, {}, budget=Budget(max_size_bytes=9000)))]
+    ['warm start', 'warm start, fitted to the budget', 'warm start']
+    >>> sorted(kinds, key=queue_rank(kinds, {}))[0] == (student, 0)   # no budget: the order they came in
+    True
     """
+    limited = budget is not None and (budget.max_size_bytes is not None or budget.max_latency_ms is not None)
+
     def rank(item: tuple[Plan, int]) -> tuple:
         kind = sources.get(item)
+        if kind == WARM_START and limited and "student" in techniques_used(item[0]):
+            kind = STUDENT_UNDER_BUDGET
         before = fitting.get(item[0]) if kind == FITTED else None
         return (QUEUE_ORDER.index(kind) if kind in QUEUE_ORDER else len(QUEUE_ORDER),
                 -before[2] if before and before[2] is not None else 0.0)
@@ -116,6 +134,15 @@ class StudySearcher(Searcher):
         storage URL may hold a password, and everything else out of it. Nothing restores from
         that pickle: the study is the state."""
         return {"total": self.total}
+
+    def queue_first(self, items: list[tuple[Plan, int, str]]) -> None:
+        """Queue the first trials (``first_trials``: plan, rung, source) in ``queue_rank``'s order."""
+        self.sources.update({(plan, rung): source for plan, rung, source in items})
+        for plan, rung, _ in items:
+            enqueue(self.queue, (plan, rung), self._rank())
+
+    def _rank(self) -> Callable[[tuple[Plan, int]], tuple]:
+        return queue_rank(self.sources, self.fitting, budget=self.budget)
 
     def suggest(self, trial_id: str):
         while not self.exhausted and self.finished + len(self.running) < self.total:
@@ -181,12 +208,12 @@ class StudySearcher(Searcher):
             if smaller is not None and smaller not in tried(self.seen, (p for _, p, _ in self.running.values())):
                 self.sources[(smaller, 0)] = FITTED
                 self.fitting[smaller] = (size, steps, saved.metrics["accuracy"])
-                enqueue(self.queue, (smaller, 0), queue_rank(self.sources, self.fitting))
+                enqueue(self.queue, (smaller, 0), self._rank())
             if rung < self.scheduler.rungs.top:
                 for plan_up, rung_up, within in self.scheduler.promotions(self.seen, budget=self.budget,
                                                                            teacher=self.teacher):
                     self.sources[(plan_up, rung_up)] = PROMOTION if within else FAR_PROMOTION
-                    enqueue(self.queue, (plan_up, rung_up), queue_rank(self.sources, self.fitting))
+                    enqueue(self.queue, (plan_up, rung_up), self._rank())
         self.on_finished(frozen)
 
     def interrupt_running(self, reason: str) -> int:

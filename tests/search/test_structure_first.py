@@ -255,3 +255,34 @@ def test_a_plan_far_below_the_teacher_is_not_promoted_while_a_closer_one_is(tiny
         searcher.on_trial_complete(str(i), {"final": True, "metrics_json": json.dumps(metrics.to_dict())})
     promoted = {plan for plan, rung in searcher.scheduler.promoted if rung == 1}
     assert len(promoted) == 2 and promoted <= set(plans[2:])  # the two small plans are 55-60% down: they stay
+
+
+@pytest.mark.parametrize("budget", [Budget(max_size_bytes=150), Budget()])
+def test_under_a_size_budget_the_student_recipe_waits_for_the_fitted_tries(tiny_task, budget):
+    """The student warm start starts farthest from the teacher: under a size (or latency) budget the
+    recipes that keep the teacher's weights, and their tries fitted to the budget, run first; with
+    no such budget the warm starts run in the order they came."""
+    from autocompress.search.first_trials import WARM_START, warm_start_plans
+
+    space = SearchSpace(task_context(tiny_task).discovery)
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    searcher = StudySearcher(study=study, space=space, total=10, seen={}, rungs=Rungs((10,)),
+                             on_finished=lambda t: None, budget=budget)
+    recipes = warm_start_plans(space)
+    student = space.applied(next(plan for plan in recipes if plan.width != 1.0))
+    int4 = space.applied(recipes[-1])
+    searcher.queue_first([(student, 0, WARM_START), (int4, 0, WARM_START)])
+    ran = []
+    for trial_id in "abc":
+        searcher.suggest(trial_id)
+        _, plan, _ = searcher.running[trial_id]
+        ran.append(plan)
+        size = 200 if plan == int4 else 100  # int4 is over the limit of 150 bytes
+        metrics = Metrics(accuracy=0.8, size_bytes=size, latency_ms=1.0, params=1, macs=1, fidelity="steps=1")
+        searcher.on_trial_complete(trial_id, {"final": True, "metrics_json": json.dumps(metrics.to_dict())})
+    sources = [TrialRecord.of(t).source for t in study.trials]
+    if budget.max_size_bytes:
+        assert ran[0] == int4 and ran[2] == student and sources == [WARM_START, FITTED, WARM_START]
+        assert ran[1].layer(space.discovery.groups[0].name).prune > 0  # int4, pruned to fit
+    else:
+        assert ran[:2] == [student, int4] and sources[:2] == [WARM_START, WARM_START]
