@@ -216,6 +216,19 @@ def rank_kept_text(rank: float | None, decomposition: str = DECOMPOSITIONS[0]) -
     return ("Tucker-2 " if decomposition == DECOMPOSITIONS[1] else "") + f"{rank:.0%}"
 
 
+def rank_kept_share(value: float) -> float:
+    """The share of a square 3x3 convolution's weights a ``rank/<layer>`` value keeps: SVD
+    ``r * (1 + 1/9)``, Tucker-2 ``r**2 + 2r/9`` (capped at 1). The values in the order of the
+    weights they keep, as the space lists them (``spaces.layers.rank_choices``), where the knob's
+    own numbers put the Tucker-2 ones below every SVD one (the report's knob importance reads this).
+
+    >>> [round(rank_kept_share(v), 3) for v in (1.0, 0.5, -0.5, 0.25, -0.25)]
+    [1.0, 0.556, 0.361, 0.278, 0.118]
+    """
+    ratio = abs(float(value))
+    return min(1.0, ratio * ratio + 2 * ratio / 9 if float(value) < 0 else ratio * (1 + 1 / 9))
+
+
 def rank_text(value: float) -> str:
     """How a ``rank/<layer>`` value reads in the scan's table: '25% rank', 'Tucker-2 50%'."""
     text = rank_kept_text(**rank_from_knob(value))

@@ -22,8 +22,9 @@ import warnings
 import optuna
 import pandas as pd
 
+from autocompress.plan import rank_kept_share
 from autocompress.search.pareto import OBJECTIVES
-from autocompress.spaces.space import KNOB_PREFIXES
+from autocompress.spaces.space import KNOB_PREFIXES, TECHNIQUES
 
 FANOVA_MAX_TRIALS = 200
 MIN_TRIALS = 4
@@ -36,6 +37,8 @@ def objective_importances(trials: pd.DataFrame) -> tuple[str, dict[str, dict[str
     rows = trials.dropna(subset=[*OBJECTIVES, *knobs])
     rows = rows.assign(**{c: pd.factorize(rows[c], sort=True)[0] for c in knobs  # a choice of words: its index
                           if not pd.api.types.is_numeric_dtype(rows[c])})
+    rows = rows.assign(**{c: rows[c].map(rank_kept_share) for c in knobs  # Tucker-2 values are negative
+                          if c.startswith(TECHNIQUES["lowrank"]) and pd.api.types.is_numeric_dtype(rows[c])})
     varying = [c for c in knobs if rows[c].nunique() > 1]
     if len(rows) < MIN_TRIALS or not varying:
         return "none", {}
