@@ -1,4 +1,5 @@
-"""Quantization-aware fine-tuning: weights symmetric per-channel at 2/4/8 bits, activations uint8.
+"""Quantization-aware fine-tuning: weights symmetric per-channel at 2/4/8 bits, activations uint8
+(an 8-bit weight on int8 kernels keeps 7 bits of range: ``INT8_KERNEL_QMAX``).
 
 An embedding table is quantized by weight alone, per row (``FakeQuantEmbedding``): a row is
 one token's vector, its scale is max|row| / (2^(b-1) - 1), and the rows looked up are
@@ -6,9 +7,10 @@ dequantized after the lookup (what the exporter writes: a Gather of the integers
 scales, then a Mul), so a lookup reads a few rows of integers, never the whole float table.
 
 A quantized layer is wrapped in ``FakeQuantLayer``: its weight is fake-quantized per output
-channel (scale = max|w| / (2^(b-1) - 1)), its bias to int32 at input_scale x weight_scale, and
-the tensors around it to uint8 (``ActivationQuant``, ranges observed by min/max in calibration
-and a running average in fine-tuning). Gradients pass straight through the rounding.
+channel (scale = max|w| / (2^(b-1) - 1), at most 63 on int8 kernels), its bias to int32 at
+input_scale x weight_scale, and the tensors around it to uint8 (``ActivationQuant``, ranges
+observed by min/max in calibration and a running average in fine-tuning). Gradients pass straight
+through the rounding.
 
 One tensor, one set of qparams, quantized once where it is produced: ``calibrate`` first
 traces one batch and places each quantized layer's input quantizer as far up as the values
@@ -52,10 +54,26 @@ from autocompress.compressors.recurrent import RECURRENT_TYPES, FakeQuantRecurre
 from autocompress.model_io import call
 
 ACT_QMIN, ACT_QMAX = 0, 255  # activations: asymmetric uint8
+# An 8-bit weight that runs on ONNX Runtime's int8 kernels keeps 7 bits of range, [-63, 63] (still
+# stored as INT8). x86 CPUs with AVX2 but no VNNI (AMD Zen 2/3, Intel before Ice Lake) multiply
+# uint8 activations by int8 weights with VPMADDUBSW, which adds pairs of products in int16 and
+# saturates: 2 x 255 x 127 = 64,770 > 32,767. Measured on an AVX2-only EPYC: an int8 digits model's
+# logits 2.64 away from what the same file computes unfused (0.02), 0.56 points of accuracy lost;
+# with 7-bit weights (2 x 255 x 63 = 32,130) they agree on every x86 CPU, and the file measured on
+# one machine is the file that runs alike on the others. ONNX Runtime's own quantizer calls this
+# ``reduce_range``. Weights on float kernels, embeddings and recurrent layers keep their 8 bits.
+INT8_KERNEL_QMAX = 63
 
 
-def weight_qmax(bits: int) -> int:
-    return 2 ** (bits - 1) - 1
+def weight_qmax(bits: int, *, int8_kernels: bool = False) -> int:
+    """The largest integer a ``bits``-bit symmetric weight takes; on int8 kernels at most
+    ``INT8_KERNEL_QMAX``.
+
+    >>> weight_qmax(8), weight_qmax(8, int8_kernels=True), weight_qmax(4, int8_kernels=True)
+    (127, 63, 7)
+    """
+    qmax = 2 ** (bits - 1) - 1
+    return min(qmax, INT8_KERNEL_QMAX) if int8_kernels else qmax
 
 
 def activation_qparams(lo: float, hi: float) -> tuple[float, int]:
@@ -152,10 +170,15 @@ class FakeQuantLayer(nn.Module):
     def bias(self) -> torch.Tensor | None:
         return self.layer.bias
 
+    @property
+    def qmax(self) -> int:
+        """The weight's largest integer: 7 bits of range for an 8-bit weight on int8 kernels."""
+        return weight_qmax(self.bits, int8_kernels=not self.weights_only)
+
     def weight_scale(self) -> torch.Tensor:
         w = self.layer.weight.detach()
         amax = w.abs().reshape(w.shape[0], -1).amax(dim=1)
-        return (amax / weight_qmax(self.bits)).clamp_min(1e-8).float()
+        return (amax / self.qmax).clamp_min(1e-8).float()
 
     def quantized_weight(self) -> torch.Tensor:
         return torch.round(self.layer.weight.detach() / self._per_channel(self.weight_scale()))
@@ -164,8 +187,7 @@ class FakeQuantLayer(nn.Module):
         return scale.reshape(-1, *([1] * (self.layer.weight.dim() - 1)))
 
     def _quantized_forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.weight_scale()
-        qmax = weight_qmax(self.bits)
+        scale, qmax = self.weight_scale(), self.qmax
         weight = torch.fake_quantize_per_channel_affine(
             self.layer.weight, scale, torch.zeros_like(scale, dtype=torch.int32), 0, -qmax - 1, qmax)
         bias = self.layer.bias

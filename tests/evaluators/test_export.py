@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 import onnxruntime as ort
 import pytest
 import torch
@@ -66,6 +67,19 @@ def test_quantized_onnx_output_stays_within_quantization_error(digits_task, tmp_
     onnx_out, labels = onnx_logits(onnx_session(path), digits_task.val)
     torch_out = _torch_logits(result.model, digits_task.val)  # the fake-quantized model
     _within_quantization_error(onnx_out, torch_out, dict(result.model.named_modules())["fc"])
+
+
+@pytest.mark.parametrize("kernels", ["int8", "float"])
+def test_int8_weights_on_int8_kernels_keep_seven_bits_so_avx2_cannot_saturate(digits_task, tmp_path, kernels):
+    """uint8 x int8 products added in pairs in int16 (AVX2 without VNNI) stay below 32,767 only for
+    weights within -63..63; on float kernels nothing saturates and the weights keep their 8 bits."""
+    plan = Plan(layers={n: LayerPlan(bits=8) for n in LAYERS}, kernels=kernels)
+    path = str(tmp_path / "q.onnx")
+    export_artifact(compress(digits_task, plan, config=DistillConfig(steps=0)), digits_task.example_inputs, path)
+    stored = {t.name: t for t in onnx.load(path).graph.initializer}
+    largest = max(int(np.abs(numpy_helper.to_array(stored[f"{n}.weight_quantized"]).astype(int)).max()) for n in LAYERS)
+    assert largest == (63 if kernels == "int8" else 127)
+    assert 2 * 255 * largest <= 32767 or kernels == "float"
 
 
 @pytest.mark.parametrize("bits,data_type", [(8, onnx.TensorProto.INT8), (4, onnx.TensorProto.INT4),
