@@ -54,14 +54,9 @@ from autocompress.compressors.recurrent import RECURRENT_TYPES, FakeQuantRecurre
 from autocompress.model_io import call
 
 ACT_QMIN, ACT_QMAX = 0, 255  # activations: asymmetric uint8
-# An 8-bit weight that runs on ONNX Runtime's int8 kernels keeps 7 bits of range, [-63, 63] (still
-# stored as INT8). x86 CPUs with AVX2 but no VNNI (AMD Zen 2/3, Intel before Ice Lake) multiply
-# uint8 activations by int8 weights with VPMADDUBSW, which adds pairs of products in int16 and
-# saturates: 2 x 255 x 127 = 64,770 > 32,767. Measured on an AVX2-only EPYC: an int8 digits model's
-# logits 2.64 away from what the same file computes unfused (0.02), 0.56 points of accuracy lost;
-# with 7-bit weights (2 x 255 x 63 = 32,130) they agree on every x86 CPU, and the file measured on
-# one machine is the file that runs alike on the others. ONNX Runtime's own quantizer calls this
-# ``reduce_range``. Weights on float kernels, embeddings and recurrent layers keep their 8 bits.
+# An 8-bit weight on ONNX Runtime's int8 kernels keeps 7 bits of range (ONNX Runtime's "reduce_range"):
+# x86 CPUs with AVX2 but no VNNI add pairs of uint8 x int8 products in int16, which saturates for
+# 2 x 255 x 127 but not 2 x 255 x 63 (an AVX2 EPYC: int8 digits logits 2.64 off, 0.02 unfused).
 INT8_KERNEL_QMAX = 63
 
 

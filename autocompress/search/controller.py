@@ -268,7 +268,7 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
     from autocompress.search.first_trials import WARM_START, first_trials, startup_plans, warm_starts_on
     from autocompress.search.proposers import ProposerOptions, turns
     from autocompress.search.ray_runner import run_trials
-    from autocompress.search.searcher import StudySearcher
+    from autocompress.search.searcher import StudySearcher, queue_first
     from autocompress.search.trial_record import seen_plans
     from autocompress.search.worker import Job
 
@@ -287,7 +287,7 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
                              turns=turns(ProposerOptions(settings=settings, scan=None, startup=startup)))
     checkpoint.searcher = searcher
     checkpoint.tables()  # trials.csv exists from the start: best and report can read a run before its first trial
-    searcher.queue_first(queue)
+    queue_first(searcher, queue)
     job = Job(task_spec=task_spec, data_dir=data_dir, task=None if task_spec else session.task,
               teacher_state=session.task.teacher.state_dict(), distill=settings.distill, out_dir=str(out.resolve()),
               threads=max(1, int(execution.cpus_per_trial)), run_id=session.run_id, latency_actor=session.actor,

@@ -105,6 +105,14 @@ def enqueue(queue: list, item: tuple[Plan, int], rank: Callable[[tuple[Plan, int
     queue.insert(max((i + 1 for i, queued in enumerate(queue) if rank(queued) <= mine), default=0), item)
 
 
+def queue_first(searcher: "StudySearcher", items: list[tuple[Plan, int, str]]) -> None:
+    """Queue the first trials (``first_trials``: plan, rung, source) in ``queue_rank``'s order."""
+    searcher.sources.update({(plan, rung): source for plan, rung, source in items})
+    rank = queue_rank(searcher.sources, searcher.fitting, budget=searcher.budget)
+    for plan, rung, _ in items:
+        enqueue(searcher.queue, (plan, rung), rank)
+
+
 class StudySearcher(Searcher):
     """``turns``: the proposers (default: the sampler's turn alone); ``fit_weights``: per pruning
     group the bytes it holds (the scan's), so a recipe over the budget loses its widest groups first."""
@@ -134,15 +142,6 @@ class StudySearcher(Searcher):
         storage URL may hold a password, and everything else out of it. Nothing restores from
         that pickle: the study is the state."""
         return {"total": self.total}
-
-    def queue_first(self, items: list[tuple[Plan, int, str]]) -> None:
-        """Queue the first trials (``first_trials``: plan, rung, source) in ``queue_rank``'s order."""
-        self.sources.update({(plan, rung): source for plan, rung, source in items})
-        for plan, rung, _ in items:
-            enqueue(self.queue, (plan, rung), self._rank())
-
-    def _rank(self) -> Callable[[tuple[Plan, int]], tuple]:
-        return queue_rank(self.sources, self.fitting, budget=self.budget)
 
     def suggest(self, trial_id: str):
         while not self.exhausted and self.finished + len(self.running) < self.total:
@@ -198,6 +197,7 @@ class StudySearcher(Searcher):
         """Count it; a completed plan joins ``seen``, may be fitted to the budget (a warm start
         over it runs again next, pruned further), and may promote plans up a rung."""
         self.finished += 1
+        rank = queue_rank(self.sources, self.fitting, budget=self.budget)  # reads both as they change
         if frozen.state == State.COMPLETE:
             saved = TrialRecord.of(frozen)
             self.seen.setdefault((plan, rung), saved)
@@ -208,12 +208,12 @@ class StudySearcher(Searcher):
             if smaller is not None and smaller not in tried(self.seen, (p for _, p, _ in self.running.values())):
                 self.sources[(smaller, 0)] = FITTED
                 self.fitting[smaller] = (size, steps, saved.metrics["accuracy"])
-                enqueue(self.queue, (smaller, 0), self._rank())
+                enqueue(self.queue, (smaller, 0), rank)
             if rung < self.scheduler.rungs.top:
                 for plan_up, rung_up, within in self.scheduler.promotions(self.seen, budget=self.budget,
                                                                            teacher=self.teacher):
                     self.sources[(plan_up, rung_up)] = PROMOTION if within else FAR_PROMOTION
-                    enqueue(self.queue, (plan_up, rung_up), self._rank())
+                    enqueue(self.queue, (plan_up, rung_up), rank)
         self.on_finished(frozen)
 
     def interrupt_running(self, reason: str) -> int:

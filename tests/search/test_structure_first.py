@@ -17,7 +17,7 @@ from autocompress.search.pareto import pareto_front
 from autocompress.search.proposals import Predictor
 from autocompress.search.rungs import Rungs
 from autocompress.search.first_trials import FITTED
-from autocompress.search.searcher import StudySearcher
+from autocompress.search.searcher import StudySearcher, queue_first
 from autocompress.search.trial_record import TrialRecord
 from autocompress.spaces.space import SearchSpace
 from autocompress.compressors.pipeline import task_context
@@ -271,7 +271,7 @@ def test_under_a_size_budget_the_student_recipe_waits_for_the_fitted_tries(tiny_
     recipes = warm_start_plans(space)
     student = space.applied(next(plan for plan in recipes if plan.width != 1.0))
     int4 = space.applied(recipes[-1])
-    searcher.queue_first([(student, 0, WARM_START), (int4, 0, WARM_START)])
+    queue_first(searcher, [(student, 0, WARM_START), (int4, 0, WARM_START)])
     ran = []
     for trial_id in "abc":
         searcher.suggest(trial_id)
