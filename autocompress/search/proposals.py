@@ -39,7 +39,8 @@ from scipy.optimize import nnls
 
 from autocompress.plan import Plan
 from autocompress.search.pareto import normalized_hypervolume
-from autocompress.search.sensitivity import EVERY_LAYER_INT8, EVERY_LAYER_INT8_FLOAT, WHOLE_MODEL, whole_model_speeds
+from autocompress.search.sensitivity import WHOLE_MODEL
+from autocompress.search.sensitivity_table import float_kernels_pay
 from autocompress.spaces.space import GATE_PREFIX, KERNELS_KNOB, TECHNIQUES, SearchSpace
 
 OBJECTIVE_COLUMNS = {"accuracy": "accuracy_delta", "size_bytes": "size_delta_bytes", "latency_ms": "latency_delta_ms"}
@@ -70,15 +71,13 @@ class Predictor:
     def from_scan(cls, table: pd.DataFrame, teacher: dict) -> "Predictor":
         """From ``sensitivity.csv``'s rows (the teacher's row, the whole-model int8 rows, which are
         no one knob, and failed cells are left out). Where those rows show int8 weights on float
-        kernels faster than on int8 kernels, its plans run on float kernels (``kernels``), and a
-        bit-width costs no latency (the scan measured each on int8 kernels; its accuracy loss,
+        kernels faster than on int8 kernels beyond their noise (``float_kernels_pay``), its plans run
+        on float kernels (``kernels``), and a bit-width costs no latency (the scan measured each on int8 kernels; its accuracy loss,
         activations quantized too, is then an upper bound)."""
         knobs = table["knob"].astype(str)
         rows = table[knobs.str.contains("/") & ~knobs.isin((*WHOLE_MODEL, KERNELS_KNOB))].dropna(
             subset=list(OBJECTIVE_COLUMNS.values()))
-        speeds = whole_model_speeds(table)
-        kernels = "float" if speeds.get(EVERY_LAYER_INT8_FLOAT, 0.0) > speeds.get(EVERY_LAYER_INT8, math.inf) \
-            else "int8"
+        kernels = "float" if float_kernels_pay(table) else "int8"
         options: dict[str, dict] = {}
         for row in rows.itertuples(index=False):
             deltas = tuple(float(getattr(row, c)) for c in OBJECTIVE_COLUMNS.values())

@@ -71,6 +71,29 @@ def whole_model_speeds(table: pd.DataFrame) -> dict[str, float]:
             for _, row in rows.iterrows()}
 
 
+
+def float_kernels_pay(table: pd.DataFrame) -> bool:
+    """Whether a search's quantized plans should run on float kernels (``Plan.kernels``): every layer
+    int8 measured faster on float kernels than on int8 kernels by more than the two cells' spreads
+    (the interquartile ranges of their latencies) together. A difference inside that noise keeps the
+    int8 kernels: a cifar10-resnet20 scan that another process disturbed measured 1.030 against
+    1.036 ms (spreads 0.075 and 0.116 ms) and had put a whole search on float kernels, 1.04x faster
+    than the teacher where the same plans on int8 kernels ran 1.67x.
+
+    >>> table = pd.DataFrame({"knob": [EVERY_LAYER_INT8, EVERY_LAYER_INT8_FLOAT], "latency_ms": [1.036, 1.030],
+    ...                       "latency_spread_ms": [0.116, 0.075]})
+    >>> float_kernels_pay(table), float_kernels_pay(table.assign(latency_ms=[2.0, 1.0])), float_kernels_pay(table[:1])
+    (False, True, False)
+    """
+    if "latency_ms" not in table:
+        return False
+    rows = table[table["knob"].isin(WHOLE_MODEL)].dropna(subset=["latency_ms"]).set_index("knob")
+    if not set(WHOLE_MODEL) <= set(rows.index):
+        return False
+    int8, on_float = rows.loc[EVERY_LAYER_INT8], rows.loc[EVERY_LAYER_INT8_FLOAT]
+    noise = sum(0.0 if pd.isna(row.get("latency_spread_ms")) else float(row["latency_spread_ms"]) for row in (int8, on_float))
+    return float(on_float["latency_ms"]) + noise < float(int8["latency_ms"])
+
 def _value_text(knob: str, value) -> str:
     """How a knob's value reads, e.g. int4, 37.5% pruned, 25% rank, 1 block kept, width 0.5."""
     kind = knob.partition("/")[0]

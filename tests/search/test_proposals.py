@@ -63,6 +63,10 @@ def test_where_the_scan_found_float_kernels_faster_the_predictor_quantizes_on_th
     assert space.plan_from_params(sweep[0]).kernels == "float"
     whole[1]["latency_delta_ms"], whole[1]["latency_ms"] = 0.7, 1.7  # slower than int8 kernels: int8 stays
     assert Predictor.from_scan(pd.concat([table, pd.DataFrame(whole)], ignore_index=True), TEACHER).kernels == "int8"
+    whole[1]["latency_delta_ms"], whole[1]["latency_ms"] = 0.4, 1.4  # faster, but within the cells' spreads
+    noisy = [{**row, "latency_spread_ms": 0.06} for row in whole]
+    assert Predictor.from_scan(pd.concat([table, pd.DataFrame(noisy)], ignore_index=True), TEACHER).kernels == "int8"
+    assert Predictor.from_scan(pd.concat([table, pd.DataFrame(whole)], ignore_index=True), TEACHER).kernels == "float"
 
 
 def test_the_refit_scales_each_techniques_predicted_loss_to_what_trials_measured(tiny_task):
