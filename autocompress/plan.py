@@ -221,6 +221,7 @@ def rank_kept_share(value: float) -> float:
     ``r * (1 + 1/9)``, Tucker-2 ``r**2 + 2r/9`` (capped at 1). The values in the order of the
     weights they keep, as the space lists them (``spaces.layers.rank_choices``), where the knob's
     own numbers put the Tucker-2 ones below every SVD one (the report's knob importance reads this).
+    A proxy: on a conv with many more input than output channels the space orders them otherwise.
 
     >>> [round(rank_kept_share(v), 3) for v in (1.0, 0.5, -0.5, 0.25, -0.25)]
     [1.0, 0.556, 0.361, 0.278, 0.118]

@@ -1,14 +1,14 @@
 """A Ray Tune Searcher backed by the Optuna study: Tune schedules, the study decides and stores.
 
 ``suggest`` runs the queued plans first, in the order of ``QUEUE_ORDER`` (interrupted trials,
-promotions, warm starts, a recipe fitted to the budget, under a size or latency budget the
-student recipe, then promotions of plans no closer to the teacher than ``rungs.REACH`` allows), then asks the proposers in turn for a new plan
-(``proposers``: the scan's predictor, the sampler's start-up plans or the sampler itself, local
-search); a plan that finished before on the same rung is answered from the study at once. ``on_trial_complete``
-tells the study the outcome the moment a trial ends, so a driver that dies loses nothing
-finished; then the scheduler (``scheduler.HalvingScheduler``, successive halving) may queue
-promotions, each its own trial continuing the fine-tuning of the rung below from its
-checkpoint. Every trial stores its ``rung`` and ``source`` (``trial_record``); the study is the
+promotions, warm starts, a recipe fitted to the budget, under a size budget the student
+recipe, then promotions of plans no closer to the teacher than ``rungs.REACH`` allows), then asks
+the proposers in turn for a new plan (``proposers``: the scan's predictor, the sampler's start-up
+plans or the sampler itself, local search); a plan that finished before on the same rung is
+answered from the study at once. ``on_trial_complete`` tells the study the outcome the moment a
+trial ends, so a driver that dies loses nothing finished; then the scheduler
+(``scheduler.HalvingScheduler``, successive halving) may queue promotions, each its own trial
+continuing the fine-tuning of the rung below from its checkpoint. Every trial stores its ``rung`` and ``source`` (``trial_record``); the study is the
 whole state, so a resumed search knows every rung.
 
 Example (the controller builds it; here on a tiny space, with an in-memory study):
@@ -52,19 +52,19 @@ PROMOTION, FAR_PROMOTION = "promotion", "promotion, none within reach"
 # budget (19 points down after 111 steps) was promoted twice, and fitted tries went before the
 # untried int4 recipe, which started only 2.8 minutes in: it was the plan that met the budget
 # within 1.2 points.
-# Under a size or latency budget the student recipe (a new, narrower and shallower network) waits
+# Under a size budget the student recipe (a new, narrower and shallower network) waits
 # behind the recipes that keep the teacher's weights and their fitted tries: it starts farthest
 # from the teacher (cifar10-resnet20: 38 points down after 222 steps) and its 31-40 s on the one
 # trial slot came before the int4 recipe, whose fitted try was the one to meet teacher/8 within a
 # point, and whose last promotion was then cut by the 15-minute budget.
-STUDENT_UNDER_BUDGET = "warm start, a student under a size or latency budget"  # an order, not a source
+STUDENT_UNDER_BUDGET = "warm start, a student under a size budget"  # an order, not a source (the evidence: size)
 QUEUE_ORDER = ("re-run", PROMOTION, WARM_START, FITTED, STUDENT_UNDER_BUDGET, FAR_PROMOTION)
 
 
 def queue_rank(sources: dict, fitting: dict, *, budget: Budget | None = None) -> Callable[[tuple[Plan, int]], tuple]:
     """The order of queued (plan, rung) items, lower first: their kind in ``QUEUE_ORDER``
-    (``sources``: item -> kind; none known: last; a student warm start under a ``budget`` of size
-    or latency: ``STUDENT_UNDER_BUDGET``), then among recipes fitted to the budget the one whose
+    (``sources``: item -> kind; none known: last; a student warm start under a ``budget`` with a
+    size limit: ``STUDENT_UNDER_BUDGET``), then among recipes fitted to the budget the one whose
     try before was the more accurate (``fitting``: plan -> (bytes, steps, accuracy) of that try):
     int4 3.5 points down fits before 50% pruning + int8 44 points down.
 
@@ -79,7 +79,7 @@ def queue_rank(sources: dict, fitting: dict, *, budget: Budget | None = None) ->
     >>> sorted(kinds, key=queue_rank(kinds, {}))[0] == (student, 0)   # no budget: the order they came in
     True
     """
-    limited = budget is not None and (budget.max_size_bytes is not None or budget.max_latency_ms is not None)
+    limited = budget is not None and budget.max_size_bytes is not None
 
     def rank(item: tuple[Plan, int]) -> tuple:
         kind = sources.get(item)

@@ -71,7 +71,6 @@ def whole_model_speeds(table: pd.DataFrame) -> dict[str, float]:
             for _, row in rows.iterrows()}
 
 
-
 def float_kernels_pay(table: pd.DataFrame) -> bool:
     """Whether a search's quantized plans should run on float kernels (``Plan.kernels``): every layer
     int8 measured faster on float kernels than on int8 kernels by more than the two cells' spreads
@@ -91,7 +90,8 @@ def float_kernels_pay(table: pd.DataFrame) -> bool:
     if not set(WHOLE_MODEL) <= set(rows.index):
         return False
     int8, on_float = rows.loc[EVERY_LAYER_INT8], rows.loc[EVERY_LAYER_INT8_FLOAT]
-    noise = sum(0.0 if pd.isna(row.get("latency_spread_ms")) else float(row["latency_spread_ms"]) for row in (int8, on_float))
+    spreads = (row.get("latency_spread_ms") for row in (int8, on_float))
+    noise = sum(0.0 if pd.isna(spread) else float(spread) for spread in spreads)
     return float(on_float["latency_ms"]) + noise < float(int8["latency_ms"])
 
 def _value_text(knob: str, value) -> str:
@@ -142,13 +142,15 @@ def _int8_verdict(table: pd.DataFrame) -> list[str]:
     speed = speeds[EVERY_LAYER_INT8]
     on_float = speeds.get(EVERY_LAYER_INT8_FLOAT)
     float_part = "" if on_float is None else f"; its int8 weights on float kernels run {on_float:.2f}x"
+    runs_on = (f"; the warm starts and predicted plans run on {'float' if float_kernels_pay(table) else 'int8'} "
+               "kernels (float only where faster beyond the two cells' spreads)")
     if speed >= 1.0:
         return [f"every layer int8 runs {speed:.2f}x the teacher's speed here{float_part}: int8 kernels pay in "
-                "latency and size"]
+                f"latency and size{runs_on}"]
     return [f"every layer int8 runs {speed:.2f}x the teacher's speed here{float_part}: int8 kernels do not pay in "
             "latency on this model (its layers are too small for them to beat float), so the search offers "
             "quantized weights on float kernels too (bits/*kernels = float: the file as small, the speed the "
-            "teacher's); pruning, ranks and the student are what make it faster"]
+            f"teacher's); pruning, ranks and the student are what make it faster{runs_on}"]
 
 
 def _percent(delta: float, value: float) -> str:

@@ -78,8 +78,7 @@ def test_int8_weights_on_int8_kernels_keep_seven_bits_so_avx2_cannot_saturate(di
     export_artifact(compress(digits_task, plan, config=DistillConfig(steps=0)), digits_task.example_inputs, path)
     stored = {t.name: t for t in onnx.load(path).graph.initializer}
     largest = max(int(np.abs(numpy_helper.to_array(stored[f"{n}.weight_quantized"]).astype(int)).max()) for n in LAYERS)
-    assert largest == (63 if kernels == "int8" else 127)
-    assert 2 * 255 * largest <= 32767 or kernels == "float"
+    assert largest == (63 if kernels == "int8" else 127)  # 2 x 255 x 63 = 32,130 <= 32,767
 
 
 @pytest.mark.parametrize("bits,data_type", [(8, onnx.TensorProto.INT8), (4, onnx.TensorProto.INT4),
