@@ -72,8 +72,8 @@ class Predictor:
         """From ``sensitivity.csv``'s rows (the teacher's row, the whole-model int8 rows, which are
         no one knob, and failed cells are left out). Where those rows show int8 weights on float
         kernels faster than on int8 kernels beyond their noise (``float_kernels_pay``), its plans run
-        on float kernels (``kernels``), and a bit-width costs no latency (the scan measured each on int8 kernels; its accuracy loss,
-        activations quantized too, is then an upper bound)."""
+        on float kernels (``kernels``), and a bit-width costs no latency (the scan measured each on
+        int8 kernels; its accuracy loss, activations quantized too, is then an upper bound)."""
         knobs = table["knob"].astype(str)
         rows = table[knobs.str.contains("/") & ~knobs.isin((*WHOLE_MODEL, KERNELS_KNOB))].dropna(
             subset=list(OBJECTIVE_COLUMNS.values()))

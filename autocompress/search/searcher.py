@@ -8,8 +8,8 @@ plans or the sampler itself, local search); a plan that finished before on the s
 answered from the study at once. ``on_trial_complete`` tells the study the outcome the moment a
 trial ends, so a driver that dies loses nothing finished; then the scheduler
 (``scheduler.HalvingScheduler``, successive halving) may queue promotions, each its own trial
-continuing the fine-tuning of the rung below from its checkpoint. Every trial stores its ``rung`` and ``source`` (``trial_record``); the study is the
-whole state, so a resumed search knows every rung.
+continuing the fine-tuning of the rung below from its checkpoint. Every trial stores its ``rung``
+and ``source`` (``trial_record``); the study is the whole state, so a resumed search knows every rung.
 
 Example (the controller builds it; here on a tiny space, with an in-memory study):
     >>> import torch
