@@ -32,6 +32,7 @@ from autocompress.compressors.heads import prune_heads
 from autocompress.compressors.lowrank import factorize
 from autocompress.compressors.prune import prune_groups
 from autocompress.compressors.quantize import calibrate, prepare_qat
+from autocompress.compressors.reconstruct import reconstruct_consumers
 from autocompress.compressors.student import drop_blocks
 from autocompress.compressors.tables import rows_read, trim_tables
 from autocompress.plan import Plan
@@ -40,6 +41,7 @@ from autocompress.task import Task, UsageError
 
 CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE = 4, 64
 BN_BATCHES = 16  # training batches that re-estimate BatchNorm statistics after a structural change
+RECONSTRUCT_BATCHES = 8  # of those, the ones that refit the layers that lost inputs (reconstruct.py)
 
 
 @dataclass
@@ -153,7 +155,10 @@ def build(task: Task, plan: Plan) -> Compressed:
                                importance=plan.importance, batch=batches[0])
         notes += [f"pruned {name} {before}->{after}" for name, (before, after) in changed.items()]
     if dropped or keep or heads:  # the teacher's BN statistics no longer fit the changed structure
-        recalibrate_batchnorm(model, [x for x, _ in _train_batches(task, BN_BATCHES, CALIBRATION_BATCH_SIZE)])
+        bn_batches = [x for x, _ in _train_batches(task, BN_BATCHES, CALIBRATION_BATCH_SIZE)]
+        refitted = reconstruct_consumers(model, task.teacher, bn_batches[:RECONSTRUCT_BATCHES])
+        notes += [f"refitted {', '.join(refitted)} to the teacher's outputs (least squares)"] if refitted else []
+        recalibrate_batchnorm(model, bn_batches)
     model = fold_batchnorm(model, task.example_inputs)
     skipped = factorize(model, {name: lp.rank for name, lp in plan.layers if lp.rank not in (None, 1.0)},
                         tucker={name for name, lp in plan.layers if lp.decomposition == "tucker2"})

@@ -235,6 +235,16 @@ def test_a_script_given_a_folder_that_is_no_run_says_so_in_one_line(script, extr
     assert str(tmp_path / "missing") in error and not (tmp_path / "out.json").exists()
 
 
+def test_refit_pays_given_missing_data_says_so_in_one_line(tmp_path, capsys):
+    import refit_pays
+
+    with pytest.raises(SystemExit) as refused:
+        refit_pays.main(["--data-dir", str(tmp_path / "missing"), "--no-write"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert refused.value.code == 2 and error[-1].startswith("refit_pays.py: error: ") and "Traceback" not in error
+    assert str(tmp_path / "missing") in error[-1]
+
+
 @pytest.mark.parametrize("extra", [["--data-dir", "{missing}"], ["--task", "digits", "--layers", "fc"]])
 def test_tucker_pays_given_missing_data_or_no_convolution_says_so_in_one_line(extra, tmp_path, capsys):
     import tucker_pays
