@@ -61,7 +61,7 @@ def one_build(task, plan, *, refit: bool, steps: int) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="refit_pays.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--steps", type=int, default=600, help="distillation steps after the build (0: none)")
     parser.add_argument("--no-write", action="store_true")

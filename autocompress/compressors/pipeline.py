@@ -1,9 +1,9 @@
 """``compress(task, plan)``: replay one plan on the teacher, no search involved.
 
 student depth (drop blocks) -> attention heads and structured pruning per group (x student
-width) -> fold
-BatchNorm -> low-rank factorization -> quantization-aware fine-tuning with distillation from
-the teacher. The result holds the fine-tuned fake-quantized model;
+width) -> least-squares refit of the layers that lost inputs (``reconstruct.py``) -> BatchNorm
+statistics re-estimated, then folded -> low-rank factorization -> quantization-aware fine-tuning
+with distillation from the teacher. The result holds the fine-tuned fake-quantized model;
 ``evaluators.export_artifact`` writes the ONNX file that is measured and shipped.
 
 Example:
