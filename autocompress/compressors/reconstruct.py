@@ -56,13 +56,12 @@ class _Reached(BaseException):
     (a BaseException, so that no ``except Exception`` in a model's forward catches it)."""
 
 
-def _kind(module: nn.Module) -> str | None:
+def _refittable(module: nn.Module) -> bool:
+    """A plain Linear, or a plain ungrouped Conv1d/Conv2d zero-padded by numbers (not "same")."""
     if type(module) is nn.Linear:
-        return "linear"
-    if type(module) in (nn.Conv1d, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros" \
-            and not isinstance(module.padding, str):
-        return "conv"
-    return None
+        return True
+    return type(module) in (nn.Conv1d, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros" \
+        and not isinstance(module.padding, str)
 
 
 def _widths(module: nn.Module) -> tuple[int, int]:
@@ -84,7 +83,7 @@ def consumers(model: nn.Module, teacher: nn.Module) -> list[str]:
     found = []
     for name, module in model.named_modules():
         original = theirs.get(name)
-        if _kind(module) is None or type(original) is not type(module):
+        if not _refittable(module) or type(original) is not type(module):
             continue
         (inputs, outputs), (inputs_before, outputs_before) = _widths(module), _widths(original)
         if inputs < inputs_before and outputs == outputs_before and _columns(module) <= MAX_COLUMNS:
