@@ -306,7 +306,7 @@ def _run(session: _Session, *, on_checkpoint, task_spec, data_dir) -> SearchResu
             warm_starts_on(searcher, scanned.kernels)
             searcher.turns = turns(ProposerOptions(settings=settings, scan=scanned, startup=startup))
             uses_scan = settings.proposals or (settings.guide and settings.local_search)
-            searcher.fit_weights = scanned.group_bytes() if uses_scan else None
+            searcher.fit_predictor = scanned if uses_scan else None
         budget_s = execution.time_budget_s  # it covers the scan too: a search stops when its time is spent
         left_s = None if budget_s is None else max(1.0, budget_s - (time.perf_counter() - clock))
         run_trials(searcher=searcher, job=job, workers=session.workers, cpus_per_trial=execution.cpus_per_trial,

@@ -41,7 +41,7 @@ from autocompress.plan import Plan
 from autocompress.search.pareto import normalized_hypervolume
 from autocompress.search.sensitivity import WHOLE_MODEL
 from autocompress.search.sensitivity_table import float_kernels_pay
-from autocompress.spaces.space import GATE_PREFIX, KERNELS_KNOB, TECHNIQUES, SearchSpace
+from autocompress.spaces.space import GATE_PREFIX, KERNELS_KNOB, TECHNIQUES, SearchSpace, teacher_value
 
 OBJECTIVE_COLUMNS = {"accuracy": "accuracy_delta", "size_bytes": "size_delta_bytes", "latency_ms": "latency_delta_ms"}
 COST_MIXES = (1.0, 0.0, 0.5)  # the weight of size against latency in a sweep's cost
@@ -86,20 +86,27 @@ class Predictor:
             options.setdefault(row.knob, {})[_number(row.value)] = deltas
         return cls(options=options, teacher=dict(teacher), kernels=kernels)
 
-    def group_bytes(self) -> dict[str, float]:
-        """Per pruning group, the bytes pruning all its channels would save, from the scan (the
-        size its smallest pruning step saved, scaled up): what ``SearchSpace.pruned_further``
-        prunes first.
+    def change(self, knob: str, old, new) -> tuple[float, float, float] | None:
+        """The predicted (accuracy loss, size delta, latency delta) of moving ``knob`` from ``old``
+        to ``new``: the difference of the two values' cells (the teacher's value is no change);
+        None when the scan has no cell for either.
 
-        >>> table = pd.DataFrame({"knob": ["prune/a", "prune/a", "prune/b"], "value": [0.25, 0.5, 0.25],
-        ...     "accuracy_delta": [0.0, -0.1, 0.0], "size_delta_bytes": [-10, -20, -40], "latency_delta_ms": [0, 0, 0]})
-        >>> Predictor.from_scan(table, {"accuracy": 0.9, "size_bytes": 100, "latency_ms": 1.0}).group_bytes()
-        {'a': 40.0, 'b': 160.0}
+        >>> table = pd.DataFrame({"knob": ["bits/a", "bits/a"], "value": [8, 4], "accuracy_delta": [0.0, -0.02],
+        ...     "size_delta_bytes": [-30, -45], "latency_delta_ms": [-0.1, -0.1]})
+        >>> predictor = Predictor.from_scan(table, {"accuracy": 0.9, "size_bytes": 100, "latency_ms": 1.0})
+        >>> predictor.change("bits/a", 8, 4), predictor.change("bits/a", 32, 8), predictor.change("bits/a", 4, 2)
+        ((0.02, -15.0, 0.0), (0.0, -30.0, -0.1), None)
         """
-        prefix = TECHNIQUES["prune"]
-        smallest = {knob: min(v for v in values if v > 0) for knob, values in self.options.items()
-                    if knob.startswith(prefix) and any(v > 0 for v in values)}
-        return {knob[len(prefix):]: -self.options[knob][ratio][1] / ratio for knob, ratio in smallest.items()}
+        ends, teacher = [], teacher_value(knob)
+        for value in (old, new):
+            if teacher is not None and _number(value) == _number(teacher):
+                ends.append((0.0, 0.0, 0.0))
+            elif _number(value) in self.options.get(knob, {}):
+                deltas = self.options[knob][_number(value)]
+                ends.append((self._loss(knob, deltas), deltas[1], deltas[2]))
+            else:
+                return None
+        return tuple(round(b - a, 9) + 0.0 for a, b in zip(*ends))
 
     def _loss(self, knob: str, deltas: tuple) -> float:
         return -deltas[0] * self.factors.get(technique_of(knob), 1.0)

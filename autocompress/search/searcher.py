@@ -35,6 +35,7 @@ from autocompress.budget import Budget
 from autocompress.metrics import Metrics
 from autocompress.plan import Plan
 from autocompress.search.first_trials import FITTED, WARM_START, fitted_to_budget, fitting_steps
+from autocompress.search.proposals import Predictor
 from autocompress.search.proposers import Proposer, next_plan
 from autocompress.search.proposers.history import History, tried
 from autocompress.search.proposers.startup import StartupPlans
@@ -64,9 +65,10 @@ QUEUE_ORDER = ("re-run", PROMOTION, WARM_START, FITTED, STUDENT_UNDER_BUDGET, FA
 def queue_rank(sources: dict, fitting: dict, *, budget: Budget | None = None) -> Callable[[tuple[Plan, int]], tuple]:
     """The order of queued (plan, rung) items, lower first: their kind in ``QUEUE_ORDER``
     (``sources``: item -> kind; none known: last; a student warm start under a ``budget`` with a
-    size limit: ``STUDENT_UNDER_BUDGET``), then among recipes fitted to the budget the one whose
-    try before was the more accurate (``fitting``: plan -> (bytes, steps, accuracy) of that try):
-    int4 3.5 points down fits before 50% pruning + int8 44 points down.
+    size limit: ``STUDENT_UNDER_BUDGET``), then among recipes fitted to the budget the one
+    predicted more accurate (``fitting``: plan -> (bytes, steps) of the try before it and its
+    accuracy less what the fitting's moves are predicted to lose): int4 3.5 points down fits
+    before 50% pruning + int8 44 points down, and int8 pruned hard to fit after int4 pruned a little.
 
     >>> rank = queue_rank({("a", 0): FITTED, ("b", 0): FITTED, ("p", 1): PROMOTION}, {"a": (9, 1, 0.5), "b": (9, 1, 0.9)})
     >>> sorted([("a", 0), ("b", 0), ("p", 1), ("?", 0)], key=rank)
@@ -114,24 +116,24 @@ def queue_first(searcher: "StudySearcher", items: list[tuple[Plan, int, str]]) -
 
 
 class StudySearcher(Searcher):
-    """``turns``: the proposers (default: the sampler's turn alone); ``fit_weights``: per pruning
-    group the bytes it holds (the scan's), so a recipe over the budget loses its widest groups first."""
+    """``turns``: the proposers (default: the sampler's turn alone); ``fit_predictor``: the scan's
+    predictor, so a recipe over the budget is made smaller by the moves that cost it least."""
 
     def __init__(self, *, study: optuna.Study, space: SearchSpace, total: int, seen: dict[tuple[Plan, int], TrialRecord],
                  on_finished: Callable[[optuna.trial.FrozenTrial], None], rungs: Rungs,
                  timeout_s: float | None = None, retries: int = 1, budget: Budget | None = None,
-                 turns: list[Proposer] | None = None, fit_weights: dict[str, float] | None = None,
+                 turns: list[Proposer] | None = None, fit_predictor: Predictor | None = None,
                  teacher: dict | None = None):
         super().__init__(metric="accuracy", mode="max")
         self.study, self.space, self.total, self.seen = study, space, total, seen
         self.on_finished, self.timeout_s, self.retries = on_finished, timeout_s, retries
         self.budget, self.teacher = budget or Budget(), teacher  # teacher's metrics: the front worth mutating
-        self.turns, self.fit_weights = turns or [StartupPlans([])], fit_weights
+        self.turns, self.fit_predictor = turns or [StartupPlans([])], fit_predictor
         self.scheduler = HalvingScheduler(rungs, trials=study.get_trials(deepcopy=False))
         self.running: dict[str, tuple[optuna.Trial, Plan, int]] = {}
         self.queue: list[tuple[Plan, int]] = []  # plans to run next (warm start, re-runs, promotions): (plan, rung)
         self.sources: dict[tuple[Plan, int], str] = {}  # where queued plans come from (warm start, ...)
-        self.fitting: dict[Plan, tuple] = {}  # a fitted try -> (bytes, steps taken, accuracy) of the try before it
+        self.fitting: dict[Plan, tuple] = {}  # a fitted try -> (bytes, steps) of the try before, predicted accuracy
         self.finished = sum(TrialRecord.of(t).counts_toward_total for t in study.get_trials(deepcopy=False))
         self.repeats = 0  # duplicates proposed since the last new plan
         self.exhausted = False  # DUPLICATES_IN_A_ROW proposals in a row were duplicates
@@ -203,11 +205,12 @@ class StudySearcher(Searcher):
             self.seen.setdefault((plan, rung), saved)
             size, (before, steps, _) = saved.metrics["size_bytes"], self.fitting.pop(plan, (None, 1, None))
             steps = fitting_steps(size, self.budget, None if before is None else (before - size) / steps)
-            smaller = fitted_to_budget(saved, space=self.space, budget=self.budget, weights=self.fit_weights,
-                                       steps=steps) if rung == 0 else None
+            fitted = fitted_to_budget(saved, space=self.space, budget=self.budget, predictor=self.fit_predictor,
+                                      steps=steps) if rung == 0 else None
+            smaller, loss = fitted or (None, 0.0)
             if smaller is not None and smaller not in tried(self.seen, (p for _, p, _ in self.running.values())):
                 self.sources[(smaller, 0)] = FITTED
-                self.fitting[smaller] = (size, steps, saved.metrics["accuracy"])
+                self.fitting[smaller] = (size, steps, saved.metrics["accuracy"] - loss)
                 enqueue(self.queue, (smaller, 0), rank)
             if rung < self.scheduler.rungs.top:
                 for plan_up, rung_up, within in self.scheduler.promotions(self.seen, budget=self.budget,

@@ -40,7 +40,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import optuna
 import pandas as pd
@@ -51,7 +51,7 @@ from autocompress.devices import trial_error
 from autocompress.evaluators.evaluate import LatencyMeter, evaluate, local_latency
 from autocompress.plan import Plan
 from autocompress.search.rundir import SENSITIVITY_CSV
-from autocompress.spaces.space import GATE_PREFIX, KERNELS_KNOB, TEACHER_VALUES, SearchSpace
+from autocompress.spaces.space import GATE_PREFIX, KERNELS_KNOB, SearchSpace, teacher_value
 from autocompress.task import Task, UsageError, one_line
 
 # the table's columns, file and text live in sensitivity_table (no torch: reports read it); named here too
@@ -89,12 +89,6 @@ def _values(dist: optuna.distributions.BaseDistribution) -> list:
     return [type(dist.low)(round(dist.low + i * step, 6)) for i in range(count)]
 
 
-def _teacher_value(name: str, dist) -> Any:
-    if name.startswith("arch/depth/"):
-        return dist.high  # every block kept
-    return next(value for prefix, value in TEACHER_VALUES.items() if name.startswith(prefix))
-
-
 def _bit_knobs(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistribution]:
     return {name: dist for name, dist in space.distributions().items()
             if name.startswith("bits/") and 8 in _values(dist)}
@@ -112,7 +106,7 @@ def scan_cells(space: SearchSpace) -> list[Cell]:
     for name, dist in space.distributions().items():
         if name.startswith(GATE_PREFIX) or name == KERNELS_KNOB:
             continue
-        teacher = _teacher_value(name, dist)
+        teacher = teacher_value(name, dist)
         cells += [Cell(name, value) for value in _values(dist) if value != teacher]
     return cells
 

@@ -216,11 +216,21 @@ def applied_params(params: dict[str, Any], distributions: dict[str, optuna.distr
     def value(name: str, sampled: Any) -> Any:
         if not name.startswith(off):
             return sampled
-        if name.startswith("arch/depth/"):
-            return distributions[name].high
-        return next(v for prefix, v in TEACHER_VALUES.items() if name.startswith(prefix))
+        return teacher_value(name, distributions[name])
 
     return {name: value(name, sampled) for name, sampled in params.items()}
+
+
+def teacher_value(name: str, distribution: optuna.distributions.BaseDistribution | None = None) -> Any:
+    """The value of knob ``name`` that leaves the teacher as it is; a depth knob's is its
+    ``distribution``'s upper bound (every block kept; None without it).
+
+    >>> teacher_value("bits/fc"), teacher_value("prune/stem"), teacher_value("arch/depth/s1")
+    (32, 0.0, None)
+    """
+    if name.startswith("arch/depth/"):
+        return None if distribution is None else distribution.high
+    return next(v for prefix, v in TEACHER_VALUES.items() if name.startswith(prefix))
 
 
 def _gated_off(params: dict[str, Any]) -> tuple[str, ...]:
