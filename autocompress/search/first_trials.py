@@ -1,7 +1,7 @@
 """What a search tries before its proposers decide: interrupted trials run again, then the
 warm-start recipes (a few well-known plans, moved to the kernels the sensitivity scan found
-faster), and a recipe over the size or latency budget again, made smaller (``fitted_to_budget``:
-by the moves the scan predicts cost least for what they save), until it fits."""
+faster), and a recipe over the size or latency budget again, pruned further (``fitted_to_budget``:
+the groups the scan predicts lose least for what they save first), until it fits."""
 
 from __future__ import annotations
 
@@ -19,15 +19,13 @@ from autocompress.search.samplers import startup_trials
 from autocompress.search.sensitivity import SAMPLES
 from autocompress.search.settings import SearchSettings
 from autocompress.search.trial_record import TrialRecord, requeue_interrupted
+from autocompress.spaces.layers import Group
 from autocompress.spaces.space import FLOAT_BITS, PRUNE_MAX, PRUNE_STEP, SearchSpace, techniques_used
 
 WARM_START = "warm start"  # the source of the known recipes tried first
-FITTED = "warm start, fitted to the budget"  # a recipe over the size or latency budget, made smaller
-LOSS_FLOOR = 1 / SAMPLES  # a fitting move predicted to lose less counts as losing this: one of the scan's examples
-MAX_FIT_MOVES = 64  # moves in one fitted try at most
-# the bit-width moves a fitting makes: 4 -> 2 only. An 8-bit recipe given 4-bit layers remakes the int4
-# recipe (on cifar10-resnet20 under size / 8 it did, and the near-copy took 3 of a 15-minute search's minutes)
-FITTING_BITS = {4: 2}
+FITTED = "warm start, fitted to the budget"  # a recipe over the size or latency budget, pruned further
+LOSS_FLOOR = 1 / SAMPLES  # a fitting step predicted to lose less counts as losing this: one of the scan's examples
+MAX_FIT_STEPS = 64  # pruning steps in one fitted try at most
 
 
 def first_trials(*, study: optuna.Study, space: SearchSpace, settings: SearchSettings, trials: int,
@@ -89,9 +87,9 @@ def warm_starts_on(searcher, kernels: str) -> None:
 
 def fitted_to_budget(record: TrialRecord, *, space: SearchSpace, budget: Budget,
                      predictor: Predictor | None = None, steps: int = 1) -> tuple[Plan, float] | None:
-    """A warm-start recipe over the size or latency budget, made smaller, and the accuracy its
-    try is predicted to lose more than the try before: by the moves the scan's ``predictor``
-    says lose least accuracy for what they save (``cheapest_fit``), else (no scan, or no move it
+    """A warm-start recipe over the size or latency budget, pruned further, and the accuracy its
+    try is predicted to lose more than the try before: by the steps the scan's ``predictor``
+    says lose least accuracy for what they save (``cheapest_fit``), else (no scan, or no step it
     measured) every pruning group ``steps`` steps further (``pruned_further``; nothing predicted:
     0). None for any other trial or one within the budget. Under a tight budget every recipe
     would otherwise be wasted; a try still over the budget is measured, never fine-tuned."""
@@ -112,37 +110,40 @@ def fitted_to_budget(record: TrialRecord, *, space: SearchSpace, budget: Budget,
 
 def cheapest_fit(plan: Plan, *, over: dict[str, float], space: SearchSpace,
                  predictor: Predictor) -> tuple[Plan, float] | None:
-    """``plan`` after the one-knob moves (``smaller_moves``) predicted to lose least accuracy per
-    byte they save (per millisecond, when only the latency is ``over`` the budget), the cheapest
-    first, until their predicted savings cover by how much it is over, and the accuracy those
-    moves are predicted to lose; None when the scan measured no move that saves anything. A predicted loss below ``LOSS_FLOOR`` counts as that:
-    among moves that lose nothing, the one that saves most goes first. So int4 MiniLM over a
-    size budget loses its table's 2 bits before its feed-forward channels, and a ResNet's
-    budget is met by the groups that lose least per byte, not only by the widest.
+    """``plan`` with its pruning groups taken a step (``PRUNE_STEP``) further at a time, the step
+    the scan predicts loses least accuracy per byte it saves first (per millisecond when only
+    the latency is ``over`` the budget), until the predicted savings cover by how much it is
+    over, and the accuracy those steps are predicted to lose; None when the scan measured no
+    step that saves anything. A step's scanned bytes (the cell was measured on the float
+    teacher) are scaled to the bits the plan stores its group's layers at; a predicted loss
+    below ``LOSS_FLOOR`` counts as that (among steps that lose nothing, the one that saves most
+    goes first). Only pruning: lower bit-widths do not add up. On sst2-minilm fifteen layers at
+    2 bits, each 0-1.6 points alone in the scan, lost 36 points together (50%, chance).
 
     >>> import pandas as pd, torch
     >>> from torch import nn
     >>> from autocompress.spaces.layers import discover
-    >>> space = SearchSpace(discover(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), torch.randn(1, 4)))
-    >>> table = pd.DataFrame({"knob": ["prune/0", "prune/0", "bits/0", "bits/0", "bits/2", "bits/2"],
-    ...     "value": [0.125, 0.25, 4, 2, 4, 2], "accuracy_delta": [-0.001, -0.002, -0.01, -0.3, 0.0, -0.001],
-    ...     "size_delta_bytes": [-16, -32, -45, -60, -22, -30], "latency_delta_ms": [0, 0, 0, 0, 0, 0]})
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    >>> space = SearchSpace(discover(net, torch.randn(1, 4)))
+    >>> table = pd.DataFrame({"knob": ["prune/0", "prune/0", "prune/2", "prune/2", "prune/2", "bits/2"],
+    ...     "value": [0.125, 0.25, 0.125, 0.25, 0.375, 2], "accuracy_delta": [-0.02, -0.04, -0.001, -0.002, -0.2, 0],
+    ...     "size_delta_bytes": [-16, -32, -40, -80, -120, -150], "latency_delta_ms": [0, 0, 0, 0, 0, 0]})
     >>> predictor = Predictor.from_scan(table, {"accuracy": 0.9, "size_bytes": 500, "latency_ms": 1.0})
-    >>> int4 = Plan(layers={"0": LayerPlan(bits=4), "2": LayerPlan(bits=4)})
-    >>> fitted, loss = cheapest_fit(int4, over={"size_bytes": 5}, space=space, predictor=predictor)
-    >>> fitted.layer("2").bits, fitted.layer("0").bits, fitted.layer("0").prune, loss   # 2's 2 bits cost least
-    (2, 4, 0.0, 0.001)
+    >>> int4 = Plan(layers={name: LayerPlan(bits=4) for name in ("0", "2", "4")})
+    >>> fitted, loss = cheapest_fit(int4, over={"size_bytes": 8}, space=space, predictor=predictor)
+    >>> fitted.layer("0").prune, fitted.layer("2").prune, fitted.layer("2").bits, loss   # 2 loses least a byte
+    (0.0, 0.25, 4, 0.002)
     >>> fitted, loss = cheapest_fit(int4, over={"size_bytes": 14}, space=space, predictor=predictor)
-    >>> fitted.layer("2").bits, fitted.layer("0").bits, fitted.layer("0").prune   # then 0 pruned, then 0's 2 bits
-    (2, 2, 0.25)
+    >>> fitted.layer("0").prune, fitted.layer("2").prune, loss   # 2's third step would lose 20 points: 0's instead
+    (0.25, 0.25, 0.042)
     """
     axis = 1 if "size_bytes" in over else 2  # the predictor's (loss, size, latency) deltas
     left, start, lost = over["size_bytes"] if axis == 1 else next(iter(over.values())), plan, 0.0
-    for _ in range(MAX_FIT_MOVES):
+    for _ in range(MAX_FIT_STEPS):
         scored = []
-        for knob, old, new, moved in smaller_moves(space, plan):
-            change = predictor.change(knob, old, new)
-            saving = -change[axis] * (_stored_share(space, plan, knob) if axis == 1 else 1.0) if change else 0.0
+        for group, old, new, moved in pruning_steps(space, plan):
+            change = predictor.change(f"prune/{group.name}", old, new)
+            saving = -change[axis] * (_stored_share(plan, group.members) if axis == 1 else 1.0) if change else 0.0
             if saving > 0:
                 scored.append(((max(change[0], 0.0) + LOSS_FLOOR) / saving, -saving, len(scored), moved, change[0]))
         if not scored:
@@ -154,39 +155,26 @@ def cheapest_fit(plan: Plan, *, over: dict[str, float], space: SearchSpace,
     return None if plan == start else (plan, round(lost, 6))
 
 
-def smaller_moves(space: SearchSpace, plan: Plan) -> list[tuple[str, float, float, Plan]]:
-    """Each way one knob makes ``plan`` smaller: (knob, its value, the value after, the plan after):
-    a pruning group a step further (up to ``PRUNE_MAX``), a 4-bit layer at 2 bits (``FITTING_BITS``),
-    only those of the techniques searched that change the model."""
-    moves = []
-    if "prune" in space.techniques:
-        for group in space.discovery.groups:
-            old = plan.layer(group.name).prune
-            if old < PRUNE_MAX:
-                moves.append((f"prune/{group.name}", old, min(PRUNE_MAX, old + PRUNE_STEP), group.name, "prune"))
-    if "quant" in space.techniques:
-        for layer in space.discovery.layers:
-            old = plan.layer(layer.name).bits
-            if old in FITTING_BITS:
-                moves.append((f"bits/{layer.name}", old, FITTING_BITS[old], layer.name, "bits"))
-    out = []
-    for knob, old, new, name, field in moves:
-        moved = space.applied(replace(plan, layers={**dict(plan.layers), name: replace(plan.layer(name), **{field: new})}))
-        if moved != space.applied(plan):
-            out.append((knob, old, new, moved))
-    return out
+def pruning_steps(space: SearchSpace, plan: Plan) -> list[tuple[Group, float, float, Plan]]:
+    """Each group of ``plan`` that can be pruned a step further (up to ``PRUNE_MAX``) and
+    changes the model by it: (group, its ratio, the ratio after, the plan after)."""
+    if "prune" not in space.techniques:
+        return []
+    steps = []
+    for group in space.discovery.groups:
+        old = plan.layer(group.name).prune
+        if old < PRUNE_MAX:
+            new = min(PRUNE_MAX, old + PRUNE_STEP)
+            layers = {**dict(plan.layers), group.name: replace(plan.layer(group.name), prune=new)}
+            moved = space.applied(replace(plan, layers=layers))
+            if moved != space.applied(plan):
+                steps.append((group, old, new, moved))
+    return steps
 
 
-def _stored_share(space: SearchSpace, plan: Plan, knob: str) -> float:
-    """The share of a move's scanned bytes (each cell measured alone, on the float teacher) that
-    ``plan`` still stores: a pruning group's layers at their bit-widths; a layer's bits on the
-    channels its group keeps."""
-    name = knob.split("/", 1)[1]
-    if knob.startswith("prune/"):
-        members = next(g.members for g in space.discovery.groups if g.name == name)
-        return sum((plan.layer(m).bits or FLOAT_BITS) / FLOAT_BITS for m in members) / len(members)
-    group = space.discovery.layer(name).group
-    return 1.0 - (plan.layer(group).prune if group else 0.0)
+def _stored_share(plan: Plan, members: tuple[str, ...]) -> float:
+    """The share of a float layer's bytes that ``plan`` stores its group ``members`` in, on average."""
+    return sum((plan.layer(m).bits or FLOAT_BITS) / FLOAT_BITS for m in members) / len(members)
 
 
 def fitting_steps(size_bytes: float, budget: Budget, bytes_per_step: float | None) -> int:

@@ -111,21 +111,20 @@ def test_a_warm_start_over_the_size_budget_runs_again_pruned_until_it_fits(tiny_
     assert TrialRecord.of(study.trials[-1]).source != FITTED
 
 
-def test_a_fitted_try_takes_the_moves_the_scan_says_cost_least_until_the_excess_is_covered(tiny_task):
-    """With the scan's cells, a recipe over the size budget loses bytes where they cost least
-    accuracy per byte first (fc's 2 bits: 10 bytes for 0.1 point), then the stem's channels
-    (their bytes scaled to the bits the recipe stores them at), until the predicted savings
-    cover the 50 bytes over; an 8-bit layer is not given 4 bits (the int4 recipe's own), and
-    moves the scan did not measure are not taken. The fitted try is ranked by its predicted
-    accuracy: the try before's less the moves' predicted losses."""
+def test_a_fitted_try_prunes_where_the_scan_says_it_costs_least_until_the_excess_is_covered(tiny_task):
+    """With the scan's cells, a recipe over the size budget is pruned a step at a time, each
+    step's scanned bytes scaled to the bits the recipe stores the group's layers at, until the
+    predicted savings cover the 20 bytes over; a cheaper-looking lower bit-width is not taken
+    (they do not add up), nor a step the scan did not measure. The fitted try is ranked by its
+    predicted accuracy: the try before's less the steps' predicted losses."""
     space = SearchSpace(task_context(tiny_task).discovery)
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
-    scan = pd.DataFrame({"knob": ["prune/stem", "prune/stem", "bits/fc", "bits/fc", "bits/stem"],
-                         "value": [0.125, 0.25, 4, 2, 4], "accuracy_delta": [-0.05, -0.1, 0.0, -0.001, 0.0],
-                         "size_delta_bytes": [-40, -80, -70, -80, -45], "latency_delta_ms": [0.0] * 5})
+    scan = pd.DataFrame({"knob": ["prune/stem", "prune/stem", "bits/fc", "bits/fc"], "value": [0.125, 0.25, 4, 2],
+                         "accuracy_delta": [-0.05, -0.1, 0.0, -0.001], "size_delta_bytes": [-40, -80, -70, -80],
+                         "latency_delta_ms": [0.0] * 4})
     guide = Predictor.from_scan(scan, {"accuracy": 0.5, "size_bytes": 300, "latency_ms": 1.0})
     searcher = StudySearcher(study=study, space=space, total=10, seen={}, rungs=Rungs((10,)), fit_predictor=guide,
-                             on_finished=lambda t: None, budget=Budget(max_size_bytes=150))
+                             on_finished=lambda t: None, budget=Budget(max_size_bytes=180))
     recipe = Plan(layers={"stem": LayerPlan(bits=8), "block.0": LayerPlan(bits=4), "fc": LayerPlan(bits=4)})
     searcher.queue.append((recipe, 0))
     searcher.sources[(recipe, 0)] = "warm start"
@@ -133,10 +132,10 @@ def test_a_fitted_try_takes_the_moves_the_scan_says_cost_least_until_the_excess_
     metrics = Metrics(accuracy=0.5, size_bytes=200, latency_ms=1.0, params=1, macs=1, fidelity="steps=1")
     searcher.on_trial_complete("a", {"final": True, "metrics_json": json.dumps(metrics.to_dict())})
     fitted = Plan.from_dict(searcher.suggest("b")["plan"])
-    assert fitted.layer("fc").bits == 2 and fitted.layer("stem").prune == 0.25  # 10 + 2 x 7.5 of the 50 bytes over
-    assert fitted.layer("stem").bits == 8 and fitted.layer("block.0").bits == 4  # no 8 -> 4; no 2-bit cell for block.0
+    assert fitted.layer("stem").prune == 0.25  # 2 x 7.5 bytes (40 at 8 and 4 bits: 3/16), then no cell for 0.375
+    assert [fitted.layer(n).bits for n in ("stem", "block.0", "fc")] == [8, 4, 4]
     assert TrialRecord.of(study.trials[-1]).source == FITTED
-    assert searcher.fitting[fitted] == (200, 1, pytest.approx(0.5 - 0.101))
+    assert searcher.fitting[fitted] == (200, 1, pytest.approx(0.5 - 0.1))
 
 
 def test_fitted_tries_wait_for_the_untried_warm_starts_and_a_promotion_out_of_reach_for_both(tiny_task):
