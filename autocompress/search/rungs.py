@@ -45,6 +45,16 @@ DEFAULT_ETA = 3
 REACH = 2  # promoted only within this many hypervolume boxes of the teacher's accuracy
 
 
+def _lost(below: pd.DataFrame | None, rung: int, promoted: set, min_accuracy: float | None) -> int:
+    """How many plans of the rung below can never reach ``rung``: not promoted, and out of reach
+    (less accurate than ``min_accuracy``) or over a size or latency limit (``feasible`` False)."""
+    if below is None:
+        return 0
+    feasible = below["feasible"].astype(bool) if "feasible" in below else pd.Series(True, index=below.index)
+    return sum((accuracy < min_accuracy or not fits) and (plan, rung) not in promoted
+               for plan, accuracy, fits in zip(below["plan"], below["accuracy"], feasible))
+
+
 def promotion_floor(teacher_accuracy: float) -> float:
     """The least accuracy at which a plan is promoted: ``REACH`` hypervolume boxes below the teacher's.
 
@@ -90,10 +100,12 @@ class Rungs:
         objectives, and ``feasible`` (False: over a size or latency limit) where known.
         ``promoted``: the (plan, rung) pairs already started (never promoted twice).
         ``min_accuracy``: plans less accurate at their rung stay (``promotion_floor``), unless no
-        plan of the rung is that accurate. A plan of the rung below out of that reach counts on
-        this rung too, as a result ranked below the rest: it lost to every plan that went up. (Under
-        cifar10-resnet20's size / 8, the one fitted int4 plan within reach sat alone on rung 1 for
-        want of two more results there, while ten plans of rung 0 were far below it.)
+        plan of the rung is that accurate. A plan of the rung below that cannot go up (out of that
+        reach, or over a size or latency limit) counts on this rung too, as a result ranked below
+        the rest: it lost to every plan that went up. (Under cifar10-resnet20's size / 8, the one
+        fitted int4 plan within reach sat alone on rung 1 for want of two more results there,
+        while ten plans of rung 0 were far below it; later, with the int8 and int4 recipes over
+        the limit beside it, it waited for a third recipe's 222 steps and missed the 15 minutes.)
 
         >>> rungs = Rungs((10, 30, 90), eta=3)
         >>> row = {"size_bytes": 1, "latency_ms": 1.0}
@@ -102,14 +114,15 @@ class Rungs:
         >>> rungs.promotions({0: below, 1: one}, promoted={("a", 1)}), rungs.promotions({0: below, 1: one},
         ...     promoted={("a", 1)}, min_accuracy=0.8)
         ([], [('a', 2)])
+        >>> over = below.assign(accuracy=[.9, .85, .88], feasible=[True, False, False])   # b, c: over a limit
+        >>> rungs.promotions({0: over, 1: one}, promoted={("a", 1)}, min_accuracy=0.8)
+        [('a', 2)]
         """
         chosen = []
         for rung in range(self.top - 1, -1, -1):
             rows = results.get(rung)
             below = results.get(rung - 1) if min_accuracy is not None and rung else None
-            lost = 0 if below is None else sum(accuracy < min_accuracy and (plan, rung) not in promoted
-                                               for plan, accuracy in zip(below["plan"], below["accuracy"]))
-            quota = 0 if rows is None else (len(rows) + lost) // self.eta
+            quota = 0 if rows is None else (len(rows) + _lost(below, rung, promoted, min_accuracy)) // self.eta
             if not quota:
                 continue
             eligible = rows[rows["feasible"].astype(bool)] if "feasible" in rows else rows
