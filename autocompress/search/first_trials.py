@@ -160,16 +160,22 @@ def pruning_steps(space: SearchSpace, plan: Plan) -> list[tuple[Group, float, fl
     changes the model by it: (group, its ratio, the ratio after, the plan after)."""
     if "prune" not in space.techniques:
         return []
-    steps = []
+    now, steps = space.applied(plan), []
     for group in space.discovery.groups:
-        old = plan.layer(group.name).prune
-        if old < PRUNE_MAX:
-            new = min(PRUNE_MAX, old + PRUNE_STEP)
-            layers = {**dict(plan.layers), group.name: replace(plan.layer(group.name), prune=new)}
-            moved = space.applied(replace(plan, layers=layers))
-            if moved != space.applied(plan):
-                steps.append((group, old, new, moved))
+        moved = _a_step_further(space, plan, [group.name])
+        if moved is not None and moved != now:
+            steps.append((group, plan.layer(group.name).prune, moved.layer(group.name).prune, moved))
     return steps
+
+
+def _a_step_further(space: SearchSpace, plan: Plan, groups: list[str]) -> Plan | None:
+    """``plan`` (applied) with ``groups`` pruned one step further, up to ``PRUNE_MAX``; None when
+    none of them can go further."""
+    layers = dict(plan.layers)
+    for name in groups:
+        if plan.layer(name).prune < PRUNE_MAX:
+            layers[name] = replace(plan.layer(name), prune=min(PRUNE_MAX, plan.layer(name).prune + PRUNE_STEP))
+    return None if layers == dict(plan.layers) else space.applied(replace(plan, layers=layers))
 
 
 def _stored_share(plan: Plan, members: tuple[str, ...]) -> float:
@@ -211,9 +217,5 @@ def pruned_further(space: SearchSpace, plan: Plan) -> Plan | None:
     """
     if "prune" not in space.techniques:
         return None
-    open_groups = [g.name for g in space.discovery.groups if plan.layer(g.name).prune < PRUNE_MAX]
-    layers = dict(plan.layers)
-    for name in open_groups:
-        layers[name] = replace(plan.layer(name), prune=min(PRUNE_MAX, plan.layer(name).prune + PRUNE_STEP))
-    smaller = space.applied(replace(plan, layers=layers))
-    return None if smaller == space.applied(plan) else smaller
+    smaller = _a_step_further(space, plan, [g.name for g in space.discovery.groups])
+    return None if smaller is None or smaller == space.applied(plan) else smaller

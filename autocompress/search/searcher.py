@@ -67,7 +67,7 @@ def queue_rank(sources: dict, fitting: dict, *, budget: Budget | None = None) ->
     (``sources``: item -> kind; none known: last; a student warm start under a ``budget`` with a
     size limit: ``STUDENT_UNDER_BUDGET``), then among recipes fitted to the budget the one
     predicted more accurate (``fitting``: plan -> (bytes, steps) of the try before it and its
-    accuracy less what the fitting's moves are predicted to lose): int4 3.5 points down fits
+    accuracy less what the fitting's steps are predicted to lose): int4 3.5 points down fits
     before 50% pruning + int8 44 points down, and int8 pruned hard to fit after int4 pruned a little.
 
     >>> rank = queue_rank({("a", 0): FITTED, ("b", 0): FITTED, ("p", 1): PROMOTION}, {"a": (9, 1, 0.5), "b": (9, 1, 0.9)})
@@ -117,7 +117,7 @@ def queue_first(searcher: "StudySearcher", items: list[tuple[Plan, int, str]]) -
 
 class StudySearcher(Searcher):
     """``turns``: the proposers (default: the sampler's turn alone); ``fit_predictor``: the scan's
-    predictor, so a recipe over the budget is made smaller by the moves that cost it least."""
+    predictor, so a recipe over the budget is pruned where the scan says it costs least."""
 
     def __init__(self, *, study: optuna.Study, space: SearchSpace, total: int, seen: dict[tuple[Plan, int], TrialRecord],
                  on_finished: Callable[[optuna.trial.FrozenTrial], None], rungs: Rungs,
