@@ -60,8 +60,9 @@ from autocompress.search.sensitivity_table import (COLUMNS, EVERY_LAYER_INT8, EV
                                                    with_deltas, write_table)
 
 SAMPLES = 512  # the fixed validation subset: its first SAMPLES examples (all of a smaller split)
-SCAN_SHARE = 1 / 3  # of a search's --time-budget: no scan batch starts after it (the trials need the rest)
-CHUNKS_PER_WORKER = 4  # cells go to the workers in this many batches each (a slow cell delays little)
+SCAN_SHARE = 1 / 5  # of a search's --time-budget: no scan batch starts after it (the trials need the rest)
+BATCH_CELLS = 4  # cells go to the workers this many at a time, in scan order (a deadline cuts the last ones)
+KIND_ORDER = ("bits", "prune", "arch", "rank")  # among cells of the same weight count
 
 
 @dataclass(frozen=True)
@@ -98,17 +99,46 @@ def scan_cells(space: SearchSpace) -> list[Cell]:
     """The teacher, every layer int8 at once (where the space has bit-widths: whether int8 kernels
     pay on this model at all, which no one layer alone shows) on int8 kernels and, where the space
     offers the choice, on float kernels; then every knob of ``space`` (gates and the kernels
-    knob, which alone changes nothing, aside) at each of its non-teacher values."""
+    knob, which alone changes nothing, aside) at each of its non-teacher values, the knobs of the
+    most weights first (``knob_weights``): a scan cut short by its deadline misses the cells that
+    move the fewest bytes."""
     cells = [Cell(TEACHER)]
     if _bit_knobs(space):
         cells += [Cell(EVERY_LAYER_INT8, 8)] + ([Cell(EVERY_LAYER_INT8_FLOAT, 8)] if KERNELS_KNOB in
                                                  space.distributions() else [])
-    for name, dist in space.distributions().items():
-        if name.startswith(GATE_PREFIX) or name == KERNELS_KNOB:
-            continue
+    knobs = [(name, dist) for name, dist in space.distributions().items()
+             if not name.startswith(GATE_PREFIX) and name != KERNELS_KNOB]
+    knobs.sort(key=lambda item: (-knob_weights(space, item[0]), KIND_ORDER.index(item[0].partition("/")[0]),
+                                 item[0]))
+    for name, dist in knobs:
         teacher = teacher_value(name, dist)
         cells += [Cell(name, value) for value in _values(dist) if value != teacher]
     return cells
+
+
+def knob_weights(space: SearchSpace, knob: str) -> int:
+    """How many of the teacher's weights ``knob`` acts on: its layer's (``bits/``, ``rank/``), its
+    group's members' (``prune/``), the blocks' of a stage (``arch/depth/``), every layer's (``arch/width``).
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from autocompress.spaces.layers import discover
+    >>> space = SearchSpace(discover(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)), torch.randn(1, 8)))
+    >>> knob_weights(space, "bits/0"), knob_weights(space, "prune/0"), knob_weights(space, "arch/width")
+    (128, 128, 176)
+    """
+    layers = space.discovery.layers
+    kind, _, target = knob.partition("/")
+    if kind in ("bits", "rank"):
+        names = [target]
+    elif kind == "prune":
+        names = next(group.members for group in space.discovery.groups if group.name == target)
+    elif knob.startswith("arch/depth/"):
+        blocks = space.discovery.stages[knob.removeprefix("arch/depth/")]
+        names = [layer.name for layer in layers if any(layer.name.startswith(f"{block}.") for block in blocks)]
+    else:
+        names = [layer.name for layer in layers]
+    return sum(math.prod(layer.shape) for layer in layers if layer.name in names)
 
 
 def cell_plan(space: SearchSpace, cell: Cell) -> Plan:
@@ -216,7 +246,7 @@ def scan_for_run(*, job, space: SearchSpace, out: Path, steps: int, workers: int
         write_table(out, _order(with_deltas(rows), cells))
 
     deadline = None if time_limit_s is None else clock + time_limit_s
-    done = _run_on_ray(job=job, space=space, batches=_batches(missing, workers), samples=samples, steps=steps,
+    done = _run_on_ray(job=job, space=space, batches=_batches(missing), samples=samples, steps=steps,
                        workers=workers, resources={"num_cpus": cpus_per_trial, "num_gpus": gpus_per_trial},
                        on_batch=arrived, deadline=deadline)
     table = read_table(out)
@@ -244,27 +274,31 @@ def scan_slots(workers: int, cpus_per_trial: float, gpus_per_trial: float) -> tu
     return int(workers * cpus_per_trial), 1.0
 
 
-def _batches(cells: list[Cell], workers: int) -> list[list[Cell]]:
-    """``cells`` split into about CHUNKS_PER_WORKER batches per worker, the teacher's first."""
-    count = max(1, min(len(cells), workers * CHUNKS_PER_WORKER))
-    return [cells[i::count] for i in range(count)]
+def _batches(cells: list[Cell]) -> list[list[Cell]]:
+    """``cells`` in their order, ``BATCH_CELLS`` at a time (the teacher's first).
+
+    >>> [len(batch) for batch in _batches([Cell(TEACHER)] * 10)]
+    [4, 4, 2]
+    """
+    return [cells[i:i + BATCH_CELLS] for i in range(0, len(cells), BATCH_CELLS)]
 
 
 def _scan_batch(job, space: SearchSpace, cells: list[Cell], samples: int, steps: int) -> list[dict]:
     """On a Ray worker: evaluate ``cells`` as the search's trials are evaluated (the worker's
-    task, threads, GPU share and latency actor; fine-tuning pauses while a latency is measured)."""
+    task, threads, GPU share and latency actor; its work pauses while a latency is measured)."""
     from autocompress.devices import current_trial_device, release_gpu_memory
-    from autocompress.search.latency_actor import quiet_flag, wait_while_measuring
+    from autocompress.pause import pause_at_points, pause_point
+    from autocompress.search.latency_actor import quiet_flag
     from autocompress.search.worker import _set_threads, job_latency, worker_task
 
     _set_threads(job.threads)
-    flag = quiet_flag(job.run_id)
+    pause_at_points(quiet_flag(job.run_id))
     latency = job_latency(job)
     config = dataclasses.replace(job.distill, steps=steps)
     device = current_trial_device()
     try:
         return evaluate_cells(worker_task(job), space, cells, samples=samples, config=config, latency=latency,
-                              on_step=lambda step: wait_while_measuring(flag), device=device)
+                              on_step=lambda step: pause_point(), device=device)
     finally:
         release_gpu_memory(device)
 
@@ -316,5 +350,6 @@ def _stopped_by_the_user(exc: Exception) -> bool:
     return "KeyboardInterrupt" in (str(exc).splitlines() or [""])[0]
 
 
-__all__ = ["COLUMNS", "Cell", "WHOLE_MODEL", "whole_model_speeds", "SAMPLES", "cell_plan", "evaluate_cell", "read_table", "scan_cells",
+__all__ = ["COLUMNS", "Cell", "WHOLE_MODEL", "whole_model_speeds", "SAMPLES", "cell_plan", "evaluate_cell", "knob_weights",
+           "read_table", "scan_cells",
            "scan_for_run", "scan_in_process", "with_deltas"]

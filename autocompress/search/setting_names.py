@@ -112,7 +112,7 @@ SETTINGS = (
     _s("trial_timeout_s", "--trial-timeout", "stop a trial still fine-tuning after this long and store it as "
        "failed", group=EXECUTION_GROUP, kind="float", metavar="SECONDS"),
     _s("time_budget_s", "--time-budget", "stop the search this long after it starts, the sensitivity scan included "
-       "(no scan batch starts after a third of it), whatever --trials says (running trials are stored as "
+       "(no scan batch starts after a fifth of it), whatever --trials says (running trials are stored as "
        "interrupted; --resume runs them again)", group=EXECUTION_GROUP, kind="float", metavar="SECONDS"),
     _s("latency_resource", "--latency-resource", "measure every latency (and the teacher's) on the Ray node "
        "carrying this custom resource, one at a time", group=EXECUTION_GROUP, metavar="NAME"),

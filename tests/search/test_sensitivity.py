@@ -14,8 +14,10 @@ from autocompress.compressors.pipeline import task_context
 from autocompress import DistillConfig, LayerPlan, Plan, evaluate, inspect_task, load_task
 from autocompress.evaluators.measure import onnx_metric, onnx_session
 from autocompress.search.settings import SearchSettings, SettingError, flag_for
-from autocompress.search.sensitivity import SAMPLES, read_table, scan_cells, scan_for_run, scan_in_process
+from autocompress.search.sensitivity import (SAMPLES, knob_weights, read_table, scan_cells, scan_for_run,
+                                             scan_in_process)
 from autocompress.spaces.space import KERNELS_KNOB, SearchSpace
+from autocompress.search.sensitivity_table import EVERY_LAYER_INT8, EVERY_LAYER_INT8_FLOAT, TEACHER
 from tests.conftest import one_clear_line, run_cli, search_here
 from tests.fixtures.user_tasks import HOSTILE_ERROR
 
@@ -254,8 +256,9 @@ def test_with_fine_tuning_steps_the_reference_is_still_the_teacher_as_it_is(tiny
 
 @pytest.mark.slow
 def test_a_short_time_budget_leaves_cells_for_resume_and_resume_adds_only_missing_ones(tmp_path):
-    """No scan batch starts after a third of --time-budget: with 1 s only the first batch per
-    worker runs, the rest is left out of the table (not stored as failed), and --resume adds cells."""
+    """No scan batch starts after a fifth of --time-budget: with 1 s only the first batch per
+    worker runs, the rest is left out of the table (not stored as failed), the cells of the
+    layers with the fewest weights; --resume adds them."""
     out = tmp_path / "run"
     proc = search_here("search", "--task", TINY, "--trials", "1", "--steps", "2", "--workers", "1",
                        "--time-budget", "1", "--out", str(out))
@@ -263,6 +266,11 @@ def test_a_short_time_budget_leaves_cells_for_resume_and_resume_adds_only_missin
     first = read_table(out)
     total = len(scan_cells(SearchSpace(task_context(load_task(TINY)).discovery)))
     assert 0 < len(first) < total and first["error"].isna().all()
+    space = SearchSpace(task_context(load_task(TINY)).discovery)
+    weights = {cell.key: knob_weights(space, cell.knob) for cell in scan_cells(space)
+               if cell.knob not in (TEACHER, EVERY_LAYER_INT8, EVERY_LAYER_INT8_FLOAT)}
+    measured = {key: w for key, w in weights.items() if key in _cells(first)}
+    assert measured and min(measured.values()) >= max(w for key, w in weights.items() if key not in measured)
     assert f"sensitivity scan: {len(first)} cells in" in proc.stdout
     assert f"({total - len(first)} left unmeasured: no batch starts after 0 s" in proc.stdout
     resumed = search_here("search", "--task", TINY, "--trials", "1", "--out", str(out), "--resume")
