@@ -29,6 +29,7 @@ from torch.fx.experimental.optimization import fuse
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from autocompress.model_io import call, forward
+from autocompress.pause import pause_point
 
 
 @torch.no_grad()
@@ -55,6 +56,7 @@ def recalibrate_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> int:
     model.train()
     try:
         for x in batches:
+            pause_point()
             call(model, x)
     finally:
         for norm, momentum in zip(norms, momenta):

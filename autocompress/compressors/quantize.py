@@ -52,6 +52,7 @@ from torch import nn
 from autocompress.compressors.placement import Placement, trace_dataflow
 from autocompress.compressors.recurrent import RECURRENT_TYPES, FakeQuantRecurrent, freeze_recurrent, row_quantized
 from autocompress.model_io import call
+from autocompress.pause import pause_point
 
 ACT_QMIN, ACT_QMAX = 0, 255  # activations: asymmetric uint8
 # An 8-bit weight on ONNX Runtime's int8 kernels keeps 7 bits of range (ONNX Runtime's "reduce_range"):
@@ -358,6 +359,7 @@ def calibrate(model: nn.Module, batches: Iterable[torch.Tensor], *, fresh: bool 
     for module in layers + quants:
         module.observing = True
     for x in batches:
+        pause_point()
         call(model, x)
     for module in layers + quants:
         module.observing = False

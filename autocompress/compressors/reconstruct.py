@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autocompress.model_io import Inputs, call
+from autocompress.pause import pause_point
 
 MAX_COLUMNS = 2048  # inputs x kernel taps (+ bias) of a refitted layer: its normal equations stay small
 RIDGE = 1e-3  # pull towards the weights the layer kept, relative to the normal equations' mean diagonal
@@ -149,6 +150,7 @@ def _refit(model: nn.Module, teacher: nn.Module, name: str, batches: list[Inputs
     gram = cross = None
     seen = 0
     for x in batches:
+        pause_point()
         inputs, wanted = _capture(model, name, x, output=False), _capture(teacher, name, x, output=True)
         if inputs is None or wanted is None:
             return False

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from autocompress import model_io
 from autocompress.evaluators.latency_profile import TIMED_RUNS, WARMUP_RUNS, session_options, timed_runs
+from autocompress.pause import pause_point
 from autocompress.task import one_line
 
 LATENCY_THREADS = 1
@@ -66,6 +67,7 @@ def onnx_logits(session: ort.InferenceSession, data: Dataset, *, batch_size: int
     """Run the artifact over a dataset: (logits, labels)."""
     outputs, labels = [], []
     for x, y in DataLoader(data, batch_size=batch_size):
+        pause_point()
         outputs.append(session.run(None, model_io.feed(session, x))[0])
         labels.append(y.numpy())
     return np.concatenate(outputs), np.concatenate(labels)

@@ -85,7 +85,7 @@ class _Session:
     teacher: Metrics | None = None
     study: optuna.Study | None = None
     workers: int = 1
-    run_id: str = ""  # names the node-local flag that pauses training while a latency is measured
+    run_id: str = ""  # names the node-local flag that pauses trials and scan cells while a latency is measured
     actor: object = None  # the LatencyActor
 
 

@@ -2,8 +2,9 @@
 
 It receives a file's bytes and the example inputs as NumPy arrays (input name -> one row), so
 its process holds ONNX Runtime and NumPy only (torch would cost it ~4 CPU-seconds and ~250 MB to
-import). While it measures, trials fine-tuning on the same node pause at their next step: it
-touches a flag file in /dev/shm (``quiet_flag``) that ``wait_while_measuring`` watches.
+import). While it measures, it touches a flag file in /dev/shm (``quiet_flag``): the trials and
+scan cells on the same node wait at their next pause point (``autocompress.pause``: a fine-tuning
+step, a calibration or accuracy batch).
 A search starts the actor (``teacher_latency.latency_actor``) and measures through it
 (``worker.remote_latency``); tests/search/test_latency_profiles.py runs it on real Ray.
 
@@ -23,26 +24,13 @@ from pathlib import Path
 import ray
 
 from autocompress.evaluators.latency_profile import LatencyProfile
-
-QUIET_MAX_WAIT_S = 30.0  # a flag older than this is stale (its measurer died): ignore it
+from autocompress.pause import QUIET_MAX_WAIT_S, wait_while_measuring  # noqa: F401 (named here too)
 
 
 def quiet_flag(run_id: str) -> Path:
-    """The node-local flag file that pauses the fine-tuning of ``run_id``'s trials while it exists."""
+    """The node-local flag file that pauses the work of ``run_id``'s trials and scan cells while it exists."""
     folder = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
     return folder / f"autocompress-measuring-{run_id}"
-
-
-def wait_while_measuring(flag: Path) -> None:
-    """Pause (training) while a latency measurement runs on this node."""
-    while True:
-        try:
-            age = time.time() - flag.stat().st_mtime
-        except FileNotFoundError:
-            return
-        if age > QUIET_MAX_WAIT_S:
-            return
-        time.sleep(0.005)
 
 
 def node_name() -> str:

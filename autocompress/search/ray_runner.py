@@ -95,6 +95,10 @@ def start_ray(*, address: str | None, workers: int, cpus_per_trial: float, num_c
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # progress reports carry no metrics
+    # Ray starts its workers at nice 15, the latency actor among them: pinned to a core beside an ordinary
+    # (nice 0) process, one measurement took 7-9 s instead of 0.44 s and read 4-50% slow
+    # (benchmarks/priority_measure.py). A local Ray's workers run at this process's priority.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     import ray
 
     logging.getLogger("ray").setLevel(logging.ERROR)

@@ -6,9 +6,9 @@ rebuilds the task from its built-in name or ``module:function`` factory with tho
 and keeps it for every later trial it runs (actors are reused).
 
 Latency: every file (the teacher's too) is measured by the search's one ``LatencyActor``
-(``latency_actor.py``), so measurements happen one at a time, with a fixed thread count. While it measures, trials
-fine-tuning on the same node pause at their next step (a flag file in /dev/shm), so a
-measurement does not share its core with training. With ``--latency-resource`` the actor is
+(``latency_actor.py``), so measurements happen one at a time, with a fixed thread count. While it measures, the trials
+and scan cells on the same node wait at their next pause point (``autocompress.pause``: a flag file in
+/dev/shm), so a measurement does not share its core with their work. With ``--latency-resource`` the actor is
 placed on the node carrying that resource (the real target device).
 
 Example (what the search does for you):
@@ -38,7 +38,8 @@ from autocompress.evaluators.evaluate import CHECKPOINT_NAME, evaluate, latency_
 from autocompress.evaluators.latency_profile import LatencyProfile
 from autocompress import model_io
 from autocompress.plan import Plan
-from autocompress.search.latency_actor import node_name, quiet_flag, wait_while_measuring
+from autocompress.pause import pause_at_points, pause_point
+from autocompress.search.latency_actor import node_name, quiet_flag
 from autocompress.search.rundir import ARTIFACTS
 from autocompress.task import Task, load_task
 
@@ -54,7 +55,7 @@ class Job:
     distill: DistillConfig
     out_dir: str
     threads: int
-    run_id: str = "default"  # names the node-local flag that pauses training during measurements
+    run_id: str = "default"  # names the node-local flag that pauses trials and scan cells during measurements
     latency_actor: Any = None  # a LatencyActor handle, or None to measure in the trial
     budget: Budget | None = None  # plans over its size or latency limit are not fine-tuned
     latency_profile: LatencyProfile = field(default_factory=LatencyProfile)  # how every latency is measured
@@ -143,11 +144,11 @@ def evaluate_trial(config: dict, job: Job) -> None:
         plan = Plan.from_dict(config["plan"])
         distill = DistillConfig(**{**job.distill.__dict__, **config.get("distill", {})})
         latency = job_latency(job)
-        flag = quiet_flag(job.run_id)
+        pause_at_points(quiet_flag(job.run_id))
         last_report = [time.perf_counter()]
 
         def on_step(step: int) -> None:
-            wait_while_measuring(flag)
+            pause_point()
             if time.perf_counter() - last_report[0] >= PROGRESS_SECONDS:
                 last_report[0] = time.perf_counter()
                 tune.report({**base, "final": False, "step": step})

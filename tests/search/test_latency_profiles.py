@@ -5,6 +5,9 @@ is shown without timing anything: a file with a fixed batch of 1 is refused at a
 so a meter that refuses it at batch 4 is the profile's."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -45,6 +48,21 @@ def test_the_latency_actor_measures_under_the_profile_it_is_sent(fixed_batch_fil
     assert remote_latency(actor)(fixed_batch_file, example)[0] > 0
     with pytest.raises(Exception, match="fixed batch of 1, so it cannot be measured at batch 4"):
         remote_latency(actor, LatencyProfile(batch=4))(fixed_batch_file, example)
+
+
+@pytest.mark.slow
+def test_a_local_rays_workers_and_latency_actor_run_at_this_processs_priority():
+    """Ray starts workers at nice 15: the actor, pinned to a core beside an ordinary process, got a
+    few percent of it (benchmarks/priority_measure.py). A local Ray started by a search runs them at
+    ours. (In a process of its own: this one's Ray may have been started some other way.)"""
+    code = ("import os, ray; from autocompress.search.ray_runner import start_ray; "
+            "start_ray(address=None, workers=1, cpus_per_trial=1); "
+            "print(os.nice(0), ray.get(ray.remote(num_cpus=0)(lambda: os.nice(0)).remote()))")
+    env = {key: value for key, value in os.environ.items() if key != "RAY_worker_niceness"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ours, workers = proc.stdout.split()[-2:]
+    assert workers == ours
 
 
 @pytest.mark.slow
