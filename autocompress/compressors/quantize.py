@@ -340,9 +340,8 @@ def set_fake_quant(model: nn.Module, enabled: bool) -> bool:
 
 @torch.no_grad()
 def calibrate(model: nn.Module, batches: Iterable[torch.Tensor], *, fresh: bool = False) -> None:
-    """Place the activation quantizers (first calibration only), then observe their ranges (min/max)
-    on a few batches, before fine-tuning. ``fresh``: forget the ranges observed so far (after
-    float fine-tuning moved the weights)."""
+    """Place the activation quantizers (first calibration only), then observe their ranges (min/max) on a
+    few batches, before fine-tuning. ``fresh``: forget the ranges seen so far (float fine-tuning moved the weights)."""
     batches = list(batches)
     layers = fake_quant_layers(model)
     if not layers or not batches:
