@@ -24,7 +24,6 @@ from pathlib import Path
 import ray
 
 from autocompress.evaluators.latency_profile import LatencyProfile
-from autocompress.pause import QUIET_MAX_WAIT_S, wait_while_measuring  # noqa: F401 (named here too)
 
 
 def quiet_flag(run_id: str) -> Path:
