@@ -11,7 +11,8 @@ Why more than fine-tuning steps: a scan runs a batch of cells per CPU with no fi
 default, so a cell's latency was measured while the other batch built, calibrated and scored its
 cell. The scans of the 15-minute cifar10-resnet20 command read the teacher's own row at 1.16-1.49 ms
 without these pause points (the teacher alone: 1.14-1.18 ms; three runs) and 1.07 ms with them
-(alone: 1.05 ms; one run).
+(alone: 1.05 ms; one run): suggestive only, as this machine's speed itself drifts by up to 1.85x
+(benchmarks/machine_drift.py).
 
 Example:
     >>> import tempfile

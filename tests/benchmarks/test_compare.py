@@ -158,7 +158,7 @@ def test_manual_plans_remove_30_50_70_percent_of_channels_globally(digits_task):
 
 
 @pytest.mark.parametrize("module", ["manual", "keep", "remeasure", "compare_report", "common", "controller_overhead", "hv_ceiling",
-                                    "latency_states", "lowrank_pays", "front_goal", "tucker_pays"])
+                                    "latency_states", "lowrank_pays", "front_goal", "tucker_pays", "latency_agreement"])
 def test_benchmark_doctests(module):
     failed, _ = doctest.testmod(__import__(module), optionflags=doctest.ELLIPSIS)
     assert failed == 0
