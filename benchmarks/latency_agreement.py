@@ -39,18 +39,14 @@ def disagreement(recorded_x: float, remeasured_x: float) -> float:
     return round(max(recorded_x, remeasured_x) / min(recorded_x, remeasured_x), 4)
 
 
-def run_agreement(path: Path, example) -> dict:
-    """Every complete trial of the run at ``path``: recorded and re-measured speed-up."""
+def run_agreement(run, example) -> dict:
+    """Every complete trial of ``run`` (``load_run``) with a file of its own: recorded and re-measured speed-up."""
     from remeasure import side_by_side
 
-    from autocompress import load_run
-
-    run = load_run(path)
-    trials = run.trials[(run.trials["state"] == "COMPLETE") & run.trials["duplicate_of"].isna()] \
-        if "duplicate_of" in run.trials else run.trials[run.trials["state"] == "COMPLETE"]
+    trials = run.trials[run.trials["state"] == "COMPLETE"]
     files = {"teacher": str(run.teacher_artifact)}
-    files |= {str(int(n)): str(path / "artifacts" / str(int(n)) / "model.onnx") for n in trials["number"]}
-    files = {name: f for name, f in files.items() if Path(f).is_file()}
+    files |= {str(int(n)): str(run.path / "artifacts" / str(int(n)) / "model.onnx") for n in trials["number"]}
+    files = {name: f for name, f in files.items() if Path(f).is_file()}  # a duplicate's answer has none
     measured = side_by_side(files, example)
     teacher_ms = run.teacher.latency_ms
     rows = []
@@ -62,7 +58,7 @@ def run_agreement(path: Path, example) -> dict:
         rows.append({"trial": int(trial["number"]), "recorded_x": round(recorded_x, 4),
                      "remeasured_x": round(remeasured_x, 4), "disagreement": disagreement(recorded_x, remeasured_x)})
     apart = [row["disagreement"] for row in rows]
-    return {"run": str(path), "search": run.info.get("command"), "trials": rows,
+    return {"run": str(run.path), "search": run.info.get("command"), "trials": rows,
             "median_disagreement": round(float(np.median(apart)), 4) if apart else None,
             "worst_disagreement": max(apart, default=None),
             "within_10pct": sum(a <= AGREE for a in apart), "count": len(apart)}
@@ -73,8 +69,9 @@ def main(argv=None) -> dict:
     from autocompress.evaluators.verify import run_task
 
     args = parse_args(argv)
-    example = run_task(load_run(args.runs[0]), data_dir=args.data_dir).example_inputs
-    runs = [run_agreement(Path(path), example) for path in args.runs]
+    loaded = [load_run(path) for path in args.runs]
+    example = run_task(loaded[0], data_dir=args.data_dir).example_inputs
+    runs = [run_agreement(run, example) for run in loaded]
     result = {"runs": runs, "command": "python benchmarks/latency_agreement.py "
                                        + shlex.join(argv if argv is not None else sys.argv[1:]),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}

@@ -24,16 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def drift(path: str, rounds: int) -> dict:
     """Per core: the medians (ms) of ``rounds`` measurements, and the highest over the lowest."""
-    import onnx
-    import torch
-
-    from autocompress import model_io
-    from autocompress.evaluators.latency_profile import TIMED_RUNS, WARMUP_RUNS, timed_runs
+    from autocompress.evaluators.latency_profile import TIMED_RUNS, WARMUP_RUNS, LatencyProfile, timed_runs
     from autocompress.evaluators.measure import onnx_session
 
     session = onnx_session(path)
-    shape = [d.dim_value or 1 for d in onnx.load(path).graph.input[0].type.tensor_type.shape.dim]
-    feed = model_io.feed(session, model_io.rows(torch.zeros(shape), slice(0, 1)))
+    feed = LatencyProfile().feed(session)  # zeros shaped by the file's inputs, batch 1
     cores = sorted(os.sched_getaffinity(0))
     medians = {core: [] for core in cores}
     try:
@@ -50,7 +45,7 @@ def drift(path: str, rounds: int) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("file", help="an ONNX file with one input")
+    parser.add_argument("file", help="an ONNX file")
     parser.add_argument("--rounds", type=int, default=12, help="measurements per core")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)

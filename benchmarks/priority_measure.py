@@ -1,5 +1,5 @@
-"""Does the priority of the measuring process matter? The search's meter (``latency_ms``: batch 1,
-1 thread pinned to the last core) on one ONNX file, alone and beside an ordinary (nice 0) Python
+"""Does the priority of the measuring process matter? The search's meter (``timed_runs`` as
+``latency_ms`` calls it: batch 1, 1 thread pinned to the last core) on one ONNX file, alone and beside an ordinary (nice 0) Python
 loop pinned to that same core, in a process at each niceness given (Ray starts its workers, the
 latency actor among them, at nice 15 unless ``RAY_worker_niceness`` says otherwise).
 
@@ -26,22 +26,23 @@ LOOP = "while True: pass"
 
 def child(path: str, nice: int) -> dict:
     """In this process, at ``nice``: two measurements alone, two beside the loop, seconds each."""
-    import onnx
-    import torch
-
-    from autocompress.evaluators.measure import latency_ms, onnx_session
+    from autocompress.evaluators.latency_profile import TIMED_RUNS, WARMUP_RUNS, LatencyProfile, timed_runs
+    from autocompress.evaluators.measure import onnx_session
 
     os.nice(nice)
     session = onnx_session(path)
-    shape = [d.dim_value or 1 for d in onnx.load(path).graph.input[0].type.tensor_type.shape.dim]
-    example = torch.zeros(shape)
-    alone = [round(latency_ms(session, example)[0], 4) for _ in range(2)]
+    feed = LatencyProfile().feed(session)  # zeros shaped by the file's inputs, batch 1
+
+    def measured() -> float:  # as latency_ms measures: pinned to the last core
+        return round(timed_runs(session, feed, warmup=WARMUP_RUNS, runs=TIMED_RUNS, pin=True)[0], 4)
+
+    alone = [measured() for _ in range(2)]
     core = str(max(os.sched_getaffinity(0)))
     loop = subprocess.Popen(["taskset", "-c", core, "nice", "-n", str(-nice), sys.executable, "-c", LOOP])
     try:
         time.sleep(0.3)
         clock = time.perf_counter()
-        beside = [round(latency_ms(session, example)[0], 4) for _ in range(2)]
+        beside = [measured() for _ in range(2)]
         seconds = round((time.perf_counter() - clock) / 2, 2)
     finally:
         loop.kill()
@@ -70,7 +71,7 @@ def main(argv=None) -> dict:
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("file", help="an ONNX file with one input")
+    parser.add_argument("file", help="an ONNX file")
     parser.add_argument("--nice", type=int, nargs="+", default=[15, 0], help="niceness of the measuring process")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
